@@ -1,0 +1,274 @@
+//! The database handle.
+
+use bytes::Bytes;
+
+use crate::clock::Clock;
+use crate::commit::{self, ChainSource};
+use crate::error::{Error, Result};
+use crate::gc::{Collector, GcReport};
+use crate::options::{DbBuilder, Options};
+use crate::raw::{Chain, ChainWriter};
+use crate::registry::Registry;
+use crate::snapshot::Snapshot;
+use crate::store::Store;
+use crate::sync::Arc;
+use crate::txn::Transaction;
+
+/// A commit timestamp. Timestamps are logical, start at 1 and grow by one per commit; a
+/// snapshot at `ts` sees exactly the commits with timestamps `<= ts`.
+pub type Ts = u64;
+
+/// An in-memory MVCC key-value store.
+///
+/// `Db` is a cheap handle (`Clone + Send + Sync`): clones share one database. Reads go through
+/// [`Snapshot`]s, writes through [`Transaction`]s or the auto-commit [`Db::put`] /
+/// [`Db::delete`].
+///
+/// ```
+/// use snapkv::Db;
+///
+/// let db = Db::new();
+/// let t1 = db.put(b"k", b"v1")?;
+/// let snap = db.snapshot();              // sees v1 for as long as it lives
+/// let t2 = db.put(b"k", b"v2")?;
+/// assert!(t2 > t1);
+/// assert_eq!(snap.get(b"k")?.as_deref(), Some(&b"v1"[..]));
+/// assert_eq!(db.get(b"k")?.as_deref(), Some(&b"v2"[..]));
+/// # Ok::<(), snapkv::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Db {
+    pub(crate) shared: Arc<Shared>,
+}
+
+/// Everything the handles share.
+pub(crate) struct Shared {
+    pub(crate) opts: Options,
+    pub(crate) clock: Clock,
+    pub(crate) registry: Registry,
+    pub(crate) store: Store,
+    pub(crate) gc: Collector,
+}
+
+impl ChainSource for Store {
+    fn resolve(&self, key: &Bytes) -> Arc<Chain> {
+        Store::resolve(self, key)
+    }
+
+    fn discard_if_empty(
+        &self,
+        key: &Bytes,
+        writer: &ChainWriter<'_>,
+        guard: &crossbeam_epoch::Guard,
+    ) {
+        self.remove_if_empty(key, writer, guard);
+    }
+}
+
+impl Default for Db {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("visible_ts", &self.shared.clock.visible())
+            .field("keys", &self.shared.store.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A point-in-time summary of the database, for monitoring and tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Keys in the map (including keys whose newest version is a not yet collected delete).
+    pub keys: usize,
+    /// Versions linked in all chains, tombstones included.
+    pub versions: usize,
+    /// Snapshots and transactions currently registered.
+    pub live_snapshots: usize,
+    /// The oldest timestamp a live snapshot reads at, if any.
+    pub oldest_snapshot: Option<Ts>,
+    /// The newest timestamp visible to new snapshots.
+    pub visible_ts: Ts,
+    /// The collector's current watermark.
+    pub watermark: Ts,
+}
+
+impl Db {
+    /// An empty in-memory database with default options.
+    pub fn new() -> Self {
+        Self::with_options(Options::default())
+    }
+
+    /// A builder to configure limits and defaults.
+    pub fn builder() -> DbBuilder {
+        DbBuilder::default()
+    }
+
+    pub(crate) fn with_options(opts: Options) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                opts,
+                clock: Clock::new(),
+                registry: Registry::new(),
+                store: Store::new(),
+                gc: Collector::new(),
+            }),
+        }
+    }
+
+    /// Writes `key = value` as its own transaction and returns its commit timestamp. A blind
+    /// write never conflicts.
+    pub fn put(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<Ts> {
+        let key = self.checked_key(key.as_ref())?;
+        let value = self.checked_value(value.as_ref())?;
+        self.commit_writes(&[(&key, &Some(value))], None)
+    }
+
+    /// Deletes `key` as its own transaction and returns the commit timestamp (deleting an
+    /// absent key is not an error).
+    pub fn delete(&self, key: impl AsRef<[u8]>) -> Result<Ts> {
+        let key = self.checked_key(key.as_ref())?;
+        self.commit_writes(&[(&key, &None)], None)
+    }
+
+    /// The newest committed value of `key`.
+    pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
+        self.snapshot().get(key)
+    }
+
+    /// A consistent read-only view of the database as of now. O(1): one slot claim, no lock.
+    /// The snapshot keeps what it can see alive until it is dropped.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot::new(self.clone())
+    }
+
+    /// Starts a snapshot-isolation transaction.
+    pub fn begin(&self) -> Transaction {
+        Transaction::new(self.snapshot())
+    }
+
+    /// Runs `f` in a transaction and commits it, retrying on conflicts.
+    ///
+    /// Each attempt gets a fresh transaction. A conflict (at commit, or an
+    /// [`is_retryable`](Error::is_retryable) error returned by `f`) leads to another attempt after
+    /// a jittered, exponentially growing pause; any other error from `f` aborts and is
+    /// returned. After `max_attempts` (see [`DbBuilder::max_attempts`]) it returns
+    /// [`Error::RetriesExhausted`] carrying the last conflict. If `f` panics, the transaction is
+    /// dropped (nothing is installed, no lock is held) and the panic continues.
+    ///
+    /// `f` may run several times, so it should have no side effects outside the transaction.
+    ///
+    /// ```
+    /// use snapkv::Db;
+    ///
+    /// let db = Db::new();
+    /// db.put(b"counter", 0u64.to_be_bytes())?;
+    /// let new = db.update(|txn| {
+    ///     let cur = txn.get(b"counter")?.map_or(0, |v| u64::from_be_bytes(v[..].try_into().unwrap()));
+    ///     txn.put(b"counter", (cur + 1).to_be_bytes())?;
+    ///     Ok(cur + 1)
+    /// })?;
+    /// assert_eq!(new, 1);
+    /// # Ok::<(), snapkv::Error>(())
+    /// ```
+    pub fn update<T>(&self, mut f: impl FnMut(&mut Transaction) -> Result<T>) -> Result<T> {
+        let attempts = self.shared.opts.max_attempts;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut txn = self.begin();
+            let outcome = f(&mut txn).and_then(|out| txn.commit().map(|_| out));
+            match outcome {
+                Ok(out) => return Ok(out),
+                Err(e) if e.is_retryable() && attempt < attempts => crate::retry::backoff(attempt),
+                Err(e) if e.is_retryable() => {
+                    return Err(Error::RetriesExhausted {
+                        attempts: attempt,
+                        last: Box::new(e),
+                    })
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Runs a full collection now: recomputes the watermark, prunes every chain down to what
+    /// live snapshots can see, and removes keys that hold nothing visible. Normal operation
+    /// does this incrementally; call it after dropping a long-lived snapshot to give memory
+    /// back at once.
+    pub fn collect_garbage(&self) -> GcReport {
+        let s = &self.shared;
+        s.gc.sweep(&s.clock, &s.registry, &s.store)
+    }
+
+    /// Counts keys, versions and snapshots. O(number of versions): for monitoring and tests,
+    /// not for hot paths.
+    pub fn stats(&self) -> Stats {
+        let s = &self.shared;
+        let guard = crossbeam_epoch::pin();
+        Stats {
+            keys: s.store.len(),
+            versions: s
+                .store
+                .iter()
+                .map(|e| e.value().version_count(&guard))
+                .sum(),
+            live_snapshots: s.registry.live(),
+            oldest_snapshot: s.registry.oldest(),
+            visible_ts: s.clock.visible(),
+            watermark: s.gc.watermark(),
+        }
+    }
+
+    /// Commits sorted, validated writes; `snapshot` is `None` for blind writes.
+    pub(crate) fn commit_writes(
+        &self,
+        writes: &[commit::Write<'_>],
+        snapshot: Option<Ts>,
+    ) -> Result<Ts> {
+        let s = &self.shared;
+        let ts = commit::commit(&s.clock, &s.store, writes, snapshot, s.gc.watermark())?;
+        for (key, value) in writes {
+            if value.is_none() {
+                s.gc.note_tombstone((*key).clone(), ts);
+            }
+        }
+        s.gc.after_commit(&s.clock, &s.registry, &s.store);
+        Ok(ts)
+    }
+
+    pub(crate) fn checked_key(&self, key: &[u8]) -> Result<Bytes> {
+        self.check_key(key)?;
+        Ok(Bytes::copy_from_slice(key))
+    }
+
+    pub(crate) fn check_key(&self, key: &[u8]) -> Result<()> {
+        let max = self.shared.opts.max_key_len;
+        if key.is_empty() {
+            Err(Error::EmptyKey)
+        } else if key.len() > max {
+            Err(Error::KeyTooLarge {
+                len: key.len(),
+                max,
+            })
+        } else {
+            Ok(())
+        }
+    }
+
+    pub(crate) fn checked_value(&self, value: &[u8]) -> Result<Bytes> {
+        let max = self.shared.opts.max_value_len;
+        if value.len() > max {
+            return Err(Error::ValueTooLarge {
+                len: value.len(),
+                max,
+            });
+        }
+        Ok(Bytes::copy_from_slice(value))
+    }
+}

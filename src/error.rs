@@ -1,0 +1,117 @@
+//! The crate's one error type.
+
+use bytes::Bytes;
+
+/// Why a commit lost against a concurrent transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ConflictKind {
+    /// Another transaction committed a version of a key this transaction writes after this
+    /// transaction's snapshot (first-committer-wins).
+    WriteWrite,
+}
+
+impl std::fmt::Display for ConflictKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConflictKind::WriteWrite => f.write_str("write-write"),
+        }
+    }
+}
+
+/// Everything that can go wrong in snapkv.
+///
+/// Conflicts are distinguishable from real failures: [`Error::is_retryable`] is `true` exactly
+/// for errors that a fresh attempt of the same transaction may not hit.
+///
+/// ```
+/// use snapkv::{Db, Error};
+///
+/// let db = Db::new();
+/// let mut t1 = db.begin();
+/// let mut t2 = db.begin();
+/// t1.put(b"k", b"1")?;
+/// t2.put(b"k", b"2")?;
+/// t1.commit()?;
+/// let err = t2.commit().unwrap_err();
+/// assert!(err.is_retryable());
+/// assert!(matches!(err, Error::Conflict { .. }));
+/// # Ok::<(), snapkv::Error>(())
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A concurrent transaction committed first; nothing of this transaction was installed.
+    /// Retrying the whole transaction (on a fresh snapshot) may succeed.
+    #[error("{kind} conflict on key {key:?}")]
+    Conflict {
+        /// The key the conflict was detected on.
+        key: Bytes,
+        /// What kind of conflict it was.
+        kind: ConflictKind,
+    },
+    /// Keys must not be empty.
+    #[error("key is empty")]
+    EmptyKey,
+    /// The key is longer than the database's `max_key_len`.
+    #[error("key of {len} bytes exceeds the limit of {max} bytes")]
+    KeyTooLarge {
+        /// Length of the rejected key.
+        len: usize,
+        /// The configured limit.
+        max: usize,
+    },
+    /// The value is longer than the database's `max_value_len`.
+    #[error("value of {len} bytes exceeds the limit of {max} bytes")]
+    ValueTooLarge {
+        /// Length of the rejected value.
+        len: usize,
+        /// The configured limit.
+        max: usize,
+    },
+    /// A builder option is out of range.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(&'static str),
+    /// [`Db::update`](crate::Db::update) ran out of attempts; `last` is the final conflict.
+    #[error("transaction still conflicted after {attempts} attempts")]
+    RetriesExhausted {
+        /// How many times the closure ran.
+        attempts: u32,
+        /// The conflict that ended the last attempt.
+        #[source]
+        last: Box<Error>,
+    },
+    /// The caller's transaction closure chose to abort with its own error.
+    #[error("transaction aborted by the caller: {0}")]
+    Aborted(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
+}
+
+impl Error {
+    /// Whether retrying the transaction from the start may succeed: `true` for conflicts only.
+    ///
+    /// [`Error::RetriesExhausted`] is not retryable: the retry helper already gave up.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::Conflict { .. })
+    }
+
+    /// Wraps an application error to abort a transaction closure with it.
+    ///
+    /// ```
+    /// use snapkv::{Db, Error};
+    ///
+    /// let db = Db::new();
+    /// let res: Result<(), Error> = db.update(|txn| {
+    ///     txn.put(b"k", b"v")?;
+    ///     Err(Error::abort(std::io::Error::other("changed my mind")))
+    /// });
+    /// assert!(matches!(res, Err(Error::Aborted(_))));
+    /// assert_eq!(db.get(b"k")?, None); // nothing was written
+    /// # Ok::<(), snapkv::Error>(())
+    /// ```
+    pub fn abort(err: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Self {
+        Error::Aborted(err.into())
+    }
+}
+
+/// `Result` with [`Error`] as the error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,168 @@
+//! Garbage collection of versions no snapshot can see and of keys that hold nothing.
+//!
+//! Three mechanisms, none of which stops readers or writers:
+//! - **Inline pruning.** Every commit prunes the chains it writes down to the cached
+//!   watermark while it holds their locks: under endless overwrites each chain keeps only the
+//!   versions newer than the watermark plus one, so memory stays bounded without any
+//!   background thread.
+//! - **Maintenance**, run by a committing thread every [`MAINTENANCE_INTERVAL`] of its commits
+//!   (and by [`Db::collect_garbage`](crate::Db::collect_garbage)): recomputes the watermark
+//!   from the snapshot registry and removes keys whose delete every snapshot can see.
+//! - **Full sweep** ([`Db::collect_garbage`](crate::Db::collect_garbage)): prunes every chain,
+//!   for when a long-lived snapshot was dropped and the keys it pinned are not written again.
+//!
+//! Freed nodes go through crossbeam-epoch, so a reader walking a chain never touches freed
+//! memory.
+
+use std::cell::Cell;
+
+use bytes::Bytes;
+
+use crate::clock::Clock;
+use crate::registry::Registry;
+use crate::store::Store;
+use crate::sync::{AtomicU64, Mutex, Ordering};
+
+/// How many of its own commits a thread makes between two maintenance runs.
+pub(crate) const MAINTENANCE_INTERVAL: u32 = 64;
+
+thread_local! {
+    static UNTIL_MAINTENANCE: Cell<u32> = const { Cell::new(MAINTENANCE_INTERVAL) };
+}
+
+/// What a collection pass did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GcReport {
+    /// The watermark the pass used: no snapshot reads below it.
+    pub watermark: u64,
+    /// Versions unlinked (freed once no reader is pinned).
+    pub versions_freed: usize,
+    /// Keys removed from the map and the index.
+    pub keys_removed: usize,
+}
+
+/// The collector's state.
+pub(crate) struct Collector {
+    /// The last computed watermark; committers prune with it.
+    ///
+    /// | value | meaning |
+    /// |---|---|
+    /// | `w` | a registry watermark computed at some point: no live or future snapshot reads below `w` |
+    ///
+    /// Only grows (`fetch_max`). A stale value is safe (it only keeps more versions).
+    watermark: AtomicU64,
+    /// Keys whose newest version is a tombstone, with its timestamp: candidates for removal
+    /// once the watermark passes it.
+    tombstones: Mutex<Vec<(u64, Bytes)>>,
+    /// Held by the thread running maintenance; others skip it instead of queueing.
+    running: Mutex<()>,
+}
+
+impl Collector {
+    pub(crate) fn new() -> Self {
+        Self {
+            watermark: AtomicU64::new(0),
+            tombstones: Mutex::new(Vec::new()),
+            running: Mutex::new(()),
+        }
+    }
+
+    /// The cached watermark.
+    #[inline]
+    pub(crate) fn watermark(&self) -> u64 {
+        self.watermark.load(Ordering::Acquire)
+    }
+
+    /// Records that `key` got a tombstone at `ts`.
+    pub(crate) fn note_tombstone(&self, key: Bytes, ts: u64) {
+        self.tombstones.lock().push((ts, key));
+    }
+
+    /// Counts one commit of this thread and runs maintenance when the interval is up.
+    pub(crate) fn after_commit(&self, clock: &Clock, registry: &Registry, store: &Store) {
+        let due = UNTIL_MAINTENANCE.with(|c| {
+            let left = c.get().saturating_sub(1);
+            c.set(if left == 0 {
+                MAINTENANCE_INTERVAL
+            } else {
+                left
+            });
+            left == 0
+        });
+        if due {
+            self.maintain(clock, registry, store);
+        }
+    }
+
+    /// Refreshes the watermark and removes keys whose tombstone it passed. Skips if another
+    /// thread is already at it.
+    pub(crate) fn maintain(&self, clock: &Clock, registry: &Registry, store: &Store) -> GcReport {
+        let Some(_running) = self.running.try_lock() else {
+            return GcReport {
+                watermark: self.watermark(),
+                ..GcReport::default()
+            };
+        };
+        let w = self.refresh(clock, registry);
+        let ready: Vec<(u64, Bytes)> = {
+            let mut queue = self.tombstones.lock();
+            let (ready, waiting) = std::mem::take(&mut *queue)
+                .into_iter()
+                .partition(|(ts, _)| *ts <= w);
+            *queue = waiting;
+            ready
+        };
+        let mut report = GcReport {
+            watermark: w,
+            ..GcReport::default()
+        };
+        for (ts, key) in ready {
+            match collect_key(store, &key, w) {
+                Some(r) => {
+                    report.versions_freed += r.versions_freed;
+                    report.keys_removed += r.keys_removed;
+                }
+                // A committer holds the chain: look again next time.
+                None => self.note_tombstone(key, ts),
+            }
+        }
+        report
+    }
+
+    /// Prunes every chain and removes every empty key.
+    pub(crate) fn sweep(&self, clock: &Clock, registry: &Registry, store: &Store) -> GcReport {
+        let mut report = self.maintain(clock, registry, store);
+        let w = self.watermark();
+        report.watermark = w;
+        for entry in store.iter() {
+            if let Some(r) = collect_key(store, entry.key(), w) {
+                report.versions_freed += r.versions_freed;
+                report.keys_removed += r.keys_removed;
+            }
+        }
+        report
+    }
+
+    fn refresh(&self, clock: &Clock, registry: &Registry) -> u64 {
+        let w = registry.watermark(clock);
+        self.watermark.fetch_max(w, Ordering::AcqRel).max(w)
+    }
+}
+
+/// Prunes `key`'s chain at `w` and removes the key if nothing is left. `None` if the chain was
+/// locked by someone else.
+fn collect_key(store: &Store, key: &[u8], w: u64) -> Option<GcReport> {
+    // Clone the chain out: removal needs the map shard's write lock, so no map guard may be
+    // held meanwhile.
+    let Some(chain) = store.get(key) else {
+        return Some(GcReport::default());
+    };
+    let guard = crossbeam_epoch::pin();
+    let writer = chain.try_lock()?;
+    Some(GcReport {
+        watermark: w,
+        versions_freed: writer.prune(w, &guard),
+        keys_removed: usize::from(store.remove_if_empty(key, &writer, &guard)),
+    })
+}

@@ -1,0 +1,117 @@
+//! # snapkv
+//!
+//! An embedded, in-process MVCC key-value store: consistent snapshots that never block,
+//! snapshot-isolation transactions that commit concurrently, ordered scans, and garbage
+//! collection of old versions that never stops readers or writers.
+//!
+//! ## Snapshots
+//!
+//! Every committed write gets a commit timestamp. A [`Snapshot`] reads at one timestamp and
+//! sees, for every key, the newest version committed at or before it, however many commits
+//! happen meanwhile. Taking one is O(1).
+//!
+//! ```
+//! use snapkv::Db;
+//!
+//! let db = Db::new();
+//! db.put(b"balance/alice", b"100")?;
+//! db.put(b"balance/bob", b"50")?;
+//!
+//! let snap = db.snapshot();
+//! db.put(b"balance/alice", b"70")?;          // later commits...
+//! assert_eq!(snap.get(b"balance/alice")?.as_deref(), Some(&b"100"[..])); // ...are invisible
+//! assert_eq!(snap.scan_prefix(b"balance/").count(), 2);
+//! # Ok::<(), snapkv::Error>(())
+//! ```
+//!
+//! ## Transactions
+//!
+//! A [`Transaction`] reads from its snapshot plus its own writes, buffers writes, and commits
+//! them atomically: all of them become visible at once, under one timestamp, or none does.
+//! Under snapshot isolation the first committer wins: if another transaction committed a key
+//! this one writes after this one's snapshot, [`Transaction::commit`] fails with
+//! [`Error::Conflict`] and installs nothing.
+//!
+//! ```
+//! use snapkv::{Db, Error};
+//!
+//! let db = Db::new();
+//! db.put(b"x", b"0")?;
+//! let mut t1 = db.begin();
+//! let mut t2 = db.begin();
+//! t1.put(b"x", b"1")?;
+//! t2.put(b"x", b"2")?;
+//! t1.commit()?;
+//! match t2.commit() {
+//!     Err(e @ Error::Conflict { .. }) => assert!(e.is_retryable()),
+//!     other => panic!("expected a conflict, got {other:?}"),
+//! }
+//! assert_eq!(db.get(b"x")?.as_deref(), Some(&b"1"[..]));
+//! # Ok::<(), snapkv::Error>(())
+//! ```
+//!
+//! ## Retrying
+//!
+//! Conflicts are normal under contention. [`Db::update`] runs a closure in a fresh
+//! transaction, commits, and on a conflict runs it again after a jittered backoff, up to a
+//! bounded number of attempts. The closure must be free of outside side effects.
+//!
+//! ```
+//! use snapkv::Db;
+//!
+//! fn transfer(db: &Db, from: &str, to: &str, amount: i64) -> snapkv::Result<()> {
+//!     db.update(|txn| {
+//!         let read = |k: &str| -> snapkv::Result<i64> {
+//!             Ok(txn.get(k)?.map_or(0, |v| std::str::from_utf8(&v).unwrap().parse().unwrap()))
+//!         };
+//!         let (a, b) = (read(from)?, read(to)?);
+//!         txn.put(from, (a - amount).to_string())?;
+//!         txn.put(to, (b + amount).to_string())?;
+//!         Ok(())
+//!     })
+//! }
+//!
+//! let db = Db::new();
+//! db.put("alice", "100")?;
+//! std::thread::scope(|s| {
+//!     for _ in 0..4 {
+//!         s.spawn(|| transfer(&db, "alice", "bob", 10).unwrap());
+//!     }
+//! });
+//! assert_eq!(db.get("alice")?.as_deref(), Some(&b"60"[..]));
+//! assert_eq!(db.get("bob")?.as_deref(), Some(&b"40"[..]));
+//! # Ok::<(), snapkv::Error>(())
+//! ```
+//!
+//! ## What snapshot isolation does not prevent
+//!
+//! Two transactions that read overlapping data and write *different* keys can both commit
+//! (write skew). The design and the guarantees are written down in `docs/design.md` and
+//! `docs/isolation.md` in the repository.
+
+#![deny(unsafe_op_in_unsafe_fn, missing_docs)]
+#![warn(missing_debug_implementations)]
+
+mod clock;
+mod commit;
+mod db;
+mod error;
+mod gc;
+mod iter;
+mod options;
+mod raw;
+mod registry;
+mod retry;
+mod snapshot;
+mod store;
+mod sync;
+mod txn;
+
+pub use bytes::Bytes;
+pub use db::{Db, Stats, Ts};
+pub use error::{ConflictKind, Error, Result};
+pub use gc::GcReport;
+pub use iter::{Iter, TxnIter};
+pub use options::{DbBuilder, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_KEY_LEN, DEFAULT_MAX_VALUE_LEN};
+pub use snapshot::Snapshot;
+pub use txn::Transaction;

@@ -1,0 +1,17 @@
+//! The unsafe core: version nodes, chain links and epoch-deferred frees.
+//!
+//! Every `unsafe` block of the crate lives in this module. Its functions take an epoch
+//! [`Guard`](crossbeam_epoch::Guard) wherever they hand out references into a chain, and the
+//! rest of the crate sees only the safe facade of [`Chain`] and [`ChainWriter`] (and the
+//! `VersionRef` views they hand out):
+//! the split crossbeam-skiplist makes between `base.rs` and `map.rs`.
+//!
+//! The memory-safety argument in one paragraph: a version node is reachable from a chain's
+//! `head` through `next` links. Nodes are only ever *unlinked* by a [`ChainWriter`] (the holder
+//! of the chain's write lock) and only freed through `Guard::defer_destroy` after being
+//! unlinked, so a reader that loaded a pointer while pinned can dereference it until it unpins.
+//! The one exception is `Drop for Chain`, which has `&mut self` and therefore no readers.
+
+mod chain;
+
+pub(crate) use chain::{Chain, ChainWriter};

@@ -1,0 +1,105 @@
+//! The synchronisation facade.
+//!
+//! Every atomic, lock, `Arc` and spin-wait on a path the loom models exercise is imported from
+//! here, never from `std`, `parking_lot` or `crossbeam_utils` directly. Under `cfg(loom)` the
+//! names resolve to loom's instrumented types, so the code the models check is the code that
+//! runs in production (the pattern of tokio's `loom` module and crossbeam's `primitive`).
+//!
+//! crossbeam-epoch swaps itself to loom only with `--cfg crossbeam_loom` *and* its `loom`
+//! feature (enabled in `Cargo.toml` under `[target.'cfg(loom)'.dependencies]`), so the model
+//! runner sets `RUSTFLAGS="--cfg loom --cfg crossbeam_loom"`.
+
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+#[cfg(not(loom))]
+pub(crate) use std::sync::Arc;
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+#[cfg(loom)]
+pub(crate) use loom::sync::Arc;
+
+/// A mutex with one API in both worlds: `parking_lot` in production, loom's under `cfg(loom)`.
+pub(crate) struct Mutex<T> {
+    #[cfg(not(loom))]
+    inner: parking_lot::Mutex<T>,
+    #[cfg(loom)]
+    inner: loom::sync::Mutex<T>,
+}
+
+/// The guard returned by [`Mutex::lock`].
+#[cfg(not(loom))]
+pub(crate) type MutexGuard<'a, T> = parking_lot::MutexGuard<'a, T>;
+/// The guard returned by [`Mutex::lock`].
+#[cfg(loom)]
+pub(crate) type MutexGuard<'a, T> = loom::sync::MutexGuard<'a, T>;
+
+impl<T> Mutex<T> {
+    /// Creates an unlocked mutex holding `value`.
+    pub(crate) fn new(value: T) -> Self {
+        Self {
+            #[cfg(not(loom))]
+            inner: parking_lot::Mutex::new(value),
+            #[cfg(loom)]
+            inner: loom::sync::Mutex::new(value),
+        }
+    }
+
+    /// Blocks until the lock is held.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+        #[cfg(not(loom))]
+        {
+            self.inner.lock()
+        }
+        #[cfg(loom)]
+        {
+            // No critical section guarded by these mutexes runs user code, so poisoning can only
+            // follow a bug in this crate; carry on with the data as the panicking thread left it.
+            self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        }
+    }
+
+    /// Takes the lock if it is free.
+    pub(crate) fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
+        #[cfg(not(loom))]
+        {
+            self.inner.try_lock()
+        }
+        #[cfg(loom)]
+        {
+            self.inner.try_lock().ok()
+        }
+    }
+}
+
+impl<T: Default> Default for Mutex<T> {
+    fn default() -> Self {
+        Self::new(T::default())
+    }
+}
+
+/// Waits politely for another thread to make progress: exponential spinning, then yielding
+/// the time slice (crossbeam's `Backoff`). Under loom every step yields to the model scheduler,
+/// which is what lets loom explore the schedules in which the awaited thread runs.
+pub(crate) struct Backoff {
+    #[cfg(not(loom))]
+    inner: crossbeam_utils::Backoff,
+}
+
+impl Backoff {
+    /// A fresh backoff at its shortest wait.
+    pub(crate) fn new() -> Self {
+        Self {
+            #[cfg(not(loom))]
+            inner: crossbeam_utils::Backoff::new(),
+        }
+    }
+
+    /// Waits a little longer than last time.
+    pub(crate) fn snooze(&self) {
+        #[cfg(not(loom))]
+        self.inner.snooze();
+        #[cfg(loom)]
+        loom::thread::yield_now();
+    }
+}
