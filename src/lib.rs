@@ -107,6 +107,9 @@ mod store;
 mod sync;
 mod txn;
 
+#[cfg(all(test, loom))]
+mod loom_models;
+
 pub use bytes::Bytes;
 pub use db::{Db, Stats, Ts};
 pub use error::{ConflictKind, Error, Result};

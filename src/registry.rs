@@ -162,6 +162,10 @@ impl Registry {
         let mut s = clock.visible();
         let id = self.claim(s);
         let slot = self.slot(id);
+        #[cfg(loom)]
+        if crate::sync::faults::active(crate::sync::faults::Fault::RegisterWithoutFloorCheck) {
+            return (SlotId(id), s);
+        }
         loop {
             // Store (the claim, or the retry's store) → fence → load: see `Registry`.
             fence(Ordering::SeqCst);

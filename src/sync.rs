@@ -103,3 +103,35 @@ impl Backoff {
         loom::thread::yield_now();
     }
 }
+
+/// Deliberate protocol faults, injectable only in loom builds, so that each negative-control
+/// model runs the production code with exactly one step broken and loom must reject it.
+#[cfg(loom)]
+pub(crate) mod faults {
+    use std::sync::atomic::{AtomicU8, Ordering};
+
+    /// A protocol step that a negative-control model breaks.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[repr(u8)]
+    pub(crate) enum Fault {
+        /// No fault: the production protocol.
+        None = 0,
+        /// Snapshot registration trusts the timestamp it read before announcing itself
+        /// (skips the `floor` check), so a concurrent watermark can pass it.
+        RegisterWithoutFloorCheck = 1,
+        /// A committer publishes its timestamp without waiting for smaller ones (holes).
+        PublishWithoutWaiting = 2,
+    }
+
+    static ACTIVE: AtomicU8 = AtomicU8::new(0);
+
+    /// Selects the fault for the models that follow.
+    pub(crate) fn inject(f: Fault) {
+        ACTIVE.store(f as u8, Ordering::SeqCst);
+    }
+
+    /// Whether `f` is injected.
+    pub(crate) fn active(f: Fault) -> bool {
+        ACTIVE.load(Ordering::SeqCst) == f as u8
+    }
+}

@@ -1,0 +1,235 @@
+//! loom models of the protocol races. Run with
+//!
+//! ```text
+//! RUSTFLAGS="--cfg loom --cfg crossbeam_loom" LOOM_MAX_PREEMPTIONS=2 \
+//!     cargo test --lib --release loom_models
+//! ```
+//!
+//! Each model runs the production code (the clock, the registry, the chains and
+//! [`commit`](crate::commit::commit)) through the `sync` facade. Every model asserts that loom
+//! explored more than one interleaving, so a build without loom instrumentation fails instead
+//! of passing vacuously. The `broken_*` models inject one protocol fault
+//! ([`Fault`]) and must be *rejected* by loom; they are `#[ignore]`d and run one per process by
+//! `.ci/run`, which expects them to fail with the assertion message they name.
+
+use std::sync::atomic::{AtomicUsize, Ordering as StdOrdering};
+
+use bytes::Bytes;
+use crossbeam_epoch::Guard;
+
+use crate::clock::Clock;
+use crate::commit::{commit, ChainSource};
+use crate::error::Error;
+use crate::raw::{Chain, ChainWriter};
+use crate::registry::Registry;
+use crate::sync::faults::{self, Fault};
+use crate::sync::Arc;
+
+/// A fixed key space: the models need no map, only chains.
+struct World {
+    clock: Clock,
+    registry: Registry,
+    keys: Vec<Bytes>,
+    chains: Vec<Arc<Chain>>,
+}
+
+impl ChainSource for World {
+    fn resolve(&self, key: &Bytes) -> Arc<Chain> {
+        let i = self.keys.iter().position(|k| k == key).expect("model key");
+        Arc::clone(&self.chains[i])
+    }
+
+    fn discard_if_empty(&self, _: &Bytes, _: &ChainWriter<'_>, _: &Guard) {}
+}
+
+impl World {
+    fn new(keys: &[&'static [u8]]) -> Arc<Self> {
+        Arc::new(Self {
+            clock: Clock::new(),
+            registry: Registry::new(),
+            keys: keys.iter().map(|k| Bytes::from_static(k)).collect(),
+            chains: keys.iter().map(|_| Arc::new(Chain::new())).collect(),
+        })
+    }
+
+    /// Commits `value` to every key in `keys` at one timestamp.
+    fn commit(
+        &self,
+        keys: &[usize],
+        value: &'static [u8],
+        snapshot: Option<u64>,
+        watermark: u64,
+    ) -> Result<u64, Error> {
+        let value = Some(Bytes::from_static(value));
+        let writes: Vec<_> = keys.iter().map(|&i| (&self.keys[i], &value)).collect();
+        commit(&self.clock, self, &writes, snapshot, watermark)
+    }
+
+    /// Value of key `i` at `ts` (`None` if absent).
+    fn read(&self, i: usize, ts: u64) -> Option<(u64, Bytes)> {
+        let guard = crossbeam_epoch::pin();
+        let v = self.chains[i].read_at(ts, &guard)?;
+        v.value.map(|b| (v.ts, b.clone()))
+    }
+}
+
+/// Runs `f` under loom and fails if loom explored a single interleaving (uninstrumented).
+fn model(f: impl Fn() + Sync + Send + 'static) {
+    let iterations = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&iterations);
+    loom::model(move || {
+        counter.fetch_add(1, StdOrdering::Relaxed);
+        f();
+    });
+    let n = iterations.load(StdOrdering::Relaxed);
+    println!("explored {n} interleavings");
+    assert!(
+        n > 1,
+        "loom explored only {n} interleaving: build with RUSTFLAGS=\"--cfg loom --cfg crossbeam_loom\""
+    );
+}
+
+/// Model 1: a snapshot racing a two-key commit sees both writes or neither.
+#[test]
+fn snapshot_never_sees_half_a_commit() {
+    faults::inject(Fault::None);
+    model(|| {
+        let w = World::new(&[b"x", b"y"]);
+        w.commit(&[0, 1], b"old", None, 0).unwrap();
+        let w2 = Arc::clone(&w);
+        let t = loom::thread::spawn(move || w2.commit(&[0, 1], b"new", Some(1), 0).unwrap());
+        let (slot, s) = w.registry.register(&w.clock);
+        let (x, y) = (w.read(0, s), w.read(1, s));
+        assert_eq!(x, y, "snapshot at {s} saw half a commit");
+        assert_eq!(x.map(|(ts, _)| ts), Some(s));
+        w.registry.release(slot);
+        assert_eq!(t.join().unwrap(), 2);
+    });
+}
+
+/// Model 2: two transactions from the same snapshot writing the same key: exactly one wins,
+/// and the loser installs nothing.
+#[test]
+fn same_key_commits_exactly_one_wins() {
+    faults::inject(Fault::None);
+    model(|| {
+        let w = World::new(&[b"x"]);
+        w.commit(&[0], b"v0", None, 0).unwrap();
+        let w2 = Arc::clone(&w);
+        let t = loom::thread::spawn(move || w2.commit(&[0], b"a", Some(1), 0));
+        let mine = w.commit(&[0], b"b", Some(1), 0);
+        let theirs = t.join().unwrap();
+        let (winner, loser) = match (mine, theirs) {
+            (Ok(_), Err(e)) => (&b"b"[..], e),
+            (Err(e), Ok(_)) => (&b"a"[..], e),
+            other => panic!("exactly one commit must win: {other:?}"),
+        };
+        assert!(matches!(loser, Error::Conflict { .. }));
+        assert_eq!(w.read(0, u64::MAX), Some((2, Bytes::from_static(winner))));
+        let guard = crossbeam_epoch::pin();
+        assert_eq!(w.chains[0].version_count(&guard), 2, "the loser installed nothing");
+    });
+}
+
+/// Model 3: commits that finish out of order leave no hole in the visible timestamp: a
+/// snapshot at `s` sees exactly the commits `1..=s`, and once `commit` returns, new
+/// snapshots see it.
+#[test]
+fn visibility_has_no_holes() {
+    faults::inject(Fault::None);
+    check_no_holes();
+}
+
+fn check_no_holes() {
+    model(|| {
+        let w = World::new(&[b"x", b"y"]);
+        let w2 = Arc::clone(&w);
+        let t = loom::thread::spawn(move || w2.commit(&[1], b"y", None, 0).unwrap());
+        let mine = w.commit(&[0], b"x", None, 0).unwrap();
+        // Real-time order: my commit returned, so a new snapshot sees it.
+        let (slot, s) = w.registry.register(&w.clock);
+        assert!(s >= mine, "commit {mine} returned but a later snapshot reads at {s}");
+        let visible = (0..2).filter(|&i| w.read(i, s).is_some()).count() as u64;
+        assert_eq!(visible, s, "snapshot at {s} sees {visible} commits: a hole");
+        w.registry.release(slot);
+        t.join().unwrap();
+    });
+}
+
+/// Negative control for model 3: publishing without waiting for predecessors must be caught.
+#[test]
+#[ignore = "negative control: must fail; run by .ci/run"]
+fn broken_publish_without_waiting_is_caught() {
+    faults::inject(Fault::PublishWithoutWaiting);
+    check_no_holes();
+}
+
+/// Model 4: the collector unlinking and freeing versions races a registered reader walking
+/// the chain (and an unregistered walk over every node): the reader finds its version and
+/// never touches freed memory.
+#[test]
+fn gc_unlink_races_reader() {
+    faults::inject(Fault::None);
+    model(|| {
+        let w = World::new(&[b"x"]);
+        w.commit(&[0], b"v1", None, 0).unwrap();
+        w.commit(&[0], b"v2", None, 0).unwrap();
+        let w2 = Arc::clone(&w);
+        let t = loom::thread::spawn(move || {
+            let wm = w2.registry.watermark(&w2.clock);
+            w2.commit(&[0], b"v3", None, wm).unwrap();
+            let wm = w2.registry.watermark(&w2.clock);
+            let guard = crossbeam_epoch::pin();
+            w2.chains[0].lock().prune(wm, &guard);
+            drop(guard);
+            crossbeam_epoch::pin().flush();
+        });
+        let (slot, s) = w.registry.register(&w.clock);
+        let expected: &[u8] = if s == 2 { b"v2" } else { b"v3" };
+        assert_eq!(w.read(0, s), Some((s, Bytes::from_static(expected))));
+        {
+            let guard = crossbeam_epoch::pin();
+            let n = w.chains[0].version_count(&guard);
+            assert!((1..=3).contains(&n));
+        }
+        w.registry.release(slot);
+        t.join().unwrap();
+    });
+}
+
+/// Model 5: a snapshot registering while the collector computes the watermark never loses
+/// the version it can see.
+#[test]
+fn registration_races_watermark() {
+    faults::inject(Fault::None);
+    check_registration();
+}
+
+fn check_registration() {
+    model(|| {
+        let w = World::new(&[b"x"]);
+        w.commit(&[0], b"v1", None, 0).unwrap();
+        let w2 = Arc::clone(&w);
+        let t = loom::thread::spawn(move || {
+            w2.commit(&[0], b"v2", None, 0).unwrap();
+            let wm = w2.registry.watermark(&w2.clock);
+            let guard = crossbeam_epoch::pin();
+            w2.chains[0].lock().prune(wm, &guard);
+        });
+        let (slot, s) = w.registry.register(&w.clock);
+        assert!(
+            w.read(0, s).is_some(),
+            "snapshot at {s} lost its version to a concurrent watermark"
+        );
+        w.registry.release(slot);
+        t.join().unwrap();
+    });
+}
+
+/// Negative control for model 5: registering without the floor check must be caught.
+#[test]
+#[ignore = "negative control: must fail; run by .ci/run"]
+fn broken_register_without_floor_check_is_caught() {
+    faults::inject(Fault::RegisterWithoutFloorCheck);
+    check_registration();
+}
