@@ -110,6 +110,11 @@ mod txn;
 #[cfg(all(test, loom))]
 mod loom_models;
 
+/// The README's example is compiled and run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 pub use bytes::Bytes;
 pub use db::{Db, Stats, Ts};
 pub use error::{ConflictKind, Error, Result};
