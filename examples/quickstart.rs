@@ -7,7 +7,10 @@
 use snapkv::{Db, Error};
 
 fn main() -> Result<(), Error> {
-    let db = Db::builder().max_key_len(1024).max_value_len(1 << 20).build()?;
+    let db = Db::builder()
+        .max_key_len(1024)
+        .max_value_len(1 << 20)
+        .build()?;
 
     // Auto-commit writes return their commit timestamp.
     let ts = db.put(b"greeting", b"hello")?;
@@ -28,8 +31,14 @@ fn main() -> Result<(), Error> {
     let mut txn = db.begin();
     txn.put(b"order/1", b"pending")?;
     txn.put(b"order/2", b"pending")?;
-    println!("inside the txn: {} orders", txn.scan_prefix(b"order/").count());
-    println!("outside before commit: {} orders", db.snapshot().scan_prefix(b"order/").count());
+    println!(
+        "inside the txn: {} orders",
+        txn.scan_prefix(b"order/").count()
+    );
+    println!(
+        "outside before commit: {} orders",
+        db.snapshot().scan_prefix(b"order/").count()
+    );
     txn.commit()?;
 
     // Two transactions writing the same key: the first committer wins.

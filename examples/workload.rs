@@ -90,7 +90,10 @@ fn main() -> Result<(), Error> {
     println!("{threads} threads, {secs:.1} s:");
     println!("  {:>12.0} ops/s total", total as f64 / secs);
     println!("  {:>12} snapshot reads", r);
-    println!("  {:>12} read-modify-write transactions ({c} conflicts retried)", w);
+    println!(
+        "  {:>12} read-modify-write transactions ({c} conflicts retried)",
+        w
+    );
     println!("  {:>12} scans of 10 keys", sc);
     let stats = db.stats();
     println!(

@@ -127,7 +127,11 @@ fn same_key_commits_exactly_one_wins() {
         assert!(matches!(loser, Error::Conflict { .. }));
         assert_eq!(w.read(0, u64::MAX), Some((2, Bytes::from_static(winner))));
         let guard = crossbeam_epoch::pin();
-        assert_eq!(w.chains[0].version_count(&guard), 2, "the loser installed nothing");
+        assert_eq!(
+            w.chains[0].version_count(&guard),
+            2,
+            "the loser installed nothing"
+        );
     });
 }
 
@@ -148,7 +152,10 @@ fn check_no_holes() {
         let mine = w.commit(&[0], b"x", None, 0).unwrap();
         // Real-time order: my commit returned, so a new snapshot sees it.
         let (slot, s) = w.registry.register(&w.clock);
-        assert!(s >= mine, "commit {mine} returned but a later snapshot reads at {s}");
+        assert!(
+            s >= mine,
+            "commit {mine} returned but a later snapshot reads at {s}"
+        );
         let visible = (0..2).filter(|&i| w.read(i, s).is_some()).count() as u64;
         assert_eq!(visible, s, "snapshot at {s} sees {visible} commits: a hole");
         w.registry.release(slot);
