@@ -3,9 +3,10 @@
 use bytes::Bytes;
 
 use crate::clock::Clock;
-use crate::commit::{self, ChainSource};
+use crate::commit::{self, ChainSource, Checks};
 use crate::error::{Error, Result};
 use crate::gc::{Collector, GcReport};
+use crate::isolation::Isolation;
 use crate::options::{DbBuilder, Options};
 use crate::raw::{Chain, ChainWriter};
 use crate::registry::Registry;
@@ -53,6 +54,23 @@ pub(crate) struct Shared {
 impl ChainSource for Store {
     fn resolve(&self, key: &Bytes) -> Arc<Chain> {
         Store::resolve(self, key)
+    }
+
+    fn lookup(&self, key: &[u8]) -> Option<Arc<Chain>> {
+        self.get(key)
+    }
+
+    fn find_in_range(
+        &self,
+        range: &crate::store::KeyRange,
+        hit: &mut dyn FnMut(&Bytes, &Chain) -> bool,
+    ) -> Option<Bytes> {
+        if crate::iter::is_empty_range(range) {
+            return None;
+        }
+        self.range(range.clone())
+            .find(|e| hit(e.key(), e.value()))
+            .map(|e| e.key().clone())
     }
 
     fn discard_if_empty(
@@ -126,14 +144,57 @@ impl Db {
     pub fn put(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<Ts> {
         let key = self.checked_key(key.as_ref())?;
         let value = self.checked_value(value.as_ref())?;
-        self.commit_writes(&[(&key, &Some(value))], None)
+        self.commit_writes(&[(&key, &Some(value))], Checks::default())
     }
 
     /// Deletes `key` as its own transaction and returns the commit timestamp (deleting an
     /// absent key is not an error).
     pub fn delete(&self, key: impl AsRef<[u8]>) -> Result<Ts> {
         let key = self.checked_key(key.as_ref())?;
-        self.commit_writes(&[(&key, &None)], None)
+        self.commit_writes(&[(&key, &None)], Checks::default())
+    }
+
+    /// Writes `new` (`None` deletes) only if `key`'s current version — the commit timestamp of
+    /// its newest committed value, `None` if absent — equals `expected`; returns the new commit
+    /// timestamp. Otherwise fails with [`Error::PreconditionFailed`] carrying the current
+    /// version, and writes nothing. This is the ETag / `WHERE version = ?` pattern.
+    ///
+    /// ```
+    /// use snapkv::{Db, Error};
+    ///
+    /// let db = Db::new();
+    /// let v1 = db.compare_and_swap(b"doc", None, Some(b"draft"))?;   // create if absent
+    /// let (_, version) = db.get_versioned(b"doc")?.unwrap();
+    /// assert_eq!(version, v1);
+    /// db.compare_and_swap(b"doc", Some(version), Some(b"final"))?;  // still at v1: ok
+    /// let stale = db.compare_and_swap(b"doc", Some(version), Some(b"oops"));
+    /// assert!(matches!(stale, Err(Error::PreconditionFailed { current: Some(_), .. })));
+    /// # Ok::<(), snapkv::Error>(())
+    /// ```
+    pub fn compare_and_swap<V: AsRef<[u8]>>(
+        &self,
+        key: impl AsRef<[u8]>,
+        expected: Option<Ts>,
+        new: Option<V>,
+    ) -> Result<Ts> {
+        let key = self.checked_key(key.as_ref())?;
+        let value = new.map(|v| self.checked_value(v.as_ref())).transpose()?;
+        let checks = Checks {
+            expect: Some(expected),
+            ..Checks::default()
+        };
+        self.commit_writes(&[(&key, &value)], checks)
+    }
+
+    /// [`compare_and_swap`](Self::compare_and_swap) that deletes.
+    pub fn compare_and_delete(&self, key: impl AsRef<[u8]>, expected: Option<Ts>) -> Result<Ts> {
+        self.compare_and_swap(key, expected, None::<&[u8]>)
+    }
+
+    /// The newest committed value of `key` with its version (the commit timestamp that wrote
+    /// it), for use with [`compare_and_swap`](Self::compare_and_swap).
+    pub fn get_versioned(&self, key: impl AsRef<[u8]>) -> Result<Option<(Bytes, Ts)>> {
+        self.snapshot().get_versioned(key)
     }
 
     /// The newest committed value of `key`.
@@ -147,9 +208,15 @@ impl Db {
         Snapshot::new(self.clone())
     }
 
-    /// Starts a snapshot-isolation transaction.
+    /// Starts a transaction at the database's default isolation level (see
+    /// [`DbBuilder::isolation`]; snapshot isolation unless configured).
     pub fn begin(&self) -> Transaction {
-        Transaction::new(self.snapshot())
+        self.begin_with(self.shared.opts.isolation)
+    }
+
+    /// Starts a transaction at the given isolation level.
+    pub fn begin_with(&self, isolation: Isolation) -> Transaction {
+        Transaction::new(self.snapshot(), isolation)
     }
 
     /// Runs `f` in a transaction and commits it, retrying on conflicts.
@@ -176,12 +243,37 @@ impl Db {
     /// assert_eq!(new, 1);
     /// # Ok::<(), snapkv::Error>(())
     /// ```
-    pub fn update<T>(&self, mut f: impl FnMut(&mut Transaction) -> Result<T>) -> Result<T> {
+    pub fn update<T>(&self, f: impl FnMut(&mut Transaction) -> Result<T>) -> Result<T> {
+        self.update_with(self.shared.opts.isolation, f)
+    }
+
+    /// [`update`](Self::update) at the given isolation level.
+    ///
+    /// ```
+    /// use snapkv::{Db, Isolation};
+    ///
+    /// let db = Db::new();
+    /// // Insert a booking only if the day has none: safe under concurrency when serializable.
+    /// let booked = db.update_with(Isolation::Serializable, |txn| {
+    ///     if txn.scan_prefix(b"booking/2026-11-22/").next().is_some() {
+    ///         return Ok(false);
+    ///     }
+    ///     txn.put(b"booking/2026-11-22/alice", b"room 1")?;
+    ///     Ok(true)
+    /// })?;
+    /// assert!(booked);
+    /// # Ok::<(), snapkv::Error>(())
+    /// ```
+    pub fn update_with<T>(
+        &self,
+        isolation: Isolation,
+        mut f: impl FnMut(&mut Transaction) -> Result<T>,
+    ) -> Result<T> {
         let attempts = self.shared.opts.max_attempts;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut txn = self.begin();
+            let mut txn = self.begin_with(isolation);
             let outcome = f(&mut txn).and_then(|out| txn.commit().map(|_| out));
             match outcome {
                 Ok(out) => return Ok(out),
@@ -225,14 +317,14 @@ impl Db {
         }
     }
 
-    /// Commits sorted, validated writes; `snapshot` is `None` for blind writes.
+    /// Commits sorted, validated writes with the given checks.
     pub(crate) fn commit_writes(
         &self,
         writes: &[commit::Write<'_>],
-        snapshot: Option<Ts>,
+        checks: Checks<'_>,
     ) -> Result<Ts> {
         let s = &self.shared;
-        let ts = commit::commit(&s.clock, &s.store, writes, snapshot, s.gc.watermark())?;
+        let ts = commit::commit(&s.clock, &s.store, writes, checks, s.gc.watermark())?;
         for (key, value) in writes {
             if value.is_none() {
                 s.gc.note_tombstone((*key).clone(), ts);

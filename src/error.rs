@@ -1,5 +1,7 @@
 //! The crate's one error type.
 
+use std::ops::Bound;
+
 use bytes::Bytes;
 
 /// Why a commit lost against a concurrent transaction.
@@ -9,12 +11,21 @@ pub enum ConflictKind {
     /// Another transaction committed a version of a key this transaction writes after this
     /// transaction's snapshot (first-committer-wins).
     WriteWrite,
+    /// A serializable transaction read a key (present or absent) that another transaction
+    /// wrote after this transaction's snapshot, or scanned a range in which an existing key
+    /// changed.
+    ReadWrite,
+    /// A serializable transaction scanned a range into which another transaction inserted a
+    /// key after this transaction's snapshot.
+    Phantom,
 }
 
 impl std::fmt::Display for ConflictKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ConflictKind::WriteWrite => f.write_str("write-write"),
+            ConflictKind::ReadWrite => f.write_str("read-write"),
+            ConflictKind::Phantom => f.write_str("phantom"),
         }
     }
 }
@@ -43,12 +54,23 @@ impl std::fmt::Display for ConflictKind {
 pub enum Error {
     /// A concurrent transaction committed first; nothing of this transaction was installed.
     /// Retrying the whole transaction (on a fresh snapshot) may succeed.
-    #[error("{kind} conflict on key {key:?}")]
+    #[error("{kind} conflict on key {key:?}{}", range.as_ref().map(|r| format!(" in scanned range {r:?}")).unwrap_or_default())]
     Conflict {
         /// The key the conflict was detected on.
         key: Bytes,
         /// What kind of conflict it was.
         kind: ConflictKind,
+        /// For a conflict found in a scanned range: that range, as it was requested.
+        range: Option<Box<(Bound<Bytes>, Bound<Bytes>)>>,
+    },
+    /// A conditional write found a different version than expected. Not a conflict: retrying
+    /// the same condition fails again; re-read and decide.
+    #[error("precondition failed on key {key:?}: current version is {current:?}")]
+    PreconditionFailed {
+        /// The key whose version did not match.
+        key: Bytes,
+        /// Its current version (commit timestamp), `None` if absent.
+        current: Option<u64>,
     },
     /// Keys must not be empty.
     #[error("key is empty")]

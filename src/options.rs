@@ -2,6 +2,7 @@
 
 use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::isolation::Isolation;
 
 /// Default limit on key length: 64 KiB.
 pub const DEFAULT_MAX_KEY_LEN: usize = 64 * 1024;
@@ -16,6 +17,7 @@ pub(crate) struct Options {
     pub(crate) max_key_len: usize,
     pub(crate) max_value_len: usize,
     pub(crate) max_attempts: u32,
+    pub(crate) isolation: Isolation,
 }
 
 impl Default for Options {
@@ -24,6 +26,7 @@ impl Default for Options {
             max_key_len: DEFAULT_MAX_KEY_LEN,
             max_value_len: DEFAULT_MAX_VALUE_LEN,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
+            isolation: Isolation::default(),
         }
     }
 }
@@ -64,6 +67,14 @@ impl DbBuilder {
     /// [`Error::RetriesExhausted`] (default [`DEFAULT_MAX_ATTEMPTS`]); at least 1.
     pub fn max_attempts(mut self, attempts: u32) -> Self {
         self.opts.max_attempts = attempts;
+        self
+    }
+
+    /// The isolation level of [`Db::begin`] and [`Db::update`] (default
+    /// [`Isolation::Snapshot`]); [`Db::begin_with`] and [`Db::update_with`] choose per
+    /// transaction.
+    pub fn isolation(mut self, isolation: Isolation) -> Self {
+        self.opts.isolation = isolation;
         self
     }
 

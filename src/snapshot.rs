@@ -67,6 +67,13 @@ impl Snapshot {
         Ok(self.read(key))
     }
 
+    /// The value of `key` at this snapshot with its version: the commit timestamp that wrote it.
+    pub fn get_versioned(&self, key: impl AsRef<[u8]>) -> Result<Option<(Bytes, Ts)>> {
+        let key = key.as_ref();
+        self.db.check_key(key)?;
+        Ok(self.read_versioned(key))
+    }
+
     /// Whether `key` has a value at this snapshot.
     pub fn contains_key(&self, key: impl AsRef<[u8]>) -> Result<bool> {
         let key = key.as_ref();

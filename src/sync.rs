@@ -121,6 +121,8 @@ pub(crate) mod faults {
         RegisterWithoutFloorCheck = 1,
         /// A committer publishes its timestamp without waiting for smaller ones (holes).
         PublishWithoutWaiting = 2,
+        /// A serializable commit validates its reads before taking its timestamp.
+        ValidateReadsBeforeTimestamp = 3,
     }
 
     static ACTIVE: AtomicU8 = AtomicU8::new(0);

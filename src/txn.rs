@@ -1,24 +1,28 @@
-//! Snapshot-isolation transactions.
+//! Transactions: snapshot isolation, or serializable with read-set and range validation.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::ops::RangeBounds;
 
 use bytes::Bytes;
 
+use crate::commit::{Checks, ReadSet};
 use crate::db::{Db, Ts};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::isolation::Isolation;
 use crate::iter::{is_empty_range, owned_range, prefix_range, TxnIter};
 use crate::snapshot::Snapshot;
 use crate::store::KeyRange;
 
-/// A read-write transaction under snapshot isolation.
+/// A read-write transaction.
 ///
 /// It reads from the snapshot taken at [`Db::begin`] plus its own writes (in point reads and
 /// in scans), buffers its writes, and installs them atomically at [`commit`](Self::commit)
-/// under one commit timestamp, unless another transaction committed a write to one of the
-/// same keys after this transaction's snapshot (first committer wins): then commit returns a
-/// retryable [`Error::Conflict`](crate::Error::Conflict) and installs nothing. Dropping a
-/// transaction without committing aborts it.
+/// under one commit timestamp. Commit fails with a retryable
+/// [`Error::Conflict`](crate::Error::Conflict), installing nothing, if another transaction
+/// committed after this one's snapshot a write to a key this one writes (both levels), or —
+/// under [`Isolation::Serializable`] — to a key this one read or into a range it scanned.
+/// Dropping a transaction without committing aborts it.
 ///
 /// ```
 /// use snapkv::Db;
@@ -40,15 +44,21 @@ use crate::store::KeyRange;
 /// ```
 pub struct Transaction {
     snapshot: Snapshot,
+    isolation: Isolation,
     /// Buffered writes, sorted by key: the commit locks them in this order.
     writes: BTreeMap<Bytes, Option<Bytes>>,
+    /// Serializable only: what to validate at commit. A `RefCell` so that reads take `&self`
+    /// and a scan can stay open while other reads happen.
+    reads: RefCell<ReadSet>,
 }
 
 impl Transaction {
-    pub(crate) fn new(snapshot: Snapshot) -> Self {
+    pub(crate) fn new(snapshot: Snapshot, isolation: Isolation) -> Self {
         Self {
             snapshot,
+            isolation,
             writes: BTreeMap::new(),
+            reads: RefCell::new(ReadSet::default()),
         }
     }
 
@@ -57,13 +67,44 @@ impl Transaction {
         self.snapshot.ts()
     }
 
+    /// The snapshot this transaction reads from. Reads through it ignore the transaction's own
+    /// writes and are never validated (untracked), also under serializable isolation.
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.snapshot
+    }
+
+    /// The isolation level of this transaction.
+    pub fn isolation(&self) -> Isolation {
+        self.isolation
+    }
+
     /// The database this transaction belongs to.
     pub fn db(&self) -> &Db {
         self.snapshot.db()
     }
 
+    fn tracking(&self) -> bool {
+        self.isolation == Isolation::Serializable
+    }
+
     /// The value of `key`: this transaction's own write if it made one, else the snapshot's.
+    /// Under serializable isolation the key enters the read set (present or absent).
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
+        let key = key.as_ref();
+        let value = self.get_untracked(key)?;
+        if self.tracking() && !self.writes.contains_key(key) {
+            self.reads
+                .borrow_mut()
+                .keys
+                .push(Bytes::copy_from_slice(key));
+        }
+        Ok(value)
+    }
+
+    /// Like [`get`](Self::get), but the read never enters the read set, so a concurrent write
+    /// to `key` cannot make this transaction abort. For callers who know the read need not be
+    /// validated (a hint, a cache, a value re-checked by a conditional write).
+    pub fn get_untracked(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
         let key = key.as_ref();
         self.db().check_key(key)?;
         Ok(match self.writes.get(key) {
@@ -87,19 +128,65 @@ impl Transaction {
         Ok(())
     }
 
+    /// Buffers a write of `new` (`None` deletes) if `key`'s committed version in this
+    /// transaction's snapshot equals `expected` (`None`: absent); otherwise returns
+    /// [`Error::PreconditionFailed`] with the snapshot's version and buffers nothing. The
+    /// version must still be current at commit: a newer committed version of `key` makes the
+    /// commit fail with a conflict (first committer wins), at every isolation level. Own
+    /// earlier writes do not change the version compared against.
+    ///
+    /// ```
+    /// use snapkv::{Db, Error};
+    ///
+    /// let db = Db::new();
+    /// let v = db.put(b"k", b"1")?;
+    /// let mut txn = db.begin();
+    /// assert!(matches!(
+    ///     txn.compare_and_swap(b"k", Some(v + 100), Some(b"x")),
+    ///     Err(Error::PreconditionFailed { current: Some(c), .. }) if c == v
+    /// ));
+    /// txn.compare_and_swap(b"k", Some(v), Some(b"2"))?;
+    /// txn.commit()?;
+    /// # Ok::<(), snapkv::Error>(())
+    /// ```
+    pub fn compare_and_swap<V: AsRef<[u8]>>(
+        &mut self,
+        key: impl AsRef<[u8]>,
+        expected: Option<Ts>,
+        new: Option<V>,
+    ) -> Result<()> {
+        let key = self.db().checked_key(key.as_ref())?;
+        let value = new
+            .map(|v| self.db().checked_value(v.as_ref()))
+            .transpose()?;
+        let current = self.snapshot.read_versioned(&key).map(|(_, ts)| ts);
+        if current != expected {
+            return Err(Error::PreconditionFailed { key, current });
+        }
+        self.writes.insert(key, value);
+        Ok(())
+    }
+
     /// The live pairs in `range` as this transaction sees them, in key order (`.rev()` for
-    /// descending). See [`Snapshot::range`] for the bounds.
+    /// descending). See [`Snapshot::range`] for the bounds. Under serializable isolation the
+    /// whole requested range enters the read set, however much of it is consumed: a commit by
+    /// another transaction into it fails this one's commit (no phantoms).
     pub fn range<'k>(&self, range: impl RangeBounds<&'k [u8]>) -> TxnIter<'_> {
         self.iter_range(owned_range(range))
     }
 
-    /// The live pairs whose keys start with `prefix` as this transaction sees them.
+    /// The live pairs whose keys start with `prefix` as this transaction sees them (tracked
+    /// like [`range`](Self::range)).
     pub fn scan_prefix(&self, prefix: impl AsRef<[u8]>) -> TxnIter<'_> {
         self.iter_range(prefix_range(prefix.as_ref()))
     }
 
     fn iter_range(&self, range: KeyRange) -> TxnIter<'_> {
-        let own = (!is_empty_range(&range)).then(|| self.writes.range(range.clone()));
+        let empty = is_empty_range(&range);
+        if self.tracking() && !empty {
+            self.reads.borrow_mut().ranges.push(range.clone());
+        }
+        let own = (!empty).then(|| self.writes.range(range.clone()));
         TxnIter::new(self.snapshot.iter_range(range), own)
     }
 
@@ -109,18 +196,26 @@ impl Transaction {
     }
 
     /// Validates and installs the buffered writes atomically; returns the commit timestamp
-    /// (for a transaction without writes, its snapshot timestamp). Once it returns, every
-    /// snapshot taken afterwards, on any thread, sees the writes.
+    /// (for a transaction without writes, its snapshot timestamp: read-only transactions never
+    /// fail and cost no validation). Once it returns, every snapshot taken afterwards, on any
+    /// thread, sees the writes.
     ///
-    /// Fails with a retryable [`Error::Conflict`](crate::Error::Conflict) if another
-    /// transaction committed one of the written keys after this transaction's snapshot; then
-    /// nothing was installed.
+    /// Fails with a retryable [`Error::Conflict`](crate::Error::Conflict) — and installs
+    /// nothing — if another transaction committed after this one's snapshot a write to a key
+    /// this one writes, or (serializable) to a key it read or into a range it scanned.
     pub fn commit(self) -> Result<Ts> {
         if self.writes.is_empty() {
             return Ok(self.snapshot.ts());
         }
+        let reads = self.reads.into_inner();
         let writes: Vec<_> = self.writes.iter().collect();
-        self.db().commit_writes(&writes, Some(self.snapshot.ts()))
+        let checks = Checks {
+            snapshot: Some(self.snapshot.ts()),
+            reads: (self.isolation == Isolation::Serializable && !reads.is_empty())
+                .then_some(&reads),
+            expect: None,
+        };
+        self.snapshot.db().commit_writes(&writes, checks)
     }
 
     /// Discards the buffered writes (what dropping the transaction does too).
@@ -131,7 +226,8 @@ impl std::fmt::Debug for Transaction {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Transaction")
             .field("snapshot_ts", &self.snapshot.ts())
+            .field("isolation", &self.isolation)
             .field("writes", &self.writes.len())
-            .finish()
+            .finish_non_exhaustive()
     }
 }

@@ -101,6 +101,12 @@ impl Chain {
         self.state.load(Ordering::Acquire) & REMOVED != 0
     }
 
+    /// Whether a committer or the collector holds the write lock (`Acquire`: when it is free,
+    /// the last holder's links are visible to the caller's following loads).
+    pub(crate) fn is_locked(&self) -> bool {
+        self.state.load(Ordering::Acquire) & LOCKED != 0
+    }
+
     /// Takes the write lock, waiting for the current holder (lock holders run no user code and
     /// hold the lock for an install or a prune, so the wait is short).
     pub(crate) fn lock(&self) -> ChainWriter<'_> {
