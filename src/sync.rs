@@ -107,6 +107,7 @@ impl Backoff {
 /// Deliberate protocol faults, injectable only in loom builds, so that each negative-control
 /// model runs the production code with exactly one step broken and loom must reject it.
 #[cfg(loom)]
+#[cfg_attr(not(test), allow(dead_code))] // injected only by the model tests
 pub(crate) mod faults {
     use std::sync::atomic::{AtomicU8, Ordering};
 
