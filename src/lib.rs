@@ -107,6 +107,9 @@ mod snapshot;
 mod store;
 mod sync;
 mod txn;
+#[cfg(feature = "workload")]
+#[cfg_attr(docsrs, doc(cfg(feature = "workload")))]
+pub mod workload;
 
 #[cfg(all(test, loom))]
 mod loom_models;
