@@ -6,6 +6,7 @@ use crossbeam_epoch::Guard;
 
 use crate::clock::{Clock, Publication};
 use crate::error::{ConflictKind, Error};
+use crate::horizon::Horizon;
 use crate::raw::{Chain, ChainWriter};
 use crate::store::KeyRange;
 use crate::sync::Arc;
@@ -62,8 +63,8 @@ pub(crate) struct Checks<'a> {
 ///
 /// `checks` says what to validate: first-committer-wins on the write set against a snapshot,
 /// the read set of a serializable transaction, or the expected version of a conditional
-/// write. A failed check installs nothing. `watermark` is the collector's cached low
-/// watermark, used to prune each chain the commit touches. Returns the commit timestamp once
+/// write. A failed check installs nothing. `horizon` is the collector's cached horizon, used
+/// to prune each chain the commit touches. Returns the commit timestamp once
 /// the commit is visible to new snapshots.
 ///
 /// Protocol (see docs/design.md):
@@ -83,7 +84,7 @@ pub(crate) fn commit(
     source: &impl ChainSource,
     writes: &[Write<'_>],
     checks: Checks<'_>,
-    watermark: u64,
+    horizon: &Horizon,
 ) -> Result<u64, Error> {
     debug_assert!(writes.windows(2).all(|w| w[0].0 < w[1].0));
     let guard = crossbeam_epoch::pin();
@@ -91,9 +92,8 @@ pub(crate) fn commit(
     loop {
         let stale = match lock_all(&chains) {
             Ok(writers) => {
-                let publication = validate_and_install(
-                    clock, source, writes, &writers, checks, watermark, &guard,
-                );
+                let publication =
+                    validate_and_install(clock, source, writes, &writers, checks, horizon, &guard);
                 // Unlock before waiting for our turn to publish: a committer that locks a key
                 // now sees our version (newer than its snapshot) and conflicts as it should.
                 drop(writers);
@@ -113,7 +113,7 @@ fn validate_and_install<'c>(
     writes: &[Write<'_>],
     writers: &[ChainWriter<'_>],
     checks: Checks<'_>,
-    watermark: u64,
+    horizon: &Horizon,
     guard: &Guard,
 ) -> Result<Publication<'c>, Error> {
     let abandon = |err: Error| {
@@ -139,7 +139,7 @@ fn validate_and_install<'c>(
             return abandon(e);
         }
     }
-    install(writes, writers, publication.ts(), watermark, guard);
+    install(writes, writers, publication.ts(), horizon, guard);
     Ok(publication)
 }
 
@@ -160,12 +160,12 @@ fn install(
     writes: &[Write<'_>],
     writers: &[ChainWriter<'_>],
     ts: u64,
-    watermark: u64,
+    horizon: &Horizon,
     guard: &Guard,
 ) {
     for (w, (_, value)) in writers.iter().zip(writes) {
         w.install(ts, (*value).clone(), guard);
-        w.prune(watermark, guard);
+        w.prune(horizon, guard);
     }
 }
 

@@ -324,7 +324,7 @@ impl Db {
         checks: Checks<'_>,
     ) -> Result<Ts> {
         let s = &self.shared;
-        let ts = commit::commit(&s.clock, &s.store, writes, checks, s.gc.watermark())?;
+        let ts = commit::commit(&s.clock, &s.store, writes, checks, &s.gc.horizon())?;
         for (key, value) in writes {
             if value.is_none() {
                 s.gc.note_tombstone((*key).clone(), ts);

@@ -2,11 +2,12 @@
 //!
 //! Three mechanisms, none of which stops readers or writers:
 //! - **Inline pruning.** Every commit prunes the chains it writes down to the cached
-//!   watermark while it holds their locks: under endless overwrites each chain keeps only the
-//!   versions newer than the watermark plus one, so memory stays bounded without any
-//!   background thread.
+//!   [`Horizon`] while it holds their locks: each chain keeps its newest versions (those above
+//!   the horizon's visible timestamp) plus one version per live snapshot that reads it, so
+//!   memory stays bounded under endless overwrites without any background thread, and a
+//!   long-lived snapshot pins only the versions it can see.
 //! - **Maintenance**, run by a committing thread every [`MAINTENANCE_INTERVAL`] of its commits
-//!   (and by [`Db::collect_garbage`](crate::Db::collect_garbage)): recomputes the watermark
+//!   (and by [`Db::collect_garbage`](crate::Db::collect_garbage)): recomputes the horizon
 //!   from the snapshot registry and removes keys whose delete every snapshot can see.
 //! - **Full sweep** ([`Db::collect_garbage`](crate::Db::collect_garbage)): prunes every chain,
 //!   for when a long-lived snapshot was dropped and the keys it pinned are not written again.
@@ -18,10 +19,13 @@ use std::cell::Cell;
 
 use bytes::Bytes;
 
+use std::ops::Deref;
+
 use crate::clock::Clock;
+use crate::horizon::Horizon;
 use crate::registry::Registry;
 use crate::store::Store;
-use crate::sync::{AtomicU64, Mutex, Ordering};
+use crate::sync::{Arc, AtomicBool, AtomicU64, Mutex, Ordering};
 
 /// How many of its own commits a thread makes between two maintenance runs.
 pub(crate) const MAINTENANCE_INTERVAL: u32 = 64;
@@ -52,6 +56,17 @@ pub(crate) struct Collector {
     ///
     /// Only grows (`fetch_max`). A stale value is safe (it only keeps more versions).
     watermark: AtomicU64,
+    /// The last computed horizon, when live snapshots older than its visible timestamp
+    /// existed (otherwise the watermark says everything). A stale horizon is safe: snapshots
+    /// registered since read at or above its visible timestamp, and versions above it stay.
+    horizon: Mutex<Option<Arc<Horizon>>>,
+    /// Whether `horizon` is set: lets committers skip its lock in the common case.
+    ///
+    /// | value | meaning |
+    /// |---|---|
+    /// | `false` | prune with the plain watermark |
+    /// | `true` | `horizon` was set recently; prune with it if it still is |
+    old_snapshots: AtomicBool,
     /// Keys whose newest version is a tombstone, with its timestamp: candidates for removal
     /// once the watermark passes it.
     tombstones: Mutex<Vec<(u64, Bytes)>>,
@@ -63,6 +78,8 @@ impl Collector {
     pub(crate) fn new() -> Self {
         Self {
             watermark: AtomicU64::new(0),
+            horizon: Mutex::new(None),
+            old_snapshots: AtomicBool::new(false),
             tombstones: Mutex::new(Vec::new()),
             running: Mutex::new(()),
         }
@@ -72,6 +89,16 @@ impl Collector {
     #[inline]
     pub(crate) fn watermark(&self) -> u64 {
         self.watermark.load(Ordering::Acquire)
+    }
+
+    /// The horizon committers prune with: the last computed one, or the cached watermark.
+    pub(crate) fn horizon(&self) -> CachedHorizon {
+        if self.old_snapshots.load(Ordering::Acquire) {
+            if let Some(h) = self.horizon.lock().clone() {
+                return CachedHorizon::Shared(h);
+            }
+        }
+        CachedHorizon::Plain(Horizon::at(self.watermark()))
     }
 
     /// Records that `key` got a tombstone at `ts`.
@@ -104,7 +131,8 @@ impl Collector {
                 ..GcReport::default()
             };
         };
-        let w = self.refresh(clock, registry);
+        let h = self.refresh(clock, registry);
+        let w = h.watermark();
         let ready: Vec<(u64, Bytes)> = {
             let mut queue = self.tombstones.lock();
             let (ready, waiting) = std::mem::take(&mut *queue)
@@ -118,7 +146,7 @@ impl Collector {
             ..GcReport::default()
         };
         for (ts, key) in ready {
-            match collect_key(store, &key, w) {
+            match collect_key(store, &key, &h) {
                 Some(r) => {
                     report.versions_freed += r.versions_freed;
                     report.keys_removed += r.keys_removed;
@@ -133,10 +161,10 @@ impl Collector {
     /// Prunes every chain and removes every empty key.
     pub(crate) fn sweep(&self, clock: &Clock, registry: &Registry, store: &Store) -> GcReport {
         let mut report = self.maintain(clock, registry, store);
-        let w = self.watermark();
-        report.watermark = w;
+        let h = self.horizon();
+        report.watermark = h.watermark();
         for entry in store.iter() {
-            if let Some(r) = collect_key(store, entry.key(), w) {
+            if let Some(r) = collect_key(store, entry.key(), &h) {
                 report.versions_freed += r.versions_freed;
                 report.keys_removed += r.keys_removed;
             }
@@ -144,15 +172,40 @@ impl Collector {
         report
     }
 
-    fn refresh(&self, clock: &Clock, registry: &Registry) -> u64 {
-        let w = registry.watermark(clock);
-        self.watermark.fetch_max(w, Ordering::AcqRel).max(w)
+    /// Recomputes the horizon (only the maintenance lock holder calls this, so horizons are
+    /// stored in the order they were computed).
+    fn refresh(&self, clock: &Clock, registry: &Registry) -> Horizon {
+        let h = registry.horizon(clock);
+        self.watermark.fetch_max(h.watermark(), Ordering::AcqRel);
+        let old = h.has_old_snapshots();
+        *self.horizon.lock() = old.then(|| Arc::new(h.clone()));
+        self.old_snapshots.store(old, Ordering::Release);
+        h
     }
 }
 
-/// Prunes `key`'s chain at `w` and removes the key if nothing is left. `None` if the chain was
+/// A horizon for one commit: a plain watermark (no allocation), or the shared last horizon.
+pub(crate) enum CachedHorizon {
+    /// No live snapshot below the horizon: the watermark is the whole story.
+    Plain(Horizon),
+    /// The last computed horizon with its live snapshots.
+    Shared(Arc<Horizon>),
+}
+
+impl Deref for CachedHorizon {
+    type Target = Horizon;
+
+    fn deref(&self) -> &Horizon {
+        match self {
+            CachedHorizon::Plain(h) => h,
+            CachedHorizon::Shared(h) => h,
+        }
+    }
+}
+
+/// Prunes `key`'s chain to `h` and removes the key if nothing is left. `None` if the chain was
 /// locked by someone else.
-fn collect_key(store: &Store, key: &[u8], w: u64) -> Option<GcReport> {
+fn collect_key(store: &Store, key: &[u8], h: &Horizon) -> Option<GcReport> {
     // Clone the chain out: removal needs the map shard's write lock, so no map guard may be
     // held meanwhile.
     let Some(chain) = store.get(key) else {
@@ -161,8 +214,8 @@ fn collect_key(store: &Store, key: &[u8], w: u64) -> Option<GcReport> {
     let guard = crossbeam_epoch::pin();
     let writer = chain.try_lock()?;
     Some(GcReport {
-        watermark: w,
-        versions_freed: writer.prune(w, &guard),
+        watermark: h.watermark(),
+        versions_freed: writer.prune(h, &guard),
         keys_removed: usize::from(store.remove_if_empty(key, &writer, &guard)),
     })
 }

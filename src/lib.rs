@@ -97,6 +97,7 @@ mod commit;
 mod db;
 mod error;
 mod gc;
+mod horizon;
 mod isolation;
 mod iter;
 mod options;

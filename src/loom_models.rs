@@ -20,11 +20,15 @@ use crossbeam_epoch::Guard;
 use crate::clock::Clock;
 use crate::commit::{commit, ChainSource, Checks, ReadSet};
 use crate::error::Error;
+use crate::horizon::Horizon;
 use crate::raw::{Chain, ChainWriter};
 use crate::registry::Registry;
 use crate::store::KeyRange;
 use crate::sync::faults::{self, Fault};
 use crate::sync::Arc;
+
+/// A horizon that prunes nothing (timestamp 0 is below every commit).
+static NO_GC: Horizon = Horizon::NOTHING;
 
 /// A fixed key space: the models need no map, only chains.
 struct World {
@@ -78,13 +82,13 @@ impl World {
         keys: &[usize],
         value: &'static [u8],
         snapshot: Option<u64>,
-        watermark: u64,
+        horizon: &Horizon,
     ) -> Result<u64, Error> {
         let checks = Checks {
             snapshot,
             ..Checks::default()
         };
-        self.commit_checked(keys, value, checks, watermark)
+        self.commit_checked(keys, value, checks, horizon)
     }
 
     fn commit_checked(
@@ -92,11 +96,11 @@ impl World {
         keys: &[usize],
         value: &'static [u8],
         checks: Checks<'_>,
-        watermark: u64,
+        horizon: &Horizon,
     ) -> Result<u64, Error> {
         let value = Some(Bytes::from_static(value));
         let writes: Vec<_> = keys.iter().map(|&i| (&self.keys[i], &value)).collect();
-        commit(&self.clock, self, &writes, checks, watermark)
+        commit(&self.clock, self, &writes, checks, horizon)
     }
 
     /// A serializable commit of `value` to `writes` having read `reads` at snapshot `s`.
@@ -110,7 +114,7 @@ impl World {
             reads: Some(&read_set),
             expect: None,
         };
-        self.commit_checked(writes, b"s", checks, 0)
+        self.commit_checked(writes, b"s", checks, &NO_GC)
     }
 
     /// Value of key `i` at `ts` (`None` if absent).
@@ -127,6 +131,7 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
     let counter = std::sync::Arc::clone(&iterations);
     loom::model(move || {
         counter.fetch_add(1, StdOrdering::Relaxed);
+        crate::registry::reset_hint();
         f();
     });
     let n = iterations.load(StdOrdering::Relaxed);
@@ -143,9 +148,9 @@ fn snapshot_never_sees_half_a_commit() {
     faults::inject(Fault::None);
     model(|| {
         let w = World::new(&[b"x", b"y"]);
-        w.commit(&[0, 1], b"old", None, 0).unwrap();
+        w.commit(&[0, 1], b"old", None, &NO_GC).unwrap();
         let w2 = Arc::clone(&w);
-        let t = loom::thread::spawn(move || w2.commit(&[0, 1], b"new", Some(1), 0).unwrap());
+        let t = loom::thread::spawn(move || w2.commit(&[0, 1], b"new", Some(1), &NO_GC).unwrap());
         let (slot, s) = w.registry.register(&w.clock);
         let (x, y) = (w.read(0, s), w.read(1, s));
         assert_eq!(x, y, "snapshot at {s} saw half a commit");
@@ -162,10 +167,10 @@ fn same_key_commits_exactly_one_wins() {
     faults::inject(Fault::None);
     model(|| {
         let w = World::new(&[b"x"]);
-        w.commit(&[0], b"v0", None, 0).unwrap();
+        w.commit(&[0], b"v0", None, &NO_GC).unwrap();
         let w2 = Arc::clone(&w);
-        let t = loom::thread::spawn(move || w2.commit(&[0], b"a", Some(1), 0));
-        let mine = w.commit(&[0], b"b", Some(1), 0);
+        let t = loom::thread::spawn(move || w2.commit(&[0], b"a", Some(1), &NO_GC));
+        let mine = w.commit(&[0], b"b", Some(1), &NO_GC);
         let theirs = t.join().unwrap();
         let (winner, loser) = match (mine, theirs) {
             (Ok(_), Err(e)) => (&b"b"[..], e),
@@ -196,8 +201,8 @@ fn check_no_holes() {
     model(|| {
         let w = World::new(&[b"x", b"y"]);
         let w2 = Arc::clone(&w);
-        let t = loom::thread::spawn(move || w2.commit(&[1], b"y", None, 0).unwrap());
-        let mine = w.commit(&[0], b"x", None, 0).unwrap();
+        let t = loom::thread::spawn(move || w2.commit(&[1], b"y", None, &NO_GC).unwrap());
+        let mine = w.commit(&[0], b"x", None, &NO_GC).unwrap();
         // Real-time order: my commit returned, so a new snapshot sees it.
         let (slot, s) = w.registry.register(&w.clock);
         assert!(
@@ -227,15 +232,15 @@ fn gc_unlink_races_reader() {
     faults::inject(Fault::None);
     model(|| {
         let w = World::new(&[b"x"]);
-        w.commit(&[0], b"v1", None, 0).unwrap();
-        w.commit(&[0], b"v2", None, 0).unwrap();
+        w.commit(&[0], b"v1", None, &NO_GC).unwrap();
+        w.commit(&[0], b"v2", None, &NO_GC).unwrap();
         let w2 = Arc::clone(&w);
         let t = loom::thread::spawn(move || {
-            let wm = w2.registry.watermark(&w2.clock);
-            w2.commit(&[0], b"v3", None, wm).unwrap();
-            let wm = w2.registry.watermark(&w2.clock);
+            let h = w2.registry.horizon(&w2.clock);
+            w2.commit(&[0], b"v3", None, &h).unwrap();
+            let h = w2.registry.horizon(&w2.clock);
             let guard = crossbeam_epoch::pin();
-            w2.chains[0].lock().prune(wm, &guard);
+            w2.chains[0].lock().prune(&h, &guard);
             drop(guard);
             crossbeam_epoch::pin().flush();
         });
@@ -252,6 +257,46 @@ fn gc_unlink_races_reader() {
     });
 }
 
+/// Model 8: pruning with a live old snapshot unlinks a version from the *middle* of a chain
+/// while the old snapshot and a new one read it: each finds exactly its version, and the old
+/// snapshot pins only the version it sees.
+#[test]
+fn interval_prune_races_old_and_new_readers() {
+    faults::inject(Fault::None);
+    model(|| {
+        let w = World::new(&[b"x"]);
+        w.commit(&[0], b"v1", None, &NO_GC).unwrap();
+        let (old_slot, old) = w.registry.register(&w.clock);
+        w.commit(&[0], b"v2", None, &NO_GC).unwrap();
+        let w2 = Arc::clone(&w);
+        let t = loom::thread::spawn(move || {
+            let h = w2.registry.horizon(&w2.clock);
+            w2.commit(&[0], b"v3", None, &h).unwrap();
+            let h = w2.registry.horizon(&w2.clock);
+            let guard = crossbeam_epoch::pin();
+            w2.chains[0].lock().prune(&h, &guard);
+            drop(guard);
+            crossbeam_epoch::pin().flush();
+        });
+        let v1 = Some((1, Bytes::from_static(b"v1")));
+        assert_eq!(w.read(0, old), v1, "the old snapshot lost its version");
+        let (slot, s) = w.registry.register(&w.clock);
+        let expected: &[u8] = if s == 2 { b"v2" } else { b"v3" };
+        assert_eq!(w.read(0, s), Some((s, Bytes::from_static(expected))));
+        w.registry.release(slot);
+        t.join().unwrap();
+        // Only the old snapshot is left: it pins v1, new snapshots see v3, v2 goes.
+        let guard = crossbeam_epoch::pin();
+        w.chains[0]
+            .lock()
+            .prune(&w.registry.horizon(&w.clock), &guard);
+        assert_eq!(w.chains[0].version_count(&guard), 2);
+        drop(guard);
+        assert_eq!(w.read(0, old), v1);
+        w.registry.release(old_slot);
+    });
+}
+
 /// Model 5: a snapshot registering while the collector computes the watermark never loses
 /// the version it can see.
 #[test]
@@ -263,13 +308,13 @@ fn registration_races_watermark() {
 fn check_registration() {
     model(|| {
         let w = World::new(&[b"x"]);
-        w.commit(&[0], b"v1", None, 0).unwrap();
+        w.commit(&[0], b"v1", None, &NO_GC).unwrap();
         let w2 = Arc::clone(&w);
         let t = loom::thread::spawn(move || {
-            w2.commit(&[0], b"v2", None, 0).unwrap();
-            let wm = w2.registry.watermark(&w2.clock);
+            w2.commit(&[0], b"v2", None, &NO_GC).unwrap();
+            let h = w2.registry.horizon(&w2.clock);
             let guard = crossbeam_epoch::pin();
-            w2.chains[0].lock().prune(wm, &guard);
+            w2.chains[0].lock().prune(&h, &guard);
         });
         let (slot, s) = w.registry.register(&w.clock);
         assert!(
@@ -296,7 +341,7 @@ fn serializable_write_skew_cannot_both_commit() {
     faults::inject(Fault::None);
     model(|| {
         let w = World::new(&[b"x", b"y"]);
-        w.commit(&[0, 1], b"init", None, 0).unwrap();
+        w.commit(&[0, 1], b"init", None, &NO_GC).unwrap();
         let w2 = Arc::clone(&w);
         let t = loom::thread::spawn(move || w2.commit_serializable(&[0, 1], &[1], 1));
         let mine = w.commit_serializable(&[0, 1], &[0], 1);
@@ -320,9 +365,9 @@ fn serializable_reads_are_current_at_commit_timestamp() {
 fn check_reads_current() {
     model(|| {
         let w = World::new(&[b"k", b"w"]);
-        w.commit(&[0, 1], b"init", None, 0).unwrap();
+        w.commit(&[0, 1], b"init", None, &NO_GC).unwrap();
         let w2 = Arc::clone(&w);
-        let writer = loom::thread::spawn(move || w2.commit(&[0], b"new", None, 0).unwrap());
+        let writer = loom::thread::spawn(move || w2.commit(&[0], b"new", None, &NO_GC).unwrap());
         let mine = w.commit_serializable(&[0], &[1], 1);
         let theirs = writer.join().unwrap();
         if let Ok(ts) = mine {

@@ -7,6 +7,7 @@ use std::sync::OnceLock;
 use crossbeam_utils::CachePadded;
 
 use crate::clock::Clock;
+use crate::horizon::Horizon;
 use crate::sync::{fence, AtomicU64, Ordering};
 
 /// Slots per page. Small under loom so models stay within one page and few scheduling points.
@@ -76,6 +77,13 @@ pub(crate) struct Registry {
 thread_local! {
     /// The slot this thread used last: usually free again, so registration is one CAS.
     static HINT: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// Forgets this thread's hint, so that each loom iteration starts from the same state (the
+/// hint lives in a real thread-local, which outlives an iteration).
+#[cfg(all(test, loom))]
+pub(crate) fn reset_hint() {
+    HINT.with(|h| h.set(Some(0)));
 }
 
 /// Spreads threads' first probes over the first page.
@@ -185,19 +193,23 @@ impl Registry {
         self.slot(id.0).store(FREE, Ordering::Release);
     }
 
-    /// The low watermark: no live snapshot reads below it, and no snapshot registered from now
-    /// on will. Versions older than the newest version at or below it can be unlinked.
-    pub(crate) fn watermark(&self, clock: &Clock) -> u64 {
+    /// The collection horizon: the visible timestamp `c` plus every live snapshot's timestamp
+    /// below it. Same handshake as the watermark: no snapshot registered from now on reads
+    /// below `c`, and every snapshot registered before is in the scan.
+    pub(crate) fn horizon(&self, clock: &Clock) -> Horizon {
         let c = clock.visible();
         self.floor.fetch_max(c, Ordering::AcqRel);
         fence(Ordering::SeqCst);
-        let mut w = c;
+        let mut live = Vec::new();
         for page in self.pages() {
             for slot in page.slots.iter() {
-                w = w.min(slot.load(Ordering::Acquire));
+                let s = slot.load(Ordering::Acquire);
+                if s < c {
+                    live.push(s);
+                }
             }
         }
-        w
+        Horizon::new(c, live)
     }
 
     /// Number of registered snapshots (racy; for statistics).
@@ -226,7 +238,7 @@ mod tests {
     fn watermark_is_min_of_visible_and_live_snapshots() {
         let clock = Clock::new();
         let reg = Registry::new();
-        assert_eq!(reg.watermark(&clock), 0);
+        assert_eq!(reg.horizon(&clock).watermark(), 0);
         clock.allocate().publish();
         clock.allocate().publish();
         let (a, ts_a) = reg.register(&clock);
@@ -234,14 +246,17 @@ mod tests {
         for _ in 0..3 {
             clock.allocate().publish();
         }
-        assert_eq!(reg.watermark(&clock), 2);
+        assert_eq!(reg.horizon(&clock).watermark(), 2);
         let (b, ts_b) = reg.register(&clock);
         assert_eq!(ts_b, 5);
-        reg.release(a);
-        assert_eq!(reg.watermark(&clock), 5);
-        reg.release(b);
         clock.allocate().publish();
-        assert_eq!(reg.watermark(&clock), 6);
+        // Both snapshots are below the visible timestamp 6: the horizon lists them.
+        assert_eq!(reg.horizon(&clock), Horizon::new(6, vec![5, 2]));
+        reg.release(a);
+        assert_eq!(reg.horizon(&clock).watermark(), 5);
+        reg.release(b);
+        assert_eq!(reg.horizon(&clock).watermark(), 6);
+        assert!(!reg.horizon(&clock).has_old_snapshots());
         assert_eq!(reg.live(), 0);
     }
 

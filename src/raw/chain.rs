@@ -3,6 +3,7 @@
 use bytes::Bytes;
 use crossbeam_epoch::{Atomic, Guard, Owned, Shared};
 
+use crate::horizon::Horizon;
 use crate::sync::{AtomicU32, Backoff, Ordering};
 
 /// One committed version of a key.
@@ -201,49 +202,57 @@ impl<'a> ChainWriter<'a> {
         self.chain.head.store(node, Ordering::Release);
     }
 
-    /// Unlinks every version no snapshot at or above `watermark` can see: all versions older
-    /// than the newest one with `ts <= watermark`, and that one too when it is a tombstone
-    /// (a reader at `s >= watermark` then finds nothing, which also means absent). Unlinked
-    /// nodes are freed once every thread pinned now has unpinned. Returns how many it unlinked.
+    /// Unlinks every version no snapshot can see according to `horizon`: a version stays if
+    /// it is newer than `horizon.now()` or some live or future snapshot reads in `[its ts, the
+    /// next newer version's ts)`. The oldest remaining version goes too when it is a tombstone
+    /// at or below the watermark (a reader then finds nothing, which also means absent, and no
+    /// live transaction's snapshot predates the delete, so no write-write conflict is lost).
+    /// The newest version always stays, so first-committer-wins checks are unaffected.
+    /// Unlinked nodes are freed once every thread pinned now has unpinned. Returns how many it
+    /// unlinked.
     ///
-    /// The caller guarantees that no live or future snapshot reads below `watermark`
-    /// (the registry's watermark contract); memory safety does not depend on it.
-    pub(crate) fn prune(&self, watermark: u64, guard: &Guard) -> usize {
-        // Find the newest version at or below the watermark and the link that points to it.
+    /// The caller guarantees that `horizon` came from the registry (no live or future snapshot
+    /// reads anywhere else); memory safety does not depend on it.
+    pub(crate) fn prune(&self, horizon: &Horizon, guard: &Guard) -> usize {
+        // `link` is the link that points to the node under inspection: `head` or the `next` of
+        // the nearest kept node above it. `kept_link` points to the oldest kept node.
         let mut link = &self.chain.head;
-        let mut cur = link.load(Ordering::Relaxed, guard);
-        // SAFETY: pinned by `guard`; we are the only thread that unlinks nodes of this chain.
-        while let Some(node) = unsafe { cur.as_ref() } {
-            if node.ts <= watermark {
-                break;
-            }
-            link = &node.next;
-            cur = link.load(Ordering::Relaxed, guard);
-        }
-        // SAFETY: as above.
-        let Some(keep) = (unsafe { cur.as_ref() }) else {
-            return 0;
-        };
-        // Cut at `keep.next`, or at `keep` itself when it is a tombstone.
-        let cut_link = if keep.value.is_none() {
-            link
-        } else {
-            &keep.next
-        };
-        // Release pairs with readers' Acquire loads: a reader that sees null stops there.
-        let mut tail = cut_link.swap(Shared::null(), Ordering::AcqRel, guard);
+        let mut kept: Option<(&Atomic<Version>, &Version)> = None;
+        let mut newer = u64::MAX;
         let mut unlinked = 0;
-        while !tail.is_null() {
-            // SAFETY: `tail` was unlinked by the swap above (or is reachable only from a node
-            // that was), so no new reader can reach it; readers already holding it are pinned,
-            // and `defer_destroy` frees it only after they unpin. We read `next` before
-            // deferring, and nobody writes the `next` of an unlinked node.
-            unsafe {
-                let next = tail.deref().next.load(Ordering::Relaxed, guard);
-                guard.defer_destroy(tail);
-                tail = next;
+        let mut cur = link.load(Ordering::Relaxed, guard);
+        // SAFETY: `cur` is pinned by `guard`, and we (the lock holder) are the only thread that
+        // unlinks or frees nodes of this chain, so every node we reach stays allocated while
+        // we look at it.
+        while let Some(node) = unsafe { cur.as_ref() } {
+            let next = node.next.load(Ordering::Relaxed, guard);
+            if node.ts > horizon.now() || horizon.needs(node.ts, newer) {
+                kept = Some((link, node));
+                link = &node.next;
+            } else {
+                // Release pairs with readers' Acquire loads of `link`: a reader that skips the
+                // node still sees the initialised nodes behind it.
+                link.store(next, Ordering::Release);
+                // SAFETY: the store above unlinked `cur` (nothing else points to it: `link` was
+                // its only predecessor), so no reader that pins from now on can reach it;
+                // readers already holding it are pinned, and `defer_destroy` frees it only
+                // after they unpin. Nobody writes the `next` of an unlinked node, so those
+                // readers continue into the chain correctly.
+                unsafe { guard.defer_destroy(cur) };
+                unlinked += 1;
             }
-            unlinked += 1;
+            newer = node.ts;
+            cur = next;
+        }
+        if let Some((link, oldest)) = kept {
+            if oldest.value.is_none() && oldest.ts <= horizon.watermark() {
+                let tomb = link.swap(Shared::null(), Ordering::AcqRel, guard);
+                // SAFETY: as above: `tomb` (the oldest node; its `next` is already null) was
+                // just unlinked from its only predecessor and is freed after current readers
+                // unpin.
+                unsafe { guard.defer_destroy(tomb) };
+                unlinked += 1;
+            }
         }
         unlinked
     }
@@ -302,16 +311,56 @@ mod tests {
             w.install(ts * 10, b(&ts.to_string()), &g);
         }
         // Watermark 35: versions 50 and 40 are newer, 30 is what a reader at 35 sees.
-        assert_eq!(w.prune(35, &g), 2);
+        assert_eq!(w.prune(&Horizon::at(35), &g), 2);
         assert_eq!(c.version_count(&g), 3);
         assert_eq!(value_at(&c, 35), Some(b("3")));
         assert_eq!(value_at(&c, 45), Some(b("4")));
         // Pruning again at the same watermark is a no-op.
-        assert_eq!(w.prune(35, &g), 0);
+        assert_eq!(w.prune(&Horizon::at(35), &g), 0);
         // Watermark above everything keeps only the newest.
-        assert_eq!(w.prune(100, &g), 2);
+        assert_eq!(w.prune(&Horizon::at(100), &g), 2);
         assert_eq!(c.version_count(&g), 1);
         assert_eq!(value_at(&c, 100), Some(b("5")));
+    }
+
+    #[test]
+    fn prune_keeps_only_what_live_snapshots_see() {
+        let c = Chain::new();
+        let g = epoch::pin();
+        let w = c.lock();
+        for ts in 1..=10 {
+            w.install(ts * 10, b(&ts.to_string()), &g);
+        }
+        // Snapshots at 25 and 62, visible 100: a reader at 25 sees 20, at 62 sees 60, new
+        // readers see 100. Everything else (10, 30, 40, 50, 70, 80, 90) is invisible to all.
+        let h = Horizon::new(100, vec![62, 25]);
+        assert_eq!(w.prune(&h, &g), 7);
+        assert_eq!(c.version_count(&g), 3);
+        assert_eq!(value_at(&c, 25), Some(b("2")));
+        assert_eq!(value_at(&c, 62), Some(b("6")));
+        assert_eq!(value_at(&c, 100), Some(b("10")));
+        // Versions newer than `now` stay whatever the snapshots: they may not be visible yet.
+        w.install(110, b("11"), &g);
+        w.install(120, b("12"), &g);
+        assert_eq!(w.prune(&Horizon::new(105, vec![25]), &g), 1);
+        assert_eq!(value_at(&c, 25), Some(b("2")));
+        assert_eq!(value_at(&c, 105), Some(b("10")));
+        assert_eq!(value_at(&c, 115), Some(b("11")));
+        assert_eq!(c.version_count(&g), 4);
+    }
+
+    #[test]
+    fn prune_keeps_a_tombstone_an_old_snapshot_predates() {
+        let c = Chain::new();
+        let g = epoch::pin();
+        let w = c.lock();
+        w.install(5, None, &g);
+        // A transaction at 3 may still write this key: the delete at 5 must stay so that its
+        // first-committer-wins check sees a newer version.
+        assert_eq!(w.prune(&Horizon::new(10, vec![3]), &g), 0);
+        assert_eq!(w.newest_ts(&g), Some(5));
+        assert_eq!(w.prune(&Horizon::new(10, vec![]), &g), 1);
+        assert!(w.is_empty(&g));
     }
 
     #[test]
@@ -321,15 +370,15 @@ mod tests {
         let w = c.lock();
         w.install(1, b("x"), &g);
         w.install(2, None, &g);
-        assert_eq!(w.prune(1, &g), 0);
+        assert_eq!(w.prune(&Horizon::at(1), &g), 0);
         assert!(!w.is_empty(&g));
-        assert_eq!(w.prune(2, &g), 2);
+        assert_eq!(w.prune(&Horizon::at(2), &g), 2);
         assert!(w.is_empty(&g));
         assert_eq!(value_at(&c, 10), None);
         // A tombstone newer than the watermark stays: readers below it still see "x".
         w.install(3, b("y"), &g);
         w.install(4, None, &g);
-        assert_eq!(w.prune(3, &g), 0);
+        assert_eq!(w.prune(&Horizon::at(3), &g), 0);
         assert_eq!(value_at(&c, 3), Some(b("y")));
         assert_eq!(value_at(&c, 4), Some(None));
     }
@@ -364,7 +413,7 @@ mod tests {
                     let g = epoch::pin();
                     let w = c.lock();
                     w.install(ts, b(&ts.to_string()), &g);
-                    w.prune(ts, &g);
+                    w.prune(&Horizon::at(ts), &g);
                 }
             })
         };
