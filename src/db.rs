@@ -194,12 +194,46 @@ impl Db {
     /// The newest committed value of `key` with its version (the commit timestamp that wrote
     /// it), for use with [`compare_and_swap`](Self::compare_and_swap).
     pub fn get_versioned(&self, key: impl AsRef<[u8]>) -> Result<Option<(Bytes, Ts)>> {
-        self.snapshot().get_versioned(key)
+        let key = key.as_ref();
+        self.check_key(key)?;
+        match self.read_latest(key) {
+            Some(v) => Ok(v),
+            None => Ok(self.snapshot().read_versioned(key)),
+        }
     }
 
     /// The newest committed value of `key`.
+    ///
+    /// Linearizable: it returns the value of the last commit visible at some instant during
+    /// the call. Cheaper than [`snapshot`](Self::snapshot)`.get()`: it usually needs no
+    /// snapshot registration at all.
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
-        self.snapshot().get(key)
+        Ok(self.get_versioned(key)?.map(|(v, _)| v))
+    }
+
+    /// Reads the newest visible version of `key` without registering a snapshot, or `None`
+    /// when that cannot be done safely (then the caller takes a snapshot).
+    ///
+    /// With `s` the visible timestamp loaded first: a head version with `ts <= s` is the
+    /// newest version at or below `s` (every version at or below `s` was installed before `s`
+    /// became visible, and the head is the newest installed), so it is the answer at the
+    /// instant `s` was loaded; the epoch pin keeps it allocated while we clone its value. The
+    /// head is never pruned. A key without a chain was absent at some instant of the call (a
+    /// chain leaves the map only when its last version is a delete every snapshot sees). A
+    /// head newer than `s` (a commit in flight) or an empty chain (being created or removed)
+    /// is inconclusive: without a registered snapshot, versions below the head may be
+    /// unlinked under us.
+    fn read_latest(&self, key: &[u8]) -> Option<Option<(Bytes, Ts)>> {
+        let s = &self.shared;
+        let guard = crossbeam_epoch::pin();
+        let visible = s.clock.visible();
+        match s
+            .store
+            .with_chain(key, |chain| chain.read_head_if_visible(visible, &guard))
+        {
+            None => Some(None),
+            Some(found) => found,
+        }
     }
 
     /// A consistent read-only view of the database as of now. O(1): one slot claim, no lock.

@@ -18,9 +18,14 @@ use crate::sync::Arc;
 /// a key has. Transient disagreement is harmless to readers: a chain being created is empty
 /// (invisible) and a chain being removed holds nothing any snapshot can see.
 pub(crate) struct Store {
-    map: DashMap<Bytes, Arc<Chain>, foldhash::fast::RandomState>,
+    map: DashMap<MapKey, Arc<Chain>, foldhash::fast::RandomState>,
     index: SkipMap<Bytes, Arc<Chain>>,
 }
+
+/// The hash map's key: keys up to 24 bytes live inline in the map's bucket, so a point lookup
+/// compares the key without a second cache miss (a `Bytes` key points to a separate
+/// allocation). Same size as `Bytes` (32 bytes); hashes and compares like `[u8]`.
+type MapKey = smallvec::SmallVec<[u8; 24]>;
 
 /// A range of keys with owned bounds, as the scans take it.
 pub(crate) type KeyRange = (Bound<Bytes>, Bound<Bytes>);
@@ -54,7 +59,7 @@ impl Store {
         if let Some(c) = self.map.get(key.as_ref()) {
             return Arc::clone(&c);
         }
-        let entry = self.map.entry(key.clone()).or_insert_with(|| {
+        let entry = self.map.entry(MapKey::from_slice(key)).or_insert_with(|| {
             let chain = Arc::new(Chain::new());
             // Under the shard's write lock: see the type's documentation.
             self.index.insert(key.clone(), Arc::clone(&chain));

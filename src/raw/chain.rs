@@ -80,6 +80,19 @@ impl Chain {
         None
     }
 
+    /// The head version's value and timestamp if the head is at or below `visible` (a loaded
+    /// visible timestamp): then it is the newest version at or below `visible`, and readers
+    /// without a registered snapshot may use it (see `Db::get`). `None` if the chain is empty
+    /// or its head is newer (inconclusive).
+    pub(crate) fn read_head_if_visible(
+        &self,
+        visible: u64,
+        guard: &Guard,
+    ) -> Option<Option<(Bytes, u64)>> {
+        let head = self.newest(guard)?;
+        (head.ts <= visible).then(|| head.value.map(|v| (v.clone(), head.ts)))
+    }
+
     /// The newest installed version, whatever its timestamp.
     pub(crate) fn newest<'g>(&self, guard: &'g Guard) -> Option<VersionRef<'g>> {
         self.read_at(u64::MAX, guard)
