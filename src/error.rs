@@ -49,12 +49,11 @@ impl std::fmt::Display for ConflictKind {
 /// assert!(matches!(err, Error::Conflict { .. }));
 /// # Ok::<(), snapkv::Error>(())
 /// ```
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
     /// A concurrent transaction committed first; nothing of this transaction was installed.
     /// Retrying the whole transaction (on a fresh snapshot) may succeed.
-    #[error("{kind} conflict on key {key:?}{}", range.as_ref().map(|r| format!(" in scanned range {r:?}")).unwrap_or_default())]
     Conflict {
         /// The key the conflict was detected on.
         key: Bytes,
@@ -65,7 +64,6 @@ pub enum Error {
     },
     /// A conditional write found a different version than expected. Not a conflict: retrying
     /// the same condition fails again; re-read and decide.
-    #[error("precondition failed on key {key:?}: current version is {current:?}")]
     PreconditionFailed {
         /// The key whose version did not match.
         key: Bytes,
@@ -73,10 +71,8 @@ pub enum Error {
         current: Option<u64>,
     },
     /// Keys must not be empty.
-    #[error("key is empty")]
     EmptyKey,
     /// The key is longer than the database's `max_key_len`.
-    #[error("key of {len} bytes exceeds the limit of {max} bytes")]
     KeyTooLarge {
         /// Length of the rejected key.
         len: usize,
@@ -84,7 +80,6 @@ pub enum Error {
         max: usize,
     },
     /// The value is longer than the database's `max_value_len`.
-    #[error("value of {len} bytes exceeds the limit of {max} bytes")]
     ValueTooLarge {
         /// Length of the rejected value.
         len: usize,
@@ -92,20 +87,58 @@ pub enum Error {
         max: usize,
     },
     /// A builder option is out of range.
-    #[error("invalid configuration: {0}")]
     InvalidConfig(&'static str),
     /// [`Db::update`](crate::Db::update) ran out of attempts; `last` is the final conflict.
-    #[error("transaction still conflicted after {attempts} attempts")]
     RetriesExhausted {
         /// How many times the closure ran.
         attempts: u32,
         /// The conflict that ended the last attempt.
-        #[source]
         last: Box<Error>,
     },
     /// The caller's transaction closure chose to abort with its own error.
-    #[error("transaction aborted by the caller: {0}")]
-    Aborted(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
+    Aborted(Box<dyn std::error::Error + Send + Sync + 'static>),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Conflict { key, kind, range } => {
+                write!(f, "{kind} conflict on key {key:?}")?;
+                if let Some(r) = range {
+                    write!(f, " in scanned range {r:?}")?;
+                }
+                Ok(())
+            }
+            Error::PreconditionFailed { key, current } => write!(
+                f,
+                "precondition failed on key {key:?}: current version is {current:?}"
+            ),
+            Error::EmptyKey => f.write_str("key is empty"),
+            Error::KeyTooLarge { len, max } => {
+                write!(f, "key of {len} bytes exceeds the limit of {max} bytes")
+            }
+            Error::ValueTooLarge { len, max } => {
+                write!(f, "value of {len} bytes exceeds the limit of {max} bytes")
+            }
+            Error::InvalidConfig(why) => write!(f, "invalid configuration: {why}"),
+            Error::RetriesExhausted { attempts, .. } => {
+                write!(f, "transaction still conflicted after {attempts} attempts")
+            }
+            Error::Aborted(e) => write!(f, "transaction aborted by the caller: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    /// The last conflict for [`Error::RetriesExhausted`] (as an `Error`, so callers can
+    /// `downcast_ref::<snapkv::Error>()` it), the caller's error for [`Error::Aborted`].
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::RetriesExhausted { last, .. } => Some(&**last),
+            Error::Aborted(e) => Some(&**e),
+            _ => None,
+        }
+    }
 }
 
 impl Error {

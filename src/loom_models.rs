@@ -326,7 +326,10 @@ fn unregistered_latest_read_races_interval_prune() {
         if let Some(found) = got {
             let (_, ts) = found.expect("x always has a value");
             // Linearizable: the version is the newest at some instant in [before, after].
-            assert!(ts >= before && ts <= after, "stale read: ts {ts} outside {before}..={after}");
+            assert!(
+                ts >= before && ts <= after,
+                "stale read: ts {ts} outside {before}..={after}"
+            );
         }
         t.join().unwrap();
         w.registry.release(old_slot);

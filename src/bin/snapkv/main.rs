@@ -4,9 +4,11 @@
 //! ```text
 //! cargo run --release --features cli -- bench                      # A-F, 1 and 2 threads
 //! cargo run --release --features cli -- bench -w a,f -t 2 --secs 5 --isolation both
+//! cargo run --release --features cli -- report   # after cargo bench --features workload --bench peers
 //! ```
 
 mod plot;
+mod report;
 
 use std::fs;
 use std::io::Write as _;
@@ -35,6 +37,15 @@ struct Cli {
 enum Command {
     /// Run YCSB workloads against snapkv (in memory) and report throughput and latency.
     Bench(BenchArgs),
+    /// Summarize the peer benchmark suite's criterion results (tables, targets, SVG charts).
+    Report {
+        /// criterion's output directory.
+        #[arg(long, default_value = "target/criterion")]
+        criterion: PathBuf,
+        /// Where to write peers.md and the charts.
+        #[arg(long, default_value = "target/snapkv-report")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -95,6 +106,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Bench(args) => bench(&args),
+        Command::Report { criterion, out } => report::run(&criterion, &out),
     };
     if let Err(e) = result {
         eprintln!("snapkv: {e}");
@@ -160,7 +172,7 @@ fn bench(args: &BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
         writeln!(f, "{}", r.csv_row())?;
     }
     let svg = args.out.join("bench.svg");
-    plot::throughput_chart(&reports, &svg)?;
+    plot::render(&throughput_bars(&reports), &svg)?;
     println!();
     println!("wrote {} and {}", csv.display(), svg.display());
     Ok(())
@@ -214,6 +226,40 @@ fn run_one(
     let report = workload::run(&engine, &keys, &cfg, &|n| running.inc(n));
     running.finish_and_clear();
     Ok(report)
+}
+
+/// Throughput per workload, one series per engine and thread count.
+fn throughput_bars(reports: &[Report]) -> plot::Bars<'static> {
+    let mut mixes: Vec<Mix> = reports.iter().map(|r| r.mix).collect();
+    mixes.sort();
+    mixes.dedup();
+    let mut series: Vec<(String, usize)> = reports
+        .iter()
+        .map(|r| (r.engine.clone(), r.threads))
+        .collect();
+    series.sort();
+    series.dedup();
+    plot::Bars {
+        title: "snapkv bench: YCSB throughput (higher is better)",
+        y_label: "million ops/s",
+        groups: mixes.iter().map(|m| format!("workload {m}")).collect(),
+        series: series
+            .iter()
+            .map(|(engine, threads)| {
+                let values = mixes
+                    .iter()
+                    .map(|&m| {
+                        reports
+                            .iter()
+                            .find(|r| r.mix == m && &r.engine == engine && r.threads == *threads)
+                            .map(|r| r.throughput() / 1e6)
+                    })
+                    .collect();
+                let plural = if *threads == 1 { "" } else { "s" };
+                (format!("{engine}, {threads} thread{plural}"), values)
+            })
+            .collect(),
+    }
 }
 
 fn row(r: &Report) -> String {
