@@ -59,6 +59,10 @@ pub(crate) struct Checks<'a> {
     pub(crate) expect: Option<Option<u64>>,
 }
 
+/// Per-commit lists (chains, lock guards): inline for small write sets, so a typical commit
+/// allocates nothing for them.
+type Small<T> = smallvec::SmallVec<[T; 4]>;
+
 /// Commits `writes` (sorted by key, no duplicates) atomically at a fresh timestamp.
 ///
 /// `checks` says what to validate: first-committer-wins on the write set against a snapshot,
@@ -88,7 +92,7 @@ pub(crate) fn commit(
 ) -> Result<u64, Error> {
     debug_assert!(writes.windows(2).all(|w| w[0].0 < w[1].0));
     let guard = crossbeam_epoch::pin();
-    let mut chains: Vec<Arc<Chain>> = writes.iter().map(|(k, _)| source.resolve(k)).collect();
+    let mut chains: Small<Arc<Chain>> = writes.iter().map(|(k, _)| source.resolve(k)).collect();
     loop {
         let stale = match lock_all(&chains) {
             Ok(writers) => {
@@ -259,8 +263,8 @@ fn validate_reads(
 
 /// Locks every chain in order; on finding one the collector removed, unlocks all and returns
 /// its index.
-fn lock_all(chains: &[Arc<Chain>]) -> Result<Vec<ChainWriter<'_>>, usize> {
-    let mut writers = Vec::with_capacity(chains.len());
+fn lock_all(chains: &[Arc<Chain>]) -> Result<Small<ChainWriter<'_>>, usize> {
+    let mut writers = Small::with_capacity(chains.len());
     for (i, chain) in chains.iter().enumerate() {
         let w = chain.lock();
         if w.is_removed() {

@@ -208,7 +208,7 @@ impl Transaction {
             return Ok(self.snapshot.ts());
         }
         let reads = self.reads.into_inner();
-        let writes: Vec<_> = self.writes.iter().collect();
+        let writes: smallvec::SmallVec<[_; 4]> = self.writes.iter().collect();
         let checks = Checks {
             snapshot: Some(self.snapshot.ts()),
             reads: (self.isolation == Isolation::Serializable && !reads.is_empty())
