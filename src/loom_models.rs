@@ -22,7 +22,7 @@ use crate::commit::{commit, ChainSource, Checks, ReadSet};
 use crate::error::Error;
 use crate::horizon::Horizon;
 use crate::raw::{Chain, ChainWriter};
-use crate::registry::Registry;
+use crate::registry::{Registry, SlotId};
 use crate::store::KeyRange;
 use crate::sync::faults::{self, Fault};
 use crate::sync::Arc;
@@ -127,9 +127,19 @@ impl World {
 
 /// Runs `f` under loom and fails if loom explored a single interleaving (uninstrumented).
 fn model(f: impl Fn() + Sync + Send + 'static) {
+    model_with_preemptions(0, f);
+}
+
+/// [`model`] exploring at least `min_preemptions` preemptions whatever
+/// `LOOM_MAX_PREEMPTIONS` says: for races that need a longer schedule to show.
+fn model_with_preemptions(min_preemptions: usize, f: impl Fn() + Sync + Send + 'static) {
     let iterations = std::sync::Arc::new(AtomicUsize::new(0));
     let counter = std::sync::Arc::clone(&iterations);
-    loom::model(move || {
+    let mut builder = loom::model::Builder::new();
+    if let Some(bound) = builder.preemption_bound {
+        builder.preemption_bound = Some(bound.max(min_preemptions));
+    }
+    builder.check(move || {
         counter.fetch_add(1, StdOrdering::Relaxed);
         crate::registry::reset_hint();
         f();
@@ -257,6 +267,27 @@ fn gc_unlink_races_reader() {
     });
 }
 
+/// The race of models 8 and 9: `x` holds v1 (ts 1, seen by a registered old snapshot) and v2;
+/// a spawned thread commits v3 pruning with a fresh horizon, then prunes again and flushes its
+/// garbage. Returns the world, the old snapshot's slot and timestamp, and the thread.
+fn old_snapshot_and_pruning_writer() -> (Arc<World>, SlotId, u64, loom::thread::JoinHandle<()>) {
+    let w = World::new(&[b"x"]);
+    w.commit(&[0], b"v1", None, &NO_GC).unwrap();
+    let (old_slot, old) = w.registry.register(&w.clock);
+    w.commit(&[0], b"v2", None, &NO_GC).unwrap();
+    let w2 = Arc::clone(&w);
+    let t = loom::thread::spawn(move || {
+        let h = w2.registry.horizon(&w2.clock);
+        w2.commit(&[0], b"v3", None, &h).unwrap();
+        let h = w2.registry.horizon(&w2.clock);
+        let guard = crossbeam_epoch::pin();
+        w2.chains[0].lock().prune(&h, &guard);
+        drop(guard);
+        crossbeam_epoch::pin().flush();
+    });
+    (w, old_slot, old, t)
+}
+
 /// Model 8: pruning with a live old snapshot unlinks a version from the *middle* of a chain
 /// while the old snapshot and a new one read it: each finds exactly its version, and the old
 /// snapshot pins only the version it sees.
@@ -264,20 +295,7 @@ fn gc_unlink_races_reader() {
 fn interval_prune_races_old_and_new_readers() {
     faults::inject(Fault::None);
     model(|| {
-        let w = World::new(&[b"x"]);
-        w.commit(&[0], b"v1", None, &NO_GC).unwrap();
-        let (old_slot, old) = w.registry.register(&w.clock);
-        w.commit(&[0], b"v2", None, &NO_GC).unwrap();
-        let w2 = Arc::clone(&w);
-        let t = loom::thread::spawn(move || {
-            let h = w2.registry.horizon(&w2.clock);
-            w2.commit(&[0], b"v3", None, &h).unwrap();
-            let h = w2.registry.horizon(&w2.clock);
-            let guard = crossbeam_epoch::pin();
-            w2.chains[0].lock().prune(&h, &guard);
-            drop(guard);
-            crossbeam_epoch::pin().flush();
-        });
+        let (w, old_slot, old, t) = old_snapshot_and_pruning_writer();
         let v1 = Some((1, Bytes::from_static(b"v1")));
         assert_eq!(w.read(0, old), v1, "the old snapshot lost its version");
         let (slot, s) = w.registry.register(&w.clock);
@@ -304,19 +322,22 @@ fn interval_prune_races_old_and_new_readers() {
 #[test]
 fn unregistered_latest_read_races_interval_prune() {
     faults::inject(Fault::None);
-    model(|| {
-        let w = World::new(&[b"x"]);
-        w.commit(&[0], b"v1", None, &NO_GC).unwrap();
-        let (old_slot, _) = w.registry.register(&w.clock);
-        w.commit(&[0], b"v2", None, &NO_GC).unwrap();
-        let w2 = Arc::clone(&w);
-        let t = loom::thread::spawn(move || {
-            let h = w2.registry.horizon(&w2.clock);
-            w2.commit(&[0], b"v3", None, &h).unwrap();
-            let h = w2.registry.horizon(&w2.clock);
-            let guard = crossbeam_epoch::pin();
-            w2.chains[0].lock().prune(&h, &guard);
-        });
+    check_latest_read();
+}
+
+/// Negative control for model 9: a latest read that walks past the head must be caught.
+#[test]
+#[ignore = "negative control: must fail; run by .ci/run"]
+fn broken_latest_read_walking_past_head_is_caught() {
+    faults::inject(Fault::LatestReadWalksPastHead);
+    check_latest_read();
+}
+
+fn check_latest_read() {
+    // The stale read needs the reader preempted between its two loads while the writer
+    // commits, publishes and prunes: three preemptions.
+    model_with_preemptions(3, || {
+        let (w, old_slot, _, t) = old_snapshot_and_pruning_writer();
         let before = w.clock.visible();
         let guard = crossbeam_epoch::pin();
         let visible = w.clock.visible();

@@ -124,6 +124,9 @@ pub(crate) mod faults {
         PublishWithoutWaiting = 2,
         /// A serializable commit validates its reads before taking its timestamp.
         ValidateReadsBeforeTimestamp = 3,
+        /// An unregistered latest read walks past a head newer than its visible timestamp
+        /// (as a registered snapshot may), into versions pruning can unlink under it.
+        LatestReadWalksPastHead = 4,
     }
 
     static ACTIVE: AtomicU8 = AtomicU8::new(0);

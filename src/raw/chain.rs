@@ -64,10 +64,10 @@ impl Chain {
     /// The newest version with `ts <= at`, if any (a tombstone is returned as such).
     pub(crate) fn read_at<'g>(&self, at: u64, guard: &'g Guard) -> Option<VersionRef<'g>> {
         let mut cur = self.head.load(Ordering::Acquire, guard);
-        // SAFETY: `cur` was loaded from `head` or a `next` link while `guard` is pinned. Nodes
-        // are freed only by `defer_destroy` after being unlinked (see `ChainWriter::prune`) or
-        // by `Drop for Chain` (which needs `&mut self`, impossible while `&self` is borrowed),
-        // so the node outlives `'g`.
+        // Nodes are freed only by `defer_destroy` after being unlinked (`ChainWriter::prune`)
+        // or by `Drop for Chain` (which needs `&mut self`, impossible while `&self` is borrowed).
+        // SAFETY: `cur` came from `head` or a `next` link while `guard` is pinned, so by the
+        // above the node outlives `'g`.
         while let Some(node) = unsafe { cur.as_ref() } {
             if node.ts <= at {
                 return Some(VersionRef {
@@ -89,6 +89,11 @@ impl Chain {
         visible: u64,
         guard: &Guard,
     ) -> Option<Option<(Bytes, u64)>> {
+        #[cfg(loom)]
+        if crate::sync::faults::active(crate::sync::faults::Fault::LatestReadWalksPastHead) {
+            let v = self.read_at(visible, guard)?;
+            return Some(v.value.map(|b| (b.clone(), v.ts)));
+        }
         let head = self.newest(guard)?;
         (head.ts <= visible).then(|| head.value.map(|v| (v.clone(), head.ts)))
     }
@@ -246,11 +251,11 @@ impl<'a> ChainWriter<'a> {
                 // Release pairs with readers' Acquire loads of `link`: a reader that skips the
                 // node still sees the initialised nodes behind it.
                 link.store(next, Ordering::Release);
-                // SAFETY: the store above unlinked `cur` (nothing else points to it: `link` was
-                // its only predecessor), so no reader that pins from now on can reach it;
-                // readers already holding it are pinned, and `defer_destroy` frees it only
-                // after they unpin. Nobody writes the `next` of an unlinked node, so those
-                // readers continue into the chain correctly.
+                // The store above unlinked `cur` (`link` was its only predecessor), so no reader
+                // that pins from now on can reach it. Nobody writes the `next` of an unlinked
+                // node, so readers already on it continue into the chain correctly.
+                // SAFETY: unlinked (above); readers holding it are pinned, and
+                // `defer_destroy` frees it only after they unpin.
                 unsafe { guard.defer_destroy(cur) };
                 unlinked += 1;
             }

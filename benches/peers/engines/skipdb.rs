@@ -48,65 +48,64 @@ type SerializableRead = ReadTransaction<Key, Val, SerializableDb<Key, Val>, txn:
 /// A skipdb read transaction as a read view.
 pub struct SkipView<R>(R);
 
-impl ReadView for SkipView<OptimisticRead> {
-    fn read(&self, key: &[u8]) -> Outcome {
-        found(self.0.get(&k(key)).is_some())
-    }
-}
-
-impl ReadView for SkipView<SerializableRead> {
-    fn read(&self, key: &[u8]) -> Outcome {
-        found(self.0.get(&k(key)).is_some())
-    }
-}
-
-impl Engine for SkipdbOptimistic {
-    type View<'a> = SkipView<OptimisticRead>;
-
-    fn name(&self) -> String {
-        "skipdb-opt".into()
-    }
-    fn view(&self) -> Self::View<'_> {
-        SkipView(self.0.read())
-    }
-    fn read(&self, key: &[u8]) -> Outcome {
-        found(self.0.read().get(&k(key)).is_some())
-    }
-    fn insert(&self, key: &[u8], value: &[u8]) -> Outcome {
-        self.update(key, value)
-    }
-    fn update(&self, key: &[u8], value: &[u8]) -> Outcome {
-        let mut w = self.0.write();
-        if w.insert(k(key), value.to_vec()).is_err() {
-            return Outcome::Conflict;
-        }
-        committed(w.commit())
-    }
-    fn scan(&self, start: &[u8], len: usize) -> Outcome {
-        let r = self.0.read();
-        found(r.range(k(start)..).take(len).count() > 0)
-    }
-    fn read_modify_write(&self, key: &[u8], value: &[u8]) -> Outcome {
-        let mut w = self.0.write();
-        if w.get(&k(key)).is_err() || w.insert(k(key), value.to_vec()).is_err() {
-            return Outcome::Conflict;
-        }
-        committed(w.commit())
-    }
-    fn read_many(&self, keys: &[&[u8]]) -> Outcome {
-        let r = self.0.read();
-        found(keys.iter().all(|key| r.get(&k(key)).is_some()))
-    }
-    fn write_many(&self, keys: &[&[u8]], value: &[u8]) -> Outcome {
-        let mut w = self.0.write();
-        for key in keys {
-            if w.insert(k(key), value.to_vec()).is_err() {
-                return Outcome::Conflict;
+/// The two skipdb databases share their read and write transaction APIs but not a trait, so
+/// one macro implements both adapters: `$write` is how the engine opens a write transaction.
+macro_rules! skipdb_engine {
+    ($engine:ty, $read:ty, $name:literal, $write:ident) => {
+        impl ReadView for SkipView<$read> {
+            fn read(&self, key: &[u8]) -> Outcome {
+                found(self.0.get(&k(key)).is_some())
             }
         }
-        committed(w.commit())
-    }
+
+        impl Engine for $engine {
+            type View<'a> = SkipView<$read>;
+
+            fn name(&self) -> String {
+                $name.into()
+            }
+            fn view(&self) -> Self::View<'_> {
+                SkipView(self.0.read())
+            }
+            fn read(&self, key: &[u8]) -> Outcome {
+                found(self.0.read().get(&k(key)).is_some())
+            }
+            fn insert(&self, key: &[u8], value: &[u8]) -> Outcome {
+                self.update(key, value)
+            }
+            fn update(&self, key: &[u8], value: &[u8]) -> Outcome {
+                self.write_many(&[key], value)
+            }
+            fn scan(&self, start: &[u8], len: usize) -> Outcome {
+                let r = self.0.read();
+                found(r.range(k(start)..).take(len).count() > 0)
+            }
+            fn read_modify_write(&self, key: &[u8], value: &[u8]) -> Outcome {
+                let mut w = self.0.$write();
+                let key = k(key);
+                if w.get(&key).is_err() || w.insert(key, value.to_vec()).is_err() {
+                    return Outcome::Conflict;
+                }
+                committed(w.commit())
+            }
+            fn read_many(&self, keys: &[&[u8]]) -> Outcome {
+                let r = self.0.read();
+                found(keys.iter().all(|key| r.get(&k(key)).is_some()))
+            }
+            fn write_many(&self, keys: &[&[u8]], value: &[u8]) -> Outcome {
+                let mut w = self.0.$write();
+                for key in keys {
+                    if w.insert(k(key), value.to_vec()).is_err() {
+                        return Outcome::Conflict;
+                    }
+                }
+                committed(w.commit())
+            }
+        }
+    };
 }
+
+skipdb_engine!(SkipdbOptimistic, OptimisticRead, "skipdb-opt", write);
 
 /// skipdb's `SerializableDb`, writing with `serializable_write` (SSI).
 pub struct SkipdbSerializable(pub SerializableDb<Key, Val>);
@@ -117,51 +116,9 @@ impl SkipdbSerializable {
     }
 }
 
-impl Engine for SkipdbSerializable {
-    type View<'a> = SkipView<SerializableRead>;
-
-    fn name(&self) -> String {
-        "skipdb-ser".into()
-    }
-    fn view(&self) -> Self::View<'_> {
-        SkipView(self.0.read())
-    }
-    fn read(&self, key: &[u8]) -> Outcome {
-        found(self.0.read().get(&k(key)).is_some())
-    }
-    fn insert(&self, key: &[u8], value: &[u8]) -> Outcome {
-        self.update(key, value)
-    }
-    fn update(&self, key: &[u8], value: &[u8]) -> Outcome {
-        let mut w = self.0.serializable_write();
-        if w.insert(k(key), value.to_vec()).is_err() {
-            return Outcome::Conflict;
-        }
-        committed(w.commit())
-    }
-    fn scan(&self, start: &[u8], len: usize) -> Outcome {
-        let r = self.0.read();
-        found(r.range(k(start)..).take(len).count() > 0)
-    }
-    fn read_modify_write(&self, key: &[u8], value: &[u8]) -> Outcome {
-        let mut w = self.0.serializable_write();
-        let key = k(key);
-        if w.get(&key).is_err() || w.insert(key, value.to_vec()).is_err() {
-            return Outcome::Conflict;
-        }
-        committed(w.commit())
-    }
-    fn read_many(&self, keys: &[&[u8]]) -> Outcome {
-        let r = self.0.read();
-        found(keys.iter().all(|key| r.get(&k(key)).is_some()))
-    }
-    fn write_many(&self, keys: &[&[u8]], value: &[u8]) -> Outcome {
-        let mut w = self.0.serializable_write();
-        for key in keys {
-            if w.insert(k(key), value.to_vec()).is_err() {
-                return Outcome::Conflict;
-            }
-        }
-        committed(w.commit())
-    }
-}
+skipdb_engine!(
+    SkipdbSerializable,
+    SerializableRead,
+    "skipdb-ser",
+    serializable_write
+);
