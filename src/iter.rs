@@ -64,9 +64,9 @@ impl<'a> Iter<'a> {
     fn visible(
         &self,
         e: &crossbeam_skiplist::map::Entry<'a, Bytes, crate::sync::Arc<crate::raw::Chain>>,
+        guard: &crossbeam_epoch::Guard,
     ) -> Option<(Bytes, Bytes)> {
-        let guard = crossbeam_epoch::pin();
-        let v = e.value().read_at(self.ts, &guard)?;
+        let v = e.value().read_at(self.ts, guard)?;
         v.value.map(|val| (e.key().clone(), val.clone()))
     }
 }
@@ -75,9 +75,13 @@ impl Iterator for Iter<'_> {
     type Item = (Bytes, Bytes);
 
     fn next(&mut self) -> Option<Self::Item> {
+        // One pin per call: the skip list pins internally on every step, and a nested pin is
+        // a counter increment, while a first pin costs a fence. The guard ends with the call,
+        // so a paused iterator never holds back memory reclamation.
+        let guard = crossbeam_epoch::pin();
         loop {
             let e = self.inner.as_mut()?.next()?;
-            if let Some(kv) = self.visible(&e) {
+            if let Some(kv) = self.visible(&e, &guard) {
                 return Some(kv);
             }
         }
@@ -86,9 +90,10 @@ impl Iterator for Iter<'_> {
 
 impl DoubleEndedIterator for Iter<'_> {
     fn next_back(&mut self) -> Option<Self::Item> {
+        let guard = crossbeam_epoch::pin();
         loop {
             let e = self.inner.as_mut()?.next_back()?;
-            if let Some(kv) = self.visible(&e) {
+            if let Some(kv) = self.visible(&e, &guard) {
                 return Some(kv);
             }
         }
