@@ -22,7 +22,7 @@ pub(crate) trait ChainSource {
     fn find_in_range(
         &self,
         range: &KeyRange,
-        hit: &mut dyn FnMut(&Bytes, &Chain) -> bool,
+        hit: &mut dyn FnMut(&[u8], &Chain) -> bool,
     ) -> Option<Bytes>;
     /// Called under the chain's lock when a commit abandons a chain that is empty (it created
     /// it and then lost a conflict), so that it does not linger.

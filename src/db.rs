@@ -63,14 +63,15 @@ impl ChainSource for Store {
     fn find_in_range(
         &self,
         range: &crate::store::KeyRange,
-        hit: &mut dyn FnMut(&Bytes, &Chain) -> bool,
+        hit: &mut dyn FnMut(&[u8], &Chain) -> bool,
     ) -> Option<Bytes> {
         if crate::iter::is_empty_range(range) {
             return None;
         }
-        self.range(range.clone())
+        let guard = crossbeam_epoch::pin();
+        self.range(crate::store::borrow_range(range), &guard)
             .find(|e| hit(e.key(), e.value()))
-            .map(|e| e.key().clone())
+            .map(|e| Bytes::copy_from_slice(e.key()))
     }
 
     fn discard_if_empty(
@@ -336,14 +337,13 @@ impl Db {
     /// not for hot paths.
     pub fn stats(&self) -> Stats {
         let s = &self.shared;
-        let guard = crossbeam_epoch::pin();
+        let mut versions = 0;
+        s.store.for_each(|_, chain| {
+            versions += chain.version_count(&crossbeam_epoch::pin());
+        });
         Stats {
             keys: s.store.len(),
-            versions: s
-                .store
-                .iter()
-                .map(|e| e.value().version_count(&guard))
-                .sum(),
+            versions,
             live_snapshots: s.registry.live(),
             oldest_snapshot: s.registry.oldest(),
             visible_ts: s.clock.visible(),

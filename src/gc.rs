@@ -163,12 +163,12 @@ impl Collector {
         let mut report = self.maintain(clock, registry, store);
         let h = self.horizon();
         report.watermark = h.watermark();
-        for entry in store.iter() {
-            if let Some(r) = collect_key(store, entry.key(), &h) {
+        store.for_each(|key, _| {
+            if let Some(r) = collect_key(store, key, &h) {
                 report.versions_freed += r.versions_freed;
                 report.keys_removed += r.keys_removed;
             }
-        }
+        });
         report
     }
 

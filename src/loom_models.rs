@@ -52,7 +52,7 @@ impl ChainSource for World {
     fn find_in_range(
         &self,
         range: &KeyRange,
-        hit: &mut dyn FnMut(&Bytes, &Chain) -> bool,
+        hit: &mut dyn FnMut(&[u8], &Chain) -> bool,
     ) -> Option<Bytes> {
         use std::ops::RangeBounds;
         self.keys

@@ -6,7 +6,7 @@ use bytes::Bytes;
 
 use crate::db::{Db, Ts};
 use crate::error::Result;
-use crate::iter::{is_empty_range, owned_range, prefix_range, Iter};
+use crate::iter::{owned_range, prefix_range, Iter};
 use crate::registry::SlotId;
 use crate::store::KeyRange;
 
@@ -100,8 +100,7 @@ impl Snapshot {
     }
 
     pub(crate) fn iter_range(&self, range: KeyRange) -> Iter<'_> {
-        let inner = (!is_empty_range(&range)).then(|| self.db.shared.store.range(range));
-        Iter::new(inner, self.ts)
+        Iter::new(&self.db.shared.store, range, self.ts)
     }
 
     /// Unchecked point read.

@@ -4,7 +4,8 @@
 use std::ops::Bound;
 
 use bytes::Bytes;
-use crossbeam_skiplist::SkipMap;
+use crossbeam_epoch::Guard;
+use crossbeam_skiplist::base::SkipList;
 use dashmap::DashMap;
 
 use crate::raw::{Chain, ChainWriter};
@@ -17,28 +18,49 @@ use crate::sync::Arc;
 /// `DashMap` shard is write-locked (inside `entry` / `remove_if`), so they agree on which chain
 /// a key has. Transient disagreement is harmless to readers: a chain being created is empty
 /// (invisible) and a chain being removed holds nothing any snapshot can see.
+///
+/// The index is crossbeam's *base* skip list, walked under a caller's epoch guard: its entries
+/// are borrowed for the guard's lifetime instead of reference-counted per step (the `SkipMap`
+/// wrapper pays two atomic read-modify-writes per entry visited), which is what makes scans
+/// cheap. Scans therefore read in short batches, each under one guard (see `iter.rs`).
 pub(crate) struct Store {
     map: DashMap<MapKey, Arc<Chain>, foldhash::fast::RandomState>,
-    index: SkipMap<Bytes, Arc<Chain>>,
+    index: SkipList<MapKey, Arc<Chain>>,
 }
 
-/// The hash map's key: keys up to 24 bytes live inline in the map's bucket, so a point lookup
-/// compares the key without a second cache miss (a `Bytes` key points to a separate
-/// allocation). Same size as `Bytes` (32 bytes); hashes and compares like `[u8]`.
-type MapKey = smallvec::SmallVec<[u8; 24]>;
+/// The key as both maps hold it: keys up to 24 bytes live inline in the map's bucket and in
+/// the skip-list node, so a lookup or a scan step compares the key without another cache miss
+/// (a `Bytes` key points to a separate allocation, and cloning one touches a shared
+/// reference count). Same size as `Bytes` (32 bytes); hashes and compares like `[u8]`.
+pub(crate) type MapKey = smallvec::SmallVec<[u8; 24]>;
 
 /// A range of keys with owned bounds, as the scans take it.
 pub(crate) type KeyRange = (Bound<Bytes>, Bound<Bytes>);
 
-/// The ordered-index iterator a scan walks.
-pub(crate) type IndexRange<'a> =
-    crossbeam_skiplist::map::Range<'a, Bytes, KeyRange, Bytes, Arc<Chain>>;
+/// A range of keys with borrowed bounds, as the index takes it.
+pub(crate) type KeyRangeRef<'r> = (Bound<&'r [u8]>, Bound<&'r [u8]>);
+
+/// The ordered-index iterator a scan walks, valid while the guard `'g` is pinned.
+pub(crate) type IndexRange<'a, 'g, 'r> =
+    crossbeam_skiplist::base::Range<'a, 'g, [u8], KeyRangeRef<'r>, MapKey, Arc<Chain>>;
+
+/// Borrows an owned range's bounds.
+pub(crate) fn borrow_range(range: &KeyRange) -> KeyRangeRef<'_> {
+    fn b(bound: &Bound<Bytes>) -> Bound<&[u8]> {
+        match bound {
+            Bound::Included(k) => Bound::Included(k.as_ref()),
+            Bound::Excluded(k) => Bound::Excluded(k.as_ref()),
+            Bound::Unbounded => Bound::Unbounded,
+        }
+    }
+    (b(&range.0), b(&range.1))
+}
 
 impl Store {
     pub(crate) fn new() -> Self {
         Self {
             map: DashMap::with_hasher(foldhash::fast::RandomState::default()),
-            index: SkipMap::new(),
+            index: SkipList::new(crossbeam_epoch::default_collector().clone()),
         }
     }
 
@@ -62,7 +84,10 @@ impl Store {
         let entry = self.map.entry(MapKey::from_slice(key)).or_insert_with(|| {
             let chain = Arc::new(Chain::new());
             // Under the shard's write lock: see the type's documentation.
-            self.index.insert(key.clone(), Arc::clone(&chain));
+            let guard = crossbeam_epoch::pin();
+            self.index
+                .insert(MapKey::from_slice(key), Arc::clone(&chain), &guard)
+                .release(&guard);
             chain
         });
         Arc::clone(&entry)
@@ -75,7 +100,7 @@ impl Store {
         &self,
         key: &[u8],
         writer: &ChainWriter<'_>,
-        guard: &crossbeam_epoch::Guard,
+        guard: &Guard,
     ) -> bool {
         if writer.is_removed() || !writer.is_empty(guard) {
             return false;
@@ -88,7 +113,7 @@ impl Store {
                 if same {
                     writer.mark_removed();
                     // Under the shard's write lock: see the type's documentation.
-                    if let Some(e) = self.index.get(key) {
+                    if let Some(e) = self.index.get(key, guard) {
                         if std::ptr::eq(Arc::as_ptr(e.value()), chain) {
                             e.remove();
                         }
@@ -100,14 +125,45 @@ impl Store {
         removed
     }
 
-    /// Ordered iteration over `range` (double-ended).
-    pub(crate) fn range(&self, range: KeyRange) -> IndexRange<'_> {
-        self.index.range(range)
+    /// Ordered iteration over `range` (double-ended) while `guard` is pinned. The range must
+    /// not be empty (see `iter::is_empty_range`).
+    pub(crate) fn range<'a: 'g, 'g, 'r>(
+        &'a self,
+        range: KeyRangeRef<'r>,
+        guard: &'g Guard,
+    ) -> IndexRange<'a, 'g, 'r> {
+        self.index.range(range, guard)
     }
 
-    /// Ordered iteration over every chain, for the full collector sweep and statistics.
-    pub(crate) fn iter(&self) -> crossbeam_skiplist::map::Iter<'_, Bytes, Arc<Chain>> {
-        self.index.iter()
+    /// Calls `f` on every key and chain in key order, pinning one guard per batch of keys (so
+    /// a long walk never holds back memory reclamation for long, and `f` runs unpinned, free
+    /// to lock shards and remove keys).
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&[u8], &Arc<Chain>)) {
+        const BATCH: usize = 256;
+        let mut from: Bound<MapKey> = Bound::Unbounded;
+        let mut batch: Vec<(MapKey, Arc<Chain>)> = Vec::with_capacity(BATCH);
+        loop {
+            {
+                let guard = crossbeam_epoch::pin();
+                let start = match &from {
+                    Bound::Excluded(k) => Bound::Excluded(&k[..]),
+                    _ => Bound::Unbounded,
+                };
+                batch.extend(
+                    self.range((start, Bound::Unbounded), &guard)
+                        .take(BATCH)
+                        .map(|e| (e.key().clone(), Arc::clone(e.value()))),
+                );
+            }
+            for (k, c) in &batch {
+                f(k, c);
+            }
+            match batch.pop() {
+                Some((last, _)) if batch.len() + 1 == BATCH => from = Bound::Excluded(last),
+                _ => return,
+            }
+            batch.clear();
+        }
     }
 
     /// Number of keys with a chain (including chains whose newest version is a tombstone).
