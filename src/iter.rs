@@ -2,7 +2,7 @@
 
 use std::cmp::Ordering;
 use std::collections::{btree_map, VecDeque};
-use std::ops::{Bound, RangeBounds};
+use std::ops::{Bound, ControlFlow, RangeBounds};
 
 use bytes::Bytes;
 
@@ -68,8 +68,9 @@ pub struct Iter<'a> {
     front: VecDeque<(Bytes, Bytes)>,
     /// Items read from the back end, in descending order.
     back: VecDeque<(Bytes, Bytes)>,
-    /// How many live items the next refill aims for.
-    batch: usize,
+    /// How many live items the next refill of each end aims for: `[front, back]` (a forward
+    /// scan that peeks once at the back end should not read a grown batch there).
+    batch: [usize; 2],
 }
 
 /// First refill size: enough for "is there any key with this prefix" and short scans.
@@ -88,7 +89,7 @@ impl<'a> Iter<'a> {
             rest: (!is_empty_range(&range)).then_some(range),
             front: VecDeque::new(),
             back: VecDeque::new(),
-            batch: FIRST_BATCH,
+            batch: [FIRST_BATCH; 2],
         }
     }
 
@@ -96,8 +97,9 @@ impl<'a> Iter<'a> {
     /// buffer, and shrinks `rest` past what it examined.
     fn refill(&mut self, forward: bool) {
         let Some(rest) = &self.rest else { return };
-        let want = self.batch;
-        self.batch = (self.batch * BATCH_GROWTH).min(MAX_BATCH);
+        let end = usize::from(!forward);
+        let want = self.batch[end];
+        self.batch[end] = (want * BATCH_GROWTH).min(MAX_BATCH);
         // Tombstoned or not-yet-visible keys are skipped; cap the keys examined too, so one
         // refill over a long run of dead keys still ends (the next refill resumes after it).
         let max_examined = want * 4;
@@ -186,6 +188,46 @@ impl std::fmt::Debug for Iter<'_> {
             .field("ts", &self.ts)
             .finish_non_exhaustive()
     }
+}
+
+/// How many index entries a lending scan examines under one pin before renewing it.
+const REPIN_EVERY: usize = 128;
+
+/// Calls `f` on each live pair of `range` at `ts`, in key order, lending the key and value,
+/// until `f` breaks; returns how many pairs it lent. The walk renews its epoch pin every
+/// [`REPIN_EVERY`] entries (re-seeking from the next key), so even an unbounded scan holds
+/// back memory reclamation only briefly.
+pub(crate) fn lend(
+    store: &Store,
+    range: KeyRange,
+    ts: u64,
+    mut f: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
+) -> usize {
+    let mut rest = range;
+    let mut lent = 0;
+    while !is_empty_range(&rest) {
+        let guard = crossbeam_epoch::pin();
+        let mut resume = None;
+        for (examined, e) in store.range(borrow_range(&rest), &guard).enumerate() {
+            if examined == REPIN_EVERY {
+                resume = Some(Bytes::copy_from_slice(e.key()));
+                break;
+            }
+            let Some(value) = e.value().read_at(ts, &guard).and_then(|v| v.value) else {
+                continue;
+            };
+            lent += 1;
+            if f(e.key(), value).is_break() {
+                return lent;
+            }
+        }
+        match resume {
+            // Not yet examined: resume at it.
+            Some(key) => rest.0 = Bound::Included(key),
+            None => break,
+        }
+    }
+    lent
 }
 
 /// A double-ended iterator with one look-ahead slot at each end.
@@ -391,6 +433,51 @@ mod tests {
                 .iter()
                 .rev()
                 .map(|k| { (k.clone(), Bytes::from_static(b"v")) })));
+        }
+    }
+
+    #[test]
+    fn lending_scans_match_the_iterator_and_stop_when_told() {
+        let db = crate::Db::new();
+        let key = |i: u32| format!("k{i:05}");
+        for i in 0..1_000 {
+            db.put(key(i), format!("v{i}")).unwrap();
+        }
+        // Dead keys across several re-pins (every 128 entries).
+        for i in (0..1_000).filter(|i| i % 4 == 0 || (300..700).contains(i)) {
+            db.delete(key(i)).unwrap();
+        }
+        let snap = db.snapshot();
+        let bounds = [(0, 1_000), (1, 999), (299, 701), (500, 600), (5, 5), (7, 3)];
+        for (lo, hi) in bounds {
+            let (lo, hi) = (key(lo), key(hi));
+            let range = (
+                Bound::Excluded(lo.as_bytes()),
+                Bound::Included(hi.as_bytes()),
+            );
+            let want: Vec<(Bytes, Bytes)> = snap.range(range).collect();
+            let mut got = Vec::new();
+            let n = snap.scan_with(range, |k, v| {
+                got.push((Bytes::copy_from_slice(k), Bytes::copy_from_slice(v)));
+                // Writes during the scan are not seen by it.
+                db.put(format!("{}~", String::from_utf8_lossy(k)), "new")
+                    .unwrap();
+                ControlFlow::Continue(())
+            });
+            assert_eq!((n, &got), (want.len(), &want));
+            // Stopping early: exactly as many as asked for.
+            for stop in [1, 2, 129, 1_000] {
+                let mut seen = 0;
+                let n = snap.scan_with(range, |_, _| {
+                    seen += 1;
+                    if seen == stop {
+                        ControlFlow::Break(())
+                    } else {
+                        ControlFlow::Continue(())
+                    }
+                });
+                assert_eq!((n, seen), (want.len().min(stop), want.len().min(stop)));
+            }
         }
     }
 

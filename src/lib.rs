@@ -8,7 +8,9 @@
 //!
 //! Every committed write gets a commit timestamp. A [`Snapshot`] reads at one timestamp and
 //! sees, for every key, the newest version committed at or before it, however many commits
-//! happen meanwhile. Taking one is O(1).
+//! happen meanwhile. Taking one is O(1). Scans return owned pairs through an iterator
+//! ([`Snapshot::range`], [`Snapshot::scan_prefix`]), or lend them to a callback without a copy
+//! per pair ([`Snapshot::scan_with`], the fastest way to read many keys).
 //!
 //! ```
 //! use snapkv::Db;

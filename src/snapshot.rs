@@ -1,6 +1,6 @@
 //! Read-only snapshots.
 
-use std::ops::RangeBounds;
+use std::ops::{ControlFlow, RangeBounds};
 
 use bytes::Bytes;
 
@@ -97,6 +97,42 @@ impl Snapshot {
     /// Every live key-value pair, in key order.
     pub fn iter(&self) -> Iter<'_> {
         self.range(..)
+    }
+
+    /// Calls `f` with each live key-value pair in `range`, in key order, *lending* them
+    /// instead of returning owned copies; `f` stops the scan by returning
+    /// [`ControlFlow::Break`]. Returns how many pairs `f` saw.
+    ///
+    /// The fastest way to read many pairs: no allocation or reference count per pair. The
+    /// price is that `f` runs while the thread is pinned for memory reclamation (renewed every
+    /// 128 keys), so keep it short: a callback that blocks delays the freeing of old versions
+    /// meanwhile (never correctness). `f` may read and write the database; the scan still
+    /// sees exactly this snapshot.
+    ///
+    /// ```
+    /// use std::ops::ControlFlow;
+    /// use snapkv::Db;
+    ///
+    /// let db = Db::new();
+    /// for (k, v) in [("temp/a", "21"), ("temp/b", "19"), ("temp/c", "23"), ("zone/a", "x")] {
+    ///     db.put(k, v)?;
+    /// }
+    /// let snap = db.snapshot();
+    /// // Sum the first two readings under `temp/` without copying keys or values.
+    /// let mut sum = 0;
+    /// let seen = snap.scan_with(b"temp/".as_slice()..b"temp0".as_slice(), |_key, value| {
+    ///     sum += std::str::from_utf8(value).unwrap().parse::<i32>().unwrap();
+    ///     if sum > 30 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+    /// });
+    /// assert_eq!((seen, sum), (2, 40));
+    /// # Ok::<(), snapkv::Error>(())
+    /// ```
+    pub fn scan_with<'k>(
+        &self,
+        range: impl RangeBounds<&'k [u8]>,
+        f: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
+    ) -> usize {
+        crate::iter::lend(&self.db.shared.store, owned_range(range), self.ts, f)
     }
 
     pub(crate) fn iter_range(&self, range: KeyRange) -> Iter<'_> {

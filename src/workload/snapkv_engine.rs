@@ -1,12 +1,14 @@
 //! snapkv as a workload [`Engine`].
 
+use std::ops::ControlFlow;
+
 use crate::workload::engine::{Engine, Outcome, ReadView};
 use crate::{Db, Error, Isolation, Snapshot};
 
 /// snapkv driven at one isolation level.
 ///
-/// Reads use [`Db::get`] and scans a fresh [`Snapshot`] (read-only work needs no
-/// transaction and never conflicts); inserts and updates are auto-commit [`Db::put`]s (blind
+/// Reads use [`Db::get`] and scans [`Snapshot::scan_with`] on a fresh snapshot (read-only work
+/// needs no transaction and never conflicts); inserts and updates are auto-commit [`Db::put`]s (blind
 /// writes); read-modify-writes and multi-key writes are [`Transaction`](crate::Transaction)s at
 /// the engine's isolation level.
 #[derive(Clone, Debug)]
@@ -78,8 +80,20 @@ impl Engine for SnapkvEngine {
     }
 
     fn scan(&self, start: &[u8], len: usize) -> Outcome {
-        let snap = self.db.snapshot();
-        let n = snap.range(start..).take(len).count();
+        if len == 0 {
+            return Outcome::NotFound;
+        }
+        // The lending scan: like the peers' borrowed iterators and callbacks, no copy per
+        // record.
+        let mut left = len;
+        let n = self.db.snapshot().scan_with(start.., |_, _| {
+            left -= 1;
+            if left == 0 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
         if n > 0 {
             Outcome::Done
         } else {
