@@ -56,7 +56,7 @@ pub(crate) fn is_empty_range(range: &KeyRange) -> bool {
 /// It reads ahead in small batches, each under one epoch pin: a batch costs one index seek,
 /// and between calls the iterator holds no pin, so a paused scan never holds back memory
 /// reclamation. Batches start small (a scan that stops at its first item reads little) and
-/// grow up to [`MAX_BATCH`]. A snapshot's view never changes, so reading ahead cannot return
+/// grow to 128 items. A snapshot's view never changes, so reading ahead cannot return
 /// anything a step-by-step walk would not.
 pub struct Iter<'a> {
     store: &'a Store,
