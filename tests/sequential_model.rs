@@ -247,6 +247,15 @@ fn same_range(scan: &Scan, got: &(Bound<Bytes>, Bound<Bytes>)) -> bool {
     }
 }
 
+/// Whether step `step` of a scan driven in `order` takes its item from the front end.
+fn from_front(order: &Order, step: usize) -> bool {
+    match order {
+        Order::Forward => true,
+        Order::Reverse => false,
+        Order::Mixed(p) => p[step % p.len()],
+    }
+}
+
 /// Consumes `it` in the given order, returning the items in the order they were yielded.
 fn drive(
     mut it: impl DoubleEndedIterator<Item = (Bytes, Bytes)>,
@@ -255,11 +264,7 @@ fn drive(
     let mut out = Vec::new();
     let mut step = 0usize;
     loop {
-        let front = match order {
-            Order::Forward => true,
-            Order::Reverse => false,
-            Order::Mixed(p) => p[step % p.len()],
-        };
+        let front = from_front(order, step);
         step += 1;
         let item = if front { it.next() } else { it.next_back() };
         match item {
@@ -277,11 +282,7 @@ fn drive_model(sorted: Vec<(Key, Val)>, order: &Order) -> Vec<(Key, Val)> {
     let mut out = Vec::new();
     let mut step = 0usize;
     loop {
-        let front = match order {
-            Order::Forward => true,
-            Order::Reverse => false,
-            Order::Mixed(p) => p[step % p.len()],
-        };
+        let front = from_front(order, step);
         step += 1;
         match if front { q.pop_front() } else { q.pop_back() } {
             Some(kv) => out.push(kv),
