@@ -92,13 +92,47 @@ impl Transaction {
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
         let key = key.as_ref();
         let value = self.get_untracked(key)?;
+        self.track(key);
+        Ok(value)
+    }
+
+    /// Like [`get`](Self::get) (read set included), but *lends* the value to `f` instead of
+    /// returning an owned [`Bytes`]: see [`Snapshot::get_with`].
+    ///
+    /// ```
+    /// use snapkv::Db;
+    ///
+    /// let db = Db::new();
+    /// db.put(b"stock", 3u32.to_le_bytes())?;
+    /// let mut txn = db.begin();
+    /// let left = txn.get_with(b"stock", |v| u32::from_le_bytes(v.try_into().unwrap()))?;
+    /// txn.put(b"stock", (left.unwrap_or(0) - 1).to_le_bytes())?;
+    /// txn.commit()?;
+    /// assert_eq!(db.get(b"stock")?.as_deref(), Some(&2u32.to_le_bytes()[..]));
+    /// # Ok::<(), snapkv::Error>(())
+    /// ```
+    pub fn get_with<R>(
+        &self,
+        key: impl AsRef<[u8]>,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<Option<R>> {
+        let key = key.as_ref();
+        self.db().check_key(key)?;
+        self.track(key);
+        Ok(match self.writes.get(key) {
+            Some(own) => own.as_deref().map(f),
+            None => self.snapshot.lend(key, f),
+        })
+    }
+
+    /// Adds `key` to the read set if this transaction validates reads and has not written it.
+    fn track(&self, key: &[u8]) {
         if self.tracking() && !self.writes.contains_key(key) {
             self.reads
                 .borrow_mut()
                 .keys
                 .push(Bytes::copy_from_slice(key));
         }
-        Ok(value)
     }
 
     /// Like [`get`](Self::get), but the read never enters the read set, so a concurrent write

@@ -628,6 +628,8 @@ fn run(default_serializable: bool, ops: &[Op]) -> Result<(), TestCaseError> {
                 prop_assert_eq!(&got, &want, "get_versioned latest");
                 let got = db.get(k).unwrap().map(|v| v.to_vec());
                 prop_assert_eq!(got, want.clone().map(|(v, _)| v), "get latest");
+                let got = db.get_with(k, <[u8]>::to_vec).unwrap();
+                prop_assert_eq!(got, want.clone().map(|(v, _)| v), "get_with latest");
                 let fresh = db.snapshot();
                 let got = fresh.get_versioned(k).unwrap();
                 prop_assert_eq!(got.map(|(v, ts)| (v.to_vec(), ts)), want);
@@ -659,6 +661,8 @@ fn run(default_serializable: bool, ops: &[Op]) -> Result<(), TestCaseError> {
                 );
                 let got = s.snap.get(k).unwrap().map(|v| v.to_vec());
                 prop_assert_eq!(got, want.clone().map(|(v, _)| v), "get at snapshot");
+                let got = s.snap.get_with(k, <[u8]>::to_vec).unwrap();
+                prop_assert_eq!(got, want.clone().map(|(v, _)| v), "get_with at snapshot");
                 prop_assert_eq!(s.snap.contains_key(k).unwrap(), want.is_some());
             }
             Op::ScanAtSnapshot(i, scan, order) => {
@@ -735,7 +739,9 @@ fn run(default_serializable: bool, ops: &[Op]) -> Result<(), TestCaseError> {
                     None => m.read(k, t.at).map(|(v, _)| v),
                 };
                 let got = t.txn.get(k).unwrap().map(|v| v.to_vec());
-                prop_assert_eq!(got, want, "txn get");
+                prop_assert_eq!(&got, &want, "txn get");
+                let got = t.txn.get_with(k, <[u8]>::to_vec).unwrap();
+                prop_assert_eq!(got, want, "txn get_with");
                 if t.serializable && !t.writes.contains_key(k) {
                     t.reads.push(k.to_vec());
                 }

@@ -64,10 +64,10 @@ impl Chain {
     /// The newest version with `ts <= at`, if any (a tombstone is returned as such).
     pub(crate) fn read_at<'g>(&self, at: u64, guard: &'g Guard) -> Option<VersionRef<'g>> {
         let mut cur = self.head.load(Ordering::Acquire, guard);
-        // Nodes are freed only by `defer_destroy` after being unlinked (`ChainWriter::prune`)
-        // or by `Drop for Chain` (which needs `&mut self`, impossible while `&self` is borrowed).
+        // Nodes are freed only through the epoch after being unlinked: one by one by
+        // `ChainWriter::prune`, or the whole list by `Drop for Chain`.
         // SAFETY: `cur` came from `head` or a `next` link while `guard` is pinned, so by the
-        // above the node outlives `'g`.
+        // above the node outlives `'g`, even if the chain itself is dropped meanwhile.
         while let Some(node) = unsafe { cur.as_ref() } {
             if node.ts <= at {
                 return Some(VersionRef {
@@ -80,22 +80,20 @@ impl Chain {
         None
     }
 
-    /// The head version's value and timestamp if the head is at or below `visible` (a loaded
-    /// visible timestamp): then it is the newest version at or below `visible`, and readers
-    /// without a registered snapshot may use it (see `Db::get`). `None` if the chain is empty
-    /// or its head is newer (inconclusive).
-    pub(crate) fn read_head_if_visible(
+    /// The head version if it is at or below `visible` (a loaded visible timestamp): then it is
+    /// the newest version at or below `visible`, and readers without a registered snapshot
+    /// may use it (see `Db::get`). `None` if the chain is empty or its head is newer
+    /// (inconclusive).
+    pub(crate) fn read_head_if_visible<'g>(
         &self,
         visible: u64,
-        guard: &Guard,
-    ) -> Option<Option<(Bytes, u64)>> {
+        guard: &'g Guard,
+    ) -> Option<VersionRef<'g>> {
         #[cfg(loom)]
         if crate::sync::faults::active(crate::sync::faults::Fault::LatestReadWalksPastHead) {
-            let v = self.read_at(visible, guard)?;
-            return Some(v.value.map(|b| (b.clone(), v.ts)));
+            return self.read_at(visible, guard);
         }
-        let head = self.newest(guard)?;
-        (head.ts <= visible).then(|| head.value.map(|v| (v.clone(), head.ts)))
+        self.newest(guard).filter(|head| head.ts <= visible)
     }
 
     /// The newest installed version, whatever its timestamp.
@@ -153,17 +151,44 @@ impl Chain {
 
 impl Drop for Chain {
     fn drop(&mut self) {
-        // SAFETY: `&mut self` means no thread can be reading this chain through a shared
-        // reference, and readers only reach nodes through the chain, so no pinned reader can
-        // hold a node either: the list can be freed immediately without deferral.
+        // `&mut self` means nobody can reach the list through this chain any more, but a
+        // pinned reader may still hold a `VersionRef` into it: those borrow from the reader's
+        // guard, not from the chain (a point read finds the version under the map's shard lock
+        // and reads it after releasing the lock). So the list is freed like an unlinked node:
+        // after every thread pinned now has unpinned. One deferred call for the whole list.
+        let guard = crossbeam_epoch::pin();
+        let head = self.head.swap(Shared::null(), Ordering::Relaxed, &guard);
+        if head.is_null() {
+            return;
+        }
+        let head = head.as_raw();
+        // SAFETY: the list starting at `head` is unreachable for threads that pin from now on
+        // (the chain is being dropped and no other link points into it: pruning unlinks a
+        // node from its only predecessor before deferring it), and the closure runs only
+        // after every thread pinned now has unpinned, so no `VersionRef` into the list is
+        // alive then. The closure owns the list: nothing else frees its nodes.
         unsafe {
-            let guard = crossbeam_epoch::unprotected();
-            let mut cur = self.head.load(Ordering::Relaxed, guard);
-            while !cur.is_null() {
-                let next = cur.deref().next.load(Ordering::Relaxed, guard);
-                drop(cur.into_owned());
-                cur = next;
-            }
+            guard.defer_unchecked(move || free_list(head));
+        }
+    }
+}
+
+/// Frees a list of version nodes linked through `next`.
+///
+/// # Safety
+///
+/// No thread may reach any node of the list (no pinned reader left, no other owner): each node
+/// was allocated by `Owned::new` and is freed here exactly once.
+unsafe fn free_list(head: *const Version) {
+    // SAFETY: by the function's contract, nobody else can observe these nodes.
+    let guard = unsafe { crossbeam_epoch::unprotected() };
+    let mut cur: Shared<'_, Version> = Shared::from(head);
+    while !cur.is_null() {
+        // SAFETY: `cur` is non-null, allocated by `Owned::new`, and exclusively ours (contract).
+        unsafe {
+            let next = cur.deref().next.load(Ordering::Relaxed, guard);
+            drop(cur.into_owned());
+            cur = next;
         }
     }
 }
@@ -399,6 +424,29 @@ mod tests {
         assert_eq!(w.prune(&Horizon::at(3), &g), 0);
         assert_eq!(value_at(&c, 3), Some(b("y")));
         assert_eq!(value_at(&c, 4), Some(None));
+    }
+
+    #[test]
+    fn a_version_outlives_its_dropped_chain_while_the_reader_is_pinned() {
+        // A point read releases the map's shard lock before it reads the version, so the chain
+        // may be dropped meanwhile; under Miri an immediate free would be a use after free.
+        let c = Chain::new();
+        {
+            let g = epoch::pin();
+            let w = c.lock();
+            w.install(1, b("old"), &g);
+            w.install(2, b("new"), &g);
+        }
+        let g = epoch::pin();
+        let (newest, older) = (c.newest(&g).unwrap(), c.read_at(1, &g).unwrap());
+        drop(c);
+        assert_eq!((newest.ts, newest.value), (2, b("new").as_ref()));
+        assert_eq!((older.ts, older.value), (1, b("old").as_ref()));
+        drop(g);
+        // The deferred free runs once the epoch advances (a leak would show under Miri).
+        for _ in 0..256 {
+            epoch::pin().flush();
+        }
     }
 
     #[test]

@@ -10,8 +10,11 @@
 //! `head` through `next` links. Nodes are only ever *unlinked* by a [`ChainWriter`] (the holder
 //! of the chain's write lock) and only freed through `Guard::defer_destroy` after being
 //! unlinked, so a reader that loaded a pointer while pinned can dereference it until it unpins.
-//! The one exception is `Drop for Chain`, which has `&mut self` and therefore no readers.
+//! `Drop for Chain` frees its remaining list through the epoch as well: a [`VersionRef`]
+//! borrows from the reader's guard, not from the chain, so it stays valid while the guard is
+//! pinned even if the chain it came from is dropped meanwhile (a point read finds the version
+//! under the map's shard lock and lends the value after releasing the lock).
 
 mod chain;
 
-pub(crate) use chain::{Chain, ChainWriter};
+pub(crate) use chain::{Chain, ChainWriter, VersionRef};

@@ -7,8 +7,9 @@ use crate::{Db, Error, Isolation, Snapshot};
 
 /// snapkv driven at one isolation level.
 ///
-/// Reads use [`Db::get`] and scans [`Snapshot::scan_with`] on a fresh snapshot (read-only work
-/// needs no transaction and never conflicts); inserts and updates are auto-commit [`Db::put`]s (blind
+/// Reads use [`Db::get_with`] (or [`Snapshot::get_with`] in a view) and scans
+/// [`Snapshot::scan_with`] on a fresh snapshot: read-only work needs no transaction and never
+/// conflicts, and like the peers' borrowed reads these lend the value instead of copying it; inserts and updates are auto-commit [`Db::put`]s (blind
 /// writes); read-modify-writes and multi-key writes are [`Transaction`](crate::Transaction)s at
 /// the engine's isolation level.
 #[derive(Clone, Debug)]
@@ -49,7 +50,7 @@ fn found<T>(r: Result<Option<T>, Error>) -> Outcome {
 
 impl ReadView for Snapshot {
     fn read(&self, key: &[u8]) -> Outcome {
-        found(self.get(key))
+        found(self.get_with(key, |_| ()))
     }
 }
 
@@ -68,7 +69,7 @@ impl Engine for SnapkvEngine {
     }
 
     fn read(&self, key: &[u8]) -> Outcome {
-        found(self.db.get(key))
+        found(self.db.get_with(key, |_| ()))
     }
 
     fn insert(&self, key: &[u8], value: &[u8]) -> Outcome {
@@ -103,7 +104,7 @@ impl Engine for SnapkvEngine {
 
     fn read_modify_write(&self, key: &[u8], value: &[u8]) -> Outcome {
         let mut txn = self.db.begin_with(self.isolation);
-        let step = txn.get(key).and_then(|_| txn.put(key, value));
+        let step = txn.get_with(key, |_| ()).and_then(|_| txn.put(key, value));
         outcome(step.and_then(|()| txn.commit()))
     }
 
@@ -111,7 +112,7 @@ impl Engine for SnapkvEngine {
         let snap = self.db.snapshot();
         let mut all = Outcome::Done;
         for k in keys {
-            if found(snap.get(k)) == Outcome::NotFound {
+            if found(snap.get_with(k, |_| ())) == Outcome::NotFound {
                 all = Outcome::NotFound;
             }
         }
