@@ -29,8 +29,10 @@ pub(crate) trait ChainSource {
     fn discard_if_empty(&self, key: &Bytes, writer: &ChainWriter<'_>, guard: &Guard);
 }
 
-/// One buffered write: a value, or `None` for a delete.
-pub(crate) type Write<'a> = (&'a Bytes, &'a Option<Bytes>);
+/// One buffered write: a key and its value, or `None` for a delete. Owned, so that installing
+/// moves the value into its version: cloning a `Bytes` built from a `Vec` would allocate a
+/// shared header and add two atomic reference-count operations to every write.
+pub(crate) type Write = (Bytes, Option<Bytes>);
 
 /// What a serializable transaction read: validated at commit.
 #[derive(Debug, Default)]
@@ -69,7 +71,8 @@ type Small<T> = smallvec::SmallVec<[T; 4]>;
 /// the read set of a serializable transaction, or the expected version of a conditional
 /// write. A failed check installs nothing. `horizon` is the collector's cached horizon, used
 /// to prune each chain the commit touches. Returns the commit timestamp once
-/// the commit is visible to new snapshots.
+/// the commit is visible to new snapshots. On success each value has been moved into its
+/// version (`writes` keeps the keys, every value `None`); on failure `writes` is unchanged.
 ///
 /// Protocol (see docs/design.md):
 /// 1. resolve each key's chain and lock the chains in key order (no deadlock between
@@ -86,7 +89,7 @@ type Small<T> = smallvec::SmallVec<[T; 4]>;
 pub(crate) fn commit(
     clock: &Clock,
     source: &impl ChainSource,
-    writes: &[Write<'_>],
+    writes: &mut [Write],
     checks: Checks<'_>,
     horizon: &Horizon,
 ) -> Result<u64, Error> {
@@ -106,7 +109,7 @@ pub(crate) fn commit(
             Err(stale) => stale,
         };
         // The collector removed this chain after we resolved it: get the new one.
-        chains[stale] = source.resolve(writes[stale].0);
+        chains[stale] = source.resolve(&writes[stale].0);
     }
 }
 
@@ -114,14 +117,14 @@ pub(crate) fn commit(
 fn validate_and_install<'c>(
     clock: &'c Clock,
     source: &impl ChainSource,
-    writes: &[Write<'_>],
+    writes: &mut [Write],
     writers: &[ChainWriter<'_>],
     checks: Checks<'_>,
     horizon: &Horizon,
     guard: &Guard,
 ) -> Result<Publication<'c>, Error> {
     let abandon = |err: Error| {
-        for (w, (key, _)) in writers.iter().zip(writes) {
+        for (w, (key, _)) in writers.iter().zip(writes.iter()) {
             source.discard_if_empty(key, w, guard);
         }
         Err(err)
@@ -161,21 +164,21 @@ fn reads_before_timestamp() -> bool {
 }
 
 fn install(
-    writes: &[Write<'_>],
+    writes: &mut [Write],
     writers: &[ChainWriter<'_>],
     ts: u64,
     horizon: &Horizon,
     guard: &Guard,
 ) {
     for (w, (_, value)) in writers.iter().zip(writes) {
-        w.install(ts, (*value).clone(), guard);
+        w.install(ts, value.take(), guard);
         w.prune(horizon, guard);
     }
 }
 
 /// First committer wins, and the expected version of a conditional write.
 fn validate_writes(
-    writes: &[Write<'_>],
+    writes: &[Write],
     writers: &[ChainWriter<'_>],
     checks: Checks<'_>,
     guard: &Guard,
@@ -217,7 +220,7 @@ fn changed_since(chain: &Chain, s: u64, guard: &Guard) -> bool {
 /// Keys in the write set are skipped: their chains are locked by us and validated as writes.
 fn validate_reads(
     source: &impl ChainSource,
-    writes: &[Write<'_>],
+    writes: &[Write],
     reads: &ReadSet,
     s: u64,
     guard: &Guard,

@@ -146,14 +146,14 @@ impl Db {
     pub fn put(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<Ts> {
         let key = self.checked_key(key.as_ref())?;
         let value = self.checked_value(value.as_ref())?;
-        self.commit_writes(&[(&key, &Some(value))], Checks::default())
+        self.commit_writes(&mut [(key, Some(value))], Checks::default())
     }
 
     /// Deletes `key` as its own transaction and returns the commit timestamp (deleting an
     /// absent key is not an error).
     pub fn delete(&self, key: impl AsRef<[u8]>) -> Result<Ts> {
         let key = self.checked_key(key.as_ref())?;
-        self.commit_writes(&[(&key, &None)], Checks::default())
+        self.commit_writes(&mut [(key, None)], Checks::default())
     }
 
     /// Writes `new` (`None` deletes) only if `key`'s current version — the commit timestamp of
@@ -185,7 +185,7 @@ impl Db {
             expect: Some(expected),
             ..Checks::default()
         };
-        self.commit_writes(&[(&key, &value)], checks)
+        self.commit_writes(&mut [(key, value)], checks)
     }
 
     /// [`compare_and_swap`](Self::compare_and_swap) that deletes.
@@ -389,18 +389,21 @@ impl Db {
         }
     }
 
-    /// Commits sorted, validated writes with the given checks.
+    /// Commits sorted, validated writes with the given checks (moving the values into their
+    /// versions).
     pub(crate) fn commit_writes(
         &self,
-        writes: &[commit::Write<'_>],
+        writes: &mut [commit::Write],
         checks: Checks<'_>,
     ) -> Result<Ts> {
         let s = &self.shared;
+        // Which writes are deletes, noted before the values move out.
+        let deletes: smallvec::SmallVec<[usize; 4]> = (0..writes.len())
+            .filter(|&i| writes[i].1.is_none())
+            .collect();
         let ts = commit::commit(&s.clock, &s.store, writes, checks, &s.gc.horizon())?;
-        for (key, value) in writes {
-            if value.is_none() {
-                s.gc.note_tombstone((*key).clone(), ts);
-            }
+        for i in deletes {
+            s.gc.note_tombstone(writes[i].0.clone(), ts);
         }
         s.gc.after_commit(&s.clock, &s.registry, &s.store);
         Ok(ts)

@@ -99,8 +99,11 @@ impl World {
         horizon: &Horizon,
     ) -> Result<u64, Error> {
         let value = Some(Bytes::from_static(value));
-        let writes: Vec<_> = keys.iter().map(|&i| (&self.keys[i], &value)).collect();
-        commit(&self.clock, self, &writes, checks, horizon)
+        let mut writes: Vec<_> = keys
+            .iter()
+            .map(|&i| (self.keys[i].clone(), value.clone()))
+            .collect();
+        commit(&self.clock, self, &mut writes, checks, horizon)
     }
 
     /// A serializable commit of `value` to `writes` having read `reads` at snapshot `s`.

@@ -242,14 +242,14 @@ impl Transaction {
             return Ok(self.snapshot.ts());
         }
         let reads = self.reads.into_inner();
-        let writes: smallvec::SmallVec<[_; 4]> = self.writes.iter().collect();
+        let mut writes: smallvec::SmallVec<[_; 4]> = self.writes.into_iter().collect();
         let checks = Checks {
             snapshot: Some(self.snapshot.ts()),
             reads: (self.isolation == Isolation::Serializable && !reads.is_empty())
                 .then_some(&reads),
             expect: None,
         };
-        self.snapshot.db().commit_writes(&writes, checks)
+        self.snapshot.db().commit_writes(&mut writes, checks)
     }
 
     /// Discards the buffered writes (what dropping the transaction does too).
