@@ -7,7 +7,7 @@ use crossbeam_epoch::Guard;
 use crate::clock::{Clock, Publication};
 use crate::error::{ConflictKind, Error};
 use crate::horizon::Horizon;
-use crate::raw::{Chain, ChainWriter};
+use crate::raw::{Chain, ChainWriter, Retired};
 use crate::store::KeyRange;
 use crate::sync::Arc;
 
@@ -33,6 +33,16 @@ pub(crate) trait ChainSource {
 /// moves the value into its version: cloning a `Bytes` built from a `Vec` would allocate a
 /// shared header and add two atomic reference-count operations to every write.
 pub(crate) type Write = (Bytes, Option<Bytes>);
+
+/// A successful commit.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Committed {
+    /// The commit timestamp, visible to new snapshots.
+    pub(crate) ts: u64,
+    /// The most versions any written chain kept after pruning with the given horizon: a
+    /// long chain under a stale horizon tells the caller to refresh it.
+    pub(crate) longest_chain: usize,
+}
 
 /// What a serializable transaction read: validated at commit.
 #[derive(Debug, Default)]
@@ -70,8 +80,8 @@ type Small<T> = smallvec::SmallVec<[T; 4]>;
 /// `checks` says what to validate: first-committer-wins on the write set against a snapshot,
 /// the read set of a serializable transaction, or the expected version of a conditional
 /// write. A failed check installs nothing. `horizon` is the collector's cached horizon, used
-/// to prune each chain the commit touches. Returns the commit timestamp once
-/// the commit is visible to new snapshots. On success each value has been moved into its
+/// to prune each chain the commit touches. Returns the commit timestamp once the commit is
+/// visible to new snapshots, with the length of the longest chain it left. On success each value has been moved into its
 /// version (`writes` keeps the keys, every value `None`); on failure `writes` is unchanged.
 ///
 /// Protocol (see docs/design.md):
@@ -92,19 +102,22 @@ pub(crate) fn commit(
     writes: &mut [Write],
     checks: Checks<'_>,
     horizon: &Horizon,
-) -> Result<u64, Error> {
+) -> Result<Committed, Error> {
     debug_assert!(writes.windows(2).all(|w| w[0].0 < w[1].0));
     let guard = crossbeam_epoch::pin();
     let mut chains: Small<Arc<Chain>> = writes.iter().map(|(k, _)| source.resolve(k)).collect();
     loop {
         let stale = match lock_all(&chains) {
             Ok(writers) => {
-                let publication =
+                let installed =
                     validate_and_install(clock, source, writes, &writers, checks, horizon, &guard);
                 // Unlock before waiting for our turn to publish: a committer that locks a key
                 // now sees our version (newer than its snapshot) and conflicts as it should.
                 drop(writers);
-                return publication.map(Publication::publish);
+                return installed.map(|(publication, longest_chain)| Committed {
+                    ts: publication.publish(),
+                    longest_chain,
+                });
             }
             Err(stale) => stale,
         };
@@ -122,7 +135,7 @@ fn validate_and_install<'c>(
     checks: Checks<'_>,
     horizon: &Horizon,
     guard: &Guard,
-) -> Result<Publication<'c>, Error> {
+) -> Result<(Publication<'c>, usize), Error> {
     let abandon = |err: Error| {
         for (w, (key, _)) in writers.iter().zip(writes.iter()) {
             source.discard_if_empty(key, w, guard);
@@ -146,8 +159,8 @@ fn validate_and_install<'c>(
             return abandon(e);
         }
     }
-    install(writes, writers, publication.ts(), horizon, guard);
-    Ok(publication)
+    let longest_chain = install(writes, writers, publication.ts(), horizon, guard);
+    Ok((publication, longest_chain))
 }
 
 /// Whether read validation runs before the timestamp is taken: only as an injected fault in a
@@ -169,11 +182,16 @@ fn install(
     ts: u64,
     horizon: &Horizon,
     guard: &Guard,
-) {
+) -> usize {
+    let mut longest = 0;
+    // One batch for the whole commit: see `Retired` for why.
+    let mut retired = Retired::new();
     for (w, (_, value)) in writers.iter().zip(writes) {
         w.install(ts, value.take(), guard);
-        w.prune(horizon, guard);
+        longest = longest.max(w.prune(horizon, &mut retired, guard).kept);
     }
+    retired.retire(guard);
+    longest
 }
 
 /// First committer wins, and the expected version of a conditional write.

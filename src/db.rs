@@ -401,12 +401,13 @@ impl Db {
         let deletes: smallvec::SmallVec<[usize; 4]> = (0..writes.len())
             .filter(|&i| writes[i].1.is_none())
             .collect();
-        let ts = commit::commit(&s.clock, &s.store, writes, checks, &s.gc.horizon())?;
+        let horizon = s.gc.horizon();
+        let done = commit::commit(&s.clock, &s.store, writes, checks, &horizon)?;
         for i in deletes {
-            s.gc.note_tombstone(writes[i].0.clone(), ts);
+            s.gc.note_tombstone(writes[i].0.clone(), done.ts);
         }
-        s.gc.after_commit(&s.clock, &s.registry, &s.store);
-        Ok(ts)
+        s.gc.after_commit(done, &horizon, &s.clock, &s.registry, &s.store);
+        Ok(done.ts)
     }
 
     pub(crate) fn checked_key(&self, key: &[u8]) -> Result<Bytes> {

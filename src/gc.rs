@@ -6,9 +6,13 @@
 //!   the horizon's visible timestamp) plus one version per live snapshot that reads it, so
 //!   memory stays bounded under endless overwrites without any background thread, and a
 //!   long-lived snapshot pins only the versions it can see.
-//! - **Maintenance**, run by a committing thread every [`MAINTENANCE_INTERVAL`] of its commits
-//!   (and by [`Db::collect_garbage`](crate::Db::collect_garbage)): recomputes the horizon
-//!   from the snapshot registry and removes keys whose delete every snapshot can see.
+//! - **Maintenance**, run by a committing thread every [`MAINTENANCE_INTERVAL`] of its commits,
+//!   or sooner when its commit left a chain longer than [`LONG_CHAIN`] under a horizon more
+//!   than [`STALE_LAG`] timestamps old (and by [`Db::collect_garbage`](crate::Db::collect_garbage)):
+//!   recomputes the horizon from the snapshot registry and removes keys whose delete every
+//!   snapshot can see. The early refresh keeps keys that are rewritten in quick succession
+//!   from piling up versions the stale horizon cannot release, which the next writer of the
+//!   key would otherwise pay for.
 //! - **Full sweep** ([`Db::collect_garbage`](crate::Db::collect_garbage)): prunes every chain,
 //!   for when a long-lived snapshot was dropped and the keys it pinned are not written again.
 //!
@@ -22,6 +26,7 @@ use bytes::Bytes;
 use std::ops::Deref;
 
 use crate::clock::Clock;
+use crate::commit::Committed;
 use crate::horizon::Horizon;
 use crate::registry::Registry;
 use crate::store::Store;
@@ -29,6 +34,16 @@ use crate::sync::{Arc, AtomicBool, AtomicU64, Mutex, Ordering};
 
 /// How many of its own commits a thread makes between two maintenance runs.
 pub(crate) const MAINTENANCE_INTERVAL: u32 = 64;
+
+/// A chain keeping more versions than this after a commit's prune suggests a stale horizon: a
+/// fresh one keeps the newest version, the one readers at the visible timestamp see, and one
+/// per live snapshot in between (usually the committing transaction's own).
+pub(crate) const LONG_CHAIN: usize = 3;
+
+/// How many timestamps behind the commit a horizon must be before a long chain refreshes it
+/// early: bounds early refreshes to one per this many commits, even when many live snapshots
+/// keep chains long for good.
+pub(crate) const STALE_LAG: u64 = 4;
 
 thread_local! {
     static UNTIL_MAINTENANCE: Cell<u32> = const { Cell::new(MAINTENANCE_INTERVAL) };
@@ -106,10 +121,19 @@ impl Collector {
         self.tombstones.lock().push((ts, key));
     }
 
-    /// Counts one commit of this thread and runs maintenance when the interval is up.
-    pub(crate) fn after_commit(&self, clock: &Clock, registry: &Registry, store: &Store) {
+    /// Counts one commit of this thread, `done`, made with `horizon`, and runs maintenance
+    /// when the interval is up or the commit left a long chain under a stale horizon.
+    pub(crate) fn after_commit(
+        &self,
+        done: Committed,
+        horizon: &Horizon,
+        clock: &Clock,
+        registry: &Registry,
+        store: &Store,
+    ) {
+        let stale = done.longest_chain > LONG_CHAIN && horizon.now() + STALE_LAG < done.ts;
         let due = UNTIL_MAINTENANCE.with(|c| {
-            let left = c.get().saturating_sub(1);
+            let left = if stale { 0 } else { c.get().saturating_sub(1) };
             c.set(if left == 0 {
                 MAINTENANCE_INTERVAL
             } else {
@@ -215,7 +239,7 @@ fn collect_key(store: &Store, key: &[u8], h: &Horizon) -> Option<GcReport> {
     let writer = chain.try_lock()?;
     Some(GcReport {
         watermark: h.watermark(),
-        versions_freed: writer.prune(h, &guard),
+        versions_freed: writer.prune_and_retire(h, &guard).unlinked,
         keys_removed: usize::from(store.remove_if_empty(key, &writer, &guard)),
     })
 }

@@ -103,7 +103,7 @@ impl World {
             .iter()
             .map(|&i| (self.keys[i].clone(), value.clone()))
             .collect();
-        commit(&self.clock, self, &mut writes, checks, horizon)
+        commit(&self.clock, self, &mut writes, checks, horizon).map(|done| done.ts)
     }
 
     /// A serializable commit of `value` to `writes` having read `reads` at snapshot `s`.
@@ -253,7 +253,7 @@ fn gc_unlink_races_reader() {
             w2.commit(&[0], b"v3", None, &h).unwrap();
             let h = w2.registry.horizon(&w2.clock);
             let guard = crossbeam_epoch::pin();
-            w2.chains[0].lock().prune(&h, &guard);
+            w2.chains[0].lock().prune_and_retire(&h, &guard);
             drop(guard);
             crossbeam_epoch::pin().flush();
         });
@@ -284,7 +284,7 @@ fn old_snapshot_and_pruning_writer() -> (Arc<World>, SlotId, u64, loom::thread::
         w2.commit(&[0], b"v3", None, &h).unwrap();
         let h = w2.registry.horizon(&w2.clock);
         let guard = crossbeam_epoch::pin();
-        w2.chains[0].lock().prune(&h, &guard);
+        w2.chains[0].lock().prune_and_retire(&h, &guard);
         drop(guard);
         crossbeam_epoch::pin().flush();
     });
@@ -310,7 +310,7 @@ fn interval_prune_races_old_and_new_readers() {
         let guard = crossbeam_epoch::pin();
         w.chains[0]
             .lock()
-            .prune(&w.registry.horizon(&w.clock), &guard);
+            .prune_and_retire(&w.registry.horizon(&w.clock), &guard);
         assert_eq!(w.chains[0].version_count(&guard), 2);
         drop(guard);
         assert_eq!(w.read(0, old), v1);
@@ -378,7 +378,7 @@ fn check_registration() {
             w2.commit(&[0], b"v2", None, &NO_GC).unwrap();
             let h = w2.registry.horizon(&w2.clock);
             let guard = crossbeam_epoch::pin();
-            w2.chains[0].lock().prune(&h, &guard);
+            w2.chains[0].lock().prune_and_retire(&h, &guard);
         });
         let (slot, s) = w.registry.register(&w.clock);
         assert!(

@@ -33,6 +33,47 @@ fn versions_stay_bounded_under_endless_overwrites() {
 }
 
 #[test]
+fn keys_rewritten_in_quick_succession_keep_short_chains() {
+    // A key written by many consecutive commits piles up versions above the cached horizon;
+    // a commit that leaves a long chain under a horizon that is many timestamps old refreshes
+    // it early (instead of waiting for the 64-commit maintenance interval), so the chain
+    // stays within a handful of versions (64 without the early refresh).
+    let db = Db::new();
+    let mut peak = 0;
+    for i in 0..5_000u64 {
+        db.put(b"hot", i.to_be_bytes()).unwrap();
+        peak = peak.max(db.stats().versions);
+    }
+    assert!(
+        peak <= 12,
+        "one key rewritten back to back kept {peak} versions"
+    );
+
+    // A sliding window of ten keys written together, each key in ten consecutive commits
+    // (transactions, so every commit also has its own snapshot registered).
+    let db = Db::new();
+    let mut peak = 0;
+    for start in 0..2_000u64 {
+        let mut txn = db.begin();
+        for k in start..start + 10 {
+            txn.put(k.to_be_bytes(), start.to_be_bytes()).unwrap();
+        }
+        txn.commit().unwrap();
+        if start % 10 == 0 {
+            peak = peak.max(db.stats().versions);
+        }
+    }
+    // Keys that left the window keep what their last commit's prune left: about five each
+    // (the horizon it pruned with may be a few commits old). Refreshing only every 64 commits
+    // would leave about ten.
+    let keys = db.stats().keys;
+    assert!(
+        peak <= keys * 6,
+        "{peak} versions for {keys} keys in a sliding window of ten"
+    );
+}
+
+#[test]
 fn a_long_lived_snapshot_pins_only_what_it_sees() {
     let db = Db::new();
     for k in 0..100u64 {

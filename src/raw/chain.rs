@@ -4,10 +4,12 @@ use bytes::Bytes;
 use crossbeam_epoch::{Atomic, Guard, Owned, Shared};
 
 use crate::horizon::Horizon;
+
+use super::Retired;
 use crate::sync::{AtomicU32, Backoff, Ordering};
 
 /// One committed version of a key.
-struct Version {
+pub(super) struct Version {
     /// The commit timestamp of the transaction that wrote it. Immutable.
     ts: u64,
     /// The value, or `None` for a tombstone (a delete). Immutable.
@@ -64,8 +66,8 @@ impl Chain {
     /// The newest version with `ts <= at`, if any (a tombstone is returned as such).
     pub(crate) fn read_at<'g>(&self, at: u64, guard: &'g Guard) -> Option<VersionRef<'g>> {
         let mut cur = self.head.load(Ordering::Acquire, guard);
-        // Nodes are freed only through the epoch after being unlinked: one by one by
-        // `ChainWriter::prune`, or the whole list by `Drop for Chain`.
+        // Nodes are freed only through the epoch after being unlinked: in `Retired` batches
+        // after `ChainWriter::prune`, or the whole list by `Drop for Chain`.
         // SAFETY: `cur` came from `head` or a `next` link while `guard` is pinned, so by the
         // above the node outlives `'g`, even if the chain itself is dropped meanwhile.
         while let Some(node) = unsafe { cur.as_ref() } {
@@ -193,6 +195,15 @@ unsafe fn free_list(head: *const Version) {
     }
 }
 
+/// What a [`ChainWriter::prune`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Pruned {
+    /// Versions unlinked (freed once no reader is pinned).
+    pub(crate) unlinked: usize,
+    /// Versions still linked.
+    pub(crate) kept: usize,
+}
+
 /// Exclusive write access to a chain: the only way to link or unlink versions.
 ///
 /// Dropping it releases the lock, also when a panic unwinds through the holder.
@@ -251,18 +262,18 @@ impl<'a> ChainWriter<'a> {
     /// at or below the watermark (a reader then finds nothing, which also means absent, and no
     /// live transaction's snapshot predates the delete, so no write-write conflict is lost).
     /// The newest version always stays, so first-committer-wins checks are unaffected.
-    /// Unlinked nodes are freed once every thread pinned now has unpinned. Returns how many it
-    /// unlinked.
+    /// Unlinked nodes go to `retired`, to be freed once every thread pinned when it is retired
+    /// has unpinned. Returns how many it unlinked and how many stayed.
     ///
     /// The caller guarantees that `horizon` came from the registry (no live or future snapshot
     /// reads anywhere else); memory safety does not depend on it.
-    pub(crate) fn prune(&self, horizon: &Horizon, guard: &Guard) -> usize {
+    pub(crate) fn prune(&self, horizon: &Horizon, retired: &mut Retired, guard: &Guard) -> Pruned {
         // `link` is the link that points to the node under inspection: `head` or the `next` of
         // the nearest kept node above it. `kept_link` points to the oldest kept node.
         let mut link = &self.chain.head;
         let mut kept: Option<(&Atomic<Version>, &Version)> = None;
         let mut newer = u64::MAX;
-        let mut unlinked = 0;
+        let (mut unlinked, mut kept_count) = (0, 0);
         let mut cur = link.load(Ordering::Relaxed, guard);
         // SAFETY: `cur` is pinned by `guard`, and we (the lock holder) are the only thread that
         // unlinks or frees nodes of this chain, so every node we reach stays allocated while
@@ -271,6 +282,7 @@ impl<'a> ChainWriter<'a> {
             let next = node.next.load(Ordering::Relaxed, guard);
             if node.ts > horizon.now() || horizon.needs(node.ts, newer) {
                 kept = Some((link, node));
+                kept_count += 1;
                 link = &node.next;
             } else {
                 // Release pairs with readers' Acquire loads of `link`: a reader that skips the
@@ -279,9 +291,9 @@ impl<'a> ChainWriter<'a> {
                 // The store above unlinked `cur` (`link` was its only predecessor), so no reader
                 // that pins from now on can reach it. Nobody writes the `next` of an unlinked
                 // node, so readers already on it continue into the chain correctly.
-                // SAFETY: unlinked (above); readers holding it are pinned, and
-                // `defer_destroy` frees it only after they unpin.
-                unsafe { guard.defer_destroy(cur) };
+                // SAFETY: non-null, allocated by `install`, unlinked (above), and pushed once:
+                // we move past it.
+                unsafe { retired.push(cur) };
                 unlinked += 1;
             }
             newer = node.ts;
@@ -290,14 +302,27 @@ impl<'a> ChainWriter<'a> {
         if let Some((link, oldest)) = kept {
             if oldest.value.is_none() && oldest.ts <= horizon.watermark() {
                 let tomb = link.swap(Shared::null(), Ordering::AcqRel, guard);
-                // SAFETY: as above: `tomb` (the oldest node; its `next` is already null) was
-                // just unlinked from its only predecessor and is freed after current readers
-                // unpin.
-                unsafe { guard.defer_destroy(tomb) };
+                // SAFETY: as above: `tomb` (the oldest kept node, so non-null, its `next`
+                // already null) was just unlinked from its only predecessor.
+                unsafe { retired.push(tomb) };
                 unlinked += 1;
+                kept_count -= 1;
             }
         }
-        unlinked
+        Pruned {
+            unlinked,
+            kept: kept_count,
+        }
+    }
+}
+
+impl ChainWriter<'_> {
+    /// [`prune`](Self::prune) on its own: retires what it unlinked right away.
+    pub(crate) fn prune_and_retire(&self, horizon: &Horizon, guard: &Guard) -> Pruned {
+        let mut retired = Retired::new();
+        let pruned = self.prune(horizon, &mut retired, guard);
+        retired.retire(guard);
+        pruned
     }
 }
 
@@ -318,6 +343,14 @@ mod tests {
 
     fn b(s: &str) -> Option<Bytes> {
         Some(Bytes::copy_from_slice(s.as_bytes()))
+    }
+
+    fn prune(w: &ChainWriter<'_>, h: &Horizon, g: &epoch::Guard) -> Pruned {
+        w.prune_and_retire(h, g)
+    }
+
+    fn pruned(unlinked: usize, kept: usize) -> Pruned {
+        Pruned { unlinked, kept }
     }
 
     fn value_at(c: &Chain, ts: u64) -> Option<Option<Bytes>> {
@@ -354,14 +387,14 @@ mod tests {
             w.install(ts * 10, b(&ts.to_string()), &g);
         }
         // Watermark 35: versions 50 and 40 are newer, 30 is what a reader at 35 sees.
-        assert_eq!(w.prune(&Horizon::at(35), &g), 2);
+        assert_eq!(prune(&w, &Horizon::at(35), &g), pruned(2, 3));
         assert_eq!(c.version_count(&g), 3);
         assert_eq!(value_at(&c, 35), Some(b("3")));
         assert_eq!(value_at(&c, 45), Some(b("4")));
         // Pruning again at the same watermark is a no-op.
-        assert_eq!(w.prune(&Horizon::at(35), &g), 0);
+        assert_eq!(prune(&w, &Horizon::at(35), &g).unlinked, 0);
         // Watermark above everything keeps only the newest.
-        assert_eq!(w.prune(&Horizon::at(100), &g), 2);
+        assert_eq!(prune(&w, &Horizon::at(100), &g).unlinked, 2);
         assert_eq!(c.version_count(&g), 1);
         assert_eq!(value_at(&c, 100), Some(b("5")));
     }
@@ -377,7 +410,7 @@ mod tests {
         // Snapshots at 25 and 62, visible 100: a reader at 25 sees 20, at 62 sees 60, new
         // readers see 100. Everything else (10, 30, 40, 50, 70, 80, 90) is invisible to all.
         let h = Horizon::new(100, vec![62, 25]);
-        assert_eq!(w.prune(&h, &g), 7);
+        assert_eq!(prune(&w, &h, &g), pruned(7, 3));
         assert_eq!(c.version_count(&g), 3);
         assert_eq!(value_at(&c, 25), Some(b("2")));
         assert_eq!(value_at(&c, 62), Some(b("6")));
@@ -385,7 +418,7 @@ mod tests {
         // Versions newer than `now` stay whatever the snapshots: they may not be visible yet.
         w.install(110, b("11"), &g);
         w.install(120, b("12"), &g);
-        assert_eq!(w.prune(&Horizon::new(105, vec![25]), &g), 1);
+        assert_eq!(prune(&w, &Horizon::new(105, vec![25]), &g), pruned(1, 4));
         assert_eq!(value_at(&c, 25), Some(b("2")));
         assert_eq!(value_at(&c, 105), Some(b("10")));
         assert_eq!(value_at(&c, 115), Some(b("11")));
@@ -400,9 +433,9 @@ mod tests {
         w.install(5, None, &g);
         // A transaction at 3 may still write this key: the delete at 5 must stay so that its
         // first-committer-wins check sees a newer version.
-        assert_eq!(w.prune(&Horizon::new(10, vec![3]), &g), 0);
+        assert_eq!(prune(&w, &Horizon::new(10, vec![3]), &g).unlinked, 0);
         assert_eq!(w.newest_ts(&g), Some(5));
-        assert_eq!(w.prune(&Horizon::new(10, vec![]), &g), 1);
+        assert_eq!(prune(&w, &Horizon::new(10, vec![]), &g), pruned(1, 0));
         assert!(w.is_empty(&g));
     }
 
@@ -413,15 +446,15 @@ mod tests {
         let w = c.lock();
         w.install(1, b("x"), &g);
         w.install(2, None, &g);
-        assert_eq!(w.prune(&Horizon::at(1), &g), 0);
+        assert_eq!(prune(&w, &Horizon::at(1), &g).unlinked, 0);
         assert!(!w.is_empty(&g));
-        assert_eq!(w.prune(&Horizon::at(2), &g), 2);
+        assert_eq!(prune(&w, &Horizon::at(2), &g), pruned(2, 0));
         assert!(w.is_empty(&g));
         assert_eq!(value_at(&c, 10), None);
         // A tombstone newer than the watermark stays: readers below it still see "x".
         w.install(3, b("y"), &g);
         w.install(4, None, &g);
-        assert_eq!(w.prune(&Horizon::at(3), &g), 0);
+        assert_eq!(prune(&w, &Horizon::at(3), &g).unlinked, 0);
         assert_eq!(value_at(&c, 3), Some(b("y")));
         assert_eq!(value_at(&c, 4), Some(None));
     }
@@ -463,9 +496,10 @@ mod tests {
 
     #[test]
     fn readers_race_writer_and_pruner() {
-        // Small enough for Miri. The writer installs and prunes down to its newest version
-        // while a reader walks the chain: every walk must find a fully initialised version
-        // whose value matches its timestamp, and timestamps never go backwards.
+        // Small enough for Miri. The writer installs and, every third version, prunes down to
+        // its newest (retiring a batch of nodes) while a reader walks the chain: every walk
+        // must find fully initialised versions whose values match their timestamps, and
+        // timestamps never go backwards.
         let rounds: u64 = if cfg!(miri) { 40 } else { 5_000 };
         let c = Arc::new(Chain::new());
         {
@@ -479,7 +513,9 @@ mod tests {
                     let g = epoch::pin();
                     let w = c.lock();
                     w.install(ts, b(&ts.to_string()), &g);
-                    w.prune(&Horizon::at(ts), &g);
+                    if ts % 3 == 0 || ts == rounds {
+                        prune(&w, &Horizon::at(ts), &g);
+                    }
                 }
             })
         };
@@ -493,6 +529,9 @@ mod tests {
                     assert_eq!(v.value, Some(&Bytes::from(v.ts.to_string())));
                     assert!(v.ts >= last);
                     last = v.ts;
+                    if let Some(older) = c.read_at(v.ts - 1, &g) {
+                        assert_eq!(older.value, Some(&Bytes::from(older.ts.to_string())));
+                    }
                 }
             })
         };

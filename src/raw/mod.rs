@@ -8,13 +8,16 @@
 //!
 //! The memory-safety argument in one paragraph: a version node is reachable from a chain's
 //! `head` through `next` links. Nodes are only ever *unlinked* by a [`ChainWriter`] (the holder
-//! of the chain's write lock) and only freed through `Guard::defer_destroy` after being
-//! unlinked, so a reader that loaded a pointer while pinned can dereference it until it unpins.
+//! of the chain's write lock) and only freed through the epoch after being unlinked (a
+//! [`Retired`] batch becomes one deferred call), so a reader that loaded a pointer while pinned
+//! can dereference it until it unpins: it was pinned when the batch was deferred.
 //! `Drop for Chain` frees its remaining list through the epoch as well: a [`VersionRef`]
 //! borrows from the reader's guard, not from the chain, so it stays valid while the guard is
 //! pinned even if the chain it came from is dropped meanwhile (a point read finds the version
 //! under the map's shard lock and lends the value after releasing the lock).
 
 mod chain;
+mod retired;
 
 pub(crate) use chain::{Chain, ChainWriter, VersionRef};
+pub(crate) use retired::Retired;

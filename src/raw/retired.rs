@@ -1,0 +1,121 @@
+//! Version nodes unlinked by one writer, handed to the epoch together.
+
+use crossbeam_epoch::{Guard, Owned, Shared};
+use smallvec::SmallVec;
+
+use super::chain::Version;
+
+/// Nodes a writer unlinked and has not yet handed to the epoch for freeing.
+///
+/// Why batch: crossbeam-epoch runs deferred frees a bounded number at a time (a few hundred
+/// per hundred-odd pins), so a thread that defers more than a handful of nodes per pin builds
+/// a backlog that later operations, on any thread, pay for. A commit that unlinks versions
+/// from ten chains hands them over as one deferred call instead of ten.
+pub(crate) struct Retired {
+    /// Unlinked, not yet retired, each exactly once. Two inline: the closure that frees them
+    /// then fits in the epoch's inline storage (no allocation for the common one-node case).
+    nodes: SmallVec<[*mut Version; 2]>,
+}
+
+impl Retired {
+    /// An empty batch.
+    pub(crate) fn new() -> Self {
+        Self {
+            nodes: SmallVec::new(),
+        }
+    }
+
+    /// Adds a node the caller just unlinked.
+    ///
+    /// # Safety
+    ///
+    /// `node` is non-null, was allocated by `Owned::new`, has been unlinked from its chain (no
+    /// thread that pins from now on can reach it) and is added to no other batch.
+    pub(super) unsafe fn push(&mut self, node: Shared<'_, Version>) {
+        self.nodes.push(node.as_raw().cast_mut());
+    }
+
+    /// Hands every node to the epoch: they are freed once every thread pinned now has unpinned.
+    pub(crate) fn retire(&mut self, guard: &Guard) {
+        match self.nodes.len() {
+            0 => {}
+            1 => {
+                let node = Shared::from(self.nodes[0].cast_const());
+                self.nodes.clear();
+                // SAFETY: by `push`'s contract the node is unlinked and retired only here;
+                // readers that still hold it are pinned and it is freed after they unpin.
+                unsafe { guard.defer_destroy(node) };
+            }
+            _ => {
+                let nodes = std::mem::take(&mut self.nodes);
+                // SAFETY: as above, for each node of the batch; the closure owns the batch,
+                // so each node is freed exactly once, after every current reader unpinned.
+                unsafe {
+                    guard.defer_unchecked(move || {
+                        for node in nodes {
+                            drop(Owned::from_raw(node));
+                        }
+                    });
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Retired {
+    fn drop(&mut self) {
+        // A writer that unwound between unlinking and retiring: free through the epoch anyway.
+        if !self.nodes.is_empty() {
+            self.retire(&crossbeam_epoch::pin());
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    //! Sized to run under Miri, which checks that every node is freed once and not early.
+
+    use bytes::Bytes;
+    use crossbeam_epoch as epoch;
+
+    use crate::horizon::Horizon;
+    use crate::raw::{Chain, Retired};
+
+    #[test]
+    fn one_batch_frees_nodes_of_several_chains_and_a_dropped_batch_frees_too() {
+        let chains: Vec<Chain> = (0..3).map(|_| Chain::new()).collect();
+        let g = epoch::pin();
+        for c in &chains {
+            let w = c.lock();
+            for ts in 1..=4 {
+                w.install(ts, Some(Bytes::from(vec![ts as u8; 8])), &g);
+            }
+        }
+        // A reader holds the oldest version of the first chain across the prune.
+        let held = chains[0].read_at(1, &g).expect("version 1");
+        let mut batch = Retired::new();
+        for c in &chains[..2] {
+            assert_eq!(c.lock().prune(&Horizon::at(4), &mut batch, &g).unlinked, 3);
+        }
+        batch.retire(&g);
+        assert_eq!(held.value.map(|v| &v[..]), Some(&[1u8; 8][..]));
+        // A batch dropped without `retire` (a writer unwinding) still goes through the epoch.
+        let mut dropped = Retired::new();
+        assert_eq!(
+            chains[2]
+                .lock()
+                .prune(&Horizon::at(4), &mut dropped, &g)
+                .unlinked,
+            3
+        );
+        drop(dropped);
+        for c in &chains {
+            assert_eq!(c.version_count(&g), 1);
+            assert_eq!(c.newest(&g).map(|v| v.ts), Some(4));
+        }
+        drop(g);
+        for _ in 0..256 {
+            epoch::pin().flush();
+        }
+    }
+}
