@@ -39,9 +39,9 @@ pub(crate) type Write = (Bytes, Option<Bytes>);
 pub(crate) struct Committed {
     /// The commit timestamp, visible to new snapshots.
     pub(crate) ts: u64,
-    /// The most versions any written chain kept after pruning with the given horizon: a
-    /// long chain under a stale horizon tells the caller to refresh it.
-    pub(crate) longest_chain: usize,
+    /// The most versions any written chain kept above the given horizon's visible timestamp
+    /// (see `Pruned::above_horizon`): a backlog tells the caller to refresh the horizon.
+    pub(crate) backlog: usize,
 }
 
 /// What a serializable transaction read: validated at commit.
@@ -81,7 +81,7 @@ type Small<T> = smallvec::SmallVec<[T; 4]>;
 /// the read set of a serializable transaction, or the expected version of a conditional
 /// write. A failed check installs nothing. `horizon` is the collector's cached horizon, used
 /// to prune each chain the commit touches. Returns the commit timestamp once the commit is
-/// visible to new snapshots, with the length of the longest chain it left. On success each value has been moved into its
+/// visible to new snapshots, with the backlog it found. On success each value has been moved into its
 /// version (`writes` keeps the keys, every value `None`); on failure `writes` is unchanged.
 ///
 /// Protocol (see docs/design.md):
@@ -114,9 +114,9 @@ pub(crate) fn commit(
                 // Unlock before waiting for our turn to publish: a committer that locks a key
                 // now sees our version (newer than its snapshot) and conflicts as it should.
                 drop(writers);
-                return installed.map(|(publication, longest_chain)| Committed {
+                return installed.map(|(publication, backlog)| Committed {
                     ts: publication.publish(),
-                    longest_chain,
+                    backlog,
                 });
             }
             Err(stale) => stale,
@@ -159,8 +159,8 @@ fn validate_and_install<'c>(
             return abandon(e);
         }
     }
-    let longest_chain = install(writes, writers, publication.ts(), horizon, guard);
-    Ok((publication, longest_chain))
+    let backlog = install(writes, writers, publication.ts(), horizon, guard);
+    Ok((publication, backlog))
 }
 
 /// Whether read validation runs before the timestamp is taken: only as an injected fault in a
@@ -183,15 +183,15 @@ fn install(
     horizon: &Horizon,
     guard: &Guard,
 ) -> usize {
-    let mut longest = 0;
+    let mut backlog = 0;
     // One batch for the whole commit: see `Retired` for why.
     let mut retired = Retired::new();
     for (w, (_, value)) in writers.iter().zip(writes) {
         w.install(ts, value.take(), guard);
-        longest = longest.max(w.prune(horizon, &mut retired, guard).kept);
+        backlog = backlog.max(w.prune(horizon, &mut retired, guard).above_horizon);
     }
     retired.retire(guard);
-    longest
+    backlog
 }
 
 /// First committer wins, and the expected version of a conditional write.
@@ -203,7 +203,10 @@ fn validate_writes(
 ) -> Result<(), Error> {
     if let Some(expected) = checks.expect {
         for (w, (key, _)) in writers.iter().zip(writes) {
-            let current = w.chain().newest(guard).and_then(|v| v.value.map(|_| v.ts));
+            let current = w
+                .chain()
+                .lend_at(u64::MAX, guard)
+                .and_then(|v| v.value.map(|_| v.ts));
             if current != expected {
                 return Err(Error::PreconditionFailed {
                     key: (*key).clone(),
@@ -231,7 +234,7 @@ fn validate_writes(
 fn changed_since(chain: &Chain, s: u64, guard: &Guard) -> bool {
     // Lock first (Acquire): if it is free, its last holder's versions are visible to the
     // head load that follows.
-    chain.is_locked() || chain.newest(guard).is_some_and(|v| v.ts > s)
+    chain.is_locked() || chain.newest_ts(guard).is_some_and(|ts| ts > s)
 }
 
 /// Serializable validation: nothing this transaction read or scanned at `s` changed.
@@ -264,7 +267,7 @@ fn validate_reads(
             if own(key) || !changed_since(chain, s, guard) {
                 return false;
             }
-            phantom = chain.read_at(s, guard).is_none_or(|v| v.value.is_none());
+            phantom = chain.lend_at(s, guard).is_none_or(|v| v.value.is_none());
             true
         });
         if let Some(key) = hit {

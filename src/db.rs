@@ -6,11 +6,11 @@ use crossbeam_epoch::Guard;
 use crate::clock::Clock;
 use crate::commit::{self, ChainSource, Checks};
 use crate::error::{Error, Result};
-use crate::gc::{Collector, GcReport};
+use crate::gc::{Collector, GcReport, Parts};
 use crate::isolation::Isolation;
 use crate::options::{DbBuilder, Options};
 use crate::raw::{Chain, ChainWriter, VersionRef};
-use crate::registry::Registry;
+use crate::registry::{Registry, SlotId};
 use crate::snapshot::Snapshot;
 use crate::store::Store;
 use crate::sync::Arc;
@@ -146,14 +146,14 @@ impl Db {
     pub fn put(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<Ts> {
         let key = self.checked_key(key.as_ref())?;
         let value = self.checked_value(value.as_ref())?;
-        self.commit_writes(&mut [(key, Some(value))], Checks::default())
+        self.commit_writes(&mut [(key, Some(value))], Checks::default(), None)
     }
 
     /// Deletes `key` as its own transaction and returns the commit timestamp (deleting an
     /// absent key is not an error).
     pub fn delete(&self, key: impl AsRef<[u8]>) -> Result<Ts> {
         let key = self.checked_key(key.as_ref())?;
-        self.commit_writes(&mut [(key, None)], Checks::default())
+        self.commit_writes(&mut [(key, None)], Checks::default(), None)
     }
 
     /// Writes `new` (`None` deletes) only if `key`'s current version — the commit timestamp of
@@ -185,7 +185,7 @@ impl Db {
             expect: Some(expected),
             ..Checks::default()
         };
-        self.commit_writes(&mut [(key, value)], checks)
+        self.commit_writes(&mut [(key, value)], checks, None)
     }
 
     /// [`compare_and_swap`](Self::compare_and_swap) that deletes.
@@ -231,7 +231,21 @@ impl Db {
         key: impl AsRef<[u8]>,
         f: impl FnOnce(&[u8]) -> R,
     ) -> Result<Option<R>> {
-        self.with_latest(key.as_ref(), |v| v.value.map(|val| f(val)))
+        let key = key.as_ref();
+        self.check_key(key)?;
+        let guard = crossbeam_epoch::pin();
+        let visible = self.shared.clock.visible();
+        // `read_latest`'s argument, with the head read from the chain's head cache.
+        let found = match self
+            .shared
+            .store
+            .with_chain(key, |chain| chain.lend_head_if_visible(visible, &guard))
+        {
+            None => None,
+            Some(Some(head)) => Some(head),
+            Some(None) => self.snapshot().lent_version(key, &guard),
+        };
+        Ok(found.and_then(|v| v.value).map(f))
     }
 
     /// Checks `key` and runs `f` on its newest visible version (`None` if it has none), found
@@ -390,11 +404,12 @@ impl Db {
     }
 
     /// Commits sorted, validated writes with the given checks (moving the values into their
-    /// versions).
+    /// versions). `own` is the committing transaction's snapshot slot, if any.
     pub(crate) fn commit_writes(
         &self,
         writes: &mut [commit::Write],
         checks: Checks<'_>,
+        own: Option<&SlotId>,
     ) -> Result<Ts> {
         let s = &self.shared;
         // Which writes are deletes, noted before the values move out.
@@ -406,7 +421,12 @@ impl Db {
         for i in deletes {
             s.gc.note_tombstone(writes[i].0.clone(), done.ts);
         }
-        s.gc.after_commit(done, &horizon, &s.clock, &s.registry, &s.store);
+        let parts = Parts {
+            clock: &s.clock,
+            registry: &s.registry,
+            store: &s.store,
+        };
+        s.gc.after_commit(done, &horizon, own, parts);
         Ok(done.ts)
     }
 

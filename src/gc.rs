@@ -7,8 +7,8 @@
 //!   memory stays bounded under endless overwrites without any background thread, and a
 //!   long-lived snapshot pins only the versions it can see.
 //! - **Maintenance**, run by a committing thread every [`MAINTENANCE_INTERVAL`] of its commits,
-//!   or sooner when its commit left a chain longer than [`LONG_CHAIN`] under a horizon more
-//!   than [`STALE_LAG`] timestamps old (and by [`Db::collect_garbage`](crate::Db::collect_garbage)):
+//!   or sooner when its commit left more than [`BACKLOG`] versions of a key above a horizon
+//!   more than [`STALE_LAG`] timestamps old (and by [`Db::collect_garbage`](crate::Db::collect_garbage)):
 //!   recomputes the horizon from the snapshot registry and removes keys whose delete every
 //!   snapshot can see. The early refresh keeps keys that are rewritten in quick succession
 //!   from piling up versions the stale horizon cannot release, which the next writer of the
@@ -28,21 +28,21 @@ use std::ops::Deref;
 use crate::clock::Clock;
 use crate::commit::Committed;
 use crate::horizon::Horizon;
-use crate::registry::Registry;
+use crate::registry::{Registry, SlotId};
 use crate::store::Store;
 use crate::sync::{Arc, AtomicBool, AtomicU64, Mutex, Ordering};
 
 /// How many of its own commits a thread makes between two maintenance runs.
 pub(crate) const MAINTENANCE_INTERVAL: u32 = 64;
 
-/// A chain keeping more versions than this after a commit's prune suggests a stale horizon: a
-/// fresh one keeps the newest version, the one readers at the visible timestamp see, and one
-/// per live snapshot in between (usually the committing transaction's own).
-pub(crate) const LONG_CHAIN: usize = 3;
+/// A chain keeping more versions than this above the horizon's visible timestamp after a
+/// commit's prune means a stale horizon: that many commits wrote the key since it was computed
+/// (versions kept for live snapshots do not count: a refresh would not release them).
+pub(crate) const BACKLOG: usize = 3;
 
-/// How many timestamps behind the commit a horizon must be before a long chain refreshes it
-/// early: bounds early refreshes to one per this many commits, even when many live snapshots
-/// keep chains long for good.
+/// How many timestamps behind the commit a horizon must be before a backlog refreshes it
+/// early: bounds early refreshes to one per this many commits, even with many writers on one
+/// key.
 pub(crate) const STALE_LAG: u64 = 4;
 
 thread_local! {
@@ -122,18 +122,20 @@ impl Collector {
     }
 
     /// Counts one commit of this thread, `done`, made with `horizon`, and runs maintenance
-    /// when the interval is up or the commit left a long chain under a stale horizon.
+    /// when the interval is up or the commit found a backlog above a stale horizon.
+    ///
+    /// `own` is the committing transaction's snapshot, if any: it reads nothing more, so the
+    /// refreshed horizon leaves it out (else it would look like an old snapshot and send
+    /// every committer to the shared horizon until the next refresh).
     pub(crate) fn after_commit(
         &self,
         done: Committed,
         horizon: &Horizon,
-        clock: &Clock,
-        registry: &Registry,
-        store: &Store,
+        own: Option<&SlotId>,
+        db: Parts<'_>,
     ) {
-        let stale = done.longest_chain > LONG_CHAIN && horizon.now() + STALE_LAG < done.ts;
         let due = UNTIL_MAINTENANCE.with(|c| {
-            let left = if stale { 0 } else { c.get().saturating_sub(1) };
+            let left = c.get().saturating_sub(1);
             c.set(if left == 0 {
                 MAINTENANCE_INTERVAL
             } else {
@@ -142,20 +144,40 @@ impl Collector {
             left == 0
         });
         if due {
-            self.maintain(clock, registry, store);
+            self.maintain_except(db, own);
+        } else if done.backlog > BACKLOG && horizon.now() + STALE_LAG < done.ts {
+            // Only the horizon: the tombstone queue can wait for the interval.
+            if let Some(_running) = self.running.try_lock() {
+                self.refresh(db.clock, db.registry, own);
+            }
         }
     }
 
     /// Refreshes the watermark and removes keys whose tombstone it passed. Skips if another
     /// thread is already at it.
     pub(crate) fn maintain(&self, clock: &Clock, registry: &Registry, store: &Store) -> GcReport {
+        let db = Parts {
+            clock,
+            registry,
+            store,
+        };
+        self.maintain_except(db, None)
+    }
+
+    /// [`maintain`](Self::maintain), leaving the snapshot slot `own` out of the horizon.
+    fn maintain_except(&self, db: Parts<'_>, own: Option<&SlotId>) -> GcReport {
+        let Parts {
+            clock,
+            registry,
+            store,
+        } = db;
         let Some(_running) = self.running.try_lock() else {
             return GcReport {
                 watermark: self.watermark(),
                 ..GcReport::default()
             };
         };
-        let h = self.refresh(clock, registry);
+        let h = self.refresh(clock, registry, own);
         let w = h.watermark();
         let ready: Vec<(u64, Bytes)> = {
             let mut queue = self.tombstones.lock();
@@ -198,14 +220,22 @@ impl Collector {
 
     /// Recomputes the horizon (only the maintenance lock holder calls this, so horizons are
     /// stored in the order they were computed).
-    fn refresh(&self, clock: &Clock, registry: &Registry) -> Horizon {
-        let h = registry.horizon(clock);
+    fn refresh(&self, clock: &Clock, registry: &Registry, own: Option<&SlotId>) -> Horizon {
+        let h = registry.horizon_except(clock, own);
         self.watermark.fetch_max(h.watermark(), Ordering::AcqRel);
         let old = h.has_old_snapshots();
         *self.horizon.lock() = old.then(|| Arc::new(h.clone()));
         self.old_snapshots.store(old, Ordering::Release);
         h
     }
+}
+
+/// The parts of the database the collector works on.
+#[derive(Clone, Copy)]
+pub(crate) struct Parts<'a> {
+    pub(crate) clock: &'a Clock,
+    pub(crate) registry: &'a Registry,
+    pub(crate) store: &'a Store,
 }
 
 /// A horizon for one commit: a plain watermark (no allocation), or the shared last horizon.

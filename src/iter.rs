@@ -213,7 +213,7 @@ pub(crate) fn lend(
                 resume = Some(Bytes::copy_from_slice(e.key()));
                 break;
             }
-            let Some(value) = e.value().read_at(ts, &guard).and_then(|v| v.value) else {
+            let Some(value) = e.value().lend_at(ts, &guard).and_then(|v| v.value) else {
                 continue;
             };
             lent += 1;

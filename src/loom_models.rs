@@ -325,7 +325,14 @@ fn interval_prune_races_old_and_new_readers() {
 #[test]
 fn unregistered_latest_read_races_interval_prune() {
     faults::inject(Fault::None);
-    check_latest_read();
+    check_latest_read(LatestRead::Owned);
+}
+
+/// Model 9, lending: the same read from the head cache.
+#[test]
+fn unregistered_lending_read_races_interval_prune() {
+    faults::inject(Fault::None);
+    check_latest_read(LatestRead::Lent);
 }
 
 /// Negative control for model 9: a latest read that walks past the head must be caught.
@@ -333,20 +340,42 @@ fn unregistered_latest_read_races_interval_prune() {
 #[ignore = "negative control: must fail; run by .ci/run"]
 fn broken_latest_read_walking_past_head_is_caught() {
     faults::inject(Fault::LatestReadWalksPastHead);
-    check_latest_read();
+    check_latest_read(LatestRead::Owned);
 }
 
-fn check_latest_read() {
+/// Negative control for model 9, lending.
+#[test]
+#[ignore = "negative control: must fail; run by .ci/run"]
+fn broken_lending_read_walking_past_head_is_caught() {
+    faults::inject(Fault::LatestReadWalksPastHead);
+    check_latest_read(LatestRead::Lent);
+}
+
+/// How model 9 reads the head: owned (`Db::get`) or lent from the head cache (`Db::get_with`).
+#[derive(Clone, Copy)]
+enum LatestRead {
+    Owned,
+    Lent,
+}
+
+fn check_latest_read(how: LatestRead) {
     // The stale read needs the reader preempted between its two loads while the writer
     // commits, publishes and prunes: three preemptions.
-    model_with_preemptions(3, || {
+    model_with_preemptions(3, move || {
         let (w, old_slot, _, t) = old_snapshot_and_pruning_writer();
         let before = w.clock.visible();
         let guard = crossbeam_epoch::pin();
         let visible = w.clock.visible();
-        let got = w.chains[0]
-            .read_head_if_visible(visible, &guard)
-            .map(|found| found.value.map(|_| found.ts).expect("x always has a value"));
+        let chain = &w.chains[0];
+        let got = match how {
+            LatestRead::Owned => chain
+                .read_head_if_visible(visible, &guard)
+                .map(|found| found.value.map(|_| found.ts)),
+            LatestRead::Lent => chain
+                .lend_head_if_visible(visible, &guard)
+                .map(|found| found.value.map(|_| found.ts)),
+        }
+        .map(|ts| ts.expect("x always has a value"));
         drop(guard);
         let after = w.clock.visible();
         if let Some(ts) = got {
@@ -449,4 +478,56 @@ fn check_reads_current() {
 fn broken_validate_reads_before_timestamp_is_caught() {
     faults::inject(Fault::ValidateReadsBeforeTimestamp);
     check_reads_current();
+}
+
+/// Model 10: a lending reader racing a commit (and the prune that retires the old head) reads
+/// the head cache as one version: a timestamp with that version's own value, never a mix.
+#[test]
+fn head_cache_is_never_torn() {
+    faults::inject(Fault::None);
+    check_head_cache();
+}
+
+/// Negative control for model 10: rewriting the head cache without its sequence word must be
+/// caught.
+#[test]
+#[ignore = "negative control: must fail; run by .ci/run"]
+fn broken_head_cache_without_seqlock_is_caught() {
+    faults::inject(Fault::HeadCacheWithoutSeqlock);
+    check_head_cache();
+}
+
+fn check_head_cache() {
+    // Values of different lengths, so a torn read shows in the length too.
+    const V1: &[u8] = b"one";
+    const V2: &[u8] = b"version two";
+    model(|| {
+        let w = World::new(&[b"x"]);
+        w.commit(&[0], V1, None, &NO_GC).unwrap();
+        let w2 = Arc::clone(&w);
+        let t = loom::thread::spawn(move || {
+            w2.commit(&[0], V2, None, &NO_GC).unwrap();
+            let h = w2.registry.horizon(&w2.clock);
+            let guard = crossbeam_epoch::pin();
+            w2.chains[0].lock().prune_and_retire(&h, &guard);
+        });
+        let guard = crossbeam_epoch::pin();
+        let got = w.chains[0]
+            .lend_at(u64::MAX, &guard)
+            .map(|v| (v.ts, v.value.map(<[u8]>::to_vec)));
+        drop(guard);
+        let expected = |ts| match ts {
+            1 => V1,
+            _ => V2,
+        };
+        match got {
+            Some((ts, Some(value))) => assert!(
+                value == expected(ts),
+                "torn head: timestamp {ts} with value {:?}",
+                String::from_utf8_lossy(&value)
+            ),
+            other => panic!("the head always has a value: {other:?}"),
+        }
+        t.join().unwrap();
+    });
 }

@@ -196,17 +196,23 @@ impl Registry {
     /// The collection horizon: the visible timestamp `c` plus every live snapshot's timestamp
     /// below it. Same handshake as the watermark: no snapshot registered from now on reads
     /// below `c`, and every snapshot registered before is in the scan.
+    #[cfg(test)]
     pub(crate) fn horizon(&self, clock: &Clock) -> Horizon {
+        self.horizon_except(clock, None)
+    }
+
+    /// [`horizon`](Self::horizon) ignoring the slot `except`: a committing transaction's own
+    /// snapshot, which reads nothing after its commit installed and is released right after.
+    pub(crate) fn horizon_except(&self, clock: &Clock, except: Option<&SlotId>) -> Horizon {
         let c = clock.visible();
         self.floor.fetch_max(c, Ordering::AcqRel);
         fence(Ordering::SeqCst);
         let mut live = Vec::new();
-        for page in self.pages() {
-            for slot in page.slots.iter() {
-                let s = slot.load(Ordering::Acquire);
-                if s < c {
-                    live.push(s);
-                }
+        let slots = self.pages().flat_map(|page| page.slots.iter());
+        for (id, slot) in slots.enumerate() {
+            let s = slot.load(Ordering::Acquire);
+            if s < c && except.is_none_or(|e| e.0 != id) {
+                live.push(s);
             }
         }
         Horizon::new(c, live)
@@ -257,6 +263,23 @@ mod tests {
         reg.release(b);
         assert_eq!(reg.horizon(&clock).watermark(), 6);
         assert!(!reg.horizon(&clock).has_old_snapshots());
+        // A committer's own snapshot can be left out.
+        let (own, s) = reg.register(&clock);
+        let (other, t) = reg.register(&clock);
+        assert_eq!((s, t), (6, 6));
+        clock.allocate().publish();
+        assert_eq!(reg.horizon(&clock), Horizon::new(7, vec![6]));
+        assert_eq!(
+            reg.horizon_except(&clock, Some(&own)),
+            Horizon::new(7, vec![6])
+        );
+        reg.release(other);
+        assert_eq!(
+            reg.horizon_except(&clock, Some(&own)),
+            Horizon::new(7, vec![])
+        );
+        assert_eq!(reg.horizon(&clock), Horizon::new(7, vec![6]));
+        reg.release(own);
         assert_eq!(reg.live(), 0);
     }
 

@@ -8,7 +8,7 @@ use crossbeam_epoch::Guard;
 use crate::db::{Db, Ts};
 use crate::error::Result;
 use crate::iter::{owned_range, prefix_range, Iter};
-use crate::raw::VersionRef;
+use crate::raw::{Lent, VersionRef};
 use crate::registry::SlotId;
 use crate::store::KeyRange;
 
@@ -164,6 +164,11 @@ impl Snapshot {
         crate::iter::lend(&self.db.shared.store, owned_range(range), self.ts, f)
     }
 
+    /// The registry slot this snapshot holds (`None` once released).
+    pub(crate) fn slot(&self) -> Option<&SlotId> {
+        self.slot.as_ref()
+    }
+
     pub(crate) fn iter_range(&self, range: KeyRange) -> Iter<'_> {
         Iter::new(&self.db.shared.store, range, self.ts)
     }
@@ -183,9 +188,17 @@ impl Snapshot {
     /// Unchecked lending point read.
     pub(crate) fn lend<R>(&self, key: &[u8], f: impl FnOnce(&[u8]) -> R) -> Option<R> {
         let guard = crossbeam_epoch::pin();
-        self.version(key, &guard)
-            .and_then(|v| v.value)
-            .map(|v| f(v))
+        self.lent_version(key, &guard).and_then(|v| v.value).map(f)
+    }
+
+    /// The version of `key` this snapshot sees, lent (from the chain's head cache when it is
+    /// the head); valid while `guard` is pinned, like [`version`](Self::version).
+    pub(crate) fn lent_version<'g>(&self, key: &[u8], guard: &'g Guard) -> Option<Lent<'g>> {
+        self.db
+            .shared
+            .store
+            .with_chain(key, |chain| chain.lend_at(self.ts, guard))
+            .flatten()
     }
 
     /// The version of `key` this snapshot sees (a tombstone included), valid while `guard` is

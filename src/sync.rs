@@ -10,12 +10,16 @@
 //! runner sets `RUSTFLAGS="--cfg loom --cfg crossbeam_loom"`.
 
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
+pub(crate) use std::sync::atomic::{
+    fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
 #[cfg(not(loom))]
 pub(crate) use std::sync::Arc;
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
+pub(crate) use loom::sync::atomic::{
+    fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
 #[cfg(loom)]
 pub(crate) use loom::sync::Arc;
 
@@ -127,6 +131,9 @@ pub(crate) mod faults {
         /// An unregistered latest read walks past a head newer than its visible timestamp
         /// (as a registered snapshot may), into versions pruning can unlink under it.
         LatestReadWalksPastHead = 4,
+        /// The head cache is rewritten without its sequence word, so a reader can combine one
+        /// version's timestamp with another's value.
+        HeadCacheWithoutSeqlock = 5,
     }
 
     static ACTIVE: AtomicU8 = AtomicU8::new(0);

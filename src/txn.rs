@@ -249,7 +249,8 @@ impl Transaction {
                 .then_some(&reads),
             expect: None,
         };
-        self.snapshot.db().commit_writes(&mut writes, checks)
+        let own = self.snapshot.slot();
+        self.snapshot.db().commit_writes(&mut writes, checks, own)
     }
 
     /// Discards the buffered writes (what dropping the transaction does too).

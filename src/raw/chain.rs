@@ -5,6 +5,7 @@ use crossbeam_epoch::{Atomic, Guard, Owned, Shared};
 
 use crate::horizon::Horizon;
 
+use super::head_cache::{HeadCache, Lent};
 use super::Retired;
 use crate::sync::{AtomicU32, Backoff, Ordering};
 
@@ -25,6 +26,16 @@ pub(crate) struct VersionRef<'g> {
     pub(crate) ts: u64,
     /// The value, `None` for a tombstone.
     pub(crate) value: Option<&'g Bytes>,
+}
+
+impl<'g> VersionRef<'g> {
+    /// The same version as a lending reader sees it.
+    pub(crate) fn lent(self) -> Lent<'g> {
+        Lent {
+            ts: self.ts,
+            value: self.value.map(|b| &b[..]),
+        }
+    }
 }
 
 /// Bit of [`Chain::state`]: a committer or the collector holds the chain's write lock.
@@ -52,6 +63,9 @@ pub(crate) struct Chain {
     /// Published with `Release` by the lock holder, read with `Acquire` by everyone, so a reader
     /// that sees a node sees its initialised `ts`, `value` and `next`.
     head: Atomic<Version>,
+    /// A copy of the head's timestamp and value, rewritten by the lock holder whenever `head`
+    /// changes, before the old head can be retired (see [`HeadCache`]).
+    cache: HeadCache,
 }
 
 impl Chain {
@@ -60,6 +74,7 @@ impl Chain {
         Self {
             state: AtomicU32::new(0),
             head: Atomic::null(),
+            cache: HeadCache::new(),
         }
     }
 
@@ -80,6 +95,44 @@ impl Chain {
             cur = node.next.load(Ordering::Acquire, guard);
         }
         None
+    }
+
+    /// The newest version with `ts <= at`, if any, lent: like [`read_at`](Self::read_at), but
+    /// when that version is the head it is read from the chain's head cache without touching
+    /// the version node.
+    pub(crate) fn lend_at<'g>(&self, at: u64, guard: &'g Guard) -> Option<Lent<'g>> {
+        match self.cache.get(guard) {
+            Some(head) if head.ts <= at => Some(head),
+            _ => self.read_at(at, guard).map(VersionRef::lent),
+        }
+    }
+
+    /// [`read_head_if_visible`](Self::read_head_if_visible), lent (from the head cache when it
+    /// is consistent).
+    pub(crate) fn lend_head_if_visible<'g>(
+        &self,
+        visible: u64,
+        guard: &'g Guard,
+    ) -> Option<Lent<'g>> {
+        #[cfg(loom)]
+        if crate::sync::faults::active(crate::sync::faults::Fault::LatestReadWalksPastHead) {
+            return self.lend_at(visible, guard);
+        }
+        match self.cache.get(guard) {
+            Some(head) => (head.ts <= visible).then_some(head),
+            None => self
+                .read_head_if_visible(visible, guard)
+                .map(VersionRef::lent),
+        }
+    }
+
+    /// Timestamp of the newest installed version, whether or not it is visible yet (from the
+    /// head cache when it is consistent).
+    pub(crate) fn newest_ts(&self, guard: &Guard) -> Option<u64> {
+        match self.cache.get(guard) {
+            Some(head) => Some(head.ts),
+            None => self.newest(guard).map(|v| v.ts),
+        }
     }
 
     /// The head version if it is at or below `visible` (a loaded visible timestamp): then it is
@@ -153,22 +206,28 @@ impl Chain {
 
 impl Drop for Chain {
     fn drop(&mut self) {
-        // `&mut self` means nobody can reach the list through this chain any more, but a
-        // pinned reader may still hold a `VersionRef` into it: those borrow from the reader's
-        // guard, not from the chain (a point read finds the version under the map's shard lock
-        // and reads it after releasing the lock). So the list is freed like an unlinked node:
-        // after every thread pinned now has unpinned. One deferred call for the whole list.
-        let guard = crossbeam_epoch::pin();
-        let head = self.head.swap(Shared::null(), Ordering::Relaxed, &guard);
+        // SAFETY: `&mut self`: no thread can link or unlink nodes of this chain any more, so
+        // a plain swap needs no protection. The common case (the collector removed an empty
+        // chain) ends here without pinning: this drop may run inside an epoch-deferred
+        // function, even during thread exit, where pinning would register a new participant.
+        let unprotected = unsafe { crossbeam_epoch::unprotected() };
+        let head = self
+            .head
+            .swap(Shared::null(), Ordering::Relaxed, unprotected);
         if head.is_null() {
             return;
         }
+        // A chain that still holds versions is dropped with the whole store. Even then a
+        // pinned reader may still hold a `VersionRef` or a lent value from it: those borrow
+        // from the reader's guard, not from the chain. So the list is freed like an unlinked
+        // node: after every thread pinned now has unpinned, in one deferred call.
         let head = head.as_raw();
+        let guard = crossbeam_epoch::pin();
         // SAFETY: the list starting at `head` is unreachable for threads that pin from now on
-        // (the chain is being dropped and no other link points into it: pruning unlinks a
-        // node from its only predecessor before deferring it), and the closure runs only
-        // after every thread pinned now has unpinned, so no `VersionRef` into the list is
-        // alive then. The closure owns the list: nothing else frees its nodes.
+        // (the chain is being dropped; unlinked nodes that still point into the list are
+        // themselves only reachable by readers pinned now), and the closure runs only after
+        // every thread pinned now has unpinned, so no reference into the list is alive then.
+        // The closure owns the list: nothing else frees its nodes.
         unsafe {
             guard.defer_unchecked(move || free_list(head));
         }
@@ -202,6 +261,10 @@ pub(crate) struct Pruned {
     pub(crate) unlinked: usize,
     /// Versions still linked.
     pub(crate) kept: usize,
+    /// Of those, versions newer than the horizon's visible timestamp: kept because the horizon
+    /// cannot tell whether a snapshot reads them. A fresh horizon would release all but the
+    /// newest and those live snapshots read, so a high count means a stale horizon.
+    pub(crate) above_horizon: usize,
 }
 
 /// Exclusive write access to a chain: the only way to link or unlink versions.
@@ -229,7 +292,7 @@ impl<'a> ChainWriter<'a> {
 
     /// Timestamp of the newest installed version, whether or not it is visible yet.
     pub(crate) fn newest_ts(&self, guard: &Guard) -> Option<u64> {
-        self.chain.newest(guard).map(|v| v.ts)
+        self.chain.newest_ts(guard)
     }
 
     /// Whether the chain holds no version at all (it can leave the map).
@@ -253,7 +316,11 @@ impl<'a> ChainWriter<'a> {
         });
         node.next.store(head, Ordering::Relaxed);
         // Release: a reader that loads the new head sees the node's fields and its `next`.
+        let node = node.into_shared(guard);
         self.chain.head.store(node, Ordering::Release);
+        // SAFETY: we just linked `node` and only the lock holder (us) unlinks nodes.
+        let value = unsafe { node.deref() }.value.as_deref();
+        self.chain.cache.set(ts, value);
     }
 
     /// Unlinks every version no snapshot can see according to `horizon`: a version stays if
@@ -273,16 +340,18 @@ impl<'a> ChainWriter<'a> {
         let mut link = &self.chain.head;
         let mut kept: Option<(&Atomic<Version>, &Version)> = None;
         let mut newer = u64::MAX;
-        let (mut unlinked, mut kept_count) = (0, 0);
+        let (mut unlinked, mut kept_count, mut above_horizon) = (0, 0, 0);
         let mut cur = link.load(Ordering::Relaxed, guard);
         // SAFETY: `cur` is pinned by `guard`, and we (the lock holder) are the only thread that
         // unlinks or frees nodes of this chain, so every node we reach stays allocated while
         // we look at it.
         while let Some(node) = unsafe { cur.as_ref() } {
             let next = node.next.load(Ordering::Relaxed, guard);
-            if node.ts > horizon.now() || horizon.needs(node.ts, newer) {
+            let above = node.ts > horizon.now();
+            if above || horizon.needs(node.ts, newer) {
                 kept = Some((link, node));
                 kept_count += 1;
+                above_horizon += usize::from(above);
                 link = &node.next;
             } else {
                 // Release pairs with readers' Acquire loads of `link`: a reader that skips the
@@ -301,6 +370,10 @@ impl<'a> ChainWriter<'a> {
         }
         if let Some((link, oldest)) = kept {
             if oldest.value.is_none() && oldest.ts <= horizon.watermark() {
+                if std::ptr::eq(link, &self.chain.head) {
+                    // The tombstone is the head: the chain becomes empty.
+                    self.chain.cache.set(0, None);
+                }
                 let tomb = link.swap(Shared::null(), Ordering::AcqRel, guard);
                 // SAFETY: as above: `tomb` (the oldest kept node, so non-null, its `next`
                 // already null) was just unlinked from its only predecessor.
@@ -312,6 +385,7 @@ impl<'a> ChainWriter<'a> {
         Pruned {
             unlinked,
             kept: kept_count,
+            above_horizon,
         }
     }
 }
@@ -349,8 +423,12 @@ mod tests {
         w.prune_and_retire(h, g)
     }
 
-    fn pruned(unlinked: usize, kept: usize) -> Pruned {
-        Pruned { unlinked, kept }
+    fn pruned(unlinked: usize, kept: usize, above_horizon: usize) -> Pruned {
+        Pruned {
+            unlinked,
+            kept,
+            above_horizon,
+        }
     }
 
     fn value_at(c: &Chain, ts: u64) -> Option<Option<Bytes>> {
@@ -387,7 +465,7 @@ mod tests {
             w.install(ts * 10, b(&ts.to_string()), &g);
         }
         // Watermark 35: versions 50 and 40 are newer, 30 is what a reader at 35 sees.
-        assert_eq!(prune(&w, &Horizon::at(35), &g), pruned(2, 3));
+        assert_eq!(prune(&w, &Horizon::at(35), &g), pruned(2, 3, 2));
         assert_eq!(c.version_count(&g), 3);
         assert_eq!(value_at(&c, 35), Some(b("3")));
         assert_eq!(value_at(&c, 45), Some(b("4")));
@@ -410,7 +488,7 @@ mod tests {
         // Snapshots at 25 and 62, visible 100: a reader at 25 sees 20, at 62 sees 60, new
         // readers see 100. Everything else (10, 30, 40, 50, 70, 80, 90) is invisible to all.
         let h = Horizon::new(100, vec![62, 25]);
-        assert_eq!(prune(&w, &h, &g), pruned(7, 3));
+        assert_eq!(prune(&w, &h, &g), pruned(7, 3, 0));
         assert_eq!(c.version_count(&g), 3);
         assert_eq!(value_at(&c, 25), Some(b("2")));
         assert_eq!(value_at(&c, 62), Some(b("6")));
@@ -418,7 +496,7 @@ mod tests {
         // Versions newer than `now` stay whatever the snapshots: they may not be visible yet.
         w.install(110, b("11"), &g);
         w.install(120, b("12"), &g);
-        assert_eq!(prune(&w, &Horizon::new(105, vec![25]), &g), pruned(1, 4));
+        assert_eq!(prune(&w, &Horizon::new(105, vec![25]), &g), pruned(1, 4, 2));
         assert_eq!(value_at(&c, 25), Some(b("2")));
         assert_eq!(value_at(&c, 105), Some(b("10")));
         assert_eq!(value_at(&c, 115), Some(b("11")));
@@ -435,7 +513,7 @@ mod tests {
         // first-committer-wins check sees a newer version.
         assert_eq!(prune(&w, &Horizon::new(10, vec![3]), &g).unlinked, 0);
         assert_eq!(w.newest_ts(&g), Some(5));
-        assert_eq!(prune(&w, &Horizon::new(10, vec![]), &g), pruned(1, 0));
+        assert_eq!(prune(&w, &Horizon::new(10, vec![]), &g), pruned(1, 0, 0));
         assert!(w.is_empty(&g));
     }
 
@@ -448,7 +526,7 @@ mod tests {
         w.install(2, None, &g);
         assert_eq!(prune(&w, &Horizon::at(1), &g).unlinked, 0);
         assert!(!w.is_empty(&g));
-        assert_eq!(prune(&w, &Horizon::at(2), &g), pruned(2, 0));
+        assert_eq!(prune(&w, &Horizon::at(2), &g), pruned(2, 0, 0));
         assert!(w.is_empty(&g));
         assert_eq!(value_at(&c, 10), None);
         // A tombstone newer than the watermark stays: readers below it still see "x".
@@ -462,24 +540,89 @@ mod tests {
     #[test]
     fn a_version_outlives_its_dropped_chain_while_the_reader_is_pinned() {
         // A point read releases the map's shard lock before it reads the version, so the chain
-        // may be dropped meanwhile; under Miri an immediate free would be a use after free.
+        // may be dropped meanwhile: under Miri an immediate free would be a use after free,
+        // and the drop counts show the list is freed once the reader unpins.
+        use crate::raw::retired::tests::{counted, wait_for_drops};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        let drops = Arc::new(AtomicUsize::new(0));
         let c = Chain::new();
         {
             let g = epoch::pin();
             let w = c.lock();
-            w.install(1, b("old"), &g);
-            w.install(2, b("new"), &g);
+            w.install(1, counted(&drops, 1), &g);
+            w.install(2, counted(&drops, 2), &g);
         }
         let g = epoch::pin();
         let (newest, older) = (c.newest(&g).unwrap(), c.read_at(1, &g).unwrap());
+        let lent = c.lend_at(2, &g).unwrap();
         drop(c);
-        assert_eq!((newest.ts, newest.value), (2, b("new").as_ref()));
-        assert_eq!((older.ts, older.value), (1, b("old").as_ref()));
-        drop(g);
-        // The deferred free runs once the epoch advances (a leak would show under Miri).
-        for _ in 0..256 {
+        for _ in 0..64 {
             epoch::pin().flush();
         }
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            0,
+            "freed while a reader is pinned"
+        );
+        assert_eq!(
+            (newest.ts, newest.value.map(|v| &v[..])),
+            (2, Some(&[2u8; 8][..]))
+        );
+        assert_eq!(
+            (older.ts, older.value.map(|v| &v[..])),
+            (1, Some(&[1u8; 8][..]))
+        );
+        assert_eq!((lent.ts, lent.value), (2, Some(&[2u8; 8][..])));
+        drop(g);
+        wait_for_drops(&drops, 2);
+    }
+
+    #[test]
+    fn dropping_an_empty_chain_frees_nothing_and_needs_no_pin() {
+        let c = Chain::new();
+        {
+            let g = epoch::pin();
+            let w = c.lock();
+            w.install(1, None, &g);
+            assert_eq!(prune(&w, &Horizon::at(1), &g), pruned(1, 0, 0));
+            assert!(
+                c.lend_at(u64::MAX, &g).is_none(),
+                "the head cache still shows a version"
+            );
+        }
+        drop(c);
+    }
+
+    #[test]
+    fn lending_reads_agree_with_the_chain_at_every_timestamp() {
+        // The head cache must describe the head after every install and prune.
+        let c = Chain::new();
+        let g = epoch::pin();
+        let agree = |c: &Chain, upto: u64| {
+            for at in 0..=upto + 1 {
+                let walked = c.read_at(at, &g).map(VersionRef::lent);
+                let lent = c.lend_at(at, &g);
+                assert_eq!(
+                    walked.map(|v| (v.ts, v.value)),
+                    lent.map(|v| (v.ts, v.value)),
+                    "at {at}"
+                );
+            }
+            assert_eq!(c.newest_ts(&g), c.newest(&g).map(|v| v.ts));
+        };
+        agree(&c, 0);
+        let w = c.lock();
+        for (ts, v) in [(1, b("a")), (2, Some(Bytes::new())), (3, None), (4, b("d"))] {
+            w.install(ts, v, &g);
+            agree(&c, ts);
+        }
+        prune(&w, &Horizon::new(4, vec![2]), &g);
+        agree(&c, 4);
+        w.install(5, None, &g);
+        prune(&w, &Horizon::at(5), &g);
+        agree(&c, 5);
+        assert!(w.is_empty(&g));
     }
 
     #[test]

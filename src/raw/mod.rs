@@ -17,7 +17,9 @@
 //! under the map's shard lock and lends the value after releasing the lock).
 
 mod chain;
+mod head_cache;
 mod retired;
 
 pub(crate) use chain::{Chain, ChainWriter, VersionRef};
+pub(crate) use head_cache::Lent;
 pub(crate) use retired::Retired;

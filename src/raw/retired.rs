@@ -72,8 +72,12 @@ impl Drop for Retired {
 }
 
 #[cfg(all(test, not(loom)))]
-mod tests {
-    //! Sized to run under Miri, which checks that every node is freed once and not early.
+pub(crate) mod tests {
+    //! Sized to run under Miri, which checks that no node is freed early or twice; values
+    //! count their drops, so a node that is never freed fails the tests too.
+
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
 
     use bytes::Bytes;
     use crossbeam_epoch as epoch;
@@ -81,14 +85,48 @@ mod tests {
     use crate::horizon::Horizon;
     use crate::raw::{Chain, Retired};
 
+    /// A value buffer that counts its drops.
+    struct Counted(Arc<AtomicUsize>, [u8; 8]);
+
+    impl AsRef<[u8]> for Counted {
+        fn as_ref(&self) -> &[u8] {
+            &self.1
+        }
+    }
+
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A value of eight `byte`s that adds one to `drops` when freed.
+    pub(crate) fn counted(drops: &Arc<AtomicUsize>, byte: u8) -> Option<Bytes> {
+        Some(Bytes::from_owner(Counted(Arc::clone(drops), [byte; 8])))
+    }
+
+    /// Advances the epoch until `drops` reaches `n` (other tests' threads may hold it back for
+    /// a while); fails if it never does.
+    pub(crate) fn wait_for_drops(drops: &AtomicUsize, n: usize) {
+        for _ in 0..10_000 {
+            if drops.load(Ordering::SeqCst) >= n {
+                break;
+            }
+            epoch::pin().flush();
+            std::thread::yield_now();
+        }
+        assert_eq!(drops.load(Ordering::SeqCst), n, "values freed");
+    }
+
     #[test]
     fn one_batch_frees_nodes_of_several_chains_and_a_dropped_batch_frees_too() {
+        let drops = Arc::new(AtomicUsize::new(0));
         let chains: Vec<Chain> = (0..3).map(|_| Chain::new()).collect();
         let g = epoch::pin();
         for c in &chains {
             let w = c.lock();
             for ts in 1..=4 {
-                w.install(ts, Some(Bytes::from(vec![ts as u8; 8])), &g);
+                w.install(ts, counted(&drops, ts as u8), &g);
             }
         }
         // A reader holds the oldest version of the first chain across the prune.
@@ -98,7 +136,6 @@ mod tests {
             assert_eq!(c.lock().prune(&Horizon::at(4), &mut batch, &g).unlinked, 3);
         }
         batch.retire(&g);
-        assert_eq!(held.value.map(|v| &v[..]), Some(&[1u8; 8][..]));
         // A batch dropped without `retire` (a writer unwinding) still goes through the epoch.
         let mut dropped = Retired::new();
         assert_eq!(
@@ -109,13 +146,22 @@ mod tests {
             3
         );
         drop(dropped);
+        for _ in 0..64 {
+            epoch::pin().flush();
+        }
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            0,
+            "freed while a reader is pinned"
+        );
+        assert_eq!(held.value.map(|v| &v[..]), Some(&[1u8; 8][..]));
         for c in &chains {
             assert_eq!(c.version_count(&g), 1);
             assert_eq!(c.newest(&g).map(|v| v.ts), Some(4));
         }
         drop(g);
-        for _ in 0..256 {
-            epoch::pin().flush();
-        }
+        wait_for_drops(&drops, 9);
+        drop(chains);
+        wait_for_drops(&drops, 12);
     }
 }
