@@ -242,7 +242,7 @@ fn lent_values_stay_intact_while_writers_and_the_collector_run() {
     // Every value is one byte repeated, the byte differing from write to write: a reader lent
     // a mix of two versions (a torn head cache) or a recycled buffer would most likely see
     // mixed bytes or a wrong length. (That a lent version is never freed early is checked
-    // under Miri by the raw module's tests and by loom model 10.)
+    // under Miri by the raw module's tests, where lending reads race installs and frees.)
     let db = Db::new();
     let rounds: u32 = 20_000;
     for k in 0u8..4 {

@@ -105,10 +105,11 @@ impl HeadCache {
             0 => Some(&[][..]),
             // SAFETY: the sequence word did not change around the loads, so `(ptr, len)` is the
             // value of the version that was the head throughout them. That node's `Bytes` owns
-            // (a reference to) the buffer and is immutable; the node is unlinked only after a
-            // newer head replaced it here, and freed through the epoch after every thread
-            // pinned at its retirement unpinned. We are pinned (`_guard`, `'g`) since before
-            // the first load, so the buffer outlives `'g`.
+            // (a reference to) the buffer and is immutable; the node is unlinked only after
+            // this cache stopped describing it (a newer head replaced it here, or the cache
+            // was cleared before a head tombstone was unlinked), and freed through the epoch
+            // after every thread pinned at its retirement unpinned. We are pinned (`_guard`,
+            // `'g`) since before the first load, so the buffer outlives `'g`.
             len => Some(unsafe { std::slice::from_raw_parts(ptr.cast_const(), len) }),
         };
         Some(Lent { ts, value })
