@@ -81,8 +81,9 @@ type Small<T> = smallvec::SmallVec<[T; 4]>;
 /// the read set of a serializable transaction, or the expected version of a conditional
 /// write. A failed check installs nothing. `horizon` is the collector's cached horizon, used
 /// to prune each chain the commit touches. Returns the commit timestamp once the commit is
-/// visible to new snapshots, with the backlog it found. On success each value has been moved into its
-/// version (`writes` keeps the keys, every value `None`); on failure `writes` is unchanged.
+/// visible to new snapshots, with the backlog it found. On success each value has been moved
+/// into its version (`writes` keeps the keys, every value `None`); on failure `writes` is
+/// unchanged.
 ///
 /// Protocol (see docs/design.md):
 /// 1. resolve each key's chain and lock the chains in key order (no deadlock between

@@ -233,8 +233,11 @@ impl Collector {
 /// The parts of the database the collector works on.
 #[derive(Clone, Copy)]
 pub(crate) struct Parts<'a> {
+    /// Where the horizon's visible timestamp comes from.
     pub(crate) clock: &'a Clock,
+    /// Where the live snapshots are.
     pub(crate) registry: &'a Registry,
+    /// The keys and their chains.
     pub(crate) store: &'a Store,
 }
 

@@ -9,7 +9,10 @@ use std::fmt::Debug;
 use std::ops::Bound;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{mpsc, Barrier};
-use std::time::Duration;
+
+#[path = "common/within.rs"]
+mod within;
+use within::within;
 
 use snapkv::{
     Bytes, ConflictKind, Db, Error, Isolation, Snapshot, Transaction, DEFAULT_MAX_ATTEMPTS,
@@ -70,22 +73,6 @@ fn pairs<I: Iterator<Item = (Bytes, Bytes)>>(it: I) -> Vec<(Vec<u8>, Vec<u8>)> {
 
 fn strs(v: &[&str]) -> Vec<Vec<u8>> {
     v.iter().map(|s| s.as_bytes().to_vec()).collect()
-}
-
-/// Runs `f` on another thread and fails the test if it does not finish in time: a held lock
-/// becomes a failure instead of a hang.
-fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(Duration::from_secs(10)) {
-        Ok(v) => v,
-        Err(mpsc::RecvTimeoutError::Timeout) => {
-            panic!("{what}: blocked for 10 s (a lock is still held?)")
-        }
-        Err(mpsc::RecvTimeoutError::Disconnected) => panic!("{what}: the thread panicked"),
-    }
 }
 
 /// A write-write conflict, as a commit reports it.

@@ -3,28 +3,16 @@
 //! run the caller's closure with no lock held.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::mpsc;
-use std::time::Duration;
 
 use snapkv::{ConflictKind, Db, Error, Isolation};
+
+#[path = "common/within.rs"]
+mod within;
+use within::within;
 
 /// What `get_with` lends, copied out.
 fn lent(r: snapkv::Result<Option<Vec<u8>>>) -> Option<Vec<u8>> {
     r.expect("a valid key")
-}
-
-/// Runs `f` on another thread and fails the test if it does not finish in time: a lock held
-/// while the closure runs becomes a failure instead of a hang.
-fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(Duration::from_secs(10)) {
-        Ok(v) => v,
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("{what}: blocked for 10 s"),
-        Err(mpsc::RecvTimeoutError::Disconnected) => panic!("{what}: the thread panicked"),
-    }
 }
 
 #[test]

@@ -550,8 +550,8 @@ mod tests {
         // A point read releases the map's shard lock before it reads the version, so the chain
         // may be dropped meanwhile: under Miri an immediate free would be a use after free,
         // and the drop counts show the list is freed once the reader unpins.
-        use crate::raw::retired::tests::{counted, wait_for_drops};
-        use std::sync::atomic::{AtomicUsize, Ordering};
+        use crate::raw::retired::tests::{assert_nothing_freed, counted, wait_for_drops};
+        use std::sync::atomic::AtomicUsize;
 
         let drops = Arc::new(AtomicUsize::new(0));
         let c = Chain::new();
@@ -565,14 +565,7 @@ mod tests {
         let (newest, older) = (c.newest(&g).unwrap(), c.read_at(1, &g).unwrap());
         let lent = c.lend_at(2, &g).unwrap();
         drop(c);
-        for _ in 0..64 {
-            epoch::pin().flush();
-        }
-        assert_eq!(
-            drops.load(Ordering::SeqCst),
-            0,
-            "freed while a reader is pinned"
-        );
+        assert_nothing_freed(&drops);
         assert_eq!(
             (newest.ts, newest.value.map(|v| &v[..])),
             (2, Some(&[2u8; 8][..]))

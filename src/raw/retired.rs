@@ -105,6 +105,19 @@ pub(crate) mod tests {
         Some(Bytes::from_owner(Counted(Arc::clone(drops), [byte; 8])))
     }
 
+    /// Asserts that nothing was freed although the epoch was given every chance to advance (a
+    /// reader is pinned).
+    pub(crate) fn assert_nothing_freed(drops: &AtomicUsize) {
+        for _ in 0..64 {
+            epoch::pin().flush();
+        }
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            0,
+            "freed while a reader is pinned"
+        );
+    }
+
     /// Advances the epoch until `drops` reaches `n` (other tests' threads may hold it back for
     /// a while); fails if it never does.
     pub(crate) fn wait_for_drops(drops: &AtomicUsize, n: usize) {
@@ -146,14 +159,7 @@ pub(crate) mod tests {
             3
         );
         drop(dropped);
-        for _ in 0..64 {
-            epoch::pin().flush();
-        }
-        assert_eq!(
-            drops.load(Ordering::SeqCst),
-            0,
-            "freed while a reader is pinned"
-        );
+        assert_nothing_freed(&drops);
         assert_eq!(held.value.map(|v| &v[..]), Some(&[1u8; 8][..]));
         for c in &chains {
             assert_eq!(c.version_count(&g), 1);
