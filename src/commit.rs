@@ -14,7 +14,7 @@ use crate::sync::Arc;
 /// Where the commit finds the chain of each key it writes, reads or scanned.
 pub(crate) trait ChainSource {
     /// The current chain of `key`, created empty if the key has none.
-    fn resolve(&self, key: &Bytes) -> Arc<Chain>;
+    fn resolve(&self, key: &[u8]) -> Arc<Chain>;
     /// The current chain of `key`, if it has one.
     fn lookup(&self, key: &[u8]) -> Option<Arc<Chain>>;
     /// Calls `hit` on each chain in `range`, in key order, until it returns `true`; returns
@@ -26,13 +26,15 @@ pub(crate) trait ChainSource {
     ) -> Option<Bytes>;
     /// Called under the chain's lock when a commit abandons a chain that is empty (it created
     /// it and then lost a conflict), so that it does not linger.
-    fn discard_if_empty(&self, key: &Bytes, writer: &ChainWriter<'_>, guard: &Guard);
+    fn discard_if_empty(&self, key: &[u8], writer: &ChainWriter<'_>, guard: &Guard);
 }
 
-/// One buffered write: a key and its value, or `None` for a delete. Owned, so that installing
-/// moves the value into its version: cloning a `Bytes` built from a `Vec` would allocate a
-/// shared header and add two atomic reference-count operations to every write.
-pub(crate) type Write = (Bytes, Option<Bytes>);
+/// One buffered write: a key and its value, or `None` for a delete. The value is owned, so
+/// that installing moves it into its version (cloning a `Bytes` built from a `Vec` would
+/// allocate a shared header and add two atomic reference-count operations to every write);
+/// the key is borrowed (the chain is found by the key's bytes, and an auto-commit `put` need
+/// not allocate it).
+pub(crate) type Write<'k> = (&'k [u8], Option<Bytes>);
 
 /// A successful commit.
 #[derive(Clone, Copy, Debug)]
@@ -100,7 +102,7 @@ type Small<T> = smallvec::SmallVec<[T; 4]>;
 pub(crate) fn commit(
     clock: &Clock,
     source: &impl ChainSource,
-    writes: &mut [Write],
+    writes: &mut [Write<'_>],
     checks: Checks<'_>,
     horizon: &Horizon,
 ) -> Result<Committed, Error> {
@@ -123,7 +125,7 @@ pub(crate) fn commit(
             Err(stale) => stale,
         };
         // The collector removed this chain after we resolved it: get the new one.
-        chains[stale] = source.resolve(&writes[stale].0);
+        chains[stale] = source.resolve(writes[stale].0);
     }
 }
 
@@ -131,7 +133,7 @@ pub(crate) fn commit(
 fn validate_and_install<'c>(
     clock: &'c Clock,
     source: &impl ChainSource,
-    writes: &mut [Write],
+    writes: &mut [Write<'_>],
     writers: &[ChainWriter<'_>],
     checks: Checks<'_>,
     horizon: &Horizon,
@@ -178,7 +180,7 @@ fn reads_before_timestamp() -> bool {
 }
 
 fn install(
-    writes: &mut [Write],
+    writes: &mut [Write<'_>],
     writers: &[ChainWriter<'_>],
     ts: u64,
     horizon: &Horizon,
@@ -197,7 +199,7 @@ fn install(
 
 /// First committer wins, and the expected version of a conditional write.
 fn validate_writes(
-    writes: &[Write],
+    writes: &[Write<'_>],
     writers: &[ChainWriter<'_>],
     checks: Checks<'_>,
     guard: &Guard,
@@ -210,7 +212,7 @@ fn validate_writes(
                 .and_then(|v| v.value.map(|_| v.ts));
             if current != expected {
                 return Err(Error::PreconditionFailed {
-                    key: (*key).clone(),
+                    key: Bytes::copy_from_slice(key),
                     current,
                 });
             }
@@ -222,7 +224,7 @@ fn validate_writes(
             .position(|w| w.newest_ts(guard).is_some_and(|ts| ts > s))
         {
             return Err(Error::Conflict {
-                key: writes[i].0.clone(),
+                key: Bytes::copy_from_slice(writes[i].0),
                 kind: ConflictKind::WriteWrite,
                 range: None,
             });
@@ -242,7 +244,7 @@ fn changed_since(chain: &Chain, s: u64, guard: &Guard) -> bool {
 /// Keys in the write set are skipped: their chains are locked by us and validated as writes.
 fn validate_reads(
     source: &impl ChainSource,
-    writes: &[Write],
+    writes: &[Write<'_>],
     reads: &ReadSet,
     s: u64,
     guard: &Guard,

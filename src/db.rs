@@ -53,7 +53,7 @@ pub(crate) struct Shared {
 }
 
 impl ChainSource for Store {
-    fn resolve(&self, key: &Bytes) -> Arc<Chain> {
+    fn resolve(&self, key: &[u8]) -> Arc<Chain> {
         Store::resolve(self, key)
     }
 
@@ -77,7 +77,7 @@ impl ChainSource for Store {
 
     fn discard_if_empty(
         &self,
-        key: &Bytes,
+        key: &[u8],
         writer: &ChainWriter<'_>,
         guard: &crossbeam_epoch::Guard,
     ) {
@@ -144,7 +144,8 @@ impl Db {
     /// Writes `key = value` as its own transaction and returns its commit timestamp. A blind
     /// write never conflicts.
     pub fn put(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<Ts> {
-        let key = self.checked_key(key.as_ref())?;
+        let key = key.as_ref();
+        self.check_key(key)?;
         let value = self.checked_value(value.as_ref())?;
         self.commit_writes(&mut [(key, Some(value))], Checks::default(), None)
     }
@@ -152,7 +153,8 @@ impl Db {
     /// Deletes `key` as its own transaction and returns the commit timestamp (deleting an
     /// absent key is not an error).
     pub fn delete(&self, key: impl AsRef<[u8]>) -> Result<Ts> {
-        let key = self.checked_key(key.as_ref())?;
+        let key = key.as_ref();
+        self.check_key(key)?;
         self.commit_writes(&mut [(key, None)], Checks::default(), None)
     }
 
@@ -179,7 +181,8 @@ impl Db {
         expected: Option<Ts>,
         new: Option<V>,
     ) -> Result<Ts> {
-        let key = self.checked_key(key.as_ref())?;
+        let key = key.as_ref();
+        self.check_key(key)?;
         let value = new.map(|v| self.checked_value(v.as_ref())).transpose()?;
         let checks = Checks {
             expect: Some(expected),
@@ -407,7 +410,7 @@ impl Db {
     /// versions). `own` is the committing transaction's snapshot slot, if any.
     pub(crate) fn commit_writes(
         &self,
-        writes: &mut [commit::Write],
+        writes: &mut [commit::Write<'_>],
         checks: Checks<'_>,
         own: Option<&SlotId>,
     ) -> Result<Ts> {
@@ -419,7 +422,7 @@ impl Db {
         let horizon = s.gc.horizon();
         let done = commit::commit(&s.clock, &s.store, writes, checks, &horizon)?;
         for i in deletes {
-            s.gc.note_tombstone(writes[i].0.clone(), done.ts);
+            s.gc.note_tombstone(Bytes::copy_from_slice(writes[i].0), done.ts);
         }
         let parts = Parts {
             clock: &s.clock,

@@ -39,7 +39,7 @@ struct World {
 }
 
 impl ChainSource for World {
-    fn resolve(&self, key: &Bytes) -> Arc<Chain> {
+    fn resolve(&self, key: &[u8]) -> Arc<Chain> {
         let i = self.keys.iter().position(|k| k == key).expect("model key");
         Arc::clone(&self.chains[i])
     }
@@ -62,7 +62,7 @@ impl ChainSource for World {
             .map(|(k, _)| k.clone())
     }
 
-    fn discard_if_empty(&self, _: &Bytes, _: &ChainWriter<'_>, _: &Guard) {}
+    fn discard_if_empty(&self, _: &[u8], _: &ChainWriter<'_>, _: &Guard) {}
 }
 
 impl World {
@@ -101,7 +101,7 @@ impl World {
         let value = Some(Bytes::from_static(value));
         let mut writes: Vec<_> = keys
             .iter()
-            .map(|&i| (self.keys[i].clone(), value.clone()))
+            .map(|&i| (&self.keys[i][..], value.clone()))
             .collect();
         commit(&self.clock, self, &mut writes, checks, horizon).map(|done| done.ts)
     }

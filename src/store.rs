@@ -77,8 +77,8 @@ impl Store {
     }
 
     /// The chain of `key`, created empty (in both maps) if the key has none.
-    pub(crate) fn resolve(&self, key: &Bytes) -> Arc<Chain> {
-        if let Some(c) = self.map.get(key.as_ref()) {
+    pub(crate) fn resolve(&self, key: &[u8]) -> Arc<Chain> {
+        if let Some(c) = self.map.get(key) {
             return Arc::clone(&c);
         }
         let entry = self.map.entry(MapKey::from_slice(key)).or_insert_with(|| {

@@ -242,7 +242,11 @@ impl Transaction {
             return Ok(self.snapshot.ts());
         }
         let reads = self.reads.into_inner();
-        let mut writes: smallvec::SmallVec<[_; 4]> = self.writes.into_iter().collect();
+        let mut buffered = self.writes;
+        let mut writes: smallvec::SmallVec<[_; 4]> = buffered
+            .iter_mut()
+            .map(|(k, v)| (&k[..], v.take()))
+            .collect();
         let checks = Checks {
             snapshot: Some(self.snapshot.ts()),
             reads: (self.isolation == Isolation::Serializable && !reads.is_empty())
