@@ -211,10 +211,11 @@ impl Chain {
 
 impl Drop for Chain {
     fn drop(&mut self) {
+        // The common case (the collector removed an empty chain) ends without pinning: this
+        // drop may run inside an epoch-deferred function, even during thread exit, where
+        // pinning would register a new participant.
         // SAFETY: `&mut self`: no thread can link or unlink nodes of this chain any more, so
-        // a plain swap needs no protection. The common case (the collector removed an empty
-        // chain) ends here without pinning: this drop may run inside an epoch-deferred
-        // function, even during thread exit, where pinning would register a new participant.
+        // the swap below needs no protection.
         let unprotected = unsafe { crossbeam_epoch::unprotected() };
         let head = self
             .head
@@ -228,14 +229,12 @@ impl Drop for Chain {
         // node: after every thread pinned now has unpinned, in one deferred call.
         let head = head.as_raw();
         let guard = crossbeam_epoch::pin();
-        // SAFETY: the list starting at `head` is unreachable for threads that pin from now on
-        // (the chain is being dropped; unlinked nodes that still point into the list are
-        // themselves only reachable by readers pinned now), and the closure runs only after
-        // every thread pinned now has unpinned, so no reference into the list is alive then.
-        // The closure owns the list: nothing else frees its nodes.
-        unsafe {
-            guard.defer_unchecked(move || free_list(head));
-        }
+        // The list starting at `head` is unreachable for threads that pin from now on (the
+        // chain is being dropped; unlinked nodes that still point into the list are themselves
+        // only reachable by readers pinned now).
+        // SAFETY: the closure runs only after every thread pinned now has unpinned, so no
+        // reference into the list is alive then; it owns the list (nothing else frees it).
+        unsafe { guard.defer_unchecked(move || free_list(head)) };
     }
 }
 

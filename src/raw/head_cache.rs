@@ -103,13 +103,14 @@ impl HeadCache {
         let value = match len {
             TOMBSTONE => None,
             0 => Some(&[][..]),
-            // SAFETY: the sequence word did not change around the loads, so `(ptr, len)` is the
-            // value of the version that was the head throughout them. That node's `Bytes` owns
-            // (a reference to) the buffer and is immutable; the node is unlinked only after
-            // this cache stopped describing it (a newer head replaced it here, or the cache
-            // was cleared before a head tombstone was unlinked), and freed through the epoch
-            // after every thread pinned at its retirement unpinned. We are pinned (`_guard`,
-            // `'g`) since before the first load, so the buffer outlives `'g`.
+            // The sequence word did not change around the loads, so `(ptr, len)` is the value
+            // of the version that was the head throughout them. That node's `Bytes` owns (a
+            // reference to) the buffer and is immutable; the node is unlinked only after this
+            // cache stopped describing it (a newer head replaced it here, or the cache was
+            // cleared before a head tombstone was unlinked), and freed through the epoch after
+            // every thread pinned at its retirement unpinned.
+            // SAFETY: by the above, and as we are pinned (`_guard`, `'g`) since before the
+            // first load, the `len` bytes at `ptr` stay allocated and unchanged for `'g`.
             len => Some(unsafe { std::slice::from_raw_parts(ptr.cast_const(), len) }),
         };
         Some(Lent { ts, value })
