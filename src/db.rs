@@ -1,7 +1,6 @@
 //! The database handle.
 
 use bytes::Bytes;
-use crossbeam_epoch::Guard;
 
 use crate::clock::Clock;
 use crate::commit::{self, ChainSource, Checks};
@@ -237,22 +236,15 @@ impl Db {
         let key = key.as_ref();
         self.check_key(key)?;
         let guard = crossbeam_epoch::pin();
-        let visible = self.shared.clock.visible();
-        // `read_latest`'s argument, with the head read from the chain's head cache.
-        let found = match self
-            .shared
-            .store
-            .with_chain(key, |chain| chain.lend_head_if_visible(visible, &guard))
-        {
-            None => None,
-            Some(Some(head)) => Some(head),
-            Some(None) => self.snapshot().lent_version(key, &guard),
-        };
+        let found = self.read_latest(
+            key,
+            |chain, visible| chain.lend_head_if_visible(visible, &guard),
+            |snap| snap.lent_version(key, &guard),
+        );
         Ok(found.and_then(|v| v.value).map(f))
     }
 
-    /// Checks `key` and runs `f` on its newest visible version (`None` if it has none), found
-    /// without a snapshot when possible (`read_latest`), else at a fresh snapshot.
+    /// Checks `key` and runs `f` on its newest visible version (`None` if it has none).
     fn with_latest<R>(
         &self,
         key: &[u8],
@@ -260,35 +252,39 @@ impl Db {
     ) -> Result<Option<R>> {
         self.check_key(key)?;
         let guard = crossbeam_epoch::pin();
-        let found = match self.read_latest(key, &guard) {
-            Some(found) => found,
-            None => self.snapshot().version(key, &guard),
-        };
+        let found = self.read_latest(
+            key,
+            |chain, visible| chain.read_head_if_visible(visible, &guard),
+            |snap| snap.version(key, &guard),
+        );
         Ok(found.and_then(f))
     }
 
-    /// Reads the newest visible version of `key` (a tombstone included; `Some(None)` if the key
-    /// has no chain) without registering a snapshot, or `None` when that cannot be done safely
-    /// (then the caller takes a snapshot).
+    /// The newest visible version of `key` (a tombstone included; `None` if the key has no
+    /// chain), as read by `head` from the chain's head when that can be done without a
+    /// registered snapshot, else by `at_snapshot` at a fresh snapshot. Owned and lending
+    /// reads share this; the caller's epoch pin keeps what they return allocated.
     ///
     /// With `s` the visible timestamp loaded first: a head version with `ts <= s` is the
     /// newest version at or below `s` (every version at or below `s` was installed before `s`
     /// became visible, and the head is the newest installed), so it is the answer at the
-    /// instant `s` was loaded; the epoch pin keeps it allocated while the caller reads it. The
-    /// head is never pruned. A key without a chain was absent at some instant of the call (a
-    /// chain leaves the map only when its last version is a delete every snapshot sees). A
-    /// head newer than `s` (a commit in flight) or an empty chain (being created or removed)
-    /// is inconclusive: without a registered snapshot, versions below the head may be
-    /// unlinked under us.
-    fn read_latest<'g>(&self, key: &[u8], guard: &'g Guard) -> Option<Option<VersionRef<'g>>> {
+    /// instant `s` was loaded. The head is never pruned. A key without a chain was absent at
+    /// some instant of the call (a chain leaves the map only when its last version is a delete
+    /// every snapshot sees). A head newer than `s` (a commit in flight) or an empty chain
+    /// (being created or removed) is inconclusive (`head` returns `None`): without a
+    /// registered snapshot, versions below the head may be unlinked under us.
+    fn read_latest<V>(
+        &self,
+        key: &[u8],
+        head: impl FnOnce(&Chain, u64) -> Option<V>,
+        at_snapshot: impl FnOnce(&Snapshot) -> Option<V>,
+    ) -> Option<V> {
         let s = &self.shared;
         let visible = s.clock.visible();
-        match s
-            .store
-            .with_chain(key, |chain| chain.read_head_if_visible(visible, guard))
-        {
-            None => Some(None),
-            Some(found) => found.map(Some),
+        match s.store.with_chain(key, |chain| head(chain, visible)) {
+            None => None,
+            Some(Some(found)) => Some(found),
+            Some(None) => at_snapshot(&self.snapshot()),
         }
     }
 
