@@ -1,7 +1,5 @@
 //! The database handle.
 
-use std::ops::ControlFlow;
-
 use bytes::Bytes;
 
 use crate::clock::Clock;
@@ -13,7 +11,7 @@ use crate::options::{DbBuilder, Options};
 use crate::raw::{Chain, ChainWriter, VersionRef};
 use crate::registry::{Registry, SlotId};
 use crate::snapshot::Snapshot;
-use crate::store::{borrow_range, IndexGuard, Store};
+use crate::store::Store;
 use crate::sync::Arc;
 use crate::txn::Transaction;
 
@@ -70,17 +68,10 @@ impl ChainSource for Store {
         if crate::iter::is_empty_range(range) {
             return None;
         }
-        let guard = IndexGuard::new();
-        let mut found = None;
-        self.walk(borrow_range(range), &guard, |key, chain| {
-            if hit(key, chain) {
-                found = Some(Bytes::copy_from_slice(key));
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            }
-        });
-        found
+        let guard = crossbeam_epoch::pin();
+        self.range(crate::store::borrow_range(range), &guard)
+            .find(|e| hit(e.key(), e.value()))
+            .map(|e| Bytes::copy_from_slice(e.key()))
     }
 
     fn discard_if_empty(

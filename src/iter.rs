@@ -6,8 +6,7 @@ use std::ops::{Bound, ControlFlow, RangeBounds};
 
 use bytes::Bytes;
 
-use crate::raw::Chain;
-use crate::store::{borrow_range, IndexGuard, KeyRange, Store};
+use crate::store::{borrow_range, KeyRange, Store};
 
 /// Converts user bounds into owned ones.
 pub(crate) fn owned_range<'k>(range: impl RangeBounds<&'k [u8]>) -> KeyRange {
@@ -76,8 +75,8 @@ pub struct Iter<'a> {
 
 /// First refill size: enough for "is there any key with this prefix" and short scans.
 const FIRST_BATCH: usize = 8;
-/// How much each refill grows over the last: every refill pays one index seek (a descent
-/// from the B+-tree's root), so few, quickly growing batches.
+/// How much each refill grows over the last: every refill pays one index seek (a walk down
+/// the skip list's levels), so few, quickly growing batches.
 const BATCH_GROWTH: usize = 2;
 /// Largest refill: bounds both the read-ahead and how long one pin lasts.
 const MAX_BATCH: usize = 128;
@@ -101,9 +100,8 @@ impl<'a> Iter<'a> {
         let end = usize::from(!forward);
         let want = self.batch[end];
         self.batch[end] = (want * BATCH_GROWTH).min(MAX_BATCH);
-        // Forwards, tombstoned or not-yet-visible keys are skipped; cap the keys examined too,
-        // so one refill over a long run of dead keys still ends (the next refill resumes after
-        // it). Backwards, a batch is `want` keys, live or not.
+        // Tombstoned or not-yet-visible keys are skipped; cap the keys examined too, so one
+        // refill over a long run of dead keys still ends (the next refill resumes after it).
         let max_examined = want * 4;
         let ts = self.ts;
         let buf = if forward {
@@ -112,67 +110,44 @@ impl<'a> Iter<'a> {
             &mut self.back
         };
         let guard = crossbeam_epoch::pin();
-        let index_guard = IndexGuard::new();
-        let next_rest = if forward {
-            let mut examined = 0;
-            let mut stopped_at: Option<&[u8]> = None;
-            self.store
-                .walk(borrow_range(rest), &index_guard, |key, chain| {
-                    examined += 1;
-                    push_live(buf, key, chain, ts, &guard);
-                    if buf.len() >= want || examined >= max_examined {
-                        stopped_at = Some(key);
-                        ControlFlow::Break(())
-                    } else {
-                        ControlFlow::Continue(())
-                    }
-                });
-            // The rest starts after the last key examined (none if the walk ran to the end).
-            stopped_at.map(|last| {
-                (
-                    Bound::Excluded(Bytes::copy_from_slice(last)),
-                    rest.1.clone(),
-                )
-            })
+        let mut entries = self.store.range(borrow_range(rest), &guard);
+        let mut examined = 0;
+        let mut last: Option<&[u8]> = None;
+        let mut exhausted = true;
+        while let Some(e) = if forward {
+            entries.next()
         } else {
-            // Find where a batch of `want` keys below the range's end begins, then read that
-            // batch forwards (see `Store::walk` for why not backwards).
-            let edge = self.store.back_edge(borrow_range(rest), want, &index_guard);
-            let batch = match edge {
-                Some(edge) => (Bound::Included(edge), borrow_range(rest).1),
-                None => borrow_range(rest),
-            };
-            let mut ascending = VecDeque::new();
-            self.store.walk(batch, &index_guard, |key, chain| {
-                push_live(&mut ascending, key, chain, ts, &guard);
-                ControlFlow::Continue(())
-            });
-            buf.extend(ascending.into_iter().rev());
-            edge.map(|edge| {
-                (
-                    rest.0.clone(),
-                    Bound::Excluded(Bytes::copy_from_slice(edge)),
-                )
-            })
+            entries.next_back()
+        } {
+            examined += 1;
+            last = Some(e.key());
+            if let Some(v) = e.value().read_at(ts, &guard) {
+                if let Some(value) = v.value {
+                    // A fresh copy of the short inline key costs less than touching the
+                    // reference count of a shared one (a likely cache miss).
+                    buf.push_back((Bytes::copy_from_slice(e.key()), value.clone()));
+                }
+            }
+            if buf.len() >= want || examined >= max_examined {
+                exhausted = false;
+                break;
+            }
         }
-        .filter(|r| !is_empty_range(r));
-        drop((guard, index_guard));
+        let next_rest = match (exhausted, last) {
+            (false, Some(last)) => {
+                let mut r = rest.clone();
+                let edge = Bound::Excluded(Bytes::copy_from_slice(last));
+                if forward {
+                    r.0 = edge;
+                } else {
+                    r.1 = edge;
+                }
+                (!is_empty_range(&r)).then_some(r)
+            }
+            _ => None,
+        };
+        drop(guard);
         self.rest = next_rest;
-    }
-}
-
-/// Appends `key`'s value at `ts` to `buf` if the key is live there.
-fn push_live(
-    buf: &mut VecDeque<(Bytes, Bytes)>,
-    key: &[u8],
-    chain: &Chain,
-    ts: u64,
-    guard: &crossbeam_epoch::Guard,
-) {
-    if let Some(value) = chain.read_at(ts, guard).and_then(|v| v.value) {
-        // A fresh copy of the short inline key costs less than touching the reference count
-        // of a shared one (a likely cache miss).
-        buf.push_back((Bytes::copy_from_slice(key), value.clone()));
     }
 }
 
@@ -232,31 +207,24 @@ pub(crate) fn lend(
     let mut lent = 0;
     while !is_empty_range(&rest) {
         let guard = crossbeam_epoch::pin();
-        let index_guard = IndexGuard::new();
-        let mut examined = 0;
         let mut resume = None;
-        let mut done = false;
-        store.walk(borrow_range(&rest), &index_guard, |key, chain| {
+        for (examined, e) in store.range(borrow_range(&rest), &guard).enumerate() {
             if examined == REPIN_EVERY {
-                resume = Some(Bytes::copy_from_slice(key));
-                return ControlFlow::Break(());
+                resume = Some(Bytes::copy_from_slice(e.key()));
+                break;
             }
-            examined += 1;
-            let Some(value) = chain.lend_at(ts, &guard).and_then(|v| v.value) else {
-                return ControlFlow::Continue(());
+            let Some(value) = e.value().lend_at(ts, &guard).and_then(|v| v.value) else {
+                continue;
             };
             lent += 1;
-            done = f(key, value).is_break();
-            if done {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
+            if f(e.key(), value).is_break() {
+                return lent;
             }
-        });
+        }
         match resume {
             // Not yet examined: resume at it.
-            Some(key) if !done => rest.0 = Bound::Included(key),
-            _ => break,
+            Some(key) => rest.0 = Bound::Included(key),
+            None => break,
         }
     }
     lent

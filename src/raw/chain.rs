@@ -78,27 +78,6 @@ impl Chain {
         }
     }
 
-    /// Asks the CPU to start loading the chain's head cache. A scan calls this for a batch of
-    /// chains before reading any of them, so their cache misses overlap instead of being paid
-    /// one after another (each chain is a separate allocation). A hint: it reads nothing.
-    #[inline]
-    pub(crate) fn prefetch(&self) {
-        #[cfg(all(target_arch = "x86_64", not(miri), not(loom)))]
-        {
-            use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            let first: *const i8 = std::ptr::from_ref(&self.cache).cast();
-            // The cache may straddle two cache lines: ask for the one holding its last byte too.
-            let last = first.wrapping_add(std::mem::size_of::<HeadCache>() - 1);
-            // SAFETY: `_mm_prefetch` is unsafe only because it needs the `sse` target feature,
-            // which is part of the x86_64 baseline, so every x86_64 CPU has it. A prefetch is a
-            // hint: it never faults and changes no memory, whatever the address.
-            unsafe {
-                _mm_prefetch::<_MM_HINT_T0>(first);
-                _mm_prefetch::<_MM_HINT_T0>(last);
-            }
-        }
-    }
-
     /// The newest version with `ts <= at`, if any (a tombstone is returned as such).
     pub(crate) fn read_at<'g>(&self, at: u64, guard: &'g Guard) -> Option<VersionRef<'g>> {
         let mut cur = self.head.load(Ordering::Acquire, guard);
