@@ -97,8 +97,9 @@ type Small<T> = smallvec::SmallVec<[T; 4]>;
 ///    with a smaller timestamp took its locks (and created its chains) before allocating, so
 ///    it is seen here;
 /// 5. link the new versions, prune, unlock;
-/// 6. publish: wait until all smaller timestamps are visible, then make this one visible (a
-///    failed step 4 publishes too, with nothing installed: timestamps have no holes).
+/// 6. publish: mark the timestamp finished and return once it is visible, which needs every
+///    smaller one finished (a failed step 4 publishes too, with nothing installed: timestamps
+///    have no holes). Any committer makes finished timestamps visible, not only their own.
 pub(crate) fn commit(
     clock: &Clock,
     source: &impl ChainSource,
@@ -114,8 +115,9 @@ pub(crate) fn commit(
             Ok(writers) => {
                 let installed =
                     validate_and_install(clock, source, writes, &writers, checks, horizon, &guard);
-                // Unlock before waiting for our turn to publish: a committer that locks a key
-                // now sees our version (newer than its snapshot) and conflicts as it should.
+                // Unlock before publishing (which may wait for smaller timestamps): a committer
+                // that locks a key now sees our version (newer than its snapshot) and
+                // conflicts as it should.
                 drop(writers);
                 return installed.map(|(publication, backlog)| Committed {
                     ts: publication.publish(),

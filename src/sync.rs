@@ -134,6 +134,9 @@ pub(crate) mod faults {
         /// The head cache is rewritten without its sequence word, so a reader can combine one
         /// version's timestamp with another's value.
         HeadCacheWithoutSeqlock = 5,
+        /// A committer marks its timestamp finished with a `Relaxed` store, so a helper that
+        /// makes it visible does not carry the committer's installs to snapshots.
+        FinishedMarkRelaxed = 6,
     }
 
     static ACTIVE: AtomicU8 = AtomicU8::new(0);
