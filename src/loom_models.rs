@@ -308,6 +308,24 @@ fn broken_finished_mark_without_release_is_caught() {
     check_publication_ring(2);
 }
 
+/// Negative control for model 12: marking a reused slot before its previous timestamp is
+/// visible overwrites that timestamp's mark, and nobody can ever make it visible.
+#[test]
+#[ignore = "negative control: must fail; run by .ci/run"]
+fn broken_ring_reuse_without_waiting_is_caught() {
+    faults::inject(Fault::RingReuseWithoutWaiting);
+    check_publication_ring(1);
+}
+
+/// Negative control for model 11: advancing over allocated but unfinished timestamps makes a
+/// commit visible before its installs.
+#[test]
+#[ignore = "negative control: must fail; run by .ci/run"]
+fn broken_advance_over_unfinished_is_caught() {
+    faults::inject(Fault::AdvanceOverUnfinished);
+    check_publication_ring(2);
+}
+
 /// Model 4: the collector unlinking and freeing versions races a registered reader walking
 /// the chain (and an unregistered walk over every node): the reader finds its version and
 /// never touches freed memory.

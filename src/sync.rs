@@ -137,6 +137,11 @@ pub(crate) mod faults {
         /// A committer marks its timestamp finished with a `Relaxed` store, so a helper that
         /// makes it visible does not carry the committer's installs to snapshots.
         FinishedMarkRelaxed = 6,
+        /// A committer marks its timestamp finished without waiting for its ring slot to be
+        /// consumed, overwriting a smaller timestamp's mark.
+        RingReuseWithoutWaiting = 7,
+        /// Advancing the visible timestamp trusts allocation, not the finished marks.
+        AdvanceOverUnfinished = 8,
     }
 
     static ACTIVE: AtomicU8 = AtomicU8::new(0);
