@@ -7,7 +7,7 @@ use crossbeam_epoch::Guard;
 use crate::clock::{Clock, Publication};
 use crate::error::{ConflictKind, Error};
 use crate::horizon::Horizon;
-use crate::raw::{Chain, ChainWriter, Retired};
+use crate::raw::{Chain, ChainWriter, HeadCache, Retired};
 use crate::store::KeyRange;
 use crate::sync::Arc;
 
@@ -27,6 +27,16 @@ pub(crate) trait ChainSource {
     /// Called under the chain's lock when a commit abandons a chain that is empty (it created
     /// it and then lost a conflict), so that it does not linger.
     fn discard_if_empty(&self, key: &[u8], writer: &ChainWriter<'_>, guard: &Guard);
+    /// Runs `f` with the head mirror kept for `key`'s chain `chain` (locked by the caller),
+    /// if the source keeps one: the install rewrites it (see `ChainWriter::install`).
+    fn with_mirror<R>(
+        &self,
+        _key: &[u8],
+        _chain: &Chain,
+        f: impl FnOnce(Option<&HeadCache>) -> R,
+    ) -> R {
+        f(None)
+    }
 }
 
 /// One buffered write: a key and its value, or `None` for a delete. The value is owned, so
@@ -164,7 +174,7 @@ fn validate_and_install<'c>(
             return abandon(e);
         }
     }
-    let backlog = install(writes, writers, publication.ts(), horizon, guard);
+    let backlog = install(source, writes, writers, publication.ts(), horizon, guard);
     Ok((publication, backlog))
 }
 
@@ -182,6 +192,7 @@ fn reads_before_timestamp() -> bool {
 }
 
 fn install(
+    source: &impl ChainSource,
     writes: &mut [Write<'_>],
     writers: &[ChainWriter<'_>],
     ts: u64,
@@ -191,8 +202,10 @@ fn install(
     let mut backlog = 0;
     // One batch for the whole commit: see `Retired` for why.
     let mut retired = Retired::new();
-    for (w, (_, value)) in writers.iter().zip(writes) {
-        w.install(ts, value.take(), guard);
+    for (w, (key, value)) in writers.iter().zip(writes) {
+        source.with_mirror(key, w.chain(), |mirror| {
+            w.install(ts, value.take(), mirror, guard);
+        });
         backlog = backlog.max(w.prune(horizon, &mut retired, guard).above_horizon);
     }
     retired.retire(guard);

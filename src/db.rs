@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::gc::{Collector, GcReport, Parts};
 use crate::isolation::Isolation;
 use crate::options::{DbBuilder, Options};
-use crate::raw::{Chain, ChainWriter, VersionRef};
+use crate::raw::{Chain, ChainWriter, HeadCache, VersionRef};
 use crate::registry::{Registry, SlotId};
 use crate::snapshot::Snapshot;
 use crate::store::Store;
@@ -81,6 +81,15 @@ impl ChainSource for Store {
         guard: &crossbeam_epoch::Guard,
     ) {
         self.remove_if_empty(key, writer, guard);
+    }
+
+    fn with_mirror<R>(
+        &self,
+        key: &[u8],
+        chain: &Chain,
+        f: impl FnOnce(Option<&HeadCache>) -> R,
+    ) -> R {
+        Store::with_mirror(self, key, chain, f)
     }
 }
 
@@ -238,7 +247,7 @@ impl Db {
         let guard = crossbeam_epoch::pin();
         let found = self.read_latest(
             key,
-            |chain, visible| chain.lend_head_if_visible(visible, &guard),
+            |chain, mirror, visible| chain.lend_head_if_visible_mirrored(mirror, visible, &guard),
             |snap| snap.lent_version(key, &guard),
         );
         Ok(found.and_then(|v| v.value).map(f))
@@ -254,14 +263,15 @@ impl Db {
         let guard = crossbeam_epoch::pin();
         let found = self.read_latest(
             key,
-            |chain, visible| chain.read_head_if_visible(visible, &guard),
+            |chain, _, visible| chain.read_head_if_visible(visible, &guard),
             |snap| snap.version(key, &guard),
         );
         Ok(found.and_then(f))
     }
 
     /// The newest visible version of `key` (a tombstone included; `None` if the key has no
-    /// chain), as read by `head` from the chain's head when that can be done without a
+    /// chain), as read by `head` from the chain's head (or its mirror in the map entry, which
+    /// describes the head under the same rules) when that can be done without a
     /// registered snapshot, else by `at_snapshot` at a fresh snapshot. Owned and lending
     /// reads share this; the caller's epoch pin keeps what they return allocated.
     ///
@@ -276,12 +286,15 @@ impl Db {
     fn read_latest<V>(
         &self,
         key: &[u8],
-        head: impl FnOnce(&Chain, u64) -> Option<V>,
+        head: impl FnOnce(&Chain, &HeadCache, u64) -> Option<V>,
         at_snapshot: impl FnOnce(&Snapshot) -> Option<V>,
     ) -> Option<V> {
         let s = &self.shared;
         let visible = s.clock.visible();
-        match s.store.with_chain(key, |chain| head(chain, visible)) {
+        match s
+            .store
+            .with_mirrored_chain(key, |chain, mirror| head(chain, mirror, visible))
+        {
             None => None,
             Some(Some(found)) => Some(found),
             Some(None) => at_snapshot(&self.snapshot()),

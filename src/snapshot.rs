@@ -191,13 +191,16 @@ impl Snapshot {
         self.lent_version(key, &guard).and_then(|v| v.value).map(f)
     }
 
-    /// The version of `key` this snapshot sees, lent (from the chain's head cache when it is
-    /// the head); valid while `guard` is pinned, like [`version`](Self::version).
+    /// The version of `key` this snapshot sees, lent (from the head mirror in the key's map
+    /// entry, or the chain's head cache, when it is the head); valid while `guard` is pinned,
+    /// like [`version`](Self::version).
     pub(crate) fn lent_version<'g>(&self, key: &[u8], guard: &'g Guard) -> Option<Lent<'g>> {
         self.db
             .shared
             .store
-            .with_chain(key, |chain| chain.lend_at(self.ts, guard))
+            .with_mirrored_chain(key, |chain, mirror| {
+                chain.lend_at_mirrored(mirror, self.ts, guard)
+            })
             .flatten()
     }
 

@@ -8,7 +8,7 @@ use crossbeam_epoch::Guard;
 use crossbeam_skiplist::base::SkipList;
 use dashmap::DashMap;
 
-use crate::raw::{Chain, ChainWriter};
+use crate::raw::{Chain, ChainWriter, HeadCache};
 use crate::sync::Arc;
 
 /// Maps every key that has (or is about to receive) versions to its chain, twice: hashed for
@@ -24,8 +24,22 @@ use crate::sync::Arc;
 /// wrapper pays two atomic read-modify-writes per entry visited), which is what makes scans
 /// cheap. Scans therefore read in short batches, each under one guard (see `iter.rs`).
 pub(crate) struct Store {
-    map: DashMap<MapKey, Arc<Chain>, foldhash::fast::RandomState>,
+    map: DashMap<MapKey, MapEntry, foldhash::fast::RandomState>,
     index: SkipList<MapKey, Arc<Chain>>,
+}
+
+/// A key's entry in the hashed map: its chain, and a mirror of the chain's head cache.
+///
+/// A point read whose answer is the newest version (nearly all of them) finds it in the
+/// mirror, in the map's bucket, without touching the chain: one dependent cache miss fewer.
+/// The committer installing a version rewrites the mirror under the chain's lock, right after
+/// the chain's own cache ([`ChainWriter::install`]). The entry lives exactly as long as the
+/// key maps to this chain, so the mirror never describes another chain. The map moves
+/// entries only under a shard's write lock (when it grows), and a mirror is read or written
+/// only under a read lock of its shard, so nobody holds a reference to one across a move.
+pub(crate) struct MapEntry {
+    mirror: HeadCache,
+    chain: Arc<Chain>,
 }
 
 /// The key as both maps hold it: keys up to 24 bytes live inline in the map's bucket and in
@@ -68,18 +82,45 @@ impl Store {
     /// chain stays in the map meanwhile).
     #[inline]
     pub(crate) fn with_chain<R>(&self, key: &[u8], f: impl FnOnce(&Chain) -> R) -> Option<R> {
-        self.map.get(key).map(|c| f(&c))
+        self.map.get(key).map(|e| f(&e.chain))
+    }
+
+    /// Like [`with_chain`](Self::with_chain), with the chain's head mirror (see [`MapEntry`]).
+    #[inline]
+    pub(crate) fn with_mirrored_chain<R>(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(&Chain, &HeadCache) -> R,
+    ) -> Option<R> {
+        self.map.get(key).map(|e| f(&e.chain, &e.mirror))
+    }
+
+    /// Runs `f` with the head mirror of `key` if `key` maps to `chain` (always the case while
+    /// the caller holds `chain`'s lock and it is not marked removed), else with `None`.
+    pub(crate) fn with_mirror<R>(
+        &self,
+        key: &[u8],
+        chain: &Chain,
+        f: impl FnOnce(Option<&HeadCache>) -> R,
+    ) -> R {
+        let entry = self.map.get(key);
+        let mirror = entry
+            .as_ref()
+            .filter(|e| std::ptr::eq(Arc::as_ptr(&e.chain), chain))
+            .map(|e| &e.mirror);
+        debug_assert!(mirror.is_some(), "a locked live chain left the map");
+        f(mirror)
     }
 
     /// The chain of `key`, if it has one.
     pub(crate) fn get(&self, key: &[u8]) -> Option<Arc<Chain>> {
-        self.map.get(key).map(|c| Arc::clone(&c))
+        self.map.get(key).map(|e| Arc::clone(&e.chain))
     }
 
     /// The chain of `key`, created empty (in both maps) if the key has none.
     pub(crate) fn resolve(&self, key: &[u8]) -> Arc<Chain> {
-        if let Some(c) = self.map.get(key) {
-            return Arc::clone(&c);
+        if let Some(e) = self.map.get(key) {
+            return Arc::clone(&e.chain);
         }
         let entry = self.map.entry(MapKey::from_slice(key)).or_insert_with(|| {
             let chain = Arc::new(Chain::new());
@@ -88,9 +129,12 @@ impl Store {
             self.index
                 .insert(MapKey::from_slice(key), Arc::clone(&chain), &guard)
                 .release(&guard);
-            chain
+            MapEntry {
+                mirror: HeadCache::new(),
+                chain,
+            }
         });
-        Arc::clone(&entry)
+        Arc::clone(&entry.chain)
     }
 
     /// Removes `key` from both maps if `writer` holds its current chain and that chain is
@@ -108,8 +152,8 @@ impl Store {
         let chain: *const Chain = writer.chain();
         let removed = self
             .map
-            .remove_if(key, |_, c| {
-                let same = std::ptr::eq(Arc::as_ptr(c), chain);
+            .remove_if(key, |_, e| {
+                let same = std::ptr::eq(Arc::as_ptr(&e.chain), chain);
                 if same {
                     writer.mark_removed();
                     // Under the shard's write lock: see the type's documentation.

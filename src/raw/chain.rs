@@ -129,6 +129,35 @@ impl Chain {
         }
     }
 
+    /// [`lend_at`](Self::lend_at), trying `mirror` (this chain's head mirror, see
+    /// [`ChainWriter::install`]) first: a read whose answer is the head then touches only the
+    /// mirror's cache line, not the chain.
+    pub(crate) fn lend_at_mirrored<'g>(
+        &self,
+        mirror: &HeadCache,
+        at: u64,
+        guard: &'g Guard,
+    ) -> Option<Lent<'g>> {
+        match mirror.get(guard) {
+            Some(head) if head.ts <= at => Some(head),
+            _ => self.lend_at(at, guard),
+        }
+    }
+
+    /// [`lend_head_if_visible`](Self::lend_head_if_visible), trying `mirror` first (see
+    /// [`lend_at_mirrored`](Self::lend_at_mirrored)).
+    pub(crate) fn lend_head_if_visible_mirrored<'g>(
+        &self,
+        mirror: &HeadCache,
+        visible: u64,
+        guard: &'g Guard,
+    ) -> Option<Lent<'g>> {
+        match mirror.get(guard) {
+            Some(head) => (head.ts <= visible).then_some(head),
+            None => self.lend_head_if_visible(visible, guard),
+        }
+    }
+
     /// Timestamp of the newest installed version, whether or not it is visible yet (from the
     /// head cache when it is consistent). Exact under the chain lock; without it, possibly one
     /// install behind, which the validation that uses it tolerates: an installer it misses
@@ -306,7 +335,21 @@ impl<'a> ChainWriter<'a> {
 
     /// Links a new newest version. `ts` must exceed every timestamp in the chain (commit
     /// timestamps are allocated after the lock is taken, so this holds for committers).
-    pub(crate) fn install(&self, ts: u64, value: Option<Bytes>, guard: &Guard) {
+    ///
+    /// `mirror`, if given, is a second [`HeadCache`] for this chain kept elsewhere (the key's
+    /// map entry, so that point reads need not touch the chain). It is rewritten here too,
+    /// right after the chain's own cache: before this returns, so before the old head can be
+    /// pruned and retired, and before the commit's timestamp is published. That is all its
+    /// readers rely on, exactly as for the chain's cache (see `HeadCache`). It is never
+    /// cleared: a mirror left describing a head tombstone that pruning unlinked holds no
+    /// value pointer and still reads as absent, which the emptied chain agrees with.
+    pub(crate) fn install(
+        &self,
+        ts: u64,
+        value: Option<Bytes>,
+        mirror: Option<&HeadCache>,
+        guard: &Guard,
+    ) {
         let head = self.chain.head.load(Ordering::Relaxed, guard);
         debug_assert!(
             // SAFETY: `head` is pinned by `guard` and only the lock holder (us) unlinks nodes.
@@ -325,6 +368,9 @@ impl<'a> ChainWriter<'a> {
         // SAFETY: we just linked `node` and only the lock holder (us) unlinks nodes.
         let value = unsafe { node.deref() }.value.as_deref();
         self.chain.cache.set(ts, value);
+        if let Some(mirror) = mirror {
+            mirror.set(ts, value);
+        }
     }
 
     /// Unlinks every version no snapshot can see according to `horizon`: a version stays if
@@ -449,9 +495,9 @@ mod tests {
         let g = epoch::pin();
         {
             let w = c.lock();
-            w.install(2, b("a"), &g);
-            w.install(5, None, &g);
-            w.install(7, b("c"), &g);
+            w.install(2, b("a"), None, &g);
+            w.install(5, None, None, &g);
+            w.install(7, b("c"), None, &g);
         }
         assert_eq!(value_at(&c, 1), None);
         assert_eq!(value_at(&c, 2), Some(b("a")));
@@ -469,7 +515,7 @@ mod tests {
         let g = epoch::pin();
         let w = c.lock();
         for ts in 1..=5 {
-            w.install(ts * 10, b(&ts.to_string()), &g);
+            w.install(ts * 10, b(&ts.to_string()), None, &g);
         }
         // Watermark 35: versions 50 and 40 are newer, 30 is what a reader at 35 sees.
         assert_eq!(prune(&w, &Horizon::at(35), &g), pruned(2, 3, 2));
@@ -490,7 +536,7 @@ mod tests {
         let g = epoch::pin();
         let w = c.lock();
         for ts in 1..=10 {
-            w.install(ts * 10, b(&ts.to_string()), &g);
+            w.install(ts * 10, b(&ts.to_string()), None, &g);
         }
         // Snapshots at 25 and 62, visible 100: a reader at 25 sees 20, at 62 sees 60, new
         // readers see 100. Everything else (10, 30, 40, 50, 70, 80, 90) is invisible to all.
@@ -501,8 +547,8 @@ mod tests {
         assert_eq!(value_at(&c, 62), Some(b("6")));
         assert_eq!(value_at(&c, 100), Some(b("10")));
         // Versions newer than `now` stay whatever the snapshots: they may not be visible yet.
-        w.install(110, b("11"), &g);
-        w.install(120, b("12"), &g);
+        w.install(110, b("11"), None, &g);
+        w.install(120, b("12"), None, &g);
         assert_eq!(prune(&w, &Horizon::new(105, vec![25]), &g), pruned(1, 4, 2));
         assert_eq!(value_at(&c, 25), Some(b("2")));
         assert_eq!(value_at(&c, 105), Some(b("10")));
@@ -515,7 +561,7 @@ mod tests {
         let c = Chain::new();
         let g = epoch::pin();
         let w = c.lock();
-        w.install(5, None, &g);
+        w.install(5, None, None, &g);
         // A transaction at 3 may still write this key: the delete at 5 must stay so that its
         // first-committer-wins check sees a newer version.
         assert_eq!(prune(&w, &Horizon::new(10, vec![3]), &g).unlinked, 0);
@@ -529,16 +575,16 @@ mod tests {
         let c = Chain::new();
         let g = epoch::pin();
         let w = c.lock();
-        w.install(1, b("x"), &g);
-        w.install(2, None, &g);
+        w.install(1, b("x"), None, &g);
+        w.install(2, None, None, &g);
         assert_eq!(prune(&w, &Horizon::at(1), &g).unlinked, 0);
         assert!(!w.is_empty(&g));
         assert_eq!(prune(&w, &Horizon::at(2), &g), pruned(2, 0, 0));
         assert!(w.is_empty(&g));
         assert_eq!(value_at(&c, 10), None);
         // A tombstone newer than the watermark stays: readers below it still see "x".
-        w.install(3, b("y"), &g);
-        w.install(4, None, &g);
+        w.install(3, b("y"), None, &g);
+        w.install(4, None, None, &g);
         assert_eq!(prune(&w, &Horizon::at(3), &g).unlinked, 0);
         assert_eq!(value_at(&c, 3), Some(b("y")));
         assert_eq!(value_at(&c, 4), Some(None));
@@ -557,8 +603,8 @@ mod tests {
         {
             let g = epoch::pin();
             let w = c.lock();
-            w.install(1, counted(&drops, 1), &g);
-            w.install(2, counted(&drops, 2), &g);
+            w.install(1, counted(&drops, 1), None, &g);
+            w.install(2, counted(&drops, 2), None, &g);
         }
         let g = epoch::pin();
         let (newest, older) = (c.newest(&g).unwrap(), c.read_at(1, &g).unwrap());
@@ -584,7 +630,7 @@ mod tests {
         {
             let g = epoch::pin();
             let w = c.lock();
-            w.install(1, None, &g);
+            w.install(1, None, None, &g);
             assert_eq!(prune(&w, &Horizon::at(1), &g), pruned(1, 0, 0));
             assert!(
                 c.lend_at(u64::MAX, &g).is_none(),
@@ -614,12 +660,12 @@ mod tests {
         agree(&c, 0);
         let w = c.lock();
         for (ts, v) in [(1, b("a")), (2, Some(Bytes::new())), (3, None), (4, b("d"))] {
-            w.install(ts, v, &g);
+            w.install(ts, v, None, &g);
             agree(&c, ts);
         }
         prune(&w, &Horizon::new(4, vec![2]), &g);
         agree(&c, 4);
-        w.install(5, None, &g);
+        w.install(5, None, None, &g);
         prune(&w, &Horizon::at(5), &g);
         agree(&c, 5);
         assert!(w.is_empty(&g));
@@ -644,18 +690,19 @@ mod tests {
         // must find fully initialised versions whose values match their timestamps, and
         // timestamps never go backwards.
         let rounds: u64 = if cfg!(miri) { 40 } else { 5_000 };
-        let c = Arc::new(Chain::new());
+        // The chain and a head mirror kept beside it, as a map entry keeps one.
+        let c = Arc::new((Chain::new(), HeadCache::new()));
         {
             let g = epoch::pin();
-            c.lock().install(1, b("1"), &g);
+            c.0.lock().install(1, b("1"), Some(&c.1), &g);
         }
         let writer = {
             let c = Arc::clone(&c);
             std::thread::spawn(move || {
                 for ts in 2..=rounds {
                     let g = epoch::pin();
-                    let w = c.lock();
-                    w.install(ts, b(&ts.to_string()), &g);
+                    let w = c.0.lock();
+                    w.install(ts, b(&ts.to_string()), Some(&c.1), &g);
                     if ts % 3 == 0 || ts == rounds {
                         prune(&w, &Horizon::at(ts), &g);
                     }
@@ -667,6 +714,7 @@ mod tests {
             std::thread::spawn(move || {
                 let mut last = 0;
                 while last < rounds {
+                    let (c, mirror) = &*c;
                     let g = epoch::pin();
                     let v = c.newest(&g).expect("the chain is never empty");
                     assert_eq!(v.value, Some(&Bytes::from(v.ts.to_string())));
@@ -675,11 +723,13 @@ mod tests {
                     if let Some(older) = c.read_at(v.ts - 1, &g) {
                         assert_eq!(older.value, Some(&Bytes::from(older.ts.to_string())));
                     }
-                    // Lending reads of the head cache: under Miri a value freed early (or a
-                    // torn copy) shows here.
+                    // Lending reads of the head cache and of its mirror: under Miri a value
+                    // freed early (or a torn copy) shows here.
                     for lent in [
                         c.lend_at(u64::MAX, &g),
                         c.lend_head_if_visible(u64::MAX, &g),
+                        c.lend_at_mirrored(mirror, u64::MAX, &g),
+                        c.lend_head_if_visible_mirrored(mirror, u64::MAX, &g),
                     ] {
                         let lent = lent.expect("the chain is never empty");
                         assert_eq!(lent.value, Some(lent.ts.to_string().as_bytes()));
@@ -690,6 +740,6 @@ mod tests {
         writer.join().unwrap();
         reader.join().unwrap();
         let g = epoch::pin();
-        assert_eq!(c.version_count(&g), 1);
+        assert_eq!(c.0.version_count(&g), 1);
     }
 }

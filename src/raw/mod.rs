@@ -21,5 +21,5 @@ mod head_cache;
 mod retired;
 
 pub(crate) use chain::{Chain, ChainWriter, VersionRef};
-pub(crate) use head_cache::Lent;
+pub(crate) use head_cache::{HeadCache, Lent};
 pub(crate) use retired::Retired;

@@ -139,7 +139,7 @@ pub(crate) mod tests {
         for c in &chains {
             let w = c.lock();
             for ts in 1..=4 {
-                w.install(ts, counted(&drops, ts as u8), &g);
+                w.install(ts, counted(&drops, ts as u8), None, &g);
             }
         }
         // A reader holds the oldest version of the first chain across the prune.
