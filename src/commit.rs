@@ -27,16 +27,16 @@ pub(crate) trait ChainSource {
     /// Called under the chain's lock when a commit abandons a chain that is empty (it created
     /// it and then lost a conflict), so that it does not linger.
     fn discard_if_empty(&self, key: &[u8], writer: &ChainWriter<'_>, guard: &Guard);
-    /// Runs `f` with the head mirror kept for `key`'s chain `chain` (locked by the caller),
-    /// if the source keeps one: the install rewrites it (see `ChainWriter::install`).
+    /// Runs `f` with the head mirror kept for `key`'s chain `chain` (locked by the caller).
+    /// A source that keeps mirrors must hand over the one of `chain`: the install rewrites it,
+    /// and a mirror left out would keep pointing at a head that is then pruned and freed (see
+    /// `ChainWriter::install`). Deliberately no default.
     fn with_mirror<R>(
         &self,
-        _key: &[u8],
-        _chain: &Chain,
+        key: &[u8],
+        chain: &Chain,
         f: impl FnOnce(Option<&HeadCache>) -> R,
-    ) -> R {
-        f(None)
-    }
+    ) -> R;
 }
 
 /// One buffered write: a key and its value, or `None` for a delete. The value is owned, so
@@ -106,7 +106,8 @@ type Small<T> = smallvec::SmallVec<[T; 4]>;
 ///    snapshot and no lock held by another committer. This runs *after* step 3: a committer
 ///    with a smaller timestamp took its locks (and created its chains) before allocating, so
 ///    it is seen here;
-/// 5. link the new versions, prune, unlock;
+/// 5. link the new versions (rewriting each key's head mirror in its map entry, under that
+///    entry's shard read lock), prune, unlock;
 /// 6. publish: mark the timestamp finished and return once it is visible, which needs every
 ///    smaller one finished (a failed step 4 publishes too, with nothing installed: timestamps
 ///    have no holes). Any committer makes finished timestamps visible, not only their own.

@@ -282,7 +282,11 @@ impl Db {
     /// some instant of the call (a chain leaves the map only when its last version is a delete
     /// every snapshot sees). A head newer than `s` (a commit in flight) or an empty chain
     /// (being created or removed) is inconclusive (`head` returns `None`): without a
-    /// registered snapshot, versions below the head may be unlinked under us.
+    /// registered snapshot, versions below the head may be unlinked under us. One exception,
+    /// through the mirror: it may still describe a head tombstone `t` that pruning unlinked
+    /// from an emptied chain, and reading it as absent is right, since pruning unlinks such a
+    /// tombstone only at or below the watermark (no snapshot, and no later visible
+    /// timestamp, reads below `t`), and any later install would have rewritten the mirror.
     fn read_latest<V>(
         &self,
         key: &[u8],

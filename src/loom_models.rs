@@ -63,6 +63,16 @@ impl ChainSource for World {
     }
 
     fn discard_if_empty(&self, _: &[u8], _: &ChainWriter<'_>, _: &Guard) {}
+
+    /// The model world keeps no head mirrors: its readers read the chains.
+    fn with_mirror<R>(
+        &self,
+        _: &[u8],
+        _: &Chain,
+        f: impl FnOnce(Option<&crate::raw::HeadCache>) -> R,
+    ) -> R {
+        f(None)
+    }
 }
 
 impl World {

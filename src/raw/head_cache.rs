@@ -23,11 +23,16 @@ pub(crate) struct Lent<'g> {
 
 /// A seqlock-protected copy of the head version's `(ts, value pointer, value length)`.
 ///
-/// Written only by the chain's lock holder, whenever the head changes (and before the old head
-/// can be unlinked or retired), so whenever a reader finds it consistent it describes the
-/// current head, whose value buffer stays allocated while the reader is pinned: the head is
+/// Written only by the chain's lock holder, whenever a version is installed (and before the
+/// old head can be unlinked or retired), so whenever a reader finds it consistent it describes
+/// the current head, whose value buffer stays allocated while the reader is pinned: the head is
 /// never unlinked while it is the head, and once replaced it is retired through the epoch
 /// after the cache stopped pointing at it.
+///
+/// Two instances exist per chain: the chain's own, also cleared when pruning unlinks a head
+/// tombstone, and a *mirror* in the key's map entry, written by the same installs and never
+/// cleared. A mirror can therefore still describe a head tombstone that was unlinked, but a
+/// tombstone has no value pointer, so no reader dereferences anything through it.
 pub(crate) struct HeadCache {
     /// The sequence word.
     ///
@@ -104,11 +109,11 @@ impl HeadCache {
             TOMBSTONE => None,
             0 => Some(&[][..]),
             // The sequence word did not change around the loads, so `(ptr, len)` is the value
-            // of the version that was the head throughout them. That node's `Bytes` owns (a
-            // reference to) the buffer and is immutable; the node is unlinked only after this
-            // cache stopped describing it (a newer head replaced it here, or the cache was
-            // cleared before a head tombstone was unlinked), and freed through the epoch after
-            // every thread pinned at its retirement unpinned.
+            // of the version that was the head throughout them, and not a tombstone (those are
+            // stored with `len == TOMBSTONE`). That node's `Bytes` owns (a reference to) the
+            // buffer and is immutable; a node with a value is unlinked only after every cache
+            // describing it (the chain's and the mirror) was rewritten by a newer install, and
+            // freed through the epoch after every thread pinned at its retirement unpinned.
             // SAFETY: by the above, and as we are pinned (`_guard`, `'g`) since before the
             // first load, the `len` bytes at `ptr` stay allocated and unchanged for `'g`.
             len => Some(unsafe { std::slice::from_raw_parts(ptr.cast_const(), len) }),
