@@ -70,8 +70,8 @@ impl ChainSource for Store {
         }
         let guard = crossbeam_epoch::pin();
         self.range(crate::store::borrow_range(range), &guard)
-            .find(|e| hit(e.key(), e.value()))
-            .map(|e| Bytes::copy_from_slice(e.key()))
+            .find(|g| g.chains().any(|c| hit(g.key(), c)))
+            .map(|g| Bytes::copy_from_slice(g.key()))
     }
 
     fn discard_if_empty(

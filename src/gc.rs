@@ -28,6 +28,7 @@ use std::ops::Deref;
 use crate::clock::Clock;
 use crate::commit::Committed;
 use crate::horizon::Horizon;
+use crate::index::Reason;
 use crate::registry::{Registry, SlotId};
 use crate::store::Store;
 use crate::sync::{Arc, AtomicBool, AtomicU64, Mutex, Ordering};
@@ -201,6 +202,7 @@ impl Collector {
                 None => self.note_tombstone(key, ts),
             }
         }
+        store.maintain_index(Reason::Maintenance);
         report
     }
 
@@ -215,6 +217,7 @@ impl Collector {
                 report.keys_removed += r.keys_removed;
             }
         });
+        store.maintain_index(Reason::Sweep);
         report
     }
 

@@ -6,6 +6,7 @@ use std::ops::{Bound, ControlFlow, RangeBounds};
 
 use bytes::Bytes;
 
+use crate::index::{Ends, Reason};
 use crate::store::{borrow_range, KeyRange, Store};
 
 /// Converts user bounds into owned ones.
@@ -83,6 +84,7 @@ const MAX_BATCH: usize = 128;
 
 impl<'a> Iter<'a> {
     pub(crate) fn new(store: &'a Store, range: KeyRange, ts: u64) -> Self {
+        store.maintain_index(Reason::Scan);
         Self {
             store,
             ts,
@@ -121,7 +123,7 @@ impl<'a> Iter<'a> {
         } {
             examined += 1;
             last = Some(e.key());
-            if let Some(v) = e.value().read_at(ts, &guard) {
+            if let Some(v) = e.read_at(ts, &guard) {
                 if let Some(value) = v.value {
                     // A fresh copy of the short inline key costs less than touching the
                     // reference count of a shared one (a likely cache miss).
@@ -203,6 +205,7 @@ pub(crate) fn lend(
     ts: u64,
     mut f: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
 ) -> usize {
+    store.maintain_index(Reason::Scan);
     let mut rest = range;
     let mut lent = 0;
     while !is_empty_range(&rest) {
@@ -213,7 +216,7 @@ pub(crate) fn lend(
                 resume = Some(Bytes::copy_from_slice(e.key()));
                 break;
             }
-            let Some(value) = e.value().lend_at(ts, &guard).and_then(|v| v.value) else {
+            let Some(value) = e.lend_at(ts, &guard).and_then(|v| v.value) else {
                 continue;
             };
             lent += 1;
@@ -228,38 +231,6 @@ pub(crate) fn lend(
         }
     }
     lent
-}
-
-/// A double-ended iterator with one look-ahead slot at each end.
-struct Ends<I: DoubleEndedIterator> {
-    iter: I,
-    front: Option<I::Item>,
-    back: Option<I::Item>,
-}
-
-impl<I: DoubleEndedIterator> Ends<I> {
-    fn new(iter: I) -> Self {
-        Self {
-            iter,
-            front: None,
-            back: None,
-        }
-    }
-
-    fn peek_front(&mut self) -> Option<&I::Item> {
-        if self.front.is_none() {
-            // When the middle is exhausted, the back look-ahead is the next item from the front.
-            self.front = self.iter.next().or_else(|| self.back.take());
-        }
-        self.front.as_ref()
-    }
-
-    fn peek_back(&mut self) -> Option<&I::Item> {
-        if self.back.is_none() {
-            self.back = self.iter.next_back().or_else(|| self.front.take());
-        }
-        self.back.as_ref()
-    }
 }
 
 /// Which side supplies the next item of a merge.

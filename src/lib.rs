@@ -102,6 +102,7 @@ mod db;
 mod error;
 mod gc;
 mod horizon;
+mod index;
 mod isolation;
 mod iter;
 mod options;

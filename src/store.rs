@@ -1,31 +1,31 @@
 //! The key space: a lock-striped hash map from key to version chain for point lookups, and an
-//! ordered skip-list index over the same chains for scans.
+//! ordered index over the same chains for scans (a sorted run plus a delta: see `index`).
 
 use std::ops::Bound;
 
 use bytes::Bytes;
 use crossbeam_epoch::Guard;
-use crossbeam_skiplist::base::SkipList;
 use dashmap::DashMap;
 
+use crate::index::{Entries, Index, Reason};
 use crate::raw::{Chain, ChainWriter, HeadCache};
 use crate::sync::Arc;
 
 /// Maps every key that has (or is about to receive) versions to its chain, twice: hashed for
 /// O(1) point lookups, ordered for O(log n + k) scans.
 ///
-/// Both maps hold the same `Arc<Chain>`, and both are changed for a key only while that key's
-/// `DashMap` shard is write-locked (inside `entry` / `remove_if`), so they agree on which chain
-/// a key has. Transient disagreement is harmless to readers: a chain being created is empty
-/// (invisible) and a chain being removed holds nothing any snapshot can see.
+/// Both hold the same `Arc<Chain>`, and a key's chain is added to or dropped from the index
+/// only while that key's `DashMap` shard is write-locked (inside `entry` / `remove_if`). The
+/// map is the truth about which chain a key has; the index may also still hold chains the key
+/// had before (removed while empty, they hold nothing any snapshot can see, and scans skip
+/// them). A chain being created is empty (invisible) until its first commit.
 ///
-/// The index is crossbeam's *base* skip list, walked under a caller's epoch guard: its entries
-/// are borrowed for the guard's lifetime instead of reference-counted per step (the `SkipMap`
-/// wrapper pays two atomic read-modify-writes per entry visited), which is what makes scans
-/// cheap. Scans therefore read in short batches, each under one guard (see `iter.rs`).
+/// The index is walked under a caller's epoch guard: its entries are borrowed for the guard's
+/// lifetime instead of reference-counted per step, which is what makes scans cheap. Scans
+/// therefore read in short batches, each under one guard (see `iter.rs`).
 pub(crate) struct Store {
     map: DashMap<MapKey, MapEntry, foldhash::fast::RandomState>,
-    index: SkipList<MapKey, Arc<Chain>>,
+    index: Index,
 }
 
 /// A key's entry in the hashed map: its chain, and a mirror of the chain's head cache.
@@ -54,10 +54,6 @@ pub(crate) type KeyRange = (Bound<Bytes>, Bound<Bytes>);
 /// A range of keys with borrowed bounds, as the index takes it.
 pub(crate) type KeyRangeRef<'r> = (Bound<&'r [u8]>, Bound<&'r [u8]>);
 
-/// The ordered-index iterator a scan walks, valid while the guard `'g` is pinned.
-pub(crate) type IndexRange<'a, 'g, 'r> =
-    crossbeam_skiplist::base::Range<'a, 'g, [u8], KeyRangeRef<'r>, MapKey, Arc<Chain>>;
-
 /// Borrows an owned range's bounds.
 pub(crate) fn borrow_range(range: &KeyRange) -> KeyRangeRef<'_> {
     fn b(bound: &Bound<Bytes>) -> Bound<&[u8]> {
@@ -74,7 +70,7 @@ impl Store {
     pub(crate) fn new() -> Self {
         Self {
             map: DashMap::with_hasher(foldhash::fast::RandomState::default()),
-            index: SkipList::new(crossbeam_epoch::default_collector().clone()),
+            index: Index::new(),
         }
     }
 
@@ -125,10 +121,7 @@ impl Store {
         let entry = self.map.entry(MapKey::from_slice(key)).or_insert_with(|| {
             let chain = Arc::new(Chain::new());
             // Under the shard's write lock: see the type's documentation.
-            let guard = crossbeam_epoch::pin();
-            self.index
-                .insert(MapKey::from_slice(key), Arc::clone(&chain), &guard)
-                .release(&guard);
+            self.index.insert(key, Arc::clone(&chain));
             MapEntry {
                 mirror: HeadCache::new(),
                 chain,
@@ -150,42 +143,45 @@ impl Store {
             return false;
         }
         let chain: *const Chain = writer.chain();
-        let removed = self
-            .map
+        self.map
             .remove_if(key, |_, e| {
                 let same = std::ptr::eq(Arc::as_ptr(&e.chain), chain);
                 if same {
                     writer.mark_removed();
                     // Under the shard's write lock: see the type's documentation.
-                    if let Some(e) = self.index.get(key, guard) {
-                        if std::ptr::eq(Arc::as_ptr(e.value()), chain) {
-                            e.remove();
-                        }
-                    }
+                    self.index.remove(key, &e.chain, guard);
                 }
                 same
             })
-            .is_some();
-        removed
+            .is_some()
     }
 
-    /// Ordered iteration over `range` (double-ended) while `guard` is pinned. The range must
-    /// not be empty (see `iter::is_empty_range`).
-    pub(crate) fn range<'a: 'g, 'g, 'r>(
-        &'a self,
+    /// Ordered iteration over `range` (double-ended) while `guard` is pinned, one [`Group`]
+    /// per key. The range must not be empty (see `iter::is_empty_range`).
+    ///
+    /// [`Group`]: crate::index::merge::Group
+    pub(crate) fn range<'g, 'r>(
+        &'g self,
         range: KeyRangeRef<'r>,
         guard: &'g Guard,
-    ) -> IndexRange<'a, 'g, 'r> {
+    ) -> Entries<'g, 'r> {
         self.index.range(range, guard)
     }
 
-    /// Calls `f` on every key and chain in key order, pinning one guard per batch of keys (so
-    /// a long walk never holds back memory reclamation for long, and `f` runs unpinned, free
-    /// to lock shards and remove keys).
+    /// Lets the index rebuild its sorted run if `reason` calls for it (see [`Reason`]).
+    pub(crate) fn maintain_index(&self, reason: Reason) {
+        self.index.rebuild_if_due(reason);
+    }
+
+    /// Calls `f` on every key and each of its chains in the index, in key order (a key may
+    /// come with an old, empty chain as well as its current one), pinning one guard per batch
+    /// of keys (so a long walk never holds back memory reclamation for long, and `f` runs
+    /// unpinned, free to lock shards and remove keys).
     pub(crate) fn for_each(&self, mut f: impl FnMut(&[u8], &Arc<Chain>)) {
         const BATCH: usize = 256;
         let mut from: Bound<MapKey> = Bound::Unbounded;
         let mut batch: Vec<(MapKey, Arc<Chain>)> = Vec::with_capacity(BATCH);
+        let mut groups;
         loop {
             {
                 let guard = crossbeam_epoch::pin();
@@ -193,17 +189,18 @@ impl Store {
                     Bound::Excluded(k) => Bound::Excluded(&k[..]),
                     _ => Bound::Unbounded,
                 };
-                batch.extend(
-                    self.range((start, Bound::Unbounded), &guard)
-                        .take(BATCH)
-                        .map(|e| (e.key().clone(), Arc::clone(e.value()))),
-                );
+                groups = 0;
+                for g in self.range((start, Bound::Unbounded), &guard).take(BATCH) {
+                    let key = MapKey::from_slice(g.key());
+                    batch.extend(g.chains().map(|c| (key.clone(), Arc::clone(c))));
+                    groups += 1;
+                }
             }
             for (k, c) in &batch {
                 f(k, c);
             }
             match batch.pop() {
-                Some((last, _)) if batch.len() + 1 == BATCH => from = Bound::Excluded(last),
+                Some((last, _)) if groups == BATCH => from = Bound::Excluded(last),
                 _ => return,
             }
             batch.clear();

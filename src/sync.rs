@@ -82,6 +82,64 @@ impl<T: Default> Default for Mutex<T> {
     }
 }
 
+/// A reader-writer lock with one API in both worlds: `parking_lot` in production, loom's under
+/// `cfg(loom)`. Guards only `()`: it orders critical sections, the data lives elsewhere.
+pub(crate) struct RwLock {
+    #[cfg(not(loom))]
+    inner: parking_lot::RwLock<()>,
+    #[cfg(loom)]
+    inner: loom::sync::RwLock<()>,
+}
+
+/// The guard of a shared hold of [`RwLock`].
+#[cfg(not(loom))]
+pub(crate) type ReadGuard<'a> = parking_lot::RwLockReadGuard<'a, ()>;
+/// The guard of a shared hold of [`RwLock`].
+#[cfg(loom)]
+pub(crate) type ReadGuard<'a> = loom::sync::RwLockReadGuard<'a, ()>;
+/// The guard of an exclusive hold of [`RwLock`].
+#[cfg(not(loom))]
+pub(crate) type WriteGuard<'a> = parking_lot::RwLockWriteGuard<'a, ()>;
+/// The guard of an exclusive hold of [`RwLock`].
+#[cfg(loom)]
+pub(crate) type WriteGuard<'a> = loom::sync::RwLockWriteGuard<'a, ()>;
+
+impl RwLock {
+    /// An unheld lock.
+    pub(crate) fn new() -> Self {
+        Self {
+            #[cfg(not(loom))]
+            inner: parking_lot::RwLock::new(()),
+            #[cfg(loom)]
+            inner: loom::sync::RwLock::new(()),
+        }
+    }
+
+    /// Blocks until held shared.
+    pub(crate) fn read(&self) -> ReadGuard<'_> {
+        #[cfg(not(loom))]
+        {
+            self.inner.read()
+        }
+        #[cfg(loom)]
+        {
+            self.inner.read().unwrap_or_else(|e| e.into_inner())
+        }
+    }
+
+    /// Blocks until held exclusively.
+    pub(crate) fn write(&self) -> WriteGuard<'_> {
+        #[cfg(not(loom))]
+        {
+            self.inner.write()
+        }
+        #[cfg(loom)]
+        {
+            self.inner.write().unwrap_or_else(|e| e.into_inner())
+        }
+    }
+}
+
 /// Waits politely for another thread to make progress: exponential spinning, then yielding
 /// the time slice (crossbeam's `Backoff`). Under loom every step yields to the model scheduler,
 /// which is what lets loom explore the schedules in which the awaited thread runs.
@@ -142,6 +200,9 @@ pub(crate) mod faults {
         RingReuseWithoutWaiting = 7,
         /// Advancing the visible timestamp trusts allocation, not the finished marks.
         AdvanceOverUnfinished = 8,
+        /// The index rebuild seals the active delta without holding the gate exclusively, so
+        /// an inserter that loaded the old state can insert into a delta already merged.
+        SealWithoutGate = 9,
     }
 
     static ACTIVE: AtomicU8 = AtomicU8::new(0);

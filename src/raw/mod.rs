@@ -1,4 +1,5 @@
-//! The unsafe core: version nodes, chain links and epoch-deferred frees.
+//! The unsafe core: version nodes, chain links, epoch-deferred frees, and the epoch-protected
+//! cell that publishes the scan index's state.
 //!
 //! Every `unsafe` block of the crate lives in this module. Its functions take an epoch
 //! [`Guard`](crossbeam_epoch::Guard) wherever they hand out references into a chain, and the
@@ -17,9 +18,11 @@
 //! under the map's shard lock and lends the value after releasing the lock).
 
 mod chain;
+mod epoch_cell;
 mod head_cache;
 mod retired;
 
 pub(crate) use chain::{Chain, ChainWriter, VersionRef};
+pub(crate) use epoch_cell::EpochCell;
 pub(crate) use head_cache::{HeadCache, Lent};
 pub(crate) use retired::Retired;

@@ -1,0 +1,321 @@
+//! Walking the index: the run and the deltas merged into one ordered, double-ended sequence of
+//! key groups.
+
+use crossbeam_epoch::Guard;
+
+use super::delta::{Delta, DeltaIter};
+use super::run::RunEntry;
+use crate::raw::{Chain, Lent, VersionRef};
+use crate::store::KeyRangeRef;
+use crate::sync::Arc;
+
+/// A double-ended iterator with one look-ahead slot at each end.
+pub(crate) struct Ends<I: DoubleEndedIterator> {
+    iter: I,
+    pub(crate) front: Option<I::Item>,
+    pub(crate) back: Option<I::Item>,
+}
+
+impl<I: DoubleEndedIterator> Ends<I> {
+    pub(crate) fn new(iter: I) -> Self {
+        Self {
+            iter,
+            front: None,
+            back: None,
+        }
+    }
+
+    pub(crate) fn peek_front(&mut self) -> Option<&I::Item> {
+        if self.front.is_none() {
+            // When the middle is exhausted, the back look-ahead is the next item from the front.
+            self.front = self.iter.next().or_else(|| self.back.take());
+        }
+        self.front.as_ref()
+    }
+
+    pub(crate) fn peek_back(&mut self) -> Option<&I::Item> {
+        if self.back.is_none() {
+            self.back = self.iter.next_back().or_else(|| self.front.take());
+        }
+        self.back.as_ref()
+    }
+}
+
+/// Every chain the index holds for one key, in the order run, sealed delta, active delta.
+///
+/// A key has one chain in the key map, but the index may still hold the chains the key had
+/// before (removed from the map while empty, so they hold no version: a run is immutable and
+/// keeps them until the next rebuild). At most one chain of a group therefore holds versions,
+/// and a reader takes the first that has one visible.
+#[derive(Clone, Copy)]
+pub(crate) struct Group<'g> {
+    key: &'g [u8],
+    chains: [Option<&'g Arc<Chain>>; 3],
+}
+
+impl<'g> Group<'g> {
+    /// The key.
+    pub(crate) fn key(&self) -> &'g [u8] {
+        self.key
+    }
+
+    /// The key's chains (usually one).
+    pub(crate) fn chains(&self) -> impl Iterator<Item = &'g Arc<Chain>> {
+        self.chains.into_iter().flatten()
+    }
+
+    /// The key's version visible at `at` (see [`Chain::read_at`]).
+    pub(crate) fn read_at(&self, at: u64, guard: &'g Guard) -> Option<VersionRef<'g>> {
+        self.chains().find_map(|c| c.read_at(at, guard))
+    }
+
+    /// The key's version visible at `at`, lent (see [`Chain::lend_at`]).
+    pub(crate) fn lend_at(&self, at: u64, guard: &'g Guard) -> Option<Lent<'g>> {
+        self.chains().find_map(|c| c.lend_at(at, guard))
+    }
+}
+
+/// One source's entry as `(key, chain)`.
+pub(super) type Item<'g> = (&'g [u8], &'g Arc<Chain>);
+
+/// How many entries ahead of the one it returns a run walk prefetches the chain of.
+///
+/// A scan's cost per key is one cache miss on the key's chain (the run itself is read
+/// sequentially, which the hardware prefetcher covers). The chains' addresses are all in the
+/// run, so their misses need not wait for each other, but the processor's out-of-order window
+/// holds only a couple of keys' worth of work: prefetching this far ahead keeps about this
+/// many misses in flight instead.
+const PREFETCH_AHEAD: usize = 16;
+
+/// A run's entries in a range, in order from either end, prefetching the chains ahead of the
+/// walk in its direction.
+pub(super) struct RunIter<'g> {
+    rest: &'g [RunEntry],
+}
+
+/// Walks a slice of a run.
+pub(super) fn run_iter(entries: &[RunEntry]) -> RunIter<'_> {
+    // The first chains of a short scan: start their misses together.
+    for (_, chain) in entries.iter().take(PREFETCH_AHEAD) {
+        chain.prefetch();
+    }
+    RunIter { rest: entries }
+}
+
+impl<'g> Iterator for RunIter<'g> {
+    type Item = Item<'g>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Item<'g>> {
+        let (first, rest) = self.rest.split_first()?;
+        if let Some((_, ahead)) = rest.get(PREFETCH_AHEAD - 1) {
+            ahead.prefetch();
+        }
+        self.rest = rest;
+        Some((&first.0[..], &first.1))
+    }
+}
+
+impl<'g> DoubleEndedIterator for RunIter<'g> {
+    #[inline]
+    fn next_back(&mut self) -> Option<Item<'g>> {
+        let (last, rest) = self.rest.split_last()?;
+        if let Some(i) = rest.len().checked_sub(PREFETCH_AHEAD) {
+            rest[i].1.prefetch();
+        }
+        self.rest = rest;
+        Some((&last.0[..], &last.1))
+    }
+}
+
+/// The index's keys in a range, in order from either end, as [`Group`]s: a merge of the
+/// run's slice with the deltas' ranges. Valid while the guard `'g` is pinned.
+pub(crate) struct Entries<'g, 'r> {
+    run: RunIter<'g>,
+    /// How many of the run's remaining entries at the front (`[0]`) and at the back (`[1]`)
+    /// are known to come before every remaining delta key in that direction: they are
+    /// returned without comparing keys. Recomputed, by a binary search of the run, when it
+    /// reaches zero; it can only stay valid, since the deltas' walks only lose keys.
+    clear: [usize; 2],
+    deltas: [Option<Ends<DeltaIter<'g, 'r>>>; 2],
+    /// The deltas' walks borrow the range's bounds (not under loom, whose delta is an array).
+    _bounds: std::marker::PhantomData<KeyRangeRef<'r>>,
+}
+
+impl<'g, 'r> Entries<'g, 'r> {
+    pub(super) fn new(
+        run: &'g [RunEntry],
+        deltas: [Option<&'g Delta>; 2],
+        range: KeyRangeRef<'r>,
+        guard: &'g Guard,
+    ) -> Self {
+        // Leave out a delta with no key in the range (the common case): the walk then skips
+        // the merge. An empty delta (right after a rebuild) costs not even a seek.
+        let delta = |d: &'g Delta| {
+            if d.len() == 0 {
+                return None;
+            }
+            let mut walk = Ends::new(d.range(range, guard));
+            walk.peek_front().is_some().then_some(walk)
+        };
+        Self {
+            run: run_iter(run),
+            clear: [0; 2],
+            deltas: deltas.map(|d| d.and_then(delta)),
+            _bounds: std::marker::PhantomData,
+        }
+    }
+
+    /// Takes the next group from the front (`forward`) or the back.
+    fn step(&mut self, forward: bool) -> Option<Group<'g>> {
+        fn peek<'g, I: DoubleEndedIterator<Item = Item<'g>>>(
+            e: &mut Ends<I>,
+            forward: bool,
+        ) -> Option<Item<'g>> {
+            if forward {
+                e.peek_front().copied()
+            } else {
+                e.peek_back().copied()
+            }
+        }
+        fn take<I: DoubleEndedIterator>(e: &mut Ends<I>, forward: bool) {
+            if forward {
+                e.front = None;
+            } else {
+                e.back = None;
+            }
+        }
+        let end = usize::from(!forward);
+        let mut clear = self.clear[end].min(self.run.rest.len());
+        if clear == 0 {
+            let [d0, d1] = &mut self.deltas;
+            let a = d0.as_mut().and_then(|e| peek(e, forward));
+            let b = d1.as_mut().and_then(|e| peek(e, forward));
+            let first = |x: &'g [u8], y: &'g [u8]| if forward { x.min(y) } else { x.max(y) };
+            match [a, b].into_iter().flatten().map(|(k, _)| k).reduce(first) {
+                // The deltas hold nothing more in the range (from either end: a walk that is
+                // empty at one end is empty at the other): the rest is a plain run walk.
+                None => {
+                    self.deltas = [None, None];
+                    clear = self.run.rest.len();
+                }
+                Some(next) => {
+                    let rest = self.run.rest;
+                    let n = rest.len();
+                    clear = if forward {
+                        gallop(n, |i| &rest[i].0[..] < next)
+                    } else {
+                        gallop(n, |i| &rest[n - 1 - i].0[..] > next)
+                    };
+                    if clear == 0 {
+                        // The next key is a delta's (possibly the run's too): merge it.
+                        return Some(self.take_group(next, a, b, forward, take));
+                    }
+                }
+            }
+        }
+        // Zero only when the run is exhausted too.
+        self.clear[end] = clear.checked_sub(1)?;
+        let (key, chain) = if forward {
+            self.run.next()
+        } else {
+            self.run.next_back()
+        }?;
+        Some(Group {
+            key,
+            chains: [Some(chain), None, None],
+        })
+    }
+
+    /// Takes `key`'s entries from the run and from the deltas whose next items (`a`, `b`)
+    /// hold it, as one group.
+    fn take_group(
+        &mut self,
+        key: &'g [u8],
+        a: Option<Item<'g>>,
+        b: Option<Item<'g>>,
+        forward: bool,
+        take: fn(&mut Ends<DeltaIter<'g, 'r>>, bool),
+    ) -> Group<'g> {
+        let mut chains = [None; 3];
+        let r = if forward {
+            self.run.rest.first()
+        } else {
+            self.run.rest.last()
+        };
+        if r.is_some_and(|(k, _)| &k[..] == key) {
+            let taken = if forward {
+                self.run.next()
+            } else {
+                self.run.next_back()
+            };
+            chains[0] = taken.map(|(_, c)| c);
+        }
+        for (i, (slot, item)) in self.deltas.iter_mut().zip([a, b]).enumerate() {
+            if let (Some(e), Some((_, c))) = (slot.as_mut(), item.filter(|(k, _)| *k == key)) {
+                chains[i + 1] = Some(c);
+                take(e, forward);
+            }
+        }
+        // Compact: the first chain slot is always filled.
+        let mut filled = chains.into_iter().flatten();
+        let chains = [filled.next(), filled.next(), filled.next()];
+        Group { key, chains }
+    }
+}
+
+/// How many of the indices `0..n` satisfy `holds`, which is true for a prefix of them: an
+/// exponential search from 0, then a binary search in the window found. The answer is usually
+/// small (the distance to the next delta key), so this reads the few entries the walk reads
+/// next anyway, where a binary search of the whole rest of the run would miss the cache on
+/// nearly every probe.
+fn gallop(n: usize, holds: impl Fn(usize) -> bool) -> usize {
+    // Every index below `lo` holds; `hi` is `n` or an index that does not.
+    let (mut lo, mut step) = (0, 1);
+    let mut hi = loop {
+        let probe = lo + step - 1;
+        if probe >= n {
+            break n;
+        }
+        if !holds(probe) {
+            break probe;
+        }
+        lo = probe + 1;
+        step *= 2;
+    };
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if holds(mid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
+impl<'g> Iterator for Entries<'g, '_> {
+    type Item = Group<'g>;
+
+    fn next(&mut self) -> Option<Group<'g>> {
+        self.step(true)
+    }
+}
+
+impl<'g> DoubleEndedIterator for Entries<'g, '_> {
+    fn next_back(&mut self) -> Option<Group<'g>> {
+        self.step(false)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    #[test]
+    fn gallop_finds_the_end_of_the_prefix() {
+        for n in 0..70 {
+            for cut in 0..=n {
+                assert_eq!(super::gallop(n, |i| i < cut), cut, "n {n} cut {cut}");
+            }
+        }
+    }
+}

@@ -1,0 +1,434 @@
+//! The ordered index scans walk: a sorted run plus the keys created since it was built.
+//!
+//! ## Shape
+//!
+//! The index's state is one immutable [`State`], published in an [`EpochCell`]:
+//! - `run`: an immutable sorted array of `(key, chain)` ([`Run`]), where scans spend their
+//!   time: contiguous memory, walked at the speed of a B-tree leaf;
+//! - `active`: a concurrent skip list (the *delta*) that receives every key created since
+//!   the run was built;
+//! - `sealed`: during a rebuild, the previous active delta, which receives nothing more and is
+//!   being merged into the next run.
+//!
+//! A scan merges the three ([`Entries`]). A key created while the index is published as
+//! `(run, sealed, active)` goes into `active`; a rebuild seals `active`, merges `run` with the
+//! sealed delta into a new run off to the side, and publishes `(new run, -, active)`.
+//!
+//! ## The race, and the gate
+//!
+//! An inserter loads the state, then inserts into its `active`. If a rebuild sealed that
+//! delta and read it between the two steps, the key would reach a delta that no future state
+//! lists and a run that does not hold it: scans would miss a live key. So inserters hold the
+//! `gate` shared from before loading the state until after inserting, and the rebuild seals
+//! (publishes the state with a fresh `active`) while holding it exclusively. Once the rebuild
+//! has held the gate, every insert into the sealed delta has finished (it held the gate
+//! before), and every later insert loads a state published after the seal, whose `active` is
+//! the fresh delta. The rebuild reads the sealed delta only after that, so it reads all of it.
+//!
+//! ## What a scan is promised (I17 in docs/design.md)
+//!
+//! A scan that starts after a key's insertion *happened before* it (a committed version of
+//! the key is visible to its snapshot, or the validator's timestamp was allocated after the
+//! key's committer locked it) finds the key's chain: the state it loads is the one the
+//! inserter wrote into or a later one, and every later state lists that delta or holds a run
+//! built from it.
+//!
+//! Keys leave the index lazily: a chain removed from the key map is dropped from the active
+//! delta at once, but stays in a run (and a sealed delta) until the next rebuild. Removed
+//! chains are empty, so scans skip them.
+
+mod delta;
+mod merge;
+mod run;
+
+use crossbeam_epoch::Guard;
+
+use crate::raw::{Chain, EpochCell};
+use crate::store::KeyRangeRef;
+use crate::sync::{Arc, AtomicUsize, Mutex, Ordering, RwLock};
+
+use delta::Delta;
+
+#[cfg(all(test, not(loom)))]
+use merge::Group;
+pub(crate) use merge::{Ends, Entries};
+use run::Run;
+
+/// Rebuild once the deltas hold more keys than this fraction of the run (`1 / DELTA_FRACTION`).
+/// A delta key costs a scan a skip-list node visit; rebuilding costs a pass over the whole
+/// run, so the share is a trade between the two.
+const DELTA_FRACTION: usize = 32;
+/// ... but never for fewer delta keys than this: tiny runs are rebuilt rarely.
+const MIN_DELTA: usize = 256;
+/// Rebuild (to drop them) once removed keys left in the run exceed this fraction of it.
+const DEAD_FRACTION: usize = 4;
+
+/// One published configuration of the index. Immutable once published.
+struct State {
+    run: Arc<Run>,
+    sealed: Option<Arc<Delta>>,
+    active: Arc<Delta>,
+}
+
+/// The ordered index: see the module documentation.
+pub(crate) struct Index {
+    state: EpochCell<State>,
+    /// Held shared by an inserter (or a remover) around its use of the active delta, and
+    /// exclusively by a rebuild while it seals the active delta. Orders, it guards no data.
+    gate: RwLock,
+    /// Held by the thread rebuilding; others skip the rebuild instead of queueing. Holds the
+    /// runs replaced by earlier rebuilds until nobody reads them (see [`Index::rebuild`]).
+    builder: Mutex<Vec<Arc<Run>>>,
+    /// Keys removed from the map since the last seal whose chain was not in the active delta
+    /// (so a run or the sealed delta keeps an empty chain for them). A statistic: it only
+    /// decides when to rebuild.
+    ///
+    /// | value | meaning |
+    /// |---|---|
+    /// | `n` | about `n` removed chains wait in the run for the next rebuild to drop them |
+    dead: AtomicUsize,
+}
+
+/// Why a rebuild is being considered.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Reason {
+    /// A scan is about to walk the index: rebuild if the deltas have grown past their share.
+    Scan,
+    /// Periodic maintenance: rebuild only to drop many removed keys (a write-only workload
+    /// never pays for runs no scan reads).
+    Maintenance,
+    /// An explicit full collection: rebuild if anything would change.
+    Sweep,
+}
+
+impl Index {
+    pub(crate) fn new() -> Self {
+        Self {
+            state: EpochCell::new(State {
+                run: Arc::new(Run::empty()),
+                sealed: None,
+                active: Arc::new(Delta::new()),
+            }),
+            gate: RwLock::new(),
+            builder: Mutex::new(Vec::new()),
+            dead: AtomicUsize::new(0),
+        }
+    }
+
+    /// Adds `key` with its new chain. The caller holds the key's map shard write-locked, so
+    /// no other chain of `key` is being inserted or removed meanwhile.
+    pub(crate) fn insert(&self, key: &[u8], chain: Arc<Chain>) {
+        let _gate = self.gate.read();
+        let guard = crossbeam_epoch::pin();
+        self.state.load(&guard).active.insert(key, chain, &guard);
+    }
+
+    /// Forgets `chain` (just removed from the key map, empty) for `key`: at once if it is in
+    /// the active delta, else at the next rebuild. The caller holds the key's map shard
+    /// write-locked.
+    pub(crate) fn remove(&self, key: &[u8], chain: &Chain, guard: &Guard) {
+        let _gate = self.gate.read();
+        if !self
+            .state
+            .load(guard)
+            .active
+            .remove_chain(key, chain, guard)
+        {
+            self.dead.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The keys in `range` (not empty: see `iter::is_empty_range`), in order from either end,
+    /// while `guard` is pinned.
+    pub(crate) fn range<'g, 'r>(
+        &'g self,
+        range: KeyRangeRef<'r>,
+        guard: &'g Guard,
+    ) -> Entries<'g, 'r> {
+        let state = self.state.load(guard);
+        Entries::new(
+            state.run.slice(range),
+            [state.sealed.as_deref(), Some(&*state.active)],
+            range,
+            guard,
+        )
+    }
+
+    /// Rebuilds the run if `reason` calls for it now; returns whether it did. Cheap when not
+    /// due (a few loads), so scans and maintenance call it freely.
+    pub(crate) fn rebuild_if_due(&self, reason: Reason) -> bool {
+        let due = {
+            let guard = crossbeam_epoch::pin();
+            let state = self.state.load(&guard);
+            let run = state.run.len();
+            let delta = state.active.len() + state.sealed.as_ref().map_or(0, |d| d.len());
+            let dead = self.dead.load(Ordering::Relaxed);
+            let too_many_dead = dead > MIN_DELTA.max(run / DEAD_FRACTION);
+            let big_delta = delta > MIN_DELTA.max(run / DELTA_FRACTION);
+            match reason {
+                Reason::Scan => big_delta || too_many_dead,
+                Reason::Maintenance => too_many_dead,
+                Reason::Sweep => delta > 0 || dead > 0,
+            }
+        };
+        due && self.rebuild()
+    }
+
+    /// Seals the active delta and merges it with the run into a new run. Returns `false` if
+    /// another thread is rebuilding (this one does not wait).
+    pub(crate) fn rebuild(&self) -> bool {
+        let Some(mut retired) = self.builder.try_lock() else {
+            return false;
+        };
+        // Runs replaced earlier that no state references any more (their last reader
+        // unpinned and the epoch dropped the state): free them here, on the rebuilding
+        // thread, rather than in an epoch-deferred call some reader would run.
+        retired.retain(|r| Arc::strong_count(r) > 1);
+        let (run, sealed, active) = {
+            let guard = crossbeam_epoch::pin();
+            let _gate = (!seal_without_gate()).then(|| self.gate.write());
+            let old = self.state.load(&guard);
+            debug_assert!(
+                old.sealed.is_none(),
+                "only the builder seals, one at a time"
+            );
+            let active = Arc::new(Delta::new());
+            self.state.replace(
+                State {
+                    run: Arc::clone(&old.run),
+                    sealed: Some(Arc::clone(&old.active)),
+                    active: Arc::clone(&active),
+                },
+                &guard,
+            );
+            self.dead.store(0, Ordering::Relaxed);
+            (Arc::clone(&old.run), Arc::clone(&old.active), active)
+        };
+        // The gate is released: every insert into `sealed` has finished (each held the gate
+        // before we did) and no new one can start (inserters load the state after taking the
+        // gate, and see the fresh delta). Read it whole.
+        let merged = Arc::new(run.merged_with(sealed.to_vec()));
+        {
+            let guard = crossbeam_epoch::pin();
+            // Inserters may be adding to `active` right now: it stays the active delta.
+            self.state.replace(
+                State {
+                    run: merged,
+                    sealed: None,
+                    active,
+                },
+                &guard,
+            );
+        }
+        retired.push(run);
+        true
+    }
+
+    /// Number of entries in the run, the sealed and the active delta (for tests).
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn sizes(&self) -> (usize, usize, usize) {
+        let guard = crossbeam_epoch::pin();
+        let s = self.state.load(&guard);
+        (
+            s.run.len(),
+            s.sealed.as_ref().map_or(0, |d| d.len()),
+            s.active.len(),
+        )
+    }
+}
+
+/// Whether the rebuild seals without the gate: only as an injected fault in a loom negative
+/// control.
+fn seal_without_gate() -> bool {
+    #[cfg(loom)]
+    {
+        crate::sync::faults::active(crate::sync::faults::Fault::SealWithoutGate)
+    }
+    #[cfg(not(loom))]
+    {
+        false
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::ops::Bound;
+
+    use super::*;
+    use crate::store::MapKey;
+
+    fn keys_in(index: &Index, range: KeyRangeRef<'_>, forward: bool) -> Vec<Vec<u8>> {
+        let guard = crossbeam_epoch::pin();
+        let entries = index.range(range, &guard);
+        let mut keys: Vec<Vec<u8>> = if forward {
+            entries.map(|g| g.key().to_vec()).collect()
+        } else {
+            entries.rev().map(|g| g.key().to_vec()).collect()
+        };
+        if !forward {
+            keys.reverse();
+        }
+        keys
+    }
+
+    #[test]
+    fn scans_merge_the_run_and_both_deltas_from_either_end() {
+        let index = Index::new();
+        let k = |i: u32| format!("k{i:04}").into_bytes();
+        for i in (0..100).step_by(3) {
+            index.insert(&k(i), Arc::new(Chain::new()));
+        }
+        assert!(index.rebuild());
+        for i in (1..100).step_by(3) {
+            index.insert(&k(i), Arc::new(Chain::new()));
+        }
+        assert_eq!(index.sizes(), (34, 0, 33));
+        let all: Vec<Vec<u8>> = (0..100).filter(|i| i % 3 != 2).map(k).collect();
+        let full = (Bound::Unbounded, Bound::Unbounded);
+        assert_eq!(keys_in(&index, full, true), all);
+        assert_eq!(keys_in(&index, full, false), all);
+        let (lo, hi) = (k(10), k(20));
+        let part = (Bound::Excluded(&lo[..]), Bound::Included(&hi[..]));
+        let want: Vec<Vec<u8>> = (11..=20).filter(|i| i % 3 != 2).map(k).collect();
+        assert_eq!(keys_in(&index, part, true), want);
+        assert_eq!(keys_in(&index, part, false), want);
+    }
+
+    /// The merge against a model: random keys in a run and two deltas (a key may be in
+    /// several), random bounds, and a random interleaving of steps from both ends. Every key
+    /// comes out exactly once, in order, with all of its chains.
+    #[test]
+    fn merged_walks_match_a_model_from_both_ends() {
+        use std::collections::BTreeMap;
+        let mut rng = fastrand::Rng::with_seed(7);
+        let k = |i: u32| format!("k{i:03}").into_bytes();
+        for _ in 0..300 {
+            let span = rng.u32(1..200);
+            let mut model: BTreeMap<Vec<u8>, Vec<*const Chain>> = BTreeMap::new();
+            let mut run = Vec::new();
+            let deltas = [Delta::new(), Delta::new()];
+            let guard = crossbeam_epoch::pin();
+            for i in 0..span {
+                // Each source holds a key with its own probability, so long stretches of
+                // run-only keys alternate with dense runs of delta keys.
+                let sources = [rng.u8(..) < 200, rng.u8(..) < 40, rng.u8(..) < 20];
+                for (s, held) in sources.into_iter().enumerate() {
+                    if !held {
+                        continue;
+                    }
+                    let chain = Arc::new(Chain::new());
+                    model.entry(k(i)).or_default().push(Arc::as_ptr(&chain));
+                    match s {
+                        0 => run.push((MapKey::from_slice(&k(i)), chain)),
+                        _ => deltas[s - 1].insert(&k(i), chain, &guard),
+                    }
+                }
+            }
+            let run = Run::empty().merged_with(run);
+            let (lo, hi) = (k(rng.u32(0..span + 1)), k(rng.u32(0..span + 1)));
+            let bound = |b: &'static str, key| match b {
+                "in" => Bound::Included(key),
+                "ex" => Bound::Excluded(key),
+                _ => Bound::Unbounded,
+            };
+            let kinds = ["in", "ex", "un"];
+            let range = (
+                bound(kinds[rng.usize(..3)], &lo[..]),
+                bound(kinds[rng.usize(..3)], &hi[..]),
+            );
+            if crate::iter::is_empty_range(&crate::iter::owned_range(range)) {
+                continue;
+            }
+            let want: Vec<(Vec<u8>, Vec<*const Chain>)> = model
+                .range::<[u8], _>(range)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            let mut walk = Entries::new(
+                run.slice(range),
+                [Some(&deltas[0]), Some(&deltas[1])],
+                range,
+                &guard,
+            );
+            let (mut front, mut back) = (Vec::new(), Vec::new());
+            loop {
+                let (g, into) = if rng.bool() {
+                    (walk.next(), &mut front)
+                } else {
+                    (walk.next_back(), &mut back)
+                };
+                let Some(g) = g else { break };
+                into.push((g.key().to_vec(), g.chains().map(Arc::as_ptr).collect()));
+            }
+            assert!(walk.next().is_none() && walk.next_back().is_none());
+            front.extend(back.into_iter().rev());
+            assert_eq!(front, want, "range {range:?}");
+        }
+    }
+
+    #[test]
+    fn a_recreated_key_groups_its_old_and_new_chain() {
+        let index = Index::new();
+        let old = Arc::new(Chain::new());
+        index.insert(b"a", Arc::clone(&old));
+        index.insert(b"b", Arc::new(Chain::new()));
+        assert!(index.rebuild());
+        // "a" leaves the map (its chain stays in the run until the next rebuild) and comes
+        // back with a new chain in the active delta.
+        old.lock().mark_removed();
+        index.remove(b"a", &old, &crossbeam_epoch::pin());
+        let new = Arc::new(Chain::new());
+        index.insert(b"a", Arc::clone(&new));
+        let guard = crossbeam_epoch::pin();
+        let groups: Vec<Group<'_>> = index
+            .range((Bound::Unbounded, Bound::Unbounded), &guard)
+            .collect();
+        assert_eq!(groups.len(), 2);
+        let chains: Vec<*const Chain> = groups[0].chains().map(Arc::as_ptr).collect();
+        assert_eq!(chains, [Arc::as_ptr(&old), Arc::as_ptr(&new)]);
+        drop(guard);
+        // The next rebuild drops the removed chain.
+        assert!(index.rebuild_if_due(Reason::Sweep));
+        assert_eq!(index.sizes(), (2, 0, 0));
+    }
+
+    #[test]
+    fn removal_from_the_active_delta_is_immediate() {
+        let index = Index::new();
+        let chain = Arc::new(Chain::new());
+        index.insert(b"x", Arc::clone(&chain));
+        chain.lock().mark_removed();
+        index.remove(b"x", &chain, &crossbeam_epoch::pin());
+        assert_eq!(index.sizes(), (0, 0, 0));
+        assert!(!index.rebuild_if_due(Reason::Sweep));
+    }
+
+    #[test]
+    fn concurrent_inserts_during_rebuilds_are_never_lost() {
+        let index = Index::new();
+        let per_thread = 3_000u32;
+        std::thread::scope(|s| {
+            for t in 0..2u32 {
+                let index = &index;
+                s.spawn(move || {
+                    for i in 0..per_thread {
+                        let key = format!("{t}-{i:06}").into_bytes();
+                        index.insert(&key, Arc::new(Chain::new()));
+                    }
+                });
+            }
+            s.spawn(|| {
+                for _ in 0..50 {
+                    index.rebuild();
+                    std::thread::yield_now();
+                }
+            });
+        });
+        index.rebuild();
+        let guard = crossbeam_epoch::pin();
+        let n = index
+            .range((Bound::Unbounded, Bound::Unbounded), &guard)
+            .count();
+        assert_eq!(n, 2 * per_thread as usize);
+        assert_eq!(index.sizes(), (n, 0, 0));
+    }
+}
