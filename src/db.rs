@@ -70,7 +70,12 @@ impl ChainSource for Store {
         }
         let guard = crossbeam_epoch::pin();
         self.range(crate::store::borrow_range(range), &guard)
-            .find(|g| g.chains().any(|c| hit(g.key(), c)))
+            .find(|g| {
+                // A removed chain is empty for good (the key's new chain, if any, is in the
+                // group too); it may still be briefly locked by a committer about to
+                // re-resolve it, which is no conflict.
+                g.chains().any(|c| !c.is_removed() && hit(g.key(), c))
+            })
             .map(|g| Bytes::copy_from_slice(g.key()))
     }
 

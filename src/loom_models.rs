@@ -655,19 +655,21 @@ fn check_index_rebuild() {
     use crate::sync::AtomicBool;
     use std::ops::Bound;
 
+    /// Whether walks from both ends find `key` (they must agree).
     fn finds(index: &Index, key: &[u8]) -> bool {
         let guard = crossbeam_epoch::pin();
-        let found = index
-            .range((Bound::Unbounded, Bound::Unbounded), &guard)
-            .any(|g| g.key() == key);
-        found
+        let whole = (Bound::Unbounded, Bound::Unbounded);
+        let forward = index.range(whole, &guard).any(|g| g.key() == key);
+        let backward = index.range(whole, &guard).rev().any(|g| g.key() == key);
+        assert_eq!(forward, backward, "walks from the two ends disagree");
+        forward
     }
 
     model(|| {
         let index = Arc::new(Index::new());
         // A key already in the run, so the rebuild has something to merge.
         index.insert(b"a", Arc::new(Chain::new()));
-        index.rebuild();
+        index.rebuild(false);
         let inserted = Arc::new(AtomicBool::new(false));
         let inserter = {
             let (index, inserted) = (Arc::clone(&index), Arc::clone(&inserted));
@@ -679,7 +681,7 @@ fn check_index_rebuild() {
         let builder = {
             let index = Arc::clone(&index);
             loom::thread::spawn(move || {
-                index.rebuild();
+                index.rebuild(false);
             })
         };
         if inserted.load(crate::sync::Ordering::Acquire) {

@@ -173,37 +173,35 @@ impl Store {
         self.index.rebuild_if_due(reason);
     }
 
-    /// Calls `f` on every key and each of its chains in the index, in key order (a key may
-    /// come with an old, empty chain as well as its current one), pinning one guard per batch
-    /// of keys (so a long walk never holds back memory reclamation for long, and `f` runs
-    /// unpinned, free to lock shards and remove keys).
+    /// Calls `f` on every key in the index with its live chain (a key may still have an old,
+    /// removed chain in the index as well; those are empty and skipped), in key order, pinning
+    /// one guard per batch of keys (so a long walk never holds back memory reclamation for
+    /// long, and `f` runs unpinned, free to lock shards and remove keys).
     pub(crate) fn for_each(&self, mut f: impl FnMut(&[u8], &Arc<Chain>)) {
         const BATCH: usize = 256;
-        let mut from: Bound<MapKey> = Bound::Unbounded;
+        let mut from: Option<MapKey> = None;
         let mut batch: Vec<(MapKey, Arc<Chain>)> = Vec::with_capacity(BATCH);
-        let mut groups;
         loop {
+            let mut last = None;
             {
                 let guard = crossbeam_epoch::pin();
-                let start = match &from {
-                    Bound::Excluded(k) => Bound::Excluded(&k[..]),
-                    _ => Bound::Unbounded,
-                };
-                groups = 0;
+                let start = from
+                    .as_ref()
+                    .map_or(Bound::Unbounded, |k| Bound::Excluded(&k[..]));
                 for g in self.range((start, Bound::Unbounded), &guard).take(BATCH) {
                     let key = MapKey::from_slice(g.key());
-                    batch.extend(g.chains().map(|c| (key.clone(), Arc::clone(c))));
-                    groups += 1;
+                    let live = g.chains().filter(|c| !c.is_removed());
+                    batch.extend(live.map(|c| (key.clone(), Arc::clone(c))));
+                    last = Some(key);
                 }
             }
-            for (k, c) in &batch {
-                f(k, c);
+            for (k, c) in batch.drain(..) {
+                f(&k, &c);
             }
-            match batch.pop() {
-                Some((last, _)) if groups == BATCH => from = Bound::Excluded(last),
-                _ => return,
+            match last {
+                Some(key) => from = Some(key),
+                None => return,
             }
-            batch.clear();
         }
     }
 

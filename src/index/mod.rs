@@ -77,8 +77,17 @@ pub(crate) struct Index {
     /// exclusively by a rebuild while it seals the active delta. Orders, it guards no data.
     gate: RwLock,
     /// Held by the thread rebuilding; others skip the rebuild instead of queueing. Holds the
-    /// runs replaced by earlier rebuilds until nobody reads them (see [`Index::rebuild`]).
-    builder: Mutex<Vec<Arc<Run>>>,
+    /// runs and sealed deltas replaced by earlier rebuilds until no state references them
+    /// (see [`Index::free_unreferenced`]).
+    builder: Mutex<Vec<(Arc<Run>, Arc<Delta>)>>,
+    /// How many replaced runs `builder` holds, so that scans look at the builder's lock only
+    /// when there is something to free.
+    ///
+    /// | value | meaning |
+    /// |---|---|
+    /// | `0` | nothing retired |
+    /// | `n > 0` | `n` replaced runs wait for their last state to be dropped |
+    retired: AtomicUsize,
     /// Keys removed from the map since the last seal whose chain was not in the active delta
     /// (so a run or the sealed delta keeps an empty chain for them). A statistic: it only
     /// decides when to rebuild.
@@ -111,6 +120,7 @@ impl Index {
             }),
             gate: RwLock::new(),
             builder: Mutex::new(Vec::new()),
+            retired: AtomicUsize::new(0),
             dead: AtomicUsize::new(0),
         }
     }
@@ -157,6 +167,11 @@ impl Index {
     /// Rebuilds the run if `reason` calls for it now; returns whether it did. Cheap when not
     /// due (a few loads), so scans and maintenance call it freely.
     pub(crate) fn rebuild_if_due(&self, reason: Reason) -> bool {
+        if self.retired.load(Ordering::Relaxed) > 0 {
+            if let Some(mut retired) = self.builder.try_lock() {
+                self.free_unreferenced(&mut retired);
+            }
+        }
         let due = {
             let guard = crossbeam_epoch::pin();
             let state = self.state.load(&guard);
@@ -171,38 +186,44 @@ impl Index {
                 Reason::Sweep => delta > 0 || dead > 0,
             }
         };
-        due && self.rebuild()
+        due && self.rebuild(reason == Reason::Sweep)
     }
 
-    /// Seals the active delta and merges it with the run into a new run. Returns `false` if
-    /// another thread is rebuilding (this one does not wait).
-    pub(crate) fn rebuild(&self) -> bool {
-        let Some(mut retired) = self.builder.try_lock() else {
-            return false;
+    /// Seals the active delta and merges it with the run into a new run. If another thread
+    /// is rebuilding, waits for it and rebuilds after it when `wait`, else returns `false`.
+    pub(crate) fn rebuild(&self, wait: bool) -> bool {
+        let mut retired = match self.builder.try_lock() {
+            Some(r) => r,
+            None if wait => self.builder.lock(),
+            None => return false,
         };
-        // Runs replaced earlier that no state references any more (their last reader
-        // unpinned and the epoch dropped the state): free them here, on the rebuilding
-        // thread, rather than in an epoch-deferred call some reader would run.
-        retired.retain(|r| Arc::strong_count(r) > 1);
+        self.free_unreferenced(&mut retired);
         let (run, sealed, active) = {
             let guard = crossbeam_epoch::pin();
             let _gate = (!seal_without_gate()).then(|| self.gate.write());
             let old = self.state.load(&guard);
-            debug_assert!(
-                old.sealed.is_none(),
-                "only the builder seals, one at a time"
-            );
-            let active = Arc::new(Delta::new());
-            self.state.replace(
-                State {
-                    run: Arc::clone(&old.run),
-                    sealed: Some(Arc::clone(&old.active)),
-                    active: Arc::clone(&active),
-                },
-                &guard,
-            );
-            self.dead.store(0, Ordering::Relaxed);
-            (Arc::clone(&old.run), Arc::clone(&old.active), active)
+            match &old.sealed {
+                // A rebuild that panicked after sealing left its delta sealed: finish it
+                // (sealing again would drop that delta from every later state).
+                Some(sealed) => (
+                    Arc::clone(&old.run),
+                    Arc::clone(sealed),
+                    Arc::clone(&old.active),
+                ),
+                None => {
+                    let active = Arc::new(Delta::new());
+                    self.state.replace(
+                        State {
+                            run: Arc::clone(&old.run),
+                            sealed: Some(Arc::clone(&old.active)),
+                            active: Arc::clone(&active),
+                        },
+                        &guard,
+                    );
+                    self.dead.store(0, Ordering::Relaxed);
+                    (Arc::clone(&old.run), Arc::clone(&old.active), active)
+                }
+            }
         };
         // The gate is released: every insert into `sealed` has finished (each held the gate
         // before we did) and no new one can start (inserters load the state after taking the
@@ -219,9 +240,22 @@ impl Index {
                 },
                 &guard,
             );
+            // Hand the replaced states to the global queue now: a thread-local bag holds 64
+            // deferred calls before passing them on, and until their states are dropped the
+            // retired runs below cannot be freed.
+            guard.flush();
         }
-        retired.push(run);
+        retired.push((run, sealed));
+        self.retired.store(retired.len(), Ordering::Relaxed);
         true
+    }
+
+    /// Frees the retired runs and deltas no published state references any more (their last
+    /// reader unpinned and the epoch dropped the states holding them), here rather than in
+    /// an epoch callback some reader or committer would run: each costs a pass over its keys.
+    fn free_unreferenced(&self, retired: &mut Vec<(Arc<Run>, Arc<Delta>)>) {
+        retired.retain(|(run, delta)| Arc::strong_count(run) > 1 || Arc::strong_count(delta) > 1);
+        self.retired.store(retired.len(), Ordering::Relaxed);
     }
 
     /// Number of entries in the run, the sealed and the active delta (for tests).
@@ -278,7 +312,7 @@ mod tests {
         for i in (0..100).step_by(3) {
             index.insert(&k(i), Arc::new(Chain::new()));
         }
-        assert!(index.rebuild());
+        assert!(index.rebuild(false));
         for i in (1..100).step_by(3) {
             index.insert(&k(i), Arc::new(Chain::new()));
         }
@@ -371,7 +405,7 @@ mod tests {
         let old = Arc::new(Chain::new());
         index.insert(b"a", Arc::clone(&old));
         index.insert(b"b", Arc::new(Chain::new()));
-        assert!(index.rebuild());
+        assert!(index.rebuild(false));
         // "a" leaves the map (its chain stays in the run until the next rebuild) and comes
         // back with a new chain in the active delta.
         old.lock().mark_removed();
@@ -389,6 +423,55 @@ mod tests {
         // The next rebuild drops the removed chain.
         assert!(index.rebuild_if_due(Reason::Sweep));
         assert_eq!(index.sizes(), (2, 0, 0));
+    }
+
+    #[test]
+    fn replaced_runs_are_freed_once_unreferenced_without_another_rebuild() {
+        let index = Index::new();
+        let retired = |index: &Index| index.retired.load(Ordering::Relaxed);
+        // Lets the epoch drop the replaced states (collecting on another thread: the
+        // rebuild must have handed them to the global queue itself), then lets the index
+        // free what they held, as a scan or maintenance would.
+        let collect_elsewhere = || {
+            std::thread::scope(|s| {
+                s.spawn(|| crossbeam_epoch::pin().flush());
+            });
+        };
+        let settle = |index: &Index| {
+            for _ in 0..2_000 {
+                collect_elsewhere();
+                index.rebuild_if_due(Reason::Maintenance);
+                if retired(index) == 0 {
+                    return true;
+                }
+                std::thread::yield_now();
+            }
+            false
+        };
+        for round in 0..40u32 {
+            for i in 0..1_000u32 {
+                let key = format!("{round:02}-{i:04}").into_bytes();
+                index.insert(&key, Arc::new(Chain::new()));
+            }
+            assert!(index.rebuild(false));
+            assert!(
+                settle(&index),
+                "round {round}: a replaced run was never freed"
+            );
+        }
+        // A reader still on an old state keeps its run alive, and it is freed after.
+        let reader = crossbeam_epoch::pin();
+        let old = index.range((Bound::Unbounded, Bound::Unbounded), &reader);
+        index.insert(b"late", Arc::new(Chain::new()));
+        assert!(index.rebuild(false));
+        for _ in 0..100 {
+            collect_elsewhere();
+            index.rebuild_if_due(Reason::Maintenance);
+        }
+        assert_eq!(retired(&index), 1, "freed while a reader was pinned");
+        assert_eq!(old.count(), 40_000);
+        drop(reader);
+        assert!(settle(&index));
     }
 
     #[test]
@@ -418,12 +501,12 @@ mod tests {
             }
             s.spawn(|| {
                 for _ in 0..50 {
-                    index.rebuild();
+                    index.rebuild(false);
                     std::thread::yield_now();
                 }
             });
         });
-        index.rebuild();
+        index.rebuild(false);
         let guard = crossbeam_epoch::pin();
         let n = index
             .range((Bound::Unbounded, Bound::Unbounded), &guard)

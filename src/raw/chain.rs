@@ -755,9 +755,10 @@ mod tests {
     }
 }
 
-/// Hints the processor to load the cache line holding `p` into all cache levels.
+/// Hints the processor to load the cache line holding `p` into all cache levels. A hint: it
+/// changes no state, never faults, and any address is allowed.
 #[inline(always)]
-fn prefetch_line(p: *const u8) {
+pub(crate) fn prefetch_line(p: *const u8) {
     #[cfg(all(target_arch = "x86_64", target_feature = "sse", not(miri)))]
     // SAFETY: the intrinsic's only requirement is the `sse` target feature, enabled here (cfg).
     // A prefetch is a hint: it reads nothing architecturally and never faults, whatever `p`.

@@ -28,8 +28,9 @@ impl<T: Send + Sync + 'static> EpochCell<T> {
         }
     }
 
-    /// The current value, borrowed while `guard` is pinned.
-    pub(crate) fn load<'g>(&self, guard: &'g Guard) -> &'g T {
+    /// The current value, borrowed while `guard` is pinned and the cell lives (dropping the
+    /// cell frees its current value at once).
+    pub(crate) fn load<'g>(&'g self, guard: &'g Guard) -> &'g T {
         let p = self.ptr.load(Ordering::Acquire, guard);
         // SAFETY: the pointer is never null (see the type's table) and points to a value
         // allocated by `Owned::new` and fully written before its Release store. It is freed

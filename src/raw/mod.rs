@@ -22,7 +22,7 @@ mod epoch_cell;
 mod head_cache;
 mod retired;
 
-pub(crate) use chain::{Chain, ChainWriter, VersionRef};
+pub(crate) use chain::{prefetch_line, Chain, ChainWriter, VersionRef};
 pub(crate) use epoch_cell::EpochCell;
 pub(crate) use head_cache::{HeadCache, Lent};
 pub(crate) use retired::Retired;
