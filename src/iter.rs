@@ -77,7 +77,7 @@ pub struct Iter<'a> {
 /// First refill size: enough for "is there any key with this prefix" and short scans.
 const FIRST_BATCH: usize = 8;
 /// How much each refill grows over the last: every refill pays one index seek (a walk down
-/// the skip list's levels), so few, quickly growing batches.
+/// the fence keys and one block of the sorted run), so few, quickly growing batches.
 const BATCH_GROWTH: usize = 2;
 /// Largest refill: bounds both the read-ahead and how long one pin lasts.
 const MAX_BATCH: usize = 128;

@@ -43,7 +43,8 @@ pub(crate) struct MapEntry {
 }
 
 /// The key as both maps hold it: keys up to 24 bytes live inline in the map's bucket and in
-/// the skip-list node, so a lookup or a scan step compares the key without another cache miss
+/// the index (its sorted run and delta nodes), so a lookup or a scan step compares the key
+/// without another cache miss
 /// (a `Bytes` key points to a separate allocation, and cloning one touches a shared
 /// reference count). Same size as `Bytes` (32 bytes); hashes and compares like `[u8]`.
 pub(crate) type MapKey = smallvec::SmallVec<[u8; 24]>;
