@@ -32,10 +32,9 @@ impl<T: Send + Sync + 'static> EpochCell<T> {
     /// cell frees its current value at once).
     pub(crate) fn load<'g>(&'g self, guard: &'g Guard) -> &'g T {
         let p = self.ptr.load(Ordering::Acquire, guard);
-        // SAFETY: the pointer is never null (see the type's table) and points to a value
-        // allocated by `Owned::new` and fully written before its Release store. It is freed
-        // only through `defer_destroy` after being swapped out, which runs once every thread
-        // pinned at the swap has unpinned; `guard` is pinned now and the borrow ends with it.
+        // Never null, initialised before its Release store, freed only through the epoch
+        // after a swap (see `replace`) or with the cell (`Drop`, which needs `&mut self`).
+        // SAFETY: `guard` is pinned and the borrow ends with it and with `&self` (see above).
         unsafe { p.deref() }
     }
 
@@ -43,10 +42,9 @@ impl<T: Send + Sync + 'static> EpochCell<T> {
     /// still borrow it, by whichever thread collects that epoch: keep its drop cheap.
     pub(crate) fn replace(&self, value: T, guard: &Guard) {
         let old = self.ptr.swap(Owned::new(value), Ordering::AcqRel, guard);
-        // SAFETY: `old` is no longer reachable from the cell, so threads that pin from now on
-        // cannot load it; it was swapped out exactly once (the swap is atomic), so it is
-        // deferred exactly once; threads still borrowing it are pinned and it is freed after
-        // they unpin.
+        // `old` is unreachable for threads that pin from now on, and swapped out (so
+        // deferred) exactly once; threads still borrowing it are pinned.
+        // SAFETY: freed only after every thread pinned now has unpinned (see above).
         unsafe { guard.defer_destroy(old) };
     }
 }
