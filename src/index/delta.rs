@@ -115,24 +115,29 @@ impl Delta {
     }
 
     pub(crate) fn insert(&self, key: &[u8], chain: Arc<Chain>, guard: &Guard) {
-        let _writer = self.writer.lock();
-        let mut all = self.to_vec_pinned(guard);
-        all.retain(|(k, _)| &k[..] != key);
-        let at = all.partition_point(|(k, _)| &k[..] < key);
-        all.insert(at, (crate::store::MapKey::from_slice(key), chain));
-        self.cow
-            .replace(super::run::Run::empty().merged_with(all), guard);
+        self.rewrite(guard, |all| {
+            all.retain(|(k, _)| &k[..] != key);
+            let at = all.partition_point(|(k, _)| &k[..] < key);
+            all.insert(at, (crate::store::MapKey::from_slice(key), chain));
+        });
     }
 
     pub(crate) fn remove_chain(&self, key: &[u8], chain: &Chain, guard: &Guard) -> bool {
+        self.rewrite(guard, |all| {
+            let before = all.len();
+            all.retain(|(k, c)| !(&k[..] == key && std::ptr::eq(Arc::as_ptr(c), chain)));
+            all.len() < before
+        })
+    }
+
+    /// Copies the entries, applies `f`, and publishes the result (writers one at a time).
+    fn rewrite<R>(&self, guard: &Guard, f: impl FnOnce(&mut Vec<RunEntry>) -> R) -> R {
         let _writer = self.writer.lock();
         let mut all = self.to_vec_pinned(guard);
-        let before = all.len();
-        all.retain(|(k, c)| !(&k[..] == key && std::ptr::eq(Arc::as_ptr(c), chain)));
-        let removed = all.len() < before;
+        let result = f(&mut all);
         self.cow
             .replace(super::run::Run::empty().merged_with(all), guard);
-        removed
+        result
     }
 
     pub(crate) fn len(&self) -> usize {

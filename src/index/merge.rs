@@ -39,6 +39,27 @@ impl<I: DoubleEndedIterator> Ends<I> {
         }
         self.back.as_ref()
     }
+
+    /// The next item from the front (`forward`) or the back, left in place.
+    fn peek_from(&mut self, forward: bool) -> Option<I::Item>
+    where
+        I::Item: Copy,
+    {
+        if forward {
+            self.peek_front().copied()
+        } else {
+            self.peek_back().copied()
+        }
+    }
+
+    /// Consumes the item [`peek_from`](Self::peek_from) returned.
+    fn consume(&mut self, forward: bool) {
+        if forward {
+            self.front = None;
+        } else {
+            self.back = None;
+        }
+    }
 }
 
 /// Every chain the index holds for one key, in the order run, sealed delta, active delta.
@@ -134,8 +155,8 @@ pub(crate) struct Entries<'g, 'r> {
     run: RunIter<'g>,
     /// How many of the run's remaining entries at the front (`[0]`) and at the back (`[1]`)
     /// are known to come before every remaining delta key in that direction: they are
-    /// returned without comparing keys. Recomputed, by a binary search of the run, when it
-    /// reaches zero; it can only stay valid, since the deltas' walks only lose keys.
+    /// returned without comparing keys. Recomputed by [`gallop`] from the walk's position
+    /// when it reaches zero; it can only stay valid, since the deltas' walks only lose keys.
     clear: [usize; 2],
     deltas: [Option<Ends<DeltaIter<'g, 'r>>>; 2],
     /// The deltas' walks borrow the range's bounds (not under loom, whose delta is an array).
@@ -165,29 +186,12 @@ impl<'g, 'r> Entries<'g, 'r> {
 
     /// Takes the next group from the front (`forward`) or the back.
     fn step(&mut self, forward: bool) -> Option<Group<'g>> {
-        fn peek<'g, I: DoubleEndedIterator<Item = Item<'g>>>(
-            e: &mut Ends<I>,
-            forward: bool,
-        ) -> Option<Item<'g>> {
-            if forward {
-                e.peek_front().copied()
-            } else {
-                e.peek_back().copied()
-            }
-        }
-        fn take<I: DoubleEndedIterator>(e: &mut Ends<I>, forward: bool) {
-            if forward {
-                e.front = None;
-            } else {
-                e.back = None;
-            }
-        }
         let end = usize::from(!forward);
         let mut clear = self.clear[end].min(self.run.rest.len());
         if clear == 0 {
             let [d0, d1] = &mut self.deltas;
-            let a = d0.as_mut().and_then(|e| peek(e, forward));
-            let b = d1.as_mut().and_then(|e| peek(e, forward));
+            let a = d0.as_mut().and_then(|e| e.peek_from(forward));
+            let b = d1.as_mut().and_then(|e| e.peek_from(forward));
             let first = |x: &'g [u8], y: &'g [u8]| if forward { x.min(y) } else { x.max(y) };
             match [a, b].into_iter().flatten().map(|(k, _)| k).reduce(first) {
                 // The deltas hold nothing more in the range (from either end: a walk that is
@@ -206,7 +210,7 @@ impl<'g, 'r> Entries<'g, 'r> {
                     };
                     if clear == 0 {
                         // The next key is a delta's (possibly the run's too): merge it.
-                        return Some(self.take_group(next, a, b, forward, take));
+                        return Some(self.take_group(next, a, b, forward));
                     }
                 }
             }
@@ -232,7 +236,6 @@ impl<'g, 'r> Entries<'g, 'r> {
         a: Option<Item<'g>>,
         b: Option<Item<'g>>,
         forward: bool,
-        take: fn(&mut Ends<DeltaIter<'g, 'r>>, bool),
     ) -> Group<'g> {
         let mut chains = [None; 3];
         let r = if forward {
@@ -251,7 +254,7 @@ impl<'g, 'r> Entries<'g, 'r> {
         for (i, (slot, item)) in self.deltas.iter_mut().zip([a, b]).enumerate() {
             if let (Some(e), Some((_, c))) = (slot.as_mut(), item.filter(|(k, _)| *k == key)) {
                 chains[i + 1] = Some(c);
-                take(e, forward);
+                e.consume(forward);
             }
         }
         // Compact: the first chain slot is always filled.

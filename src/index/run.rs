@@ -20,7 +20,7 @@ pub(crate) type RunEntry = (MapKey, Arc<Chain>);
 /// Built once, never changed. It may hold chains that have since been removed from the key
 /// map (they are empty, so readers skip them) and, for such a key, the key's newer chain may
 /// sit in a delta as well: a key appears at most once per run but possibly once more in each
-/// delta (see [`Group`](super::Group)).
+/// delta (see [`Group`](super::merge::Group)).
 pub(crate) struct Run {
     entries: Vec<RunEntry>,
     /// Every [`FENCE_EVERY`]th key, in order: a seek binary-searches this small array (which
@@ -228,9 +228,9 @@ mod tests {
             (key("c"), Arc::new(Chain::new())),
             (key("f"), Arc::new(Chain::new())),
         ];
+        let mut delta = delta;
         let gone = Arc::new(Chain::new());
         gone.lock().mark_removed();
-        let mut delta = delta;
         delta.push((key("g"), gone));
         let merged = run.merged_with(delta);
         let want: Vec<&[u8]> = vec![b"a", b"b", b"c", b"e", b"f"];
