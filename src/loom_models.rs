@@ -650,6 +650,15 @@ fn broken_seal_without_gate_is_caught() {
     check_index_rebuild();
 }
 
+/// Negative control for model 13: a rebuild that reads a sealed delta while a scan is
+/// placing its bag must be caught.
+#[test]
+#[ignore = "negative control: must fail; run by .ci/run"]
+fn broken_rebuild_reading_while_placing_is_caught() {
+    faults::inject(Fault::RebuildReadsWhilePlacing);
+    check_index_rebuild();
+}
+
 fn check_index_rebuild() {
     use crate::index::Index;
     use crate::sync::AtomicBool;

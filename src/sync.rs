@@ -203,6 +203,10 @@ pub(crate) mod faults {
         /// The index rebuild seals the active delta without holding the gate exclusively, so
         /// an inserter that loaded the old state can insert into a delta already merged.
         SealWithoutGate = 9,
+        /// The index rebuild reads a sealed delta without holding its placer lock, so entries
+        /// a scan took from the bag but has not yet put in the list reach neither the run nor
+        /// any later state.
+        RebuildReadsWhilePlacing = 10,
     }
 
     static ACTIVE: AtomicU8 = AtomicU8::new(0);

@@ -1,4 +1,5 @@
-//! A delta: the keys created since the run was built, in a concurrent ordered map.
+//! A delta: the keys created since the run was built, in arrival order until a scan needs
+//! them in key order.
 
 use crossbeam_epoch::Guard;
 
@@ -7,22 +8,50 @@ use super::merge::Item;
 use super::run::RunEntry;
 use crate::raw::Chain;
 use crate::store::KeyRangeRef;
-use crate::sync::Arc;
+use crate::sync::{Arc, AtomicUsize, Mutex, Ordering};
 
-/// Keys created since the run was built, each with its chain (one entry per key: a re-created
-/// key replaces its removed chain). Inserts and removals run concurrently with walks.
+/// Keys created since the run was built, each with its chain.
 ///
-/// In production a crossbeam skip list. Under loom a copy-on-write sorted array published in
-/// an [`EpochCell`](crate::raw::EpochCell): crossbeam-skiplist zero-fills its towers, which
-/// loom's atomics do not allow. Both are linearizable ordered maps, which is all the index
-/// protocol relies on (model 13 checks the protocol, not the map).
+/// A delta has two parts:
+/// - the **bag**, where inserters append `(key, chain)` in arrival order: one push under a
+///   short lock, however many keys the delta holds. A workload that creates keys but never
+///   scans (YCSB D, a bulk load) pays nothing for order;
+/// - the **list**, an ordered map (one entry per key: a re-created key replaces its removed
+///   chain) that scans walk. Inserts and removals run concurrently with walks.
+///
+/// A scan first *places* the bag into the list ([`Delta::place`]), or lets a rebuild sort it
+/// straight into the next run. Only a delta whose bag is placed may be walked
+/// ([`Delta::is_placed`]); see `index` for the protocol.
+///
+/// The list is a crossbeam skip list in production. Under loom it is a copy-on-write sorted
+/// array published in an [`EpochCell`](crate::raw::EpochCell): crossbeam-skiplist zero-fills
+/// its towers, which loom's atomics do not allow. Both are linearizable ordered maps, which
+/// is all the index protocol relies on (model 13 checks the protocol, not the map).
 pub(crate) struct Delta {
     #[cfg(not(loom))]
     list: crossbeam_skiplist::base::SkipList<crate::store::MapKey, Arc<Chain>>,
     #[cfg(loom)]
     cow: crate::raw::EpochCell<super::run::Run>,
     #[cfg(loom)]
-    writer: crate::sync::Mutex<()>,
+    writer: Mutex<()>,
+    /// Keys inserted but not yet placed in the list, oldest first. A key's removed chain is
+    /// always ahead of its new one (both pushes happen under the key's shard lock, in order),
+    /// so placing in order leaves the new chain in the list.
+    bag: Mutex<Vec<RunEntry>>,
+    /// How many pushed entries are not yet in the list: counts up under the bag's lock before
+    /// the push, down after a placer has put the entries it took into the list.
+    ///
+    /// | value | meaning |
+    /// |---|---|
+    /// | `0` | every entry ever pushed is in the list: a walk of the list sees every key whose insert happened before this load (Acquire, pairing with the placer's Release decrement) |
+    /// | `n > 0` | `n` entries wait in the bag or in a placer's hands: the list is incomplete |
+    ///
+    /// A rebuild that merges a sealed delta's bag into the next run leaves the count as it is:
+    /// the list still lacks those keys.
+    unplaced: AtomicUsize,
+    /// Held while placing, and by a rebuild while it reads the delta, so that it never reads
+    /// the list while a placer holds entries taken from the bag but not yet in the list.
+    placer: Mutex<()>,
 }
 
 /// A delta's entries in a range, in order from either end.
@@ -53,24 +82,110 @@ fn skip_item(e: SkipEntry<'_>) -> Item<'_> {
     (&e.key()[..], e.value())
 }
 
-#[cfg(not(loom))]
 impl Delta {
     pub(crate) fn new() -> Self {
         Self {
+            #[cfg(not(loom))]
             list: crossbeam_skiplist::base::SkipList::new(
                 crossbeam_epoch::default_collector().clone(),
             ),
+            #[cfg(loom)]
+            cow: crate::raw::EpochCell::new(super::run::Run::empty()),
+            #[cfg(loom)]
+            writer: Mutex::new(()),
+            bag: Mutex::new(Vec::new()),
+            unplaced: AtomicUsize::new(0),
+            placer: Mutex::new(()),
         }
     }
 
-    /// Adds `key` with `chain`, replacing the key's previous entry.
+    /// Appends `key` with its new `chain` to the bag.
+    pub(crate) fn push(&self, key: &[u8], chain: Arc<Chain>) {
+        let mut bag = self.bag.lock();
+        // Counted before the entry becomes takeable, so no placer's decrement can precede it.
+        self.unplaced.fetch_add(1, Ordering::Relaxed);
+        bag.push((crate::store::MapKey::from_slice(key), chain));
+    }
+
+    /// Whether the list holds every entry pushed before this call (of those whose push
+    /// happened before it): only then may the list be walked as the delta.
+    pub(crate) fn is_placed(&self) -> bool {
+        // Acquire pairs with `place`'s Release decrement: the list inserts before it are seen.
+        self.unplaced.load(Ordering::Acquire) == 0
+    }
+
+    /// Moves the bag's entries into the list, in arrival order. Chains removed meanwhile are
+    /// left out (those left in the list are dropped at the next rebuild; scans skip them).
+    pub(crate) fn place(&self, guard: &Guard) {
+        let _placer = self.placer.lock();
+        let taken = std::mem::take(&mut *self.bag.lock());
+        if taken.is_empty() {
+            return;
+        }
+        let n = taken.len();
+        for (key, chain) in taken {
+            if !chain.is_removed() {
+                self.insert(&key, chain, guard);
+            }
+        }
+        // Release: a scan that reads the lower count sees the inserts above.
+        self.unplaced.fetch_sub(n, Ordering::Release);
+    }
+
+    /// Number of entries (placed or not, removed chains included).
+    pub(crate) fn len(&self) -> usize {
+        self.list_len() + self.unplaced.load(Ordering::Relaxed)
+    }
+
+    /// A copy of every entry, placed or not, whose chain is not removed, in key order (keys
+    /// unique: a key has at most one chain not removed). For a rebuild, once the delta is
+    /// sealed (nothing is pushed any more).
+    pub(crate) fn to_vec(&self) -> Vec<RunEntry> {
+        // No placer holds entries taken from the bag and not yet in the list while we read.
+        let _placer = (!read_while_placing()).then(|| self.placer.lock());
+        let mut all = self.list_entries();
+        // Copied, not taken: a scan may still place them (harmlessly, into this sealed list),
+        // and nothing is lost if this rebuild does not finish.
+        all.extend(
+            self.bag
+                .lock()
+                .iter()
+                .map(|(k, c)| (k.clone(), Arc::clone(c))),
+        );
+        all.retain(|(_, c)| !c.is_removed());
+        all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        debug_assert!(
+            all.windows(2).all(|w| w[0].0 < w[1].0),
+            "two live chains for one key"
+        );
+        all
+    }
+}
+
+/// Whether a rebuild reads a delta without its placer lock: only as an injected fault in a
+/// loom negative control.
+fn read_while_placing() -> bool {
+    #[cfg(loom)]
+    {
+        crate::sync::faults::active(crate::sync::faults::Fault::RebuildReadsWhilePlacing)
+    }
+    #[cfg(not(loom))]
+    {
+        false
+    }
+}
+
+#[cfg(not(loom))]
+impl Delta {
+    /// Adds `key` with `chain` to the list, replacing the key's previous entry.
     pub(crate) fn insert(&self, key: &[u8], chain: Arc<Chain>, guard: &Guard) {
         self.list
             .insert(crate::store::MapKey::from_slice(key), chain, guard)
             .release(guard);
     }
 
-    /// Removes `key`'s entry if it holds `chain`; returns whether it did.
+    /// Removes `key`'s entry from the list if it holds `chain`; returns whether it did. (A
+    /// chain still in the bag stays there: placing skips it, a rebuild drops it.)
     pub(crate) fn remove_chain(&self, key: &[u8], chain: &Chain, guard: &Guard) -> bool {
         match self.list.get(key, guard) {
             Some(e) if std::ptr::eq(Arc::as_ptr(e.value()), chain) => e.remove(),
@@ -78,8 +193,7 @@ impl Delta {
         }
     }
 
-    /// Number of entries.
-    pub(crate) fn len(&self) -> usize {
+    pub(super) fn list_len(&self) -> usize {
         self.list.len()
     }
 
@@ -95,8 +209,7 @@ impl Delta {
             .map(skip_item as fn(SkipEntry<'g>) -> Item<'g>)
     }
 
-    /// A copy of every entry, in key order.
-    pub(crate) fn to_vec(&self) -> Vec<RunEntry> {
+    fn list_entries(&self) -> Vec<RunEntry> {
         let guard = crossbeam_epoch::pin();
         self.list
             .iter(&guard)
@@ -107,13 +220,6 @@ impl Delta {
 
 #[cfg(loom)]
 impl Delta {
-    pub(crate) fn new() -> Self {
-        Self {
-            cow: crate::raw::EpochCell::new(super::run::Run::empty()),
-            writer: crate::sync::Mutex::new(()),
-        }
-    }
-
     pub(crate) fn insert(&self, key: &[u8], chain: Arc<Chain>, guard: &Guard) {
         self.rewrite(guard, |all| {
             all.retain(|(k, _)| &k[..] != key);
@@ -140,7 +246,7 @@ impl Delta {
         result
     }
 
-    pub(crate) fn len(&self) -> usize {
+    pub(super) fn list_len(&self) -> usize {
         self.cow.load(&crossbeam_epoch::pin()).len()
     }
 
@@ -152,7 +258,7 @@ impl Delta {
         super::merge::run_iter(self.cow.load(guard).slice(range))
     }
 
-    pub(crate) fn to_vec(&self) -> Vec<RunEntry> {
+    fn list_entries(&self) -> Vec<RunEntry> {
         self.to_vec_pinned(&crossbeam_epoch::pin())
     }
 

@@ -5,8 +5,9 @@
 //! The index's state is one immutable [`State`], published in an [`EpochCell`]:
 //! - `run`: an immutable sorted array of `(key, chain)` ([`Run`]), where scans spend their
 //!   time: contiguous memory, walked at the speed of a B-tree leaf;
-//! - `active`: a concurrent skip list (the *delta*) that receives every key created since
-//!   the run was built;
+//! - `active`: the *delta* that receives every key created since the run was built: pushed
+//!   unordered into its bag, placed into its ordered list when a scan needs it (see
+//!   [`Delta`]);
 //! - `sealed`: during a rebuild, the previous active delta, which receives nothing more and is
 //!   being merged into the next run.
 //!
@@ -24,6 +25,16 @@
 //! has held the gate, every insert into the sealed delta has finished (it held the gate
 //! before), and every later insert loads a state published after the seal, whose `active` is
 //! the fresh delta. The rebuild reads the sealed delta only after that, so it reads all of it.
+//!
+//! ## The bag, and placing it
+//!
+//! Inserters push into the active delta's bag; a scan walks only lists. So a scan first
+//! places the active bag ([`Delta::place`]): once that returns, every entry pushed before the
+//! placer took the bag is in the list (placers take turns, so an earlier one has finished).
+//! A rebuild reads a sealed delta's list and a copy of its bag holding the delta's placer
+//! lock, so no entry is in a placer's hands meanwhile, and leaves the delta's `unplaced`
+//! count up: a scan that loads a state whose sealed delta is not placed waits for the
+//! rebuild to publish its run (model 13 and its negative controls).
 //!
 //! ## What a scan is promised (I17 in docs/design.md)
 //!
@@ -130,7 +141,7 @@ impl Index {
     pub(crate) fn insert(&self, key: &[u8], chain: Arc<Chain>) {
         let _gate = self.gate.read();
         let guard = crossbeam_epoch::pin();
-        self.state.load(&guard).active.insert(key, chain, &guard);
+        self.state.load(&guard).active.push(key, chain);
     }
 
     /// Forgets `chain` (just removed from the key map, empty) for `key`: at once if it is in
@@ -150,12 +161,35 @@ impl Index {
 
     /// The keys in `range` (not empty: see `iter::is_empty_range`), in order from either end,
     /// while `guard` is pinned.
+    ///
+    /// Walks only deltas whose lists hold every key inserted before the walk started: places
+    /// the active delta's bag first if it is not empty, and waits out a rebuild that is
+    /// sorting a sealed delta's bag into the next run.
     pub(crate) fn range<'g, 'r>(
         &'g self,
         range: KeyRangeRef<'r>,
         guard: &'g Guard,
     ) -> Entries<'g, 'r> {
-        let state = self.state.load(guard);
+        let state = loop {
+            let state = self.state.load(guard);
+            if state.sealed.as_ref().is_none_or(|d| d.is_placed()) {
+                break state;
+            }
+            // Rather than place that bag into a list about to be dropped, wait for the
+            // rebuild to publish its run, then load again. Only a rebuild that panicked leaves
+            // a delta sealed after it: then place it here.
+            let _builder = self.builder.lock();
+            if let Some(sealed) = &self.state.load(guard).sealed {
+                sealed.place(guard);
+            }
+        };
+        if !state.active.is_placed() {
+            // Once `place` returns, every entry pushed before it took the bag is in the list
+            // (an earlier placer finished before it got the placer lock). Keys pushed later
+            // were inserted after this walk started: it need not see them, so it does not
+            // wait for a quiet bag (inserters could keep it from ever being empty).
+            state.active.place(guard);
+        }
         Entries::new(
             state.run.slice(range),
             [state.sealed.as_deref(), Some(&*state.active)],
@@ -475,14 +509,128 @@ mod tests {
     }
 
     #[test]
-    fn removal_from_the_active_delta_is_immediate() {
+    fn removal_from_the_active_list_is_immediate() {
         let index = Index::new();
         let chain = Arc::new(Chain::new());
         index.insert(b"x", Arc::clone(&chain));
+        // A scan places the bag into the list.
+        let whole = (Bound::Unbounded, Bound::Unbounded);
+        assert_eq!(keys_in(&index, whole, true), [b"x".to_vec()]);
         chain.lock().mark_removed();
         index.remove(b"x", &chain, &crossbeam_epoch::pin());
         assert_eq!(index.sizes(), (0, 0, 0));
+        assert_eq!(index.dead.load(Ordering::Relaxed), 0);
         assert!(!index.rebuild_if_due(Reason::Sweep));
+    }
+
+    #[test]
+    fn new_keys_wait_in_the_bag_until_a_scan_places_them() {
+        let index = Index::new();
+        let k = |i: u32| format!("k{:04}", (i * 7919) % 1000).into_bytes();
+        for i in 0..100 {
+            index.insert(&k(i), Arc::new(Chain::new()));
+        }
+        let active = |index: &Index| {
+            let guard = crossbeam_epoch::pin();
+            let s = index.state.load(&guard);
+            (s.active.list_len(), s.active.is_placed())
+        };
+        assert_eq!(active(&index), (0, false));
+        assert_eq!(index.sizes(), (0, 0, 100));
+        let mut want: Vec<Vec<u8>> = (0..100).map(k).collect();
+        want.sort();
+        let whole = (Bound::Unbounded, Bound::Unbounded);
+        assert_eq!(keys_in(&index, whole, false), want);
+        assert_eq!(active(&index), (100, true));
+        assert_eq!(keys_in(&index, whole, true), want);
+    }
+
+    #[test]
+    fn a_rebuild_sorts_the_bag_into_the_run_without_placing_it() {
+        let index = Index::new();
+        let k = |i: u32| format!("k{:05}", (i * 7919) % 10_007).into_bytes();
+        for i in 0..2_000 {
+            index.insert(&k(i), Arc::new(Chain::new()));
+        }
+        assert!(index.rebuild_if_due(Reason::Scan));
+        assert_eq!(index.sizes(), (2_000, 0, 0));
+        let mut want: Vec<Vec<u8>> = (0..2_000).map(k).collect();
+        want.sort();
+        let whole = (Bound::Unbounded, Bound::Unbounded);
+        assert_eq!(keys_in(&index, whole, true), want);
+    }
+
+    #[test]
+    fn a_key_removed_and_recreated_in_the_bag_keeps_only_its_new_chain() {
+        let index = Index::new();
+        let old = Arc::new(Chain::new());
+        index.insert(b"a", Arc::clone(&old));
+        old.lock().mark_removed();
+        index.remove(b"a", &old, &crossbeam_epoch::pin());
+        let new = Arc::new(Chain::new());
+        index.insert(b"a", Arc::clone(&new));
+        let chains = |index: &Index| {
+            let guard = crossbeam_epoch::pin();
+            let whole = (Bound::Unbounded, Bound::Unbounded);
+            index
+                .range(whole, &guard)
+                .map(|g| g.chains().map(Arc::as_ptr).collect::<Vec<_>>())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(chains(&index), [vec![Arc::as_ptr(&new)]]);
+        // The same through a rebuild that sorts the bag (pushed again, not yet placed).
+        let index = Index::new();
+        index.insert(b"a", Arc::clone(&old));
+        index.insert(b"a", Arc::clone(&new));
+        assert!(index.rebuild(false));
+        assert_eq!(index.sizes(), (1, 0, 0));
+        assert_eq!(chains(&index), [vec![Arc::as_ptr(&new)]]);
+    }
+
+    /// Scans racing inserters and rebuilds: each scan finds every key whose insert finished
+    /// before it started, whether that key still waits in a bag, is being placed by another
+    /// scan, or is being sorted into a run.
+    #[test]
+    fn scans_find_every_key_inserted_before_they_start() {
+        use std::sync::atomic::AtomicU32;
+        let index = Index::new();
+        let k = |t: u32, i: u32| format!("{t}-{:06}", (i * 7919) % 1_000_003).into_bytes();
+        let per_thread = 20_000u32;
+        let done = [AtomicU32::new(0), AtomicU32::new(0)];
+        std::thread::scope(|s| {
+            for t in 0..2u32 {
+                let (index, done) = (&index, &done);
+                s.spawn(move || {
+                    for i in 0..per_thread {
+                        index.insert(&k(t, i), Arc::new(Chain::new()));
+                        done[t as usize].store(i + 1, std::sync::atomic::Ordering::Release);
+                    }
+                });
+            }
+            for scanner in 0..2u32 {
+                let (index, done) = (&index, &done);
+                s.spawn(move || {
+                    let mut rng = fastrand::Rng::with_seed(u64::from(scanner));
+                    while done[0].load(std::sync::atomic::Ordering::Acquire) < per_thread
+                        || done[1].load(std::sync::atomic::Ordering::Acquire) < per_thread
+                    {
+                        let t = rng.u32(0..2);
+                        let before = done[t as usize].load(std::sync::atomic::Ordering::Acquire);
+                        if rng.u8(..) < 40 {
+                            index.rebuild_if_due(Reason::Scan);
+                        }
+                        let prefix = format!("{t}-").into_bytes();
+                        let end = format!("{t}.").into_bytes();
+                        let range = (Bound::Included(&prefix[..]), Bound::Excluded(&end[..]));
+                        let found: std::collections::HashSet<Vec<u8>> =
+                            keys_in(index, range, rng.bool()).into_iter().collect();
+                        for i in 0..before {
+                            assert!(found.contains(&k(t, i)), "scan missed key {i} of {t}");
+                        }
+                    }
+                });
+            }
+        });
     }
 
     #[test]
