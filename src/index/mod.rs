@@ -49,6 +49,7 @@
 //! chains are empty, so scans skip them.
 
 mod delta;
+mod fences;
 mod merge;
 mod run;
 

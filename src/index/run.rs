@@ -3,6 +3,7 @@
 use std::cmp::Ordering;
 use std::ops::Bound;
 
+use super::fences::Fences;
 use crate::raw::{prefetch_line, Chain};
 use crate::store::{KeyRangeRef, MapKey};
 use crate::sync::Arc;
@@ -26,7 +27,7 @@ pub(crate) struct Run {
     /// Every [`FENCE_EVERY`]th key, in order: a seek binary-searches this small array (which
     /// stays in cache) and then one block of entries, instead of taking a cache miss on
     /// nearly every probe of a search over the whole run.
-    fences: Vec<MapKey>,
+    fences: Fences,
 }
 
 /// Entries per block between two fence keys.
@@ -66,11 +67,13 @@ impl Run {
     }
 
     fn from_entries(entries: Vec<RunEntry>) -> Self {
-        let fences = entries
-            .iter()
-            .step_by(FENCE_EVERY)
-            .map(|(k, _)| k.clone())
-            .collect();
+        let fences = Fences::new(
+            entries
+                .iter()
+                .step_by(FENCE_EVERY)
+                .map(|(k, _)| k.clone())
+                .collect(),
+        );
         Self { entries, fences }
     }
 
@@ -82,30 +85,37 @@ impl Run {
     /// The entries whose keys lie in `range`, found by binary search.
     pub(crate) fn slice(&self, range: KeyRangeRef<'_>) -> &[RunEntry] {
         let start = match range.0 {
-            Bound::Included(k) => self.partition_point(|x| x < k),
-            Bound::Excluded(k) => self.partition_point(|x| x <= k),
+            Bound::Included(k) => self.count_below(k, false),
+            Bound::Excluded(k) => self.count_below(k, true),
             Bound::Unbounded => 0,
         };
         let end = match range.1 {
-            Bound::Included(k) => self.partition_point(|x| x <= k),
-            Bound::Excluded(k) => self.partition_point(|x| x < k),
+            Bound::Included(k) => self.count_below(k, true),
+            Bound::Excluded(k) => self.count_below(k, false),
             Bound::Unbounded => self.entries.len(),
         };
         // An empty range (start after end) yields nothing rather than panicking.
         &self.entries[start..end.max(start)]
     }
 
-    /// `entries.partition_point` for a predicate that holds for a prefix of the keys, through
-    /// the fences: the first block whose fence fails the predicate is past the point, so the
-    /// point lies in the block before it.
-    fn partition_point(&self, below: impl Fn(&[u8]) -> bool) -> usize {
-        let blocks = self.fences.partition_point(|f| below(f));
+    /// How many entries are below `key` (`x < key`, or `x <= key` when `or_equal`), through
+    /// the fences: the first block whose fence is not below is past the point, so the point
+    /// lies in the block before it.
+    fn count_below(&self, key: &[u8], or_equal: bool) -> usize {
+        let blocks = self.fences.count_below(key, or_equal);
         let Some(block) = blocks.checked_sub(1) else {
             return 0;
         };
         let from = block * FENCE_EVERY;
         let to = (from + FENCE_EVERY).min(self.entries.len());
-        from + self.entries[from..to].partition_point(|(x, _)| below(x))
+        from + self.entries[from..to].partition_point(|(x, _)| {
+            let x = &x[..];
+            if or_equal {
+                x <= key
+            } else {
+                x < key
+            }
+        })
     }
 
     /// A new run holding this run's entries and `delta`'s (sorted by key, keys unique), minus
