@@ -122,7 +122,7 @@ pub(crate) fn commit(
     let guard = crossbeam_epoch::pin();
     let mut chains: Small<Arc<Chain>> = writes.iter().map(|(k, _)| source.resolve(k)).collect();
     loop {
-        let stale = match lock_all(&chains) {
+        let stale = match lock_all(&chains, &guard) {
             Ok(writers) => {
                 let installed =
                     validate_and_install(clock, source, writes, &writers, checks, horizon, &guard);
@@ -306,13 +306,14 @@ fn validate_reads(
 
 /// Locks every chain in order; on finding one the collector removed, unlocks all and returns
 /// its index.
-fn lock_all(chains: &[Arc<Chain>]) -> Result<Small<ChainWriter<'_>>, usize> {
+fn lock_all<'c>(chains: &'c [Arc<Chain>], guard: &Guard) -> Result<Small<ChainWriter<'c>>, usize> {
     let mut writers = Small::with_capacity(chains.len());
     for (i, chain) in chains.iter().enumerate() {
         let w = chain.lock();
         if w.is_removed() {
             return Err(i);
         }
+        w.prefetch_head(guard);
         writers.push(w);
     }
     Ok(writers)

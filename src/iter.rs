@@ -1,13 +1,14 @@
 //! Ordered scans: over a snapshot, and over a snapshot merged with a transaction's own writes.
 
 use std::cmp::Ordering;
-use std::collections::{btree_map, VecDeque};
+use std::collections::VecDeque;
 use std::ops::{Bound, ControlFlow, RangeBounds};
 
 use bytes::Bytes;
 
 use crate::index::{Ends, Reason};
 use crate::store::{borrow_range, KeyRange, Store};
+use crate::write_set::OwnRange;
 
 /// Converts user bounds into owned ones.
 pub(crate) fn owned_range<'k>(range: impl RangeBounds<&'k [u8]>) -> KeyRange {
@@ -239,8 +240,6 @@ enum Pick {
     Own,
     Both,
 }
-
-type OwnRange<'a> = btree_map::Range<'a, Bytes, Option<Bytes>>;
 
 /// An ordered iterator over a transaction's view of a key range: its snapshot with its own
 /// buffered writes laid over it (own puts replace or add keys, own deletes hide them).

@@ -116,6 +116,7 @@ mod txn;
 #[cfg(feature = "workload")]
 #[cfg_attr(docsrs, doc(cfg(feature = "workload")))]
 pub mod workload;
+mod write_set;
 
 #[cfg(all(test, loom))]
 mod loom_models;

@@ -1,7 +1,6 @@
 //! Transactions: snapshot isolation, or serializable with read-set and range validation.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::ops::RangeBounds;
 
 use bytes::Bytes;
@@ -13,6 +12,7 @@ use crate::isolation::Isolation;
 use crate::iter::{is_empty_range, owned_range, prefix_range, TxnIter};
 use crate::snapshot::Snapshot;
 use crate::store::KeyRange;
+use crate::write_set::WriteSet;
 
 /// A read-write transaction.
 ///
@@ -46,7 +46,7 @@ pub struct Transaction {
     snapshot: Snapshot,
     isolation: Isolation,
     /// Buffered writes, sorted by key: the commit locks them in this order.
-    writes: BTreeMap<Bytes, Option<Bytes>>,
+    writes: WriteSet,
     /// Serializable only: what to validate at commit. A `RefCell` so that reads take `&self`
     /// and a scan can stay open while other reads happen.
     reads: RefCell<ReadSet>,
@@ -57,7 +57,7 @@ impl Transaction {
         Self {
             snapshot,
             isolation,
-            writes: BTreeMap::new(),
+            writes: WriteSet::default(),
             reads: RefCell::new(ReadSet::default()),
         }
     }
