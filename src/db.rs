@@ -2,6 +2,8 @@
 
 use bytes::Bytes;
 
+use crate::store::MapKey;
+
 use crate::clock::Clock;
 use crate::commit::{self, ChainSource, Checks};
 use crate::error::{Error, Result};
@@ -451,9 +453,10 @@ impl Db {
         Ok(done.ts)
     }
 
-    pub(crate) fn checked_key(&self, key: &[u8]) -> Result<Bytes> {
+    /// A valid key, copied inline (no allocation up to 24 bytes).
+    pub(crate) fn checked_map_key(&self, key: &[u8]) -> Result<MapKey> {
         self.check_key(key)?;
-        Ok(Bytes::copy_from_slice(key))
+        Ok(MapKey::from_slice(key))
     }
 
     pub(crate) fn check_key(&self, key: &[u8]) -> Result<()> {

@@ -6,6 +6,8 @@ use std::ops::{Bound, ControlFlow, RangeBounds};
 
 use bytes::Bytes;
 
+use crate::store::MapKey;
+
 use crate::index::{Ends, Reason};
 use crate::store::{borrow_range, KeyRange, Store};
 use crate::write_set::OwnRange;
@@ -256,7 +258,7 @@ pub struct TxnIter<'a> {
 struct OwnIter<'a>(Option<OwnRange<'a>>);
 
 impl<'a> Iterator for OwnIter<'a> {
-    type Item = (&'a Bytes, &'a Option<Bytes>);
+    type Item = (&'a MapKey, &'a Option<Bytes>);
     fn next(&mut self) -> Option<Self::Item> {
         self.0.as_mut()?.next()
     }
@@ -276,7 +278,7 @@ impl<'a> TxnIter<'a> {
         }
     }
 
-    fn pick(a: Option<&Bytes>, b: Option<&Bytes>, forward: bool) -> Option<Pick> {
+    fn pick(a: Option<&[u8]>, b: Option<&[u8]>, forward: bool) -> Option<Pick> {
         Some(match (a, b) {
             (None, None) => return None,
             (Some(_), None) => Pick::Snapshot,
@@ -291,8 +293,8 @@ impl<'a> TxnIter<'a> {
 }
 
 /// The item of an own write, if it is a put.
-fn own_item((k, v): (&Bytes, &Option<Bytes>)) -> Option<(Bytes, Bytes)> {
-    v.as_ref().map(|v| (k.clone(), v.clone()))
+fn own_item((k, v): (&MapKey, &Option<Bytes>)) -> Option<(Bytes, Bytes)> {
+    v.as_ref().map(|v| (Bytes::copy_from_slice(k), v.clone()))
 }
 
 impl Iterator for TxnIter<'_> {
@@ -300,8 +302,8 @@ impl Iterator for TxnIter<'_> {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            let a = self.snap.peek_front().map(|(k, _)| k);
-            let b = self.own.peek_front().map(|(k, _)| *k);
+            let a = self.snap.peek_front().map(|(k, _)| &k[..]);
+            let b = self.own.peek_front().map(|(k, _)| &k[..]);
             match Self::pick(a, b, true)? {
                 Pick::Snapshot => return self.snap.front.take(),
                 Pick::Own => {
@@ -323,8 +325,8 @@ impl Iterator for TxnIter<'_> {
 impl DoubleEndedIterator for TxnIter<'_> {
     fn next_back(&mut self) -> Option<Self::Item> {
         loop {
-            let a = self.snap.peek_back().map(|(k, _)| k);
-            let b = self.own.peek_back().map(|(k, _)| *k);
+            let a = self.snap.peek_back().map(|(k, _)| &k[..]);
+            let b = self.own.peek_back().map(|(k, _)| &k[..]);
             match Self::pick(a, b, false)? {
                 Pick::Snapshot => return self.snap.back.take(),
                 Pick::Own => {

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::isolation::Isolation;
 use crate::iter::{is_empty_range, owned_range, prefix_range, TxnIter};
 use crate::snapshot::Snapshot;
-use crate::store::KeyRange;
+use crate::store::{KeyRange, MapKey};
 use crate::write_set::WriteSet;
 
 /// A read-write transaction.
@@ -149,7 +149,7 @@ impl Transaction {
 
     /// Buffers `key = value`; visible to this transaction now, to others after commit.
     pub fn put(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
-        let key = self.db().checked_key(key.as_ref())?;
+        let key = self.db().checked_map_key(key.as_ref())?;
         let value = self.db().checked_value(value.as_ref())?;
         self.writes.insert(key, Some(value));
         Ok(())
@@ -157,7 +157,7 @@ impl Transaction {
 
     /// Buffers a delete of `key`.
     pub fn delete(&mut self, key: impl AsRef<[u8]>) -> Result<()> {
-        let key = self.db().checked_key(key.as_ref())?;
+        let key = self.db().checked_map_key(key.as_ref())?;
         self.writes.insert(key, None);
         Ok(())
     }
@@ -189,15 +189,19 @@ impl Transaction {
         expected: Option<Ts>,
         new: Option<V>,
     ) -> Result<()> {
-        let key = self.db().checked_key(key.as_ref())?;
+        let key = key.as_ref();
+        self.db().check_key(key)?;
         let value = new
             .map(|v| self.db().checked_value(v.as_ref()))
             .transpose()?;
-        let current = self.snapshot.read_versioned(&key).map(|(_, ts)| ts);
+        let current = self.snapshot.read_versioned(key).map(|(_, ts)| ts);
         if current != expected {
-            return Err(Error::PreconditionFailed { key, current });
+            return Err(Error::PreconditionFailed {
+                key: Bytes::copy_from_slice(key),
+                current,
+            });
         }
-        self.writes.insert(key, value);
+        self.writes.insert(MapKey::from_slice(key), value);
         Ok(())
     }
 
@@ -220,7 +224,7 @@ impl Transaction {
         if self.tracking() && !empty {
             self.reads.borrow_mut().ranges.push(range.clone());
         }
-        let own = (!empty).then(|| self.writes.range(range.clone()));
+        let own = (!empty).then(|| self.writes.range(&range));
         TxnIter::new(self.snapshot.iter_range(range), own)
     }
 

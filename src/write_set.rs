@@ -6,14 +6,14 @@ use std::ops::RangeBounds;
 
 use bytes::Bytes;
 
-use crate::store::KeyRange;
+use crate::store::{borrow_range, KeyRange, MapKey};
 
 /// Buffered writes, sorted by key (the commit locks them in this order): `Some(value)` puts,
 /// `None` deletes.
 ///
 /// Most transactions write one key. That one is kept inline; a map is allocated from the
 /// second key on, so a single-key transaction allocates no tree node (a `BTreeMap` leaf for
-/// these entries is ~700 bytes).
+/// these entries is ~700 bytes). Keys are [`MapKey`]s: up to 24 bytes inline, no allocation.
 #[derive(Default)]
 pub(crate) struct WriteSet(Repr);
 
@@ -21,8 +21,8 @@ pub(crate) struct WriteSet(Repr);
 enum Repr {
     #[default]
     Empty,
-    One(Bytes, Option<Bytes>),
-    Many(BTreeMap<Bytes, Option<Bytes>>),
+    One(MapKey, Option<Bytes>),
+    Many(BTreeMap<MapKey, Option<Bytes>>),
 }
 
 impl WriteSet {
@@ -41,7 +41,7 @@ impl WriteSet {
     }
 
     /// Buffers `value` for `key`, replacing an earlier write of it.
-    pub(crate) fn insert(&mut self, key: Bytes, value: Option<Bytes>) {
+    pub(crate) fn insert(&mut self, key: MapKey, value: Option<Bytes>) {
         match &mut self.0 {
             Repr::Empty => self.0 = Repr::One(key, value),
             Repr::One(k, v) if *k == key => *v = value,
@@ -72,16 +72,19 @@ impl WriteSet {
     }
 
     /// The writes in `range`, in key order from either end.
-    pub(crate) fn range(&self, range: KeyRange) -> OwnRange<'_> {
+    pub(crate) fn range(&self, range: &KeyRange) -> OwnRange<'_> {
+        let range = borrow_range(range);
         OwnRange(match &self.0 {
             Repr::Empty => RangeRepr::One(None),
-            Repr::One(k, v) => RangeRepr::One(range.contains(k).then_some((k, v))),
-            Repr::Many(map) => RangeRepr::Many(map.range(range)),
+            Repr::One(k, v) => {
+                RangeRepr::One(RangeBounds::<[u8]>::contains(&range, &k[..]).then_some((k, v)))
+            }
+            Repr::Many(map) => RangeRepr::Many(map.range::<[u8], _>(range)),
         })
     }
 
     /// Every write in key order, with its value to move out.
-    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (&Bytes, &mut Option<Bytes>)> {
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (&MapKey, &mut Option<Bytes>)> {
         let (one, many) = match &mut self.0 {
             Repr::Empty => (None, None),
             Repr::One(k, v) => (Some((&*k, v)), None),
@@ -95,12 +98,12 @@ impl WriteSet {
 pub(crate) struct OwnRange<'a>(RangeRepr<'a>);
 
 enum RangeRepr<'a> {
-    One(Option<(&'a Bytes, &'a Option<Bytes>)>),
-    Many(btree_map::Range<'a, Bytes, Option<Bytes>>),
+    One(Option<(&'a MapKey, &'a Option<Bytes>)>),
+    Many(btree_map::Range<'a, MapKey, Option<Bytes>>),
 }
 
 impl<'a> Iterator for OwnRange<'a> {
-    type Item = (&'a Bytes, &'a Option<Bytes>);
+    type Item = (&'a MapKey, &'a Option<Bytes>);
 
     fn next(&mut self) -> Option<Self::Item> {
         match &mut self.0 {
@@ -129,10 +132,10 @@ mod tests {
     #[test]
     fn behaves_like_a_sorted_map() {
         let mut rng = fastrand::Rng::with_seed(5);
-        let key = |i: u8| Bytes::from(vec![b'k', i]);
+        let key = |i: u8| MapKey::from_slice(&[b'k', i]);
         for _ in 0..300 {
             let mut set = WriteSet::default();
-            let mut model: BTreeMap<Bytes, Option<Bytes>> = BTreeMap::new();
+            let mut model: BTreeMap<MapKey, Option<Bytes>> = BTreeMap::new();
             for _ in 0..rng.usize(0..6) {
                 let k = key(rng.u8(0..5));
                 let v = rng.bool().then(|| Bytes::from(vec![rng.u8(..)]));
@@ -145,14 +148,17 @@ mod tests {
                     assert_eq!(set.contains_key(&key(i)), model.contains_key(&key(i)));
                 }
                 let (lo, hi) = (key(rng.u8(0..3)), key(rng.u8(2..6)));
-                let range = (Bound::Included(lo), Bound::Excluded(hi));
-                let want: Vec<_> = model.range(range.clone()).collect();
-                assert_eq!(set.range(range.clone()).collect::<Vec<_>>(), want);
-                let back: Vec<_> = model.range(range.clone()).rev().collect();
-                assert_eq!(set.range(range).rev().collect::<Vec<_>>(), back);
+                let range: KeyRange = (
+                    Bound::Included(Bytes::copy_from_slice(&lo)),
+                    Bound::Excluded(Bytes::copy_from_slice(&hi)),
+                );
+                let want: Vec<_> = model.range(lo.clone()..hi.clone()).collect();
+                assert_eq!(set.range(&range).collect::<Vec<_>>(), want);
+                let back: Vec<_> = model.range(lo..hi).rev().collect();
+                assert_eq!(set.range(&range).rev().collect::<Vec<_>>(), back);
             }
-            let all: Vec<(Bytes, Option<Bytes>)> = model.into_iter().collect();
-            let moved: Vec<(Bytes, Option<Bytes>)> =
+            let all: Vec<(MapKey, Option<Bytes>)> = model.into_iter().collect();
+            let moved: Vec<(MapKey, Option<Bytes>)> =
                 set.iter_mut().map(|(k, v)| (k.clone(), v.take())).collect();
             assert_eq!(moved, all);
         }
