@@ -59,8 +59,9 @@ pub(crate) struct Committed {
 /// What a serializable transaction read: validated at commit.
 #[derive(Debug, Default)]
 pub(crate) struct ReadSet {
-    /// Keys read with a tracked point read, present or absent (duplicates allowed).
-    pub(crate) keys: Vec<Bytes>,
+    /// Keys read with a tracked point read, present or absent (duplicates allowed), inline
+    /// up to 24 bytes (a tracked read allocates nothing but the vector's growth).
+    pub(crate) keys: Vec<crate::store::MapKey>,
     /// Ranges scanned, as requested (not just the keys the scan yielded).
     pub(crate) ranges: Vec<KeyRange>,
 }
@@ -273,7 +274,7 @@ fn validate_reads(
         if let Some(chain) = source.lookup(key) {
             if changed_since(&chain, s, guard) {
                 return Err(Error::Conflict {
-                    key: key.clone(),
+                    key: Bytes::copy_from_slice(key),
                     kind: ConflictKind::ReadWrite,
                     range: None,
                 });

@@ -119,7 +119,10 @@ impl World {
     /// A serializable commit of `value` to `writes` having read `reads` at snapshot `s`.
     fn commit_serializable(&self, reads: &[usize], writes: &[usize], s: u64) -> Result<u64, Error> {
         let read_set = ReadSet {
-            keys: reads.iter().map(|&i| self.keys[i].clone()).collect(),
+            keys: reads
+                .iter()
+                .map(|&i| crate::store::MapKey::from_slice(&self.keys[i]))
+                .collect(),
             ranges: Vec::new(),
         };
         let checks = Checks {

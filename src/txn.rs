@@ -128,10 +128,7 @@ impl Transaction {
     /// Adds `key` to the read set if this transaction validates reads and has not written it.
     fn track(&self, key: &[u8]) {
         if self.tracking() && !self.writes.contains_key(key) {
-            self.reads
-                .borrow_mut()
-                .keys
-                .push(Bytes::copy_from_slice(key));
+            self.reads.borrow_mut().keys.push(MapKey::from_slice(key));
         }
     }
 
