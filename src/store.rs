@@ -14,9 +14,11 @@ use crate::sync::Arc;
 /// Maps every key that has (or is about to receive) versions to its chain, twice: hashed for
 /// O(1) point lookups, ordered for O(log n + k) scans.
 ///
-/// Both hold the same `Arc<Chain>`, and a key's chain is added to or dropped from the index
-/// only while that key's `DashMap` shard is write-locked (inside `entry` / `remove_if`). The
-/// map is the truth about which chain a key has; the index may also still hold chains the key
+/// Both hold the same `Arc<Chain>`, and a key's chain is pushed into or dropped from the index
+/// only while that key's `DashMap` shard is write-locked (inside `entry` / `remove_if`), so a
+/// key's old chain is marked removed before its new one is pushed; scans later place pushed
+/// chains into an ordered list in push order, one placer at a time, so the new chain ends up
+/// there, never the old one. The map is the truth about which chain a key has; the index may also still hold chains the key
 /// had before (removed while empty, they hold nothing any snapshot can see, and scans skip
 /// them). A chain being created is empty (invisible) until its first commit.
 ///

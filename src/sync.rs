@@ -207,6 +207,12 @@ pub(crate) mod faults {
         /// a scan took from the bag but has not yet put in the list reach neither the run nor
         /// any later state.
         RebuildReadsWhilePlacing = 10,
+        /// A placer lowers a delta's unplaced count before putting the entries in the list,
+        /// so a scan can read zero and walk a list that lacks them.
+        PlaceCountsFirst = 11,
+        /// Scans read a delta's unplaced count Relaxed, so reading zero does not make the
+        /// placer's list inserts visible.
+        PlacedCheckRelaxed = 12,
     }
 
     static ACTIVE: AtomicU8 = AtomicU8::new(0);

@@ -111,25 +111,41 @@ impl Delta {
     /// happened before it): only then may the list be walked as the delta.
     pub(crate) fn is_placed(&self) -> bool {
         // Acquire pairs with `place`'s Release decrement: the list inserts before it are seen.
-        self.unplaced.load(Ordering::Acquire) == 0
+        self.unplaced.load(unplaced_load_ordering()) == 0
+    }
+
+    /// How many pushed entries are not in the list yet (a hint: it may change at once).
+    pub(crate) fn unplaced(&self) -> usize {
+        self.unplaced.load(Ordering::Relaxed)
     }
 
     /// Moves the bag's entries into the list, in arrival order. Chains removed meanwhile are
     /// left out (those left in the list are dropped at the next rebuild; scans skip them).
+    /// Once it returns, every entry pushed before it took the bag is in the list: placers
+    /// take turns, so an entry an earlier placer took is in the list before this one starts.
     pub(crate) fn place(&self, guard: &Guard) {
         let _placer = self.placer.lock();
         let taken = std::mem::take(&mut *self.bag.lock());
         if taken.is_empty() {
             return;
         }
-        let n = taken.len();
-        for (key, chain) in taken {
-            if !chain.is_removed() {
-                self.insert(&key, chain, guard);
-            }
+        let counted = count_before_placing();
+        if counted {
+            self.unplaced.fetch_sub(taken.len(), Ordering::Release);
         }
-        // Release: a scan that reads the lower count sees the inserts above.
-        self.unplaced.fetch_sub(n, Ordering::Release);
+        let mut placing = Placing {
+            delta: self,
+            rest: taken.into_iter(),
+            placed: 0,
+            counted,
+        };
+        while let Some((key, chain)) = placing.rest.as_slice().first() {
+            if !chain.is_removed() {
+                self.insert(key, Arc::clone(chain), guard);
+            }
+            placing.rest.next();
+            placing.placed += 1;
+        }
     }
 
     /// Number of entries (placed or not, removed chains included).
@@ -142,7 +158,7 @@ impl Delta {
     /// sealed (nothing is pushed any more).
     pub(crate) fn to_vec(&self) -> Vec<RunEntry> {
         // No placer holds entries taken from the bag and not yet in the list while we read.
-        let _placer = (!read_while_placing()).then(|| self.placer.lock());
+        let placer = (!read_while_placing()).then(|| self.placer.lock());
         let mut all = self.list_entries();
         // Copied, not taken: a scan may still place them (harmlessly, into this sealed list),
         // and nothing is lost if this rebuild does not finish.
@@ -152,6 +168,7 @@ impl Delta {
                 .iter()
                 .map(|(k, c)| (k.clone(), Arc::clone(c))),
         );
+        drop(placer);
         all.retain(|(_, c)| !c.is_removed());
         all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         debug_assert!(
@@ -160,6 +177,55 @@ impl Delta {
         );
         all
     }
+}
+
+/// The entries a placer took from the bag. On drop, whatever is not yet in the list (only
+/// after a panic mid-way) goes back to the front of the bag, ahead of later pushes as
+/// arrival order requires, and the count drops by what was placed, after the list inserts.
+struct Placing<'d> {
+    delta: &'d Delta,
+    rest: std::vec::IntoIter<RunEntry>,
+    placed: usize,
+    /// The count was already lowered (only under an injected fault).
+    counted: bool,
+}
+
+impl Drop for Placing<'_> {
+    fn drop(&mut self) {
+        let rest: Vec<RunEntry> = self.rest.by_ref().collect();
+        if !rest.is_empty() {
+            self.delta.bag.lock().splice(0..0, rest);
+        }
+        if !self.counted && self.placed > 0 {
+            // Release: a scan that reads the lower count sees the list inserts before it.
+            self.delta
+                .unplaced
+                .fetch_sub(self.placed, Ordering::Release);
+        }
+    }
+}
+
+/// Whether a placer lowers the count before its list inserts: only as an injected fault in a
+/// loom negative control.
+fn count_before_placing() -> bool {
+    #[cfg(loom)]
+    {
+        crate::sync::faults::active(crate::sync::faults::Fault::PlaceCountsFirst)
+    }
+    #[cfg(not(loom))]
+    {
+        false
+    }
+}
+
+/// How scans load the count: Acquire, or Relaxed only as an injected fault in a loom negative
+/// control.
+fn unplaced_load_ordering() -> Ordering {
+    #[cfg(loom)]
+    if crate::sync::faults::active(crate::sync::faults::Fault::PlacedCheckRelaxed) {
+        return Ordering::Relaxed;
+    }
+    Ordering::Acquire
 }
 
 /// Whether a rebuild reads a delta without its placer lock: only as an injected fault in a

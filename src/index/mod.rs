@@ -29,12 +29,20 @@
 //! ## The bag, and placing it
 //!
 //! Inserters push into the active delta's bag; a scan walks only lists. So a scan first
-//! places the active bag ([`Delta::place`]): once that returns, every entry pushed before the
-//! placer took the bag is in the list (placers take turns, so an earlier one has finished).
-//! A rebuild reads a sealed delta's list and a copy of its bag holding the delta's placer
-//! lock, so no entry is in a placer's hands meanwhile, and leaves the delta's `unplaced`
-//! count up: a scan that loads a state whose sealed delta is not placed waits for the
-//! rebuild to publish its run (model 13 and its negative controls).
+//! places any bag of its state that is not placed ([`Delta::place`]): once that returns,
+//! every entry pushed before the placer took the bag is in the list (placers take turns, so
+//! an earlier one has finished). A placer lowers the delta's `unplaced` count (Release) only
+//! after its list inserts, and a scan that reads zero (Acquire) walks the list as it is
+//! (model 14 and its negative controls).
+//!
+//! A rebuild reads a sealed delta's list and a *copy* of its bag holding the delta's placer
+//! lock, so no entry is in a placer's hands meanwhile (model 13, negative control
+//! `broken_rebuild_reading_while_placing_is_caught`). It leaves the count up (the list still
+//! lacks those keys); a scan that meets that sealed delta places the bag itself (harmless:
+//! the rebuild has its copy) unless it is past the rebuild threshold, in which case it waits
+//! once for the rebuild to publish. Likewise a scan that finds the active bag past the
+//! threshold rebuilds instead of placing: sorting many keys into a run is far cheaper than
+//! inserting them one by one into a skip list.
 //!
 //! ## What a scan is promised (I17 in docs/design.md)
 //!
@@ -45,8 +53,8 @@
 //! built from it.
 //!
 //! Keys leave the index lazily: a chain removed from the key map is dropped from the active
-//! delta at once, but stays in a run (and a sealed delta) until the next rebuild. Removed
-//! chains are empty, so scans skip them.
+//! delta's list at once, but stays in a run, a sealed delta or a bag until the next rebuild
+//! (placing skips it). Removed chains are empty, so scans skip them.
 
 mod delta;
 mod fences;
@@ -100,9 +108,10 @@ pub(crate) struct Index {
     /// | `0` | nothing retired |
     /// | `n > 0` | `n` replaced runs wait for their last state to be dropped |
     retired: AtomicUsize,
-    /// Keys removed from the map since the last seal whose chain was not in the active delta
-    /// (so a run or the sealed delta keeps an empty chain for them). A statistic: it only
-    /// decides when to rebuild.
+    /// Keys removed from the map since the last seal whose chain was not in the active list
+    /// (so a run, the sealed delta or a bag keeps an empty chain for them; a create/delete
+    /// churn with no scans fills the bag with those, and maintenance rebuilds drop them). A
+    /// statistic: it only decides when to rebuild.
     ///
     /// | value | meaning |
     /// |---|---|
@@ -115,8 +124,8 @@ pub(crate) struct Index {
 pub(crate) enum Reason {
     /// A scan is about to walk the index: rebuild if the deltas have grown past their share.
     Scan,
-    /// Periodic maintenance: rebuild only to drop many removed keys (a write-only workload
-    /// never pays for runs no scan reads).
+    /// Periodic maintenance: rebuild only to drop many removed keys (a workload that never
+    /// scans pays for no run, except to drop the chains of keys it deleted).
     Maintenance,
     /// An explicit full collection: rebuild if anything would change.
     Sweep,
@@ -164,39 +173,48 @@ impl Index {
     /// while `guard` is pinned.
     ///
     /// Walks only deltas whose lists hold every key inserted before the walk started: places
-    /// the active delta's bag first if it is not empty, and waits out a rebuild that is
-    /// sorting a sealed delta's bag into the next run.
+    /// a bag that is not empty first. A bag past the rebuild threshold is sorted into a run
+    /// rather than placed key by key: a scan runs (or waits for) that rebuild instead.
     pub(crate) fn range<'g, 'r>(
         &'g self,
         range: KeyRangeRef<'r>,
         guard: &'g Guard,
     ) -> Entries<'g, 'r> {
-        let state = loop {
+        // Each wait happens once: afterwards whatever is unplaced is what arrived during one
+        // rebuild (or what a panicked one left), and placing it is bounded.
+        let (mut waited, mut rebuilt) = (false, false);
+        loop {
             let state = self.state.load(guard);
-            if state.sealed.as_ref().is_none_or(|d| d.is_placed()) {
-                break state;
-            }
-            // Rather than place that bag into a list about to be dropped, wait for the
-            // rebuild to publish its run, then load again. Only a rebuild that panicked leaves
-            // a delta sealed after it: then place it here.
-            let _builder = self.builder.lock();
-            if let Some(sealed) = &self.state.load(guard).sealed {
+            let limit = MIN_DELTA.max(state.run.len() / DELTA_FRACTION);
+            if let Some(sealed) = state.sealed.as_deref().filter(|d| !d.is_placed()) {
+                if sealed.unplaced() > limit && !waited {
+                    // A rebuild is sorting that bag into the next run: wait for it to
+                    // publish rather than place the bag into a list about to be dropped.
+                    drop(self.builder.lock());
+                    waited = true;
+                    continue;
+                }
+                // The rebuild copies the bag, so placing it meanwhile is harmless.
                 sealed.place(guard);
             }
-        };
-        if !state.active.is_placed() {
-            // Once `place` returns, every entry pushed before it took the bag is in the list
-            // (an earlier placer finished before it got the placer lock). Keys pushed later
-            // were inserted after this walk started: it need not see them, so it does not
-            // wait for a quiet bag (inserters could keep it from ever being empty).
-            state.active.place(guard);
+            if !state.active.is_placed() {
+                if state.active.unplaced() > limit && !rebuilt {
+                    self.rebuild(true);
+                    rebuilt = true;
+                    continue;
+                }
+                // Keys pushed after `place` took the bag were inserted after this walk
+                // started: it need not see them, so it never waits for a quiet bag
+                // (inserters could keep it from ever being empty).
+                state.active.place(guard);
+            }
+            return Entries::new(
+                state.run.slice(range),
+                [state.sealed.as_deref(), Some(&*state.active)],
+                range,
+                guard,
+            );
         }
-        Entries::new(
-            state.run.slice(range),
-            [state.sealed.as_deref(), Some(&*state.active)],
-            range,
-            guard,
-        )
     }
 
     /// Rebuilds the run if `reason` calls for it now; returns whether it did. Cheap when not
@@ -559,6 +577,27 @@ mod tests {
         want.sort();
         let whole = (Bound::Unbounded, Bound::Unbounded);
         assert_eq!(keys_in(&index, whole, true), want);
+    }
+
+    /// A walk that finds a bag past the rebuild threshold (a validation or a sweep after a
+    /// bulk load: they do not ask for a rebuild first) sorts it into a run rather than place
+    /// it key by key into the skip list.
+    #[test]
+    fn a_walk_sorts_a_large_bag_into_a_run_instead_of_placing_it() {
+        let index = Index::new();
+        let k = |i: u32| format!("k{:05}", (i * 7919) % 10_007).into_bytes();
+        for i in 0..5_000 {
+            index.insert(&k(i), Arc::new(Chain::new()));
+        }
+        let guard = crossbeam_epoch::pin();
+        let whole = (Bound::Unbounded, Bound::Unbounded);
+        assert_eq!(index.range(whole, &guard).take(3).count(), 3);
+        drop(guard);
+        assert_eq!(index.sizes(), (5_000, 0, 0));
+        // A small bag is placed.
+        index.insert(b"zz", Arc::new(Chain::new()));
+        assert_eq!(keys_in(&index, whole, true).len(), 5_001);
+        assert_eq!(index.sizes(), (5_000, 0, 1));
     }
 
     #[test]
