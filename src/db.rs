@@ -2,8 +2,6 @@
 
 use bytes::Bytes;
 
-use crate::store::MapKey;
-
 use crate::clock::Clock;
 use crate::commit::{self, ChainSource, Checks};
 use crate::error::{Error, Result};
@@ -13,7 +11,7 @@ use crate::options::{DbBuilder, Options};
 use crate::raw::{Chain, ChainWriter, HeadCache, VersionRef};
 use crate::registry::{Registry, SlotId};
 use crate::snapshot::Snapshot;
-use crate::store::Store;
+use crate::store::{MapKey, Store};
 use crate::sync::Arc;
 use crate::txn::Transaction;
 

@@ -6,10 +6,8 @@ use std::ops::{Bound, ControlFlow, RangeBounds};
 
 use bytes::Bytes;
 
-use crate::store::MapKey;
-
 use crate::index::{Ends, Reason};
-use crate::store::{borrow_range, KeyRange, Store};
+use crate::store::{borrow_range, KeyRange, MapKey, Store};
 use crate::write_set::OwnRange;
 
 /// Converts user bounds into owned ones.

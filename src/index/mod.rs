@@ -155,8 +155,8 @@ impl Index {
     }
 
     /// Forgets `chain` (just removed from the key map, empty) for `key`: at once if it is in
-    /// the active delta, else at the next rebuild. The caller holds the key's map shard
-    /// write-locked.
+    /// the active delta's list, else at the next rebuild (a chain still in a bag is skipped
+    /// when placed). The caller holds the key's map shard write-locked.
     pub(crate) fn remove(&self, key: &[u8], chain: &Chain, guard: &Guard) {
         let _gate = self.gate.read();
         if !self
