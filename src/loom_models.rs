@@ -12,6 +12,7 @@
 //! ([`Fault`]) and must be *rejected* by loom; they are `#[ignore]`d and run one per process by
 //! `.ci/run`, which expects them to fail with the assertion message they name.
 
+use std::ops::Bound;
 use std::sync::atomic::{AtomicUsize, Ordering as StdOrdering};
 
 use bytes::Bytes;
@@ -21,6 +22,7 @@ use crate::clock::Clock;
 use crate::commit::{commit, ChainSource, Checks, ReadSet};
 use crate::error::Error;
 use crate::horizon::Horizon;
+use crate::index::Index;
 use crate::raw::{Chain, ChainWriter};
 use crate::registry::{Registry, SlotId};
 use crate::store::KeyRange;
@@ -663,12 +665,8 @@ fn broken_rebuild_reading_while_placing_is_caught() {
 }
 
 fn check_index_rebuild() {
-    use crate::index::Index;
-    use crate::sync::AtomicBool;
-    use std::ops::Bound;
-
     /// Whether walks from both ends find `key` (they must agree).
-    fn finds(index: &Index, key: &[u8]) -> bool {
+    fn finds_from_both_ends(index: &Index, key: &[u8]) -> bool {
         let guard = crossbeam_epoch::pin();
         let whole = (Bound::Unbounded, Bound::Unbounded);
         let forward = index.range(whole, &guard).any(|g| g.key() == key);
@@ -677,11 +675,44 @@ fn check_index_rebuild() {
         forward
     }
 
-    model(|| {
-        let index = Arc::new(Index::new());
-        // A key already in the run, so the rebuild has something to merge.
-        index.insert(b"a", Arc::new(Chain::new()));
-        index.rebuild(false);
+    check_insert_race(
+        || {
+            let index = Index::new();
+            // A key already in the run, so the rebuild has something to merge.
+            index.insert(b"a", Arc::new(Chain::new()));
+            index.rebuild(false);
+            index
+        },
+        |index| {
+            index.rebuild(false);
+        },
+        finds_from_both_ends,
+        |index| assert!(finds_from_both_ends(index, b"a"), "the run lost a key"),
+    );
+}
+
+/// Whether a forward walk of the whole index finds `key`.
+fn finds(index: &Index, key: &[u8]) -> bool {
+    let guard = crossbeam_epoch::pin();
+    let whole = (Bound::Unbounded, Bound::Unbounded);
+    let found = index.range(whole, &guard).any(|g| g.key() == key);
+    found
+}
+
+/// The race models 13 and 14 share: one thread inserts `k` into the index `setup` builds and
+/// then sets a flag (as a commit's publication would), `second` runs on another thread, and
+/// the model thread scans once it sees the flag and again after both finish (then runs
+/// `after`): both scans must find `k`.
+fn check_insert_race(
+    setup: fn() -> Index,
+    second: fn(&Index),
+    finds: fn(&Index, &[u8]) -> bool,
+    after: fn(&Index),
+) {
+    use crate::sync::AtomicBool;
+
+    model(move || {
+        let index = Arc::new(setup());
         let inserted = Arc::new(AtomicBool::new(false));
         let inserter = {
             let (index, inserted) = (Arc::clone(&index), Arc::clone(&inserted));
@@ -690,11 +721,9 @@ fn check_index_rebuild() {
                 inserted.store(true, crate::sync::Ordering::Release);
             })
         };
-        let builder = {
+        let other = {
             let index = Arc::clone(&index);
-            loom::thread::spawn(move || {
-                index.rebuild(false);
-            })
+            loom::thread::spawn(move || second(&index))
         };
         if inserted.load(crate::sync::Ordering::Acquire) {
             assert!(
@@ -703,9 +732,9 @@ fn check_index_rebuild() {
             );
         }
         inserter.join().unwrap();
-        builder.join().unwrap();
+        other.join().unwrap();
         assert!(finds(&index, b"k"), "lost insert: the key left the index");
-        assert!(finds(&index, b"a"), "the run lost a key");
+        after(&index);
     });
 }
 
@@ -736,42 +765,13 @@ fn broken_placed_check_relaxed_is_caught() {
 }
 
 fn check_two_placers() {
-    use crate::index::Index;
-    use crate::sync::AtomicBool;
-    use std::ops::Bound;
-
-    fn finds(index: &Index, key: &[u8]) -> bool {
-        let guard = crossbeam_epoch::pin();
-        let whole = (Bound::Unbounded, Bound::Unbounded);
-        let found = index.range(whole, &guard).any(|g| g.key() == key);
-        found
-    }
-
-    model(|| {
-        let index = Arc::new(Index::new());
-        let inserted = Arc::new(AtomicBool::new(false));
-        let inserter = {
-            let (index, inserted) = (Arc::clone(&index), Arc::clone(&inserted));
-            loom::thread::spawn(move || {
-                index.insert(b"k", Arc::new(Chain::new()));
-                inserted.store(true, crate::sync::Ordering::Release);
-            })
-        };
-        let scanner = {
-            let index = Arc::clone(&index);
-            loom::thread::spawn(move || {
-                // The other placer: its result may go either way.
-                finds(&index, b"k");
-            })
-        };
-        if inserted.load(crate::sync::Ordering::Acquire) {
-            assert!(
-                finds(&index, b"k"),
-                "lost insert: a scan after it walked an unplaced list"
-            );
-        }
-        inserter.join().unwrap();
-        scanner.join().unwrap();
-        assert!(finds(&index, b"k"), "lost insert: the key left the index");
-    });
+    check_insert_race(
+        Index::new,
+        // The other placer: its result may go either way.
+        |index| {
+            finds(index, b"k");
+        },
+        finds,
+        |_| {},
+    );
 }
