@@ -18,9 +18,9 @@ use crate::sync::Arc;
 /// only while that key's `DashMap` shard is write-locked (inside `entry` / `remove_if`), so a
 /// key's old chain is marked removed before its new one is pushed; scans later place pushed
 /// chains into an ordered list in push order, one placer at a time, so the new chain ends up
-/// there, never the old one. The map is the truth about which chain a key has; the index may also still hold chains the key
-/// had before (removed while empty, they hold nothing any snapshot can see, and scans skip
-/// them). A chain being created is empty (invisible) until its first commit.
+/// there, never the old one. The map is the truth about which chain a key has; the index may
+/// also still hold chains the key had before (removed while empty, they hold nothing any
+/// snapshot can see, and scans skip them). A chain being created is empty (invisible) until its first commit.
 ///
 /// The index is walked under a caller's epoch guard: its entries are borrowed for the guard's
 /// lifetime instead of reference-counted per step, which is what makes scans cheap. Scans

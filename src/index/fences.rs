@@ -26,6 +26,16 @@ pub(crate) struct Fences {
     keys: Vec<MapKey>,
 }
 
+/// Whether `x` is below `key`: `x < key`, or `x <= key` when `or_equal` (the two predicates a
+/// seek partitions sorted keys by).
+pub(crate) fn below(x: &[u8], key: &[u8], or_equal: bool) -> bool {
+    if or_equal {
+        x <= key
+    } else {
+        x < key
+    }
+}
+
 /// `bytes[..8]`, zero-padded, as a big-endian integer.
 fn head(bytes: &[u8]) -> u64 {
     let mut word = [0u8; 8];
@@ -72,14 +82,7 @@ impl Fences {
         let h = head(&key[p..]);
         let lo = self.heads.partition_point(|&x| x < h);
         let ties = self.heads[lo..].partition_point(|&x| x == h);
-        lo + self.keys[lo..lo + ties].partition_point(|f| {
-            let f = &f[..];
-            if or_equal {
-                f <= key
-            } else {
-                f < key
-            }
-        })
+        lo + self.keys[lo..lo + ties].partition_point(|f| below(f, key, or_equal))
     }
 }
 

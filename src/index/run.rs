@@ -3,7 +3,7 @@
 use std::cmp::Ordering;
 use std::ops::Bound;
 
-use super::fences::Fences;
+use super::fences::{below, Fences};
 use crate::raw::{prefetch_line, Chain};
 use crate::store::{KeyRangeRef, MapKey};
 use crate::sync::Arc;
@@ -108,14 +108,7 @@ impl Run {
         };
         let from = block * FENCE_EVERY;
         let to = (from + FENCE_EVERY).min(self.entries.len());
-        from + self.entries[from..to].partition_point(|(x, _)| {
-            let x = &x[..];
-            if or_equal {
-                x <= key
-            } else {
-                x < key
-            }
-        })
+        from + self.entries[from..to].partition_point(|(x, _)| below(x, key, or_equal))
     }
 
     /// A new run holding this run's entries and `delta`'s (sorted by key, keys unique), minus
