@@ -37,6 +37,10 @@ pub(crate) trait ChainSource {
         chain: &Chain,
         f: impl FnOnce(Option<&HeadCache>) -> R,
     ) -> R;
+    /// Called once a commit has installed versions of `writes`' keys, before it retires
+    /// anything or publishes: a source whose scan index copies heads marks those keys changed
+    /// (see `raw::run_heads`). Deliberately no default.
+    fn note_installed(&self, writes: &[Write<'_>], guard: &Guard);
 }
 
 /// One buffered write: a key and its value, or `None` for a delete. The value is owned, so
@@ -201,13 +205,18 @@ fn install(
     horizon: &Horizon,
     guard: &Guard,
 ) -> usize {
-    let mut backlog = 0;
-    // One batch for the whole commit: see `Retired` for why.
-    let mut retired = Retired::new();
-    for (w, (key, value)) in writers.iter().zip(writes) {
+    for (w, (key, value)) in writers.iter().zip(writes.iter_mut()) {
         source.with_mirror(key, w.chain(), |mirror| {
             w.install(ts, value.take(), mirror, guard);
         });
+    }
+    // Before anything we unlink can be retired (and before the timestamp is published): the
+    // scan index's copies of the heads we just superseded must read as stale from now on.
+    source.note_installed(writes, guard);
+    let mut backlog = 0;
+    // One batch for the whole commit: see `Retired` for why.
+    let mut retired = Retired::new();
+    for w in writers {
         backlog = backlog.max(w.prune(horizon, &mut retired, guard).above_horizon);
     }
     retired.retire(guard);

@@ -69,14 +69,18 @@ impl ChainSource for Store {
             return None;
         }
         let guard = crossbeam_epoch::pin();
-        self.range(crate::store::borrow_range(range), &guard)
-            .find(|g| {
-                // A removed chain is empty for good (the key's new chain, if any, is in the
-                // group too); it may still be briefly locked by a committer about to
-                // re-resolve it, which is no conflict.
-                g.chains().any(|c| !c.is_removed() && hit(g.key(), c))
-            })
-            .map(|g| Bytes::copy_from_slice(g.key()))
+        self.range(
+            crate::store::borrow_range(range),
+            crate::index::Reads::Versions,
+            &guard,
+        )
+        .find(|g| {
+            // A removed chain is empty for good (the key's new chain, if any, is in the
+            // group too); it may still be briefly locked by a committer about to
+            // re-resolve it, which is no conflict.
+            g.chains().any(|c| !c.is_removed() && hit(g.key(), c))
+        })
+        .map(|g| Bytes::copy_from_slice(g.key()))
     }
 
     fn discard_if_empty(
@@ -95,6 +99,10 @@ impl ChainSource for Store {
         f: impl FnOnce(Option<&HeadCache>) -> R,
     ) -> R {
         Store::with_mirror(self, key, chain, f)
+    }
+
+    fn note_installed(&self, writes: &[crate::commit::Write<'_>], guard: &crossbeam_epoch::Guard) {
+        self.note_changed(writes.iter().map(|(k, _)| *k), guard);
     }
 }
 

@@ -6,7 +6,7 @@ use std::ops::{Bound, ControlFlow, RangeBounds};
 
 use bytes::Bytes;
 
-use crate::index::{Ends, Reason};
+use crate::index::{Ends, Reads, Reason};
 use crate::store::{borrow_range, KeyRange, MapKey, Store};
 use crate::write_set::OwnRange;
 
@@ -113,7 +113,9 @@ impl<'a> Iter<'a> {
             &mut self.back
         };
         let guard = crossbeam_epoch::pin();
-        let mut entries = self.store.range(borrow_range(rest), &guard);
+        let mut entries = self
+            .store
+            .range(borrow_range(rest), Reads::Versions, &guard);
         let mut examined = 0;
         let mut last: Option<&[u8]> = None;
         let mut exhausted = true;
@@ -212,7 +214,10 @@ pub(crate) fn lend(
     while !is_empty_range(&rest) {
         let guard = crossbeam_epoch::pin();
         let mut resume = None;
-        for (examined, e) in store.range(borrow_range(&rest), &guard).enumerate() {
+        for (examined, e) in store
+            .range(borrow_range(&rest), Reads::Heads, &guard)
+            .enumerate()
+        {
             if examined == REPIN_EVERY {
                 resume = Some(Bytes::copy_from_slice(e.key()));
                 break;

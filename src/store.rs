@@ -7,7 +7,7 @@ use bytes::Bytes;
 use crossbeam_epoch::Guard;
 use dashmap::DashMap;
 
-use crate::index::{Entries, Index, Reason};
+use crate::index::{Entries, Index, Reads, Reason};
 use crate::raw::{Chain, ChainWriter, HeadCache};
 use crate::sync::Arc;
 
@@ -166,9 +166,17 @@ impl Store {
     pub(crate) fn range<'g, 'r>(
         &'g self,
         range: KeyRangeRef<'r>,
+        reads: Reads,
         guard: &'g Guard,
     ) -> Entries<'g, 'r> {
-        self.index.range(range, guard)
+        self.index.range(range, reads, guard)
+    }
+
+    /// Marks `keys` changed for the index's copies of chain heads: a committer calls this
+    /// after installing versions of them, before retiring or publishing (see
+    /// `raw::run_heads`).
+    pub(crate) fn note_changed<'k>(&self, keys: impl IntoIterator<Item = &'k [u8]>, guard: &Guard) {
+        self.index.note_changed(keys, guard);
     }
 
     /// Lets the index rebuild its sorted run if `reason` calls for it (see [`Reason`]).
@@ -191,7 +199,10 @@ impl Store {
                 let start = from
                     .as_ref()
                     .map_or(Bound::Unbounded, |k| Bound::Excluded(&k[..]));
-                for g in self.range((start, Bound::Unbounded), &guard).take(BATCH) {
+                for g in self
+                    .range((start, Bound::Unbounded), Reads::Versions, &guard)
+                    .take(BATCH)
+                {
                     let key = MapKey::from_slice(g.key());
                     let live = g.chains().filter(|c| !c.is_removed());
                     batch.extend(live.map(|c| (key.clone(), Arc::clone(c))));

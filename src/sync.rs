@@ -213,6 +213,12 @@ pub(crate) mod faults {
         /// Scans read a delta's unplaced count Relaxed, so reading zero does not make the
         /// placer's list inserts visible.
         PlacedCheckRelaxed = 12,
+        /// A committer marks its keys changed without the `SeqCst` fence after its installs,
+        /// so neither it nor a rebuild copying heads need see the other's step.
+        NoteWithoutFence = 13,
+        /// A committer marks its keys changed only in the current run's set, not in the
+        /// newest set (of a run being built).
+        NoteOnlyCurrentRun = 14,
     }
 
     static ACTIVE: AtomicU8 = AtomicU8::new(0);

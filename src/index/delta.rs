@@ -308,7 +308,7 @@ impl Delta {
         let mut all = self.to_vec_pinned(guard);
         let result = f(&mut all);
         self.cow
-            .replace(super::run::Run::empty().merged_with(all), guard);
+            .replace(super::run::Run::empty().merged_with(all, None), guard);
         result
     }
 
@@ -321,7 +321,10 @@ impl Delta {
         range: KeyRangeRef<'r>,
         guard: &'g Guard,
     ) -> DeltaIter<'g, 'r> {
-        super::merge::run_iter(self.cow.load(guard).slice(range))
+        super::merge::run_iter(
+            self.cow.load(guard).slice(range),
+            super::merge::Reads::Versions,
+        )
     }
 
     fn list_entries(&self) -> Vec<RunEntry> {
@@ -333,6 +336,7 @@ impl Delta {
         self.cow
             .load(guard)
             .slice(whole)
+            .entries
             .iter()
             .map(|(k, c)| (k.clone(), Arc::clone(c)))
             .collect()

@@ -5,7 +5,8 @@ use crossbeam_epoch::Guard;
 
 use super::delta::{Delta, DeltaIter};
 use super::run::RunEntry;
-use crate::raw::{Chain, Lent, VersionRef};
+use super::run::RunSlice;
+use crate::raw::{Chain, CopiedHead, HeadsSlice, Lent, VersionRef};
 use crate::store::KeyRangeRef;
 use crate::sync::Arc;
 
@@ -72,6 +73,19 @@ impl<I: DoubleEndedIterator> Ends<I> {
 pub(crate) struct Group<'g> {
     key: &'g [u8],
     chains: [Option<&'g Arc<Chain>>; 3],
+    /// The run's copy of the head, for a key whose only chain is in the run.
+    copied: Option<CopiedHead<'g>>,
+}
+
+/// What the caller of a walk reads of each key: decides which chains the walk prefetches.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Reads {
+    /// The visible head ([`Group::lend_at`]): the run's head copies serve most keys, so only
+    /// the chains of keys changed since the run was built are prefetched.
+    Heads,
+    /// Versions from the chains ([`Group::read_at`], validation, maintenance): every chain
+    /// is prefetched.
+    Versions,
 }
 
 impl<'g> Group<'g> {
@@ -90,8 +104,12 @@ impl<'g> Group<'g> {
         self.chains().find_map(|c| c.read_at(at, guard))
     }
 
-    /// The key's version visible at `at`, lent (see [`Chain::lend_at`]).
+    /// The key's version visible at `at`, lent (see [`Chain::lend_at`]): from the run's copy
+    /// of the head when it is that version, else from the chains.
     pub(crate) fn lend_at(&self, at: u64, guard: &'g Guard) -> Option<Lent<'g>> {
+        if let Some(v) = self.copied.and_then(|c| c.lend(at, guard)) {
+            return Some(v);
+        }
         self.chains().find_map(|c| c.lend_at(at, guard))
     }
 }
@@ -109,18 +127,65 @@ pub(super) type Item<'g> = (&'g [u8], &'g Arc<Chain>);
 const PREFETCH_AHEAD: usize = 16;
 
 /// A run's entries in a range, in order from either end, prefetching the chains ahead of the
-/// walk in its direction.
-pub(super) struct RunIter<'g> {
+/// walk in its direction (those the caller will read, see [`Reads`]).
+pub(crate) struct RunIter<'g> {
     rest: &'g [RunEntry],
+    /// The copies of `rest`'s heads (or none).
+    heads: HeadsSlice<'g>,
+    reads: Reads,
 }
 
 /// Walks a slice of a run.
-pub(super) fn run_iter(entries: &[RunEntry]) -> RunIter<'_> {
+pub(super) fn run_iter(slice: RunSlice<'_>, reads: Reads) -> RunIter<'_> {
+    let walk = RunIter {
+        rest: slice.entries,
+        heads: slice.heads,
+        reads,
+    };
     // The first chains of a short scan: start their misses together.
-    for (_, chain) in entries.iter().take(PREFETCH_AHEAD) {
-        chain.prefetch();
+    for i in 0..PREFETCH_AHEAD.min(walk.rest.len()) {
+        walk.prefetch(i);
     }
-    RunIter { rest: entries }
+    walk
+}
+
+impl<'g> RunIter<'g> {
+    /// Prefetches the chain of `rest[i]` if the caller will read it.
+    #[inline]
+    fn prefetch(&self, i: usize) {
+        let Some((_, chain)) = self.rest.get(i) else {
+            return;
+        };
+        let copied =
+            self.reads == Reads::Heads && self.heads.get(i).is_some_and(|c| c.is_current());
+        if !copied {
+            chain.prefetch();
+        }
+    }
+
+    /// The next entry from the front, with its copied head.
+    #[inline]
+    fn next_copied(&mut self) -> Option<(Item<'g>, Option<CopiedHead<'g>>)> {
+        let (first, rest) = self.rest.split_first()?;
+        let copied = self.heads.get(0);
+        self.prefetch(PREFETCH_AHEAD);
+        self.rest = rest;
+        self.heads = self.heads.skip(1);
+        Some(((&first.0[..], &first.1), copied))
+    }
+
+    /// The next entry from the back, with its copied head.
+    #[inline]
+    fn next_back_copied(&mut self) -> Option<(Item<'g>, Option<CopiedHead<'g>>)> {
+        let (last, rest) = self.rest.split_last()?;
+        let copied = self.heads.get(rest.len());
+        if let Some(i) = rest.len().checked_sub(PREFETCH_AHEAD) {
+            self.prefetch(i);
+        }
+        self.rest = rest;
+        self.heads = self.heads.take(rest.len());
+        Some(((&last.0[..], &last.1), copied))
+    }
 }
 
 impl<'g> Iterator for RunIter<'g> {
@@ -128,24 +193,14 @@ impl<'g> Iterator for RunIter<'g> {
 
     #[inline]
     fn next(&mut self) -> Option<Item<'g>> {
-        let (first, rest) = self.rest.split_first()?;
-        if let Some((_, ahead)) = rest.get(PREFETCH_AHEAD - 1) {
-            ahead.prefetch();
-        }
-        self.rest = rest;
-        Some((&first.0[..], &first.1))
+        self.next_copied().map(|(item, _)| item)
     }
 }
 
 impl<'g> DoubleEndedIterator for RunIter<'g> {
     #[inline]
     fn next_back(&mut self) -> Option<Item<'g>> {
-        let (last, rest) = self.rest.split_last()?;
-        if let Some(i) = rest.len().checked_sub(PREFETCH_AHEAD) {
-            rest[i].1.prefetch();
-        }
-        self.rest = rest;
-        Some((&last.0[..], &last.1))
+        self.next_back_copied().map(|(item, _)| item)
     }
 }
 
@@ -165,9 +220,10 @@ pub(crate) struct Entries<'g, 'r> {
 
 impl<'g, 'r> Entries<'g, 'r> {
     pub(super) fn new(
-        run: &'g [RunEntry],
+        run: RunSlice<'g>,
         deltas: [Option<&'g Delta>; 2],
         range: KeyRangeRef<'r>,
+        reads: Reads,
         guard: &'g Guard,
     ) -> Self {
         // Leave out a delta with no key in the range (the common case): the walk then skips
@@ -177,7 +233,7 @@ impl<'g, 'r> Entries<'g, 'r> {
             walk.peek_front().is_some().then_some(walk)
         };
         Self {
-            run: run_iter(run),
+            run: run_iter(run, reads),
             clear: [0; 2],
             deltas: deltas.map(|d| d.and_then(delta)),
             _bounds: std::marker::PhantomData,
@@ -217,14 +273,15 @@ impl<'g, 'r> Entries<'g, 'r> {
         }
         // Zero only when the run is exhausted too.
         self.clear[end] = clear.checked_sub(1)?;
-        let (key, chain) = if forward {
-            self.run.next()
+        let ((key, chain), copied) = if forward {
+            self.run.next_copied()
         } else {
-            self.run.next_back()
+            self.run.next_back_copied()
         }?;
         Some(Group {
             key,
             chains: [Some(chain), None, None],
+            copied,
         })
     }
 
@@ -260,7 +317,12 @@ impl<'g, 'r> Entries<'g, 'r> {
         // Compact: the first chain slot is always filled.
         let mut filled = chains.into_iter().flatten();
         let chains = [filled.next(), filled.next(), filled.next()];
-        Group { key, chains }
+        // Several chains (a re-created key) or a delta's: read the chains.
+        Group {
+            key,
+            chains,
+            copied: None,
+        }
     }
 }
 

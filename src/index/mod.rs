@@ -63,7 +63,7 @@ mod run;
 
 use crossbeam_epoch::Guard;
 
-use crate::raw::{Chain, EpochCell};
+use crate::raw::{Chain, Changes, EpochCell};
 use crate::store::KeyRangeRef;
 use crate::sync::{Arc, AtomicUsize, Mutex, Ordering, RwLock};
 
@@ -71,7 +71,7 @@ use delta::Delta;
 
 #[cfg(all(test, not(loom)))]
 use merge::Group;
-pub(crate) use merge::{Ends, Entries};
+pub(crate) use merge::{Ends, Entries, Reads};
 use run::Run;
 
 /// Rebuild once the deltas hold more keys than this fraction of the run (`1 / DELTA_FRACTION`).
@@ -117,6 +117,8 @@ pub(crate) struct Index {
     /// |---|---|
     /// | `n` | about `n` removed chains wait in the run for the next rebuild to drop them |
     dead: AtomicUsize,
+    /// The newest changed-key set, for committers to mark (see `raw::run_heads`).
+    changes: Changes,
 }
 
 /// Why a rebuild is being considered.
@@ -143,7 +145,16 @@ impl Index {
             builder: Mutex::new(Vec::new()),
             retired: AtomicUsize::new(0),
             dead: AtomicUsize::new(0),
+            changes: Changes::new(),
         }
+    }
+
+    /// Marks `keys` changed in the runs whose head copies a reader could still take for them:
+    /// a committer calls this after installing versions of them, before it retires anything
+    /// or publishes its timestamp (see `raw::run_heads`).
+    pub(crate) fn note_changed<'k>(&self, keys: impl IntoIterator<Item = &'k [u8]>, guard: &Guard) {
+        self.changes
+            .note(|| self.state.load(guard).run.heads(), keys, guard);
     }
 
     /// Adds `key` with its new chain. The caller holds the key's map shard write-locked, so
@@ -178,6 +189,7 @@ impl Index {
     pub(crate) fn range<'g, 'r>(
         &'g self,
         range: KeyRangeRef<'r>,
+        reads: Reads,
         guard: &'g Guard,
     ) -> Entries<'g, 'r> {
         // Each wait happens once: afterwards whatever is unplaced is what arrived during one
@@ -212,6 +224,7 @@ impl Index {
                 state.run.slice(range),
                 [state.sealed.as_deref(), Some(&*state.active)],
                 range,
+                reads,
                 guard,
             );
         }
@@ -281,7 +294,11 @@ impl Index {
         // The gate is released: every insert into `sealed` has finished (each held the gate
         // before we did) and no new one can start (inserters load the state after taking the
         // gate, and see the fresh delta). Read it whole.
-        let merged = Arc::new(run.merged_with(sealed.to_vec()));
+        // Copies of the heads go into the new run: published as the newest set first, so
+        // that committers racing the copies mark it (see `raw::run_heads`).
+        let delta = sealed.to_vec();
+        let copier = self.changes.copier(run.len() + delta.len());
+        let merged = Arc::new(run.merged_with(delta, Some(copier)));
         {
             let guard = crossbeam_epoch::pin();
             // Inserters may be adding to `active` right now: it stays the active delta.
@@ -346,7 +363,7 @@ mod tests {
 
     fn keys_in(index: &Index, range: KeyRangeRef<'_>, forward: bool) -> Vec<Vec<u8>> {
         let guard = crossbeam_epoch::pin();
-        let entries = index.range(range, &guard);
+        let entries = index.range(range, Reads::Versions, &guard);
         let mut keys: Vec<Vec<u8>> = if forward {
             entries.map(|g| g.key().to_vec()).collect()
         } else {
@@ -411,7 +428,7 @@ mod tests {
                     }
                 }
             }
-            let run = Run::empty().merged_with(run);
+            let run = Run::empty().merged_with(run, None);
             let (lo, hi) = (k(rng.u32(0..span + 1)), k(rng.u32(0..span + 1)));
             let bound = |b: &'static str, key| match b {
                 "in" => Bound::Included(key),
@@ -434,6 +451,7 @@ mod tests {
                 run.slice(range),
                 [Some(&deltas[0]), Some(&deltas[1])],
                 range,
+                Reads::Versions,
                 &guard,
             );
             let (mut front, mut back) = (Vec::new(), Vec::new());
@@ -467,7 +485,11 @@ mod tests {
         index.insert(b"a", Arc::clone(&new));
         let guard = crossbeam_epoch::pin();
         let groups: Vec<Group<'_>> = index
-            .range((Bound::Unbounded, Bound::Unbounded), &guard)
+            .range(
+                (Bound::Unbounded, Bound::Unbounded),
+                Reads::Versions,
+                &guard,
+            )
             .collect();
         assert_eq!(groups.len(), 2);
         let chains: Vec<*const Chain> = groups[0].chains().map(Arc::as_ptr).collect();
@@ -514,7 +536,11 @@ mod tests {
         }
         // A reader still on an old state keeps its run alive, and it is freed after.
         let reader = crossbeam_epoch::pin();
-        let old = index.range((Bound::Unbounded, Bound::Unbounded), &reader);
+        let old = index.range(
+            (Bound::Unbounded, Bound::Unbounded),
+            Reads::Versions,
+            &reader,
+        );
         index.insert(b"late", Arc::new(Chain::new()));
         assert!(index.rebuild(false));
         for _ in 0..100 {
@@ -591,7 +617,10 @@ mod tests {
         }
         let guard = crossbeam_epoch::pin();
         let whole = (Bound::Unbounded, Bound::Unbounded);
-        assert_eq!(index.range(whole, &guard).take(3).count(), 3);
+        assert_eq!(
+            index.range(whole, Reads::Versions, &guard).take(3).count(),
+            3
+        );
         drop(guard);
         assert_eq!(index.sizes(), (5_000, 0, 0));
         // A small bag is placed.
@@ -613,7 +642,7 @@ mod tests {
             let guard = crossbeam_epoch::pin();
             let whole = (Bound::Unbounded, Bound::Unbounded);
             index
-                .range(whole, &guard)
+                .range(whole, Reads::Versions, &guard)
                 .map(|g| g.chains().map(Arc::as_ptr).collect::<Vec<_>>())
                 .collect::<Vec<_>>()
         };
@@ -697,7 +726,11 @@ mod tests {
         index.rebuild(false);
         let guard = crossbeam_epoch::pin();
         let n = index
-            .range((Bound::Unbounded, Bound::Unbounded), &guard)
+            .range(
+                (Bound::Unbounded, Bound::Unbounded),
+                Reads::Versions,
+                &guard,
+            )
             .count();
         assert_eq!(n, 2 * per_thread as usize);
         assert_eq!(index.sizes(), (n, 0, 0));

@@ -4,7 +4,7 @@ use std::cmp::Ordering;
 use std::ops::Bound;
 
 use super::fences::{below, Fences};
-use crate::raw::{prefetch_line, Chain};
+use crate::raw::{prefetch_line, Chain, HeadCopier, HeadsSlice, RunHeads};
 use crate::store::{KeyRangeRef, MapKey};
 use crate::sync::Arc;
 
@@ -28,6 +28,16 @@ pub(crate) struct Run {
     /// stays in cache) and then one block of entries, instead of taking a cache miss on
     /// nearly every probe of a search over the whole run.
     fences: Fences,
+    /// Each entry's chain head as the rebuild found it, so that scans need not touch the
+    /// chains of keys that did not change since (see `raw::run_heads`); or no copies.
+    heads: RunHeads,
+}
+
+/// The entries of a run in a key range, with their head copies.
+#[derive(Clone, Copy)]
+pub(crate) struct RunSlice<'a> {
+    pub(crate) entries: &'a [RunEntry],
+    pub(crate) heads: HeadsSlice<'a>,
 }
 
 /// Entries per block between two fence keys.
@@ -44,7 +54,7 @@ fn prefetch_chain(entries: &[RunEntry], i: usize) {
     if let Some((_, c)) = entries.get(i) {
         let chain = Arc::as_ptr(c).cast::<u8>();
         prefetch_line(chain.wrapping_sub(2 * size_of::<usize>()));
-        prefetch_line(chain);
+        c.prefetch();
     }
 }
 
@@ -63,10 +73,10 @@ impl Drop for Run {
 impl Run {
     /// A run with no keys.
     pub(crate) fn empty() -> Self {
-        Self::from_entries(Vec::new())
+        Self::from_entries(Vec::new(), RunHeads::none())
     }
 
-    fn from_entries(entries: Vec<RunEntry>) -> Self {
+    fn from_entries(entries: Vec<RunEntry>, heads: RunHeads) -> Self {
         let fences = Fences::new(
             entries
                 .iter()
@@ -74,7 +84,11 @@ impl Run {
                 .map(|(k, _)| k.clone())
                 .collect(),
         );
-        Self { entries, fences }
+        Self {
+            entries,
+            fences,
+            heads,
+        }
     }
 
     /// Number of entries (live or removed chains).
@@ -82,8 +96,13 @@ impl Run {
         self.entries.len()
     }
 
-    /// The entries whose keys lie in `range`, found by binary search.
-    pub(crate) fn slice(&self, range: KeyRangeRef<'_>) -> &[RunEntry] {
+    /// The run's head copies (to mark changed keys in).
+    pub(crate) fn heads(&self) -> &RunHeads {
+        &self.heads
+    }
+
+    /// The entries whose keys lie in `range`, found by binary search, with their copies.
+    pub(crate) fn slice(&self, range: KeyRangeRef<'_>) -> RunSlice<'_> {
         let start = match range.0 {
             Bound::Included(k) => self.count_below(k, false),
             Bound::Excluded(k) => self.count_below(k, true),
@@ -95,7 +114,11 @@ impl Run {
             Bound::Unbounded => self.entries.len(),
         };
         // An empty range (start after end) yields nothing rather than panicking.
-        &self.entries[start..end.max(start)]
+        let range = start..end.max(start);
+        RunSlice {
+            entries: &self.entries[range.clone()],
+            heads: self.heads.slice(range),
+        }
     }
 
     /// How many entries are below `key` (`x < key`, or `x <= key` when `or_equal`), through
@@ -114,8 +137,9 @@ impl Run {
     /// A new run holding this run's entries and `delta`'s (sorted by key, keys unique), minus
     /// chains removed from the key map. Both never hold a live chain for one key: a key's old
     /// chain is marked removed before its new chain enters a delta, which happens before the
-    /// rebuild reads that delta (see `index`).
-    pub(crate) fn merged_with(&self, delta: Vec<RunEntry>) -> Run {
+    /// rebuild reads that delta (see `index`). With a `copier`, the new run holds a copy of
+    /// each chain's head, taken as the entry is added.
+    pub(crate) fn merged_with(&self, delta: Vec<RunEntry>, mut copier: Option<HeadCopier>) -> Run {
         debug_assert!(delta.windows(2).all(|w| w[0].0 < w[1].0));
         let live = |(_, c): &&RunEntry| !c.is_removed();
         let mut entries = Vec::with_capacity(self.entries.len() + delta.len());
@@ -139,15 +163,20 @@ impl Run {
                     a.cmp(b) != Ordering::Greater
                 }
             };
-            if take_old {
-                if let Some((k, c)) = old.next() {
-                    entries.push((k.clone(), Arc::clone(c)));
+            let entry = if take_old {
+                old.next().map(|(k, c)| (k.clone(), Arc::clone(c)))
+            } else {
+                new.next()
+            };
+            if let Some((key, chain)) = entry {
+                if let Some(copier) = copier.as_mut() {
+                    copier.push(&key, &chain);
                 }
-            } else if let Some(e) = new.next() {
-                entries.push(e);
+                entries.push((key, chain));
             }
         }
-        Run::from_entries(entries)
+        let heads = copier.map_or_else(RunHeads::none, HeadCopier::finish);
+        Run::from_entries(entries, heads)
     }
 }
 
@@ -165,6 +194,7 @@ mod tests {
             keys.iter()
                 .map(|k| (key(k), Arc::new(Chain::new())))
                 .collect(),
+            None,
         )
     }
 
@@ -194,7 +224,7 @@ mod tests {
         ];
         for (range, want) in cases {
             let want: Vec<&[u8]> = want.iter().map(|s| s.as_bytes()).collect();
-            assert_eq!(keys(run.slice(range)), want, "{range:?}");
+            assert_eq!(keys(run.slice(range).entries), want, "{range:?}");
         }
     }
 
@@ -215,7 +245,7 @@ mod tests {
                         .copied()
                         .filter(|k| RangeBounds::<[u8]>::contains(&(lo, hi), *k))
                         .collect();
-                    assert_eq!(keys(run.slice((lo, hi))), want, "{lo:?}..{hi:?}");
+                    assert_eq!(keys(run.slice((lo, hi)).entries), want, "{lo:?}..{hi:?}");
                 }
             }
         }
@@ -235,7 +265,7 @@ mod tests {
         let gone = Arc::new(Chain::new());
         gone.lock().mark_removed();
         delta.push((key("g"), gone));
-        let merged = run.merged_with(delta);
+        let merged = run.merged_with(delta, None);
         let want: Vec<&[u8]> = vec![b"a", b"b", b"c", b"e", b"f"];
         assert_eq!(keys(&merged.entries), want);
         assert!(merged.entries.iter().all(|(_, c)| !c.is_removed()));

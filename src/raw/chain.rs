@@ -78,6 +78,11 @@ impl Chain {
         }
     }
 
+    /// The chain's head cache (for copies of the head, see `run_heads`).
+    pub(super) fn cache(&self) -> &HeadCache {
+        &self.cache
+    }
+
     /// The newest version with `ts <= at`, if any (a tombstone is returned as such).
     pub(crate) fn read_at<'g>(&self, at: u64, guard: &'g Guard) -> Option<VersionRef<'g>> {
         let mut cur = self.head.load(Ordering::Acquire, guard);

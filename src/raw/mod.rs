@@ -21,8 +21,10 @@ mod chain;
 mod epoch_cell;
 mod head_cache;
 mod retired;
+mod run_heads;
 
 pub(crate) use chain::{prefetch_line, Chain, ChainWriter, VersionRef};
 pub(crate) use epoch_cell::EpochCell;
 pub(crate) use head_cache::{HeadCache, Lent};
 pub(crate) use retired::Retired;
+pub(crate) use run_heads::{Changes, CopiedHead, HeadCopier, HeadsSlice, RunHeads};

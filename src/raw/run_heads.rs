@@ -1,0 +1,487 @@
+//! Copies of the chains' heads kept in the scan index's sorted run, so that a scan reads each
+//! key's newest version from the run it walks sequentially, without a cache miss on the
+//! key's chain.
+//!
+//! ## The idea
+//!
+//! A rebuild copies each chain's head `(ts, value pointer, value length)` next to the key in
+//! the new run ([`RunHeads`]). A run is immutable, so the copies go stale as committers
+//! install newer versions. Each run therefore has a set of *changed* keys ([`ChangedKeys`]):
+//! one bit per key hash, set by every committer for every key it writes. A scan at snapshot
+//! `s` takes the copy when its bit is clear and its `ts <= s`, and reads the chain otherwise
+//! (a bit shared with another key by hash only costs a chain read).
+//!
+//! ## The race, and the fences
+//!
+//! A committer cannot know which runs copy its key's old head: a rebuild may be copying it
+//! right now into a run not yet published. So the index keeps the *newest* changed-key set
+//! ([`Changes`]), the one of the run being built or of the current run, and:
+//!
+//! - a rebuild publishes its run's fresh set as the newest, issues a `SeqCst` fence, and only
+//!   then copies heads ([`Changes::copier`]);
+//! - a committer, after linking its versions (and rewriting the head caches), issues a
+//!   `SeqCst` fence, then loads the newest set and the current run's set and marks its keys
+//!   in both ([`Changes::note`]), before it retires anything it unlinked and before its
+//!   timestamp is published.
+//!
+//! The two fences make a store-buffering (Dekker) pair: for a key's install and a rebuild's
+//! copy of that key, either the copy reads the installed head, or the committer's load of the
+//! newest set returns the rebuild's set (or a later one, published after the rebuild's run,
+//! in which case its load of the current run returns that run or a later one, and marks it).
+//! A scan whose snapshot includes the commit loads the index state after it took the snapshot,
+//! so it walks a run the committer marked, or one built from heads that include the install.
+//!
+//! ## Why the copied pointer stays valid
+//!
+//! A copy points into the value of the version that was the head when it was copied. That
+//! version is freed only after it stopped being the head (the head is never unlinked while a
+//! value) and was retired through the epoch. Every install that supersedes it marks, before
+//! retiring anything, the sets of every run that may hold a copy of it that a reader could
+//! still find (above). A reader pinned before that retirement is protected by the epoch; one
+//! that pins after it also loads the index state after it, and sees the bit set (the mark
+//! precedes the retirement, which precedes the epoch's `SeqCst` fences, which precede the
+//! reader's pin), so it never dereferences the copy. Removed runs are read only by readers
+//! pinned since before they were replaced; the index frees them through the epoch.
+//!
+//! Tombstones are copied without a pointer; a copy is never taken of a head whose value is
+//! longer than [`u32::MAX`] - 1 bytes (such a key is read from its chain).
+//!
+//! Checked by loom model 15 and its negative controls (`loom_models.rs`).
+
+use std::hash::BuildHasher;
+
+use crossbeam_epoch::Guard;
+
+use super::chain::Chain;
+use super::head_cache::Lent;
+use super::EpochCell;
+use crate::sync::{fence, Arc, AtomicU64, Ordering};
+
+/// `len` of a copied tombstone.
+const TOMBSTONE: u32 = u32::MAX;
+
+/// Bits of a run's changed-key set per key of the run (rounded up to a power of two): few
+/// enough to stay in cache, enough that the keys created between two rebuilds (a
+/// `1 / DELTA_FRACTION` share of the run) leave most bits clear.
+const BITS_PER_KEY: usize = 4;
+
+/// The hash a key's bit is chosen by: the same for every committer and every rebuild.
+fn key_hash(key: &[u8]) -> u32 {
+    // Truncation intended: the set uses the low bits.
+    foldhash::fast::FixedState::with_seed(0x736e_6170_6b76).hash_one(key) as u32
+}
+
+/// A chain's head as a rebuild found it: see the module documentation.
+#[derive(Clone, Copy)]
+pub(crate) struct HeadCopy {
+    /// Commit timestamp of the copied head, or `0`: no copy (the chain was empty, its cache
+    /// was being rewritten, or the value is too long to copy).
+    ts: u64,
+    /// Start of the head's value (owned by its version node); null for a tombstone.
+    ptr: *const u8,
+    /// Length of the value, or [`TOMBSTONE`].
+    len: u32,
+    /// [`key_hash`] of the key.
+    hash: u32,
+}
+
+// SAFETY: `ptr` is only dereferenced through `CopiedHead::lend`, under the protocol in the
+// module documentation; the bytes it points to are immutable and shared by design (a `Bytes`
+// buffer that every thread may read), so moving or sharing the copy across threads is sound.
+unsafe impl Send for HeadCopy {}
+// SAFETY: as above: a `HeadCopy` is immutable once built.
+unsafe impl Sync for HeadCopy {}
+
+/// The set of keys changed since a run was built, as one bit per key hash.
+///
+/// Each word's bits:
+///
+/// | bit | meaning |
+/// |---|---|
+/// | `0` | no committer noted a key with this hash since the set was published as the newest: the run's copy of such a key is its head (or a newer install is not yet visible) |
+/// | `1` | some key with this hash may have changed: read its chain |
+///
+/// Bits are only ever set (`Release`) and read (`Acquire`); a set lives as long as its run.
+pub(crate) struct ChangedKeys {
+    words: Box<[AtomicU64]>,
+    /// Number of bits minus one (a power of two minus one).
+    mask: u32,
+}
+
+impl ChangedKeys {
+    /// A clear set sized for a run of `keys` keys.
+    fn for_keys(keys: usize) -> Self {
+        let bits = (keys.saturating_mul(BITS_PER_KEY))
+            .clamp(64, 1 << 31)
+            .next_power_of_two();
+        Self {
+            words: (0..bits / 64).map(|_| AtomicU64::new(0)).collect(),
+            // At most 2^31 bits: fits.
+            mask: (bits - 1) as u32,
+        }
+    }
+
+    fn word_and_bit(&self, hash: u32) -> (&AtomicU64, u64) {
+        let bit = hash & self.mask;
+        (&self.words[(bit / 64) as usize], 1 << (bit % 64))
+    }
+
+    /// Marks `hash`'s bit. Reads it first: a set bit (the common case once a set fills) is
+    /// left alone, so committers on two cores do not pull the word's line back and forth.
+    fn mark(&self, hash: u32) {
+        let (word, bit) = self.word_and_bit(hash);
+        // Acquire: a bit another committer set stays visible to whatever we order after it.
+        if word.load(Ordering::Acquire) & bit == 0 {
+            word.fetch_or(bit, Ordering::Release);
+        }
+    }
+
+    fn is_marked(&self, hash: u32) -> bool {
+        let (word, bit) = self.word_and_bit(hash);
+        word.load(Ordering::Acquire) & bit != 0
+    }
+}
+
+/// The copies of a run's heads, with the run's changed-key set.
+pub(crate) struct RunHeads {
+    /// One per run entry, in the run's order; empty for a run built without copies (then
+    /// every key is read from its chain).
+    copies: Vec<HeadCopy>,
+    changed: Arc<ChangedKeys>,
+}
+
+impl RunHeads {
+    /// No copies: scans read every key's chain.
+    pub(crate) fn none() -> Self {
+        Self {
+            copies: Vec::new(),
+            changed: Arc::new(ChangedKeys::for_keys(0)),
+        }
+    }
+
+    /// The copies of entries `range` (of a run with copies) or none.
+    pub(crate) fn slice(&self, range: std::ops::Range<usize>) -> HeadsSlice<'_> {
+        HeadsSlice {
+            copies: self.copies.get(range).unwrap_or(&[]),
+            changed: &self.changed,
+        }
+    }
+}
+
+/// A run's copies for a slice of its entries (or none), in the entries' order.
+#[derive(Clone, Copy)]
+pub(crate) struct HeadsSlice<'a> {
+    copies: &'a [HeadCopy],
+    changed: &'a ChangedKeys,
+}
+
+impl<'a> HeadsSlice<'a> {
+    /// The copy of the slice's `i`th entry, if the run has copies.
+    pub(crate) fn get(&self, i: usize) -> Option<CopiedHead<'a>> {
+        let copy = self.copies.get(i)?;
+        Some(CopiedHead {
+            copy,
+            changed: self.changed,
+        })
+    }
+
+    /// The slice without its first `n` entries.
+    pub(crate) fn skip(&self, n: usize) -> Self {
+        Self {
+            copies: self.copies.get(n..).unwrap_or(&[]),
+            changed: self.changed,
+        }
+    }
+
+    /// The slice's first `n` entries.
+    pub(crate) fn take(&self, n: usize) -> Self {
+        Self {
+            copies: &self.copies[..n.min(self.copies.len())],
+            changed: self.changed,
+        }
+    }
+}
+
+/// One key's copied head, with its run's changed-key set.
+#[derive(Clone, Copy)]
+pub(crate) struct CopiedHead<'a> {
+    copy: &'a HeadCopy,
+    changed: &'a ChangedKeys,
+}
+
+impl<'a> CopiedHead<'a> {
+    /// Whether a reader of the latest versions can use the copy (not marked changed): a scan
+    /// prefetches the chain only of keys where it cannot.
+    pub(crate) fn is_current(&self) -> bool {
+        self.copy.ts != 0 && !self.changed.is_marked(self.copy.hash)
+    }
+
+    /// The key's version visible at `at`, if the copy is it; `None` when the chain must be
+    /// read instead (no copy, the copy is newer than `at`, or the key changed since).
+    ///
+    /// The caller holds `guard` pinned since before it loaded the index state that holds
+    /// this run (every reader reaches a run that way, see `index`).
+    pub(crate) fn lend<'g>(&self, at: u64, _guard: &'g Guard) -> Option<Lent<'g>> {
+        let c = self.copy;
+        if c.ts == 0 || c.ts > at || self.changed.is_marked(c.hash) {
+            return None;
+        }
+        let value = match c.len {
+            TOMBSTONE => None,
+            0 => Some(&[][..]),
+            // The bit is clear, so no install superseded the copied head before this read
+            // in a way this reader could miss: the head is still the head, or was superseded
+            // and retired only after we pinned (see the module documentation, and model 15).
+            // SAFETY: by the above, the head's value buffer (`len` bytes at `ptr`, immutable)
+            // stays allocated while `guard` is pinned, so for `'g`.
+            len => Some(unsafe { std::slice::from_raw_parts(c.ptr, len as usize) }),
+        };
+        Some(Lent { ts: c.ts, value })
+    }
+}
+
+/// The index's newest changed-key set: see the module documentation.
+pub(crate) struct Changes {
+    newest: EpochCell<Arc<ChangedKeys>>,
+}
+
+impl Changes {
+    pub(crate) fn new() -> Self {
+        Self {
+            newest: EpochCell::new(Arc::new(ChangedKeys::for_keys(0))),
+        }
+    }
+
+    /// Marks `keys` changed, for a committer that has linked versions of them and not yet
+    /// retired anything it unlinked (nor published its timestamp). `current` loads the
+    /// index's current run (after the newest set, which is what the protocol needs).
+    pub(crate) fn note<'g, 'k>(
+        &'g self,
+        current: impl FnOnce() -> &'g RunHeads,
+        keys: impl IntoIterator<Item = &'k [u8]>,
+        guard: &'g Guard,
+    ) {
+        if !note_without_fence() {
+            // Pairs with the fence in `copier`: either that rebuild's copies see our
+            // installs, or we see its set below.
+            fence(Ordering::SeqCst);
+        }
+        let newest: &ChangedKeys = self.newest.load(guard);
+        let current: &ChangedKeys = &current().changed;
+        let both = !std::ptr::eq(newest, current);
+        let only_current = note_only_current_run();
+        for key in keys {
+            let hash = key_hash(key);
+            if !only_current {
+                newest.mark(hash);
+            }
+            if both || only_current {
+                current.mark(hash);
+            }
+        }
+    }
+
+    /// Publishes a fresh set as the newest and returns a copier that copies heads under it,
+    /// for a rebuild building a run of about `keys` keys. Rebuilds take turns (the caller
+    /// holds the index's builder lock).
+    pub(crate) fn copier(&self, keys: usize) -> HeadCopier {
+        let changed = Arc::new(ChangedKeys::for_keys(keys));
+        let guard = crossbeam_epoch::pin();
+        self.newest.replace(Arc::clone(&changed), &guard);
+        // Pairs with the fence in `note`: a committer that installed before it is seen by
+        // our copies, one after it marks `changed`.
+        fence(Ordering::SeqCst);
+        HeadCopier {
+            copies: Vec::with_capacity(keys),
+            changed,
+            guard,
+        }
+    }
+}
+
+/// Copies heads for a run being built, in the run's order (see [`Changes::copier`]).
+pub(crate) struct HeadCopier {
+    copies: Vec<HeadCopy>,
+    changed: Arc<ChangedKeys>,
+    /// Pinned while reading head caches; renewed every [`REPIN_EVERY`] copies so a long
+    /// rebuild does not hold back memory reclamation.
+    guard: Guard,
+}
+
+/// Copies between two renewals of a [`HeadCopier`]'s pin.
+const REPIN_EVERY: usize = 1024;
+
+impl HeadCopier {
+    /// Copies `chain`'s head for the run's next entry, `key`.
+    pub(crate) fn push(&mut self, key: &[u8], chain: &Chain) {
+        if self.copies.len() % REPIN_EVERY == REPIN_EVERY - 1 {
+            self.guard.repin();
+        }
+        let hash = key_hash(key);
+        let copy = match chain.cache().get(&self.guard) {
+            Some(Lent { ts, value: None }) => HeadCopy {
+                ts,
+                ptr: std::ptr::null(),
+                len: TOMBSTONE,
+                hash,
+            },
+            Some(Lent { ts, value: Some(v) }) if v.len() < TOMBSTONE as usize => HeadCopy {
+                ts,
+                ptr: v.as_ptr(),
+                // Checked just above.
+                len: v.len() as u32,
+                hash,
+            },
+            _ => HeadCopy {
+                ts: 0,
+                ptr: std::ptr::null(),
+                len: 0,
+                hash,
+            },
+        };
+        self.copies.push(copy);
+    }
+
+    /// The copies, for the run they were pushed for.
+    pub(crate) fn finish(self) -> RunHeads {
+        RunHeads {
+            copies: self.copies,
+            changed: self.changed,
+        }
+    }
+}
+
+/// Whether committers skip the fence before marking: only as an injected fault in a loom
+/// negative control.
+fn note_without_fence() -> bool {
+    #[cfg(loom)]
+    {
+        crate::sync::faults::active(crate::sync::faults::Fault::NoteWithoutFence)
+    }
+    #[cfg(not(loom))]
+    {
+        false
+    }
+}
+
+/// Whether committers mark only the current run's set: only as an injected fault in a loom
+/// negative control.
+fn note_only_current_run() -> bool {
+    #[cfg(loom)]
+    {
+        crate::sync::faults::active(crate::sync::faults::Fault::NoteOnlyCurrentRun)
+    }
+    #[cfg(not(loom))]
+    {
+        false
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    /// `chain`'s versions as `(ts, value)`; installs `values` at timestamps 1, 2, ...
+    fn chain_with(values: &[Option<&'static [u8]>]) -> Chain {
+        let chain = Chain::new();
+        let guard = crossbeam_epoch::pin();
+        for (i, v) in values.iter().enumerate() {
+            chain
+                .lock()
+                .install(i as u64 + 1, v.map(Bytes::from_static), None, &guard);
+        }
+        chain
+    }
+
+    fn lent(v: Option<Lent<'_>>) -> Option<(u64, Option<Vec<u8>>)> {
+        v.map(|l| (l.ts, l.value.map(<[u8]>::to_vec)))
+    }
+
+    /// Copies the heads of `chains` (keys `k0`, `k1`, ...) for a run.
+    fn copy_all(changes: &Changes, chains: &[&Chain]) -> RunHeads {
+        let mut copier = changes.copier(chains.len());
+        for (i, chain) in chains.iter().enumerate() {
+            copier.push(format!("k{i}").as_bytes(), chain);
+        }
+        copier.finish()
+    }
+
+    #[test]
+    fn copies_serve_the_head_at_or_after_its_timestamp() {
+        let changes = Changes::new();
+        let (a, tomb, empty) = (
+            chain_with(&[Some(b"old"), Some(b"new")]),
+            chain_with(&[Some(b"x"), None]),
+            Chain::new(),
+        );
+        let heads = copy_all(&changes, &[&a, &tomb, &empty]);
+        let all = heads.slice(0..3);
+        let guard = crossbeam_epoch::pin();
+        let copy = |i: usize, at: u64| lent(all.get(i).and_then(|c| c.lend(at, &guard)));
+        assert_eq!(copy(0, 2), Some((2, Some(b"new".to_vec()))));
+        assert_eq!(copy(0, 9), Some((2, Some(b"new".to_vec()))));
+        // Older snapshots read the chain.
+        assert_eq!(copy(0, 1), None);
+        // A tombstone is copied as one.
+        assert_eq!(copy(1, 2), Some((2, None)));
+        // An empty chain has no copy.
+        assert_eq!(copy(2, 9), None);
+        assert!(all.get(0).is_some_and(|c| c.is_current()));
+        assert!(!all.get(2).is_some_and(|c| c.is_current()));
+        // Slices keep entries and copies aligned.
+        assert_eq!(
+            lent(all.skip(1).get(0).and_then(|c| c.lend(9, &guard))),
+            Some((2, None))
+        );
+        assert!(all.take(1).get(1).is_none());
+        assert!(RunHeads::none().slice(0..3).get(0).is_none());
+    }
+
+    #[test]
+    fn a_noted_install_makes_the_copy_stale_in_the_current_and_newest_sets() {
+        let changes = Changes::new();
+        let a = chain_with(&[Some(b"v1")]);
+        let b = chain_with(&[Some(b"b")]);
+        let current = copy_all(&changes, &[&a, &b]);
+        let guard = crossbeam_epoch::pin();
+        a.lock()
+            .install(2, Some(Bytes::from_static(b"v2")), None, &guard);
+        // Unnoted, the copy still claims v1 is the head: this is why every commit notes its
+        // keys before publishing.
+        let copy = |heads: &RunHeads, i: usize| {
+            lent(heads.slice(0..2).get(i).and_then(|c| c.lend(9, &guard)))
+        };
+        assert_eq!(copy(&current, 0), Some((1, Some(b"v1".to_vec()))));
+        // A rebuild has published its set but not its run yet: the note marks both.
+        let building = changes.copier(2);
+        changes.note(|| &current, [&b"k0"[..]], &guard);
+        let built = building.finish();
+        for heads in [&current, &built] {
+            let marked = heads.changed.is_marked(key_hash(b"k0"));
+            assert!(marked, "the note reached every set a reader could use");
+        }
+        assert_eq!(
+            copy(&current, 0),
+            None,
+            "a noted key is read from its chain"
+        );
+        assert_eq!(copy(&current, 1), Some((1, Some(b"b".to_vec()))));
+    }
+
+    #[test]
+    fn changed_sets_are_sized_for_their_run() {
+        assert_eq!(ChangedKeys::for_keys(0).words.len(), 1);
+        let set = ChangedKeys::for_keys(100_000);
+        assert_eq!(
+            set.words.len() * 64,
+            (100_000 * BITS_PER_KEY).next_power_of_two()
+        );
+        for h in [0, 1, 63, 64, u32::MAX] {
+            assert!(!set.is_marked(h));
+            set.mark(h);
+            assert!(set.is_marked(h));
+        }
+    }
+}
