@@ -112,7 +112,8 @@ type Small<T> = smallvec::SmallVec<[T; 4]>;
 ///    with a smaller timestamp took its locks (and created its chains) before allocating, so
 ///    it is seen here;
 /// 5. link the new versions (rewriting each key's head mirror in its map entry, under that
-///    entry's shard read lock), prune, unlock;
+///    entry's shard read lock), note the keys changed for the scan index's head copies
+///    (`raw::run_heads`), prune and retire (after the note), unlock;
 /// 6. publish: mark the timestamp finished and return once it is visible, which needs every
 ///    smaller one finished (a failed step 4 publishes too, with nothing installed: timestamps
 ///    have no holes). Any committer makes finished timestamps visible, not only their own.
@@ -205,14 +206,24 @@ fn install(
     horizon: &Horizon,
     guard: &Guard,
 ) -> usize {
-    for (w, (key, value)) in writers.iter().zip(writes.iter_mut()) {
-        source.with_mirror(key, w.chain(), |mirror| {
-            w.install(ts, value.take(), mirror, guard);
-        });
-    }
-    // Before anything we unlink can be retired (and before the timestamp is published): the
-    // scan index's copies of the heads we just superseded must read as stale from now on.
+    // Nothing here runs user code, but should an install unwind (an allocation failure, a
+    // debug assertion), the versions linked before it still become visible (`Publication`
+    // publishes on drop): they must be noted like any others, so catch, note, rethrow.
+    let installed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        for (w, (key, value)) in writers.iter().zip(writes.iter_mut()) {
+            source.with_mirror(key, w.chain(), |mirror| {
+                w.install(ts, value.take(), mirror, guard);
+            });
+        }
+    }));
+    // After the installs, before the chains are unlocked and the timestamp is published: the
+    // scan index's copies of the heads we just superseded must read as stale from then on
+    // (for whoever later prunes and retires those heads, and for every snapshot that can see
+    // this commit). Noting a key whose install did not happen is harmless.
     source.note_installed(writes, guard);
+    if let Err(panic) = installed {
+        std::panic::resume_unwind(panic);
+    }
     let mut backlog = 0;
     // One batch for the whole commit: see `Retired` for why.
     let mut retired = Retired::new();
@@ -327,4 +338,177 @@ fn lock_all<'c>(chains: &'c [Arc<Chain>], guard: &Guard) -> Result<Small<ChainWr
         writers.push(w);
     }
     Ok(writers)
+}
+
+#[cfg(all(test, not(loom)))]
+mod panic_mid_install {
+    //! A commit that unwinds in the middle of its installs still publishes (`Publication`
+    //! publishes on drop), so it must still note its keys: otherwise the scan index's copy of
+    //! a superseded head would stay "current", so scans would read it (stale) and, once it is
+    //! pruned and freed, through a dangling pointer. Both tests failed before the install
+    //! loop noted its keys on unwind too.
+    use std::ops::{Bound, ControlFlow};
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::clock::Clock;
+    use crate::index::Reason;
+
+    /// A value buffer that counts its drops.
+    struct Counted(std::sync::Arc<AtomicUsize>, [u8; 8]);
+    impl AsRef<[u8]> for Counted {
+        fn as_ref(&self) -> &[u8] {
+            &self.1
+        }
+    }
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    fn counted(drops: &std::sync::Arc<AtomicUsize>, byte: u8) -> Option<Bytes> {
+        Some(Bytes::from_owner(Counted(
+            std::sync::Arc::clone(drops),
+            [byte; 8],
+        )))
+    }
+    fn wait_for_drops(drops: &AtomicUsize, n: usize) {
+        for _ in 0..10_000 {
+            if drops.load(Ordering::SeqCst) >= n {
+                break;
+            }
+            crossbeam_epoch::pin().flush();
+            std::thread::yield_now();
+        }
+        assert_eq!(drops.load(Ordering::SeqCst), n, "values freed");
+    }
+    use crate::store::Store;
+
+    /// `Store`, except that the install of key `b` unwinds (stands for any panic in the
+    /// install loop: an allocation failure with `panic` OOM handling, a tripped debug
+    /// assertion such as `with_mirror`'s).
+    struct PanicsOnB<'a>(&'a Store);
+
+    impl ChainSource for PanicsOnB<'_> {
+        fn resolve(&self, key: &[u8]) -> Arc<Chain> {
+            self.0.resolve(key)
+        }
+        fn lookup(&self, key: &[u8]) -> Option<Arc<Chain>> {
+            self.0.get(key)
+        }
+        fn find_in_range(
+            &self,
+            range: &KeyRange,
+            hit: &mut dyn FnMut(&[u8], &Chain) -> bool,
+        ) -> Option<Bytes> {
+            <Store as ChainSource>::find_in_range(self.0, range, hit)
+        }
+        fn discard_if_empty(&self, key: &[u8], writer: &ChainWriter<'_>, guard: &Guard) {
+            <Store as ChainSource>::discard_if_empty(self.0, key, writer, guard)
+        }
+        fn with_mirror<R>(
+            &self,
+            key: &[u8],
+            chain: &Chain,
+            f: impl FnOnce(Option<&HeadCache>) -> R,
+        ) -> R {
+            assert_ne!(key, b"b", "injected panic mid-install");
+            self.0.with_mirror(key, chain, f)
+        }
+        fn note_installed(&self, writes: &[Write<'_>], guard: &Guard) {
+            <Store as ChainSource>::note_installed(self.0, writes, guard)
+        }
+    }
+
+    fn scan(store: &Store, at: u64) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut out = Vec::new();
+        crate::iter::lend(store, (Bound::Unbounded, Bound::Unbounded), at, |k, v| {
+            out.push((k.to_vec(), v.to_vec()));
+            ControlFlow::Continue(())
+        });
+        out
+    }
+
+    /// Commits a = [1; 8] (its drop counted in `drops`) and b = "b1" at 1, lets a rebuild
+    /// copy a's head into the run, then commits a = "a2", b = "b2" at 2 through a source
+    /// whose install of b unwinds after a's install.
+    fn unwound_second_commit(drops: &std::sync::Arc<AtomicUsize>) -> (Store, Clock) {
+        let store = Store::new();
+        let clock = Clock::new();
+        let keep_all = Horizon::at(0);
+        let mut w1 = [
+            (&b"a"[..], counted(drops, 1)),
+            (&b"b"[..], Some(Bytes::from_static(b"b1"))),
+        ];
+        commit(&clock, &store, &mut w1, Checks::default(), &keep_all).unwrap();
+        store.maintain_index(Reason::Sweep);
+        let unwound = catch_unwind(AssertUnwindSafe(|| {
+            let mut w2 = [
+                (&b"a"[..], Some(Bytes::from_static(b"a2"))),
+                (&b"b"[..], Some(Bytes::from_static(b"b2"))),
+            ];
+            let source = PanicsOnB(&store);
+            commit(&clock, &source, &mut w2, Checks::default(), &keep_all)
+        }));
+        assert!(unwound.is_err());
+        assert_eq!(clock.visible(), 2, "the unwinding commit published");
+        (store, clock)
+    }
+
+    #[test]
+    fn a_commit_unwinding_mid_install_still_notes_its_keys() {
+        let drops = std::sync::Arc::new(AtomicUsize::new(0));
+        let (store, _clock) = unwound_second_commit(&drops);
+        let guard = crossbeam_epoch::pin();
+        let chain_says = store
+            .get(b"a")
+            .unwrap()
+            .read_at(2, &guard)
+            .and_then(|v| v.value.cloned());
+        drop(guard);
+        assert_eq!(chain_says.as_deref(), Some(&b"a2"[..]));
+        let at2 = scan(&store, 2);
+        assert_eq!(
+            at2.first(),
+            Some(&(b"a".to_vec(), b"a2".to_vec())),
+            "stale copy: the scan at 2 returned a's version 1 though the chain's head is a2"
+        );
+    }
+
+    #[test]
+    fn a_superseded_value_freed_after_an_unwound_commit_is_never_read_through_a_copy() {
+        let drops = std::sync::Arc::new(AtomicUsize::new(0));
+        let (store, _clock) = unwound_second_commit(&drops);
+        // The collector (nothing reads below 2) prunes a's version 1 and frees it.
+        {
+            let guard = crossbeam_epoch::pin();
+            let chain = store.get(b"a").unwrap();
+            assert_eq!(
+                chain
+                    .lock()
+                    .prune_and_retire(&Horizon::at(2), &guard)
+                    .unlinked,
+                1
+            );
+        }
+        wait_for_drops(&drops, 1);
+        // The copy is marked stale, so the scan reads the chain (a copy served here would
+        // point at the freed value: Miri reports a use after free).
+        let mut seen_len = None;
+        crate::iter::lend(
+            &store,
+            (
+                Bound::Included(Bytes::from_static(b"a")),
+                Bound::Included(Bytes::from_static(b"a")),
+            ),
+            2,
+            |_, v| {
+                seen_len = Some(v.len());
+                ControlFlow::Continue(())
+            },
+        );
+        assert_eq!(seen_len, Some(2), "read a freed value through the copy");
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+    }
 }

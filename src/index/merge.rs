@@ -81,7 +81,8 @@ pub(crate) struct Group<'g> {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Reads {
     /// The visible head ([`Group::lend_at`]): the run's head copies serve most keys, so only
-    /// the chains of keys changed since the run was built are prefetched.
+    /// the chains of keys changed since the run was built are prefetched (a snapshot older
+    /// than the copies reads chains that were not prefetched).
     Heads,
     /// Versions from the chains ([`Group::read_at`], validation, maintenance): every chain
     /// is prefetched.
@@ -105,7 +106,9 @@ impl<'g> Group<'g> {
     }
 
     /// The key's version visible at `at`, lent (see [`Chain::lend_at`]): from the run's copy
-    /// of the head when it is that version, else from the chains.
+    /// of the head when it is that version, else from the chains. `at` must have been taken
+    /// before the walk loaded the index state (a snapshot's timestamp always is; see
+    /// `raw::run_heads`).
     pub(crate) fn lend_at(&self, at: u64, guard: &'g Guard) -> Option<Lent<'g>> {
         if let Some(v) = self.copied.and_then(|c| c.lend(at, guard)) {
             return Some(v);

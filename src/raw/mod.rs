@@ -16,6 +16,12 @@
 //! borrows from the reader's guard, not from the chain, so it stays valid while the guard is
 //! pinned even if the chain it came from is dropped meanwhile (a point read finds the version
 //! under the map's shard lock and lends the value after releasing the lock).
+//!
+//! Value pointers are also *copied* out of the chains: into each chain's head cache and the
+//! map's head mirror ([`HeadCache`], valid because a head is retired only after every cache
+//! describing it was rewritten), and into the scan index's runs ([`RunHeads`], valid because
+//! a commit marks a key changed in every run a reader could consult before it retires the
+//! head it superseded; see `run_heads`).
 
 mod chain;
 mod epoch_cell;

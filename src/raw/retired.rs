@@ -36,6 +36,11 @@ impl Retired {
     }
 
     /// Hands every node to the epoch: they are freed once every thread pinned now has unpinned.
+    ///
+    /// A run of the scan index may hold a copy of a head that was superseded: the commit
+    /// that superseded it noted its key (`Changes::note`) before unlocking and publishing,
+    /// so before any prune can retire that head, and a reader that pins after the retirement
+    /// sees the copy marked stale.
     pub(crate) fn retire(&mut self, guard: &Guard) {
         match self.nodes.len() {
             0 => {}

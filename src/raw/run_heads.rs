@@ -35,13 +35,24 @@
 //!
 //! A copy points into the value of the version that was the head when it was copied. That
 //! version is freed only after it stopped being the head (the head is never unlinked while a
-//! value) and was retired through the epoch. Every install that supersedes it marks, before
-//! retiring anything, the sets of every run that may hold a copy of it that a reader could
-//! still find (above). A reader pinned before that retirement is protected by the epoch; one
-//! that pins after it also loads the index state after it, and sees the bit set (the mark
-//! precedes the retirement, which precedes the epoch's `SeqCst` fences, which precede the
-//! reader's pin), so it never dereferences the copy. Removed runs are read only by readers
-//! pinned since before they were replaced; the index frees them through the epoch.
+//! value) and was retired through the epoch, by a later prune: never by the commit that
+//! superseded it, whose horizon is below its own timestamp, but by a later committer or the
+//! collector. The superseding commit marks the key (above) before it unlocks the chain and
+//! before it publishes, so the mark happens before that prune (through the chain lock, or
+//! through the publication any horizon that allows the prune has seen), hence before the
+//! retirement. A reader pinned before the retirement is protected by the epoch; one that
+//! pins after it loads the index state after it and sees the bit set (the mark happens before
+//! the retirement, which precedes the epoch's `SeqCst` synchronisation, which precedes the
+//! reader's pin), so it never dereferences the copy. (On x86 crossbeam-epoch pins with a
+//! `SeqCst` read-modify-write rather than a fence, so the last step holds on the hardware
+//! rather than in the abstract model, as for every crossbeam user.) A commit that unwinds
+//! mid-install still notes its keys, since it still publishes. Removed runs are read only by
+//! readers pinned since before they were replaced; the index frees them through the epoch.
+//!
+//! Readers must load the index state *after* taking their snapshot (every scan does: the
+//! snapshot's timestamp is fixed before its walk loads the state). A reader that loaded the
+//! state first and a newer timestamp later could pair an old run, which a committer that saw
+//! a newer run did not mark, with a timestamp that includes that commit.
 //!
 //! Tombstones are copied without a pointer; a copy is never taken of a head whose value is
 //! longer than [`u32::MAX`] - 1 bytes (such a key is read from its chain).
@@ -130,7 +141,10 @@ impl ChangedKeys {
     /// left alone, so committers on two cores do not pull the word's line back and forth.
     fn mark(&self, hash: u32) {
         let (word, bit) = self.word_and_bit(hash);
-        // Acquire: a bit another committer set stays visible to whatever we order after it.
+        // Acquire, and load-bearing: when another committer set the bit, its `fetch_or`
+        // then happens before our unlock and publication, so before any retirement of the
+        // head we superseded, as the memory-safety argument needs (a Relaxed load would
+        // leave only coherence, which the epoch's fence rule does not carry).
         if word.load(Ordering::Acquire) & bit == 0 {
             word.fetch_or(bit, Ordering::Release);
         }
@@ -220,7 +234,8 @@ impl<'a> CopiedHead<'a> {
     /// read instead (no copy, the copy is newer than `at`, or the key changed since).
     ///
     /// The caller holds `guard` pinned since before it loaded the index state that holds
-    /// this run (every reader reaches a run that way, see `index`).
+    /// this run (every reader reaches a run that way, see `index`), and took `at` (its
+    /// snapshot) before loading that state (see the module documentation).
     pub(crate) fn lend<'g>(&self, at: u64, _guard: &'g Guard) -> Option<Lent<'g>> {
         let c = self.copy;
         if c.ts == 0 || c.ts > at || self.changed.is_marked(c.hash) {
