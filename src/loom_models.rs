@@ -88,28 +88,29 @@ impl ChainSource for World {
 
 impl World {
     fn new(keys: &[&'static [u8]]) -> Arc<Self> {
-        Arc::new(Self {
-            clock: Clock::new(),
-            registry: Registry::new(),
-            keys: keys.iter().map(|k| Bytes::from_static(k)).collect(),
-            chains: keys.iter().map(|_| Arc::new(Chain::new())).collect(),
-            index: None,
-        })
+        Arc::new(Self::build(keys, false))
     }
 
     /// A world whose keys are in a scan index, committed to as [`World::new`]'s.
     fn with_index(keys: &[&'static [u8]]) -> Self {
-        let index = Index::new();
+        Self::build(keys, true)
+    }
+
+    fn build(keys: &[&'static [u8]], indexed: bool) -> Self {
         let chains: Vec<Arc<Chain>> = keys.iter().map(|_| Arc::new(Chain::new())).collect();
-        for (k, c) in keys.iter().zip(&chains) {
-            index.insert(k, Arc::clone(c));
-        }
+        let index = indexed.then(|| {
+            let index = Index::new();
+            for (k, c) in keys.iter().zip(&chains) {
+                index.insert(k, Arc::clone(c));
+            }
+            index
+        });
         Self {
             clock: Clock::new(),
             registry: Registry::new(),
             keys: keys.iter().map(|k| Bytes::from_static(k)).collect(),
             chains,
-            index: Some(index),
+            index,
         }
     }
 

@@ -44,6 +44,13 @@
 //! threshold rebuilds instead of placing: sorting many keys into a run is far cheaper than
 //! inserting them one by one into a skip list.
 //!
+//! ## Head copies
+//!
+//! A rebuild also copies each chain's head into the new run, and committers mark the keys
+//! they write in the run's changed-key set, so that a lending scan reads unchanged keys from
+//! the run without touching their chains (`raw::run_heads`, I18 in docs/design.md). The index
+//! keeps the newest set (`changes`), which a rebuild publishes before it copies.
+//!
 //! ## What a scan is promised (I17 in docs/design.md)
 //!
 //! A scan that starts after a key's insertion *happened before* it (a committed version of
