@@ -213,26 +213,27 @@ pub(crate) fn lend(
     let mut lent = 0;
     while !is_empty_range(&rest) {
         let guard = crossbeam_epoch::pin();
-        let mut resume = None;
-        for (examined, e) in store
+        let (mut examined, mut resume) = (0, None);
+        let flow = store
             .range(borrow_range(&rest), Reads::Heads, &guard)
-            .enumerate()
-        {
-            if examined == REPIN_EVERY {
-                resume = Some(Bytes::copy_from_slice(e.key()));
-                break;
-            }
-            let Some(value) = e.lend_at(ts, &guard).and_then(|v| v.value) else {
-                continue;
-            };
-            lent += 1;
-            if f(e.key(), value).is_break() {
-                return lent;
-            }
-        }
+            .lend_forward(ts, &guard, |key, version| {
+                if examined == REPIN_EVERY {
+                    resume = Some(Bytes::copy_from_slice(key));
+                    return ControlFlow::Break(());
+                }
+                examined += 1;
+                match version.and_then(|v| v.value) {
+                    Some(value) => {
+                        lent += 1;
+                        f(key, value)
+                    }
+                    None => ControlFlow::Continue(()),
+                }
+            });
         match resume {
             // Not yet examined: resume at it.
             Some(key) => rest.0 = Bound::Included(key),
+            None if flow.is_break() => return lent,
             None => break,
         }
     }

@@ -1,6 +1,8 @@
 //! Walking the index: the run and the deltas merged into one ordered, double-ended sequence of
 //! key groups.
 
+use std::ops::ControlFlow;
+
 use crossbeam_epoch::Guard;
 
 use super::delta::{Delta, DeltaIter};
@@ -213,7 +215,7 @@ pub(crate) struct Entries<'g, 'r> {
     run: RunIter<'g>,
     /// How many of the run's remaining entries at the front (`[0]`) and at the back (`[1]`)
     /// are known to come before every remaining delta key in that direction: they are
-    /// returned without comparing keys. Recomputed by [`gallop`] from the walk's position
+    /// returned without comparing keys. Recomputed by [`clear_ahead`] from the walk's position
     /// when it reaches zero; it can only stay valid, since the deltas' walks only lose keys.
     clear: [usize; 2],
     deltas: [Option<Ends<DeltaIter<'g, 'r>>>; 2],
@@ -263,9 +265,9 @@ impl<'g, 'r> Entries<'g, 'r> {
                     let rest = self.run.rest;
                     let n = rest.len();
                     clear = if forward {
-                        gallop(n, |i| &rest[i].0[..] < next)
+                        clear_ahead(n, |i| &rest[i].0[..] < next)
                     } else {
-                        gallop(n, |i| &rest[n - 1 - i].0[..] > next)
+                        clear_ahead(n, |i| &rest[n - 1 - i].0[..] > next)
                     };
                     if clear == 0 {
                         // The next key is a delta's (possibly the run's too): merge it.
@@ -286,6 +288,41 @@ impl<'g, 'r> Entries<'g, 'r> {
             chains: [Some(chain), None, None],
             copied,
         })
+    }
+
+    /// Walks forward, calling `f` with each key and its version visible at `at`, lent (as
+    /// [`Group::lend_at`] gives it), until `f` breaks. The same sequence as
+    /// `self.map(|g| (g.key(), g.lend_at(at, guard)))`, but a stretch of run entries known to
+    /// come before the next delta key is walked in one tight loop, without building a
+    /// [`Group`] per key: a lending scan's cost is mostly this loop. `at` must have been taken
+    /// before the walk loaded the index state (see [`Group::lend_at`]).
+    pub(crate) fn lend_forward(
+        &mut self,
+        at: u64,
+        guard: &'g Guard,
+        mut f: impl FnMut(&'g [u8], Option<Lent<'g>>) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
+        loop {
+            if self.clear[0].min(self.run.rest.len()) == 0 {
+                // Finds the next stretch, or merges a delta's key.
+                let Some(g) = self.step(true) else {
+                    return ControlFlow::Continue(());
+                };
+                f(g.key(), g.lend_at(at, guard))?;
+                continue;
+            }
+            while self.clear[0] > 0 {
+                let Some(((key, chain), copied)) = self.run.next_copied() else {
+                    break;
+                };
+                self.clear[0] -= 1;
+                let lent = match copied.and_then(|c| c.lend(at, guard)) {
+                    Some(v) => Some(v),
+                    None => chain.lend_at(at, guard),
+                };
+                f(key, lent)?;
+            }
+        }
     }
 
     /// Takes `key`'s entries from the run and from the deltas whose next items (`a`, `b`)
@@ -326,6 +363,28 @@ impl<'g, 'r> Entries<'g, 'r> {
             chains,
             copied: None,
         }
+    }
+}
+
+/// How many run entries ahead of a walk [`clear_ahead`] looks for the next delta key.
+///
+/// A walk is usually short (a scan stops after a few dozen keys) while the next delta key may
+/// be thousands of entries away: finding it exactly would take a cache miss per probe, on
+/// entries the walk never reaches. Looking only this far reads entries the walk reads next
+/// anyway (its chain prefetch is [`PREFETCH_AHEAD`] entries ahead), at the cost of one key
+/// comparison per this many entries while no delta key is near.
+const CLEAR_WINDOW: usize = PREFETCH_AHEAD;
+
+/// How many of the indices `0..n` satisfy `holds` (true for a prefix of them), counting no
+/// further than [`CLEAR_WINDOW`]: a lower bound on the run entries that come before the next
+/// delta key, which is all [`Entries::clear`] needs. One comparison when the whole window
+/// holds (the common case), else a [`gallop`] inside the window.
+fn clear_ahead(n: usize, holds: impl Fn(usize) -> bool) -> usize {
+    let window = n.min(CLEAR_WINDOW);
+    if window > 0 && holds(window - 1) {
+        window
+    } else {
+        gallop(window, holds)
     }
 }
 
@@ -375,6 +434,16 @@ impl<'g> DoubleEndedIterator for Entries<'g, '_> {
 
 #[cfg(all(test, not(loom)))]
 mod tests {
+    #[test]
+    fn clear_ahead_counts_the_prefix_within_the_window() {
+        for n in 0..70 {
+            for cut in 0..=n {
+                let want = cut.min(super::CLEAR_WINDOW);
+                assert_eq!(super::clear_ahead(n, |i| i < cut), want, "n {n} cut {cut}");
+            }
+        }
+    }
+
     #[test]
     fn gallop_finds_the_end_of_the_prefix() {
         for n in 0..70 {

@@ -477,6 +477,92 @@ mod tests {
         }
     }
 
+    /// The tight lending walk against the group walk it stands in for: random keys in a run
+    /// (with head copies, some of them stale and marked changed) and two deltas, versions at
+    /// random timestamps (some tombstones, some chains empty), random bounds and snapshots,
+    /// and a caller that may stop early. Both yield the same keys with the same versions.
+    #[test]
+    fn lending_walks_match_the_group_walk() {
+        use std::ops::ControlFlow;
+        let mut rng = fastrand::Rng::with_seed(11);
+        let k = |i: u32| format!("k{i:03}").into_bytes();
+        type Seen = Vec<(Vec<u8>, Option<(u64, Option<Vec<u8>>)>)>;
+        let seen = |key: &[u8], v: Option<crate::raw::Lent<'_>>| {
+            (key.to_vec(), v.map(|v| (v.ts, v.value.map(<[u8]>::to_vec))))
+        };
+        for _ in 0..300 {
+            let span = rng.u32(1..150);
+            let guard = crossbeam_epoch::pin();
+            let version = |rng: &mut fastrand::Rng, chain: &Chain, ts, tag: &str| {
+                let ts = rng.u64(ts);
+                let value = (rng.u8(..) > 40).then(|| bytes::Bytes::from(tag.to_owned()));
+                chain.lock().install(ts, value, None, &guard);
+            };
+            let (mut run, deltas) = (Vec::new(), [Delta::new(), Delta::new()]);
+            for i in 0..span {
+                let sources = [rng.u8(..) < 200, rng.u8(..) < 40, rng.u8(..) < 20];
+                for (s, held) in sources.into_iter().enumerate() {
+                    if !held {
+                        continue;
+                    }
+                    let chain = Arc::new(Chain::new());
+                    if rng.u8(..) > 30 {
+                        version(&mut rng, &chain, 1..20, &format!("{i}-{s}"));
+                    }
+                    match s {
+                        0 => run.push((MapKey::from_slice(&k(i)), chain)),
+                        _ => deltas[s - 1].insert(&k(i), chain, &guard),
+                    }
+                }
+            }
+            let changes = crate::raw::Changes::new();
+            let copier = changes.copier(run.len());
+            let run = Run::empty().merged_with(run, Some(copier));
+            // Some run keys change after the copies: newer versions, noted as committers do.
+            let mut changed = Vec::new();
+            for (key, chain) in run.slice((Bound::Unbounded, Bound::Unbounded)).entries {
+                if rng.u8(..) < 50 {
+                    version(&mut rng, chain, 20..30, "newer");
+                    changed.push(key.clone());
+                }
+            }
+            changes.note(|| run.heads(), changed.iter().map(|k| &k[..]), &guard);
+            let (lo, hi) = (k(rng.u32(0..span + 1)), k(rng.u32(0..span + 1)));
+            let range = (Bound::Included(&lo[..]), Bound::Excluded(&hi[..]));
+            if crate::iter::is_empty_range(&crate::iter::owned_range(range)) {
+                continue;
+            }
+            let at = rng.u64(0..32);
+            let walk = || {
+                Entries::new(
+                    run.slice(range),
+                    [Some(&deltas[0]), Some(&deltas[1])],
+                    range,
+                    Reads::Heads,
+                    &guard,
+                )
+            };
+            let want: Seen = walk()
+                .map(|g| seen(g.key(), g.lend_at(at, &guard)))
+                .collect();
+            let stop = rng.usize(0..want.len() + 2);
+            let mut got: Seen = Vec::new();
+            let flow = walk().lend_forward(at, &guard, |key, v| {
+                if got.len() == stop {
+                    return ControlFlow::Break(());
+                }
+                got.push(seen(key, v));
+                ControlFlow::Continue(())
+            });
+            assert_eq!(
+                flow.is_break(),
+                stop < want.len(),
+                "range {range:?} at {at}"
+            );
+            assert_eq!(got, want[..stop.min(want.len())], "range {range:?} at {at}");
+        }
+    }
+
     #[test]
     fn a_recreated_key_groups_its_old_and_new_chain() {
         let index = Index::new();
