@@ -131,7 +131,16 @@ impl Run {
         };
         let from = block * FENCE_EVERY;
         let to = (from + FENCE_EVERY).min(self.entries.len());
-        from + self.entries[from..to].partition_point(|(x, _)| below(x, key, or_equal))
+        let block = &self.entries[from..to];
+        // The binary search's probes would each wait for a miss of their own: start them all
+        // at once (a block is a few dozen lines, and the walk that follows reads it anyway).
+        let (start, end) = (block.as_ptr().cast::<u8>(), block.as_ptr_range().end.cast());
+        let mut line = start;
+        while line < end {
+            prefetch_line(line);
+            line = line.wrapping_add(64);
+        }
+        from + block.partition_point(|(x, _)| below(x, key, or_equal))
     }
 
     /// A new run holding this run's entries and `delta`'s (sorted by key, keys unique), minus
