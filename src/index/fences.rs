@@ -36,6 +36,35 @@ pub(crate) fn below(x: &[u8], key: &[u8], or_equal: bool) -> bool {
     }
 }
 
+/// How many of the indices `0..n` satisfy `holds`, which is true for a prefix of them: an
+/// exponential search from 0, then a binary search in the window found. For answers that are
+/// usually small (fences tying with a probe's head, run entries before the next delta key):
+/// it probes only near the start, where a binary search of all `n` would probe far away.
+pub(super) fn gallop(n: usize, holds: impl Fn(usize) -> bool) -> usize {
+    // Every index below `lo` holds; `hi` is `n` or an index that does not.
+    let (mut lo, mut step) = (0, 1);
+    let mut hi = loop {
+        let probe = lo + step - 1;
+        if probe >= n {
+            break n;
+        }
+        if !holds(probe) {
+            break probe;
+        }
+        lo = probe + 1;
+        step *= 2;
+    };
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if holds(mid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
 /// `bytes[..8]`, zero-padded, as a big-endian integer.
 fn head(bytes: &[u8]) -> u64 {
     let mut word = [0u8; 8];
@@ -81,7 +110,9 @@ impl Fences {
         }
         let h = head(&key[p..]);
         let lo = self.heads.partition_point(|&x| x < h);
-        let ties = self.heads[lo..].partition_point(|&x| x == h);
+        // Usually none or one: count them from `lo` rather than search the rest of the run.
+        let rest = &self.heads[lo..];
+        let ties = gallop(rest.len(), |i| rest[i] == h);
         lo + self.keys[lo..lo + ties].partition_point(|f| below(f, key, or_equal))
     }
 }
@@ -89,6 +120,15 @@ impl Fences {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gallop_finds_the_end_of_the_prefix() {
+        for n in 0..70 {
+            for cut in 0..=n {
+                assert_eq!(gallop(n, |i| i < cut), cut, "n {n} cut {cut}");
+            }
+        }
+    }
 
     /// Against a plain search, on keys built to hit every branch: shared prefixes longer
     /// than a head, zero bytes (which padding imitates), keys shorter than the common

@@ -6,6 +6,7 @@ use std::ops::ControlFlow;
 use crossbeam_epoch::Guard;
 
 use super::delta::{Delta, DeltaIter};
+use super::fences::gallop;
 use super::run::RunEntry;
 use super::run::RunSlice;
 use crate::raw::{Chain, CopiedHead, HeadsSlice, Lent, VersionRef};
@@ -388,36 +389,6 @@ fn clear_ahead(n: usize, holds: impl Fn(usize) -> bool) -> usize {
     }
 }
 
-/// How many of the indices `0..n` satisfy `holds`, which is true for a prefix of them: an
-/// exponential search from 0, then a binary search in the window found. The answer is usually
-/// small (the distance to the next delta key), so this reads the few entries the walk reads
-/// next anyway, where a binary search of the whole rest of the run would miss the cache on
-/// nearly every probe.
-fn gallop(n: usize, holds: impl Fn(usize) -> bool) -> usize {
-    // Every index below `lo` holds; `hi` is `n` or an index that does not.
-    let (mut lo, mut step) = (0, 1);
-    let mut hi = loop {
-        let probe = lo + step - 1;
-        if probe >= n {
-            break n;
-        }
-        if !holds(probe) {
-            break probe;
-        }
-        lo = probe + 1;
-        step *= 2;
-    };
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        if holds(mid) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    lo
-}
-
 impl<'g> Iterator for Entries<'g, '_> {
     type Item = Group<'g>;
 
@@ -440,15 +411,6 @@ mod tests {
             for cut in 0..=n {
                 let want = cut.min(super::CLEAR_WINDOW);
                 assert_eq!(super::clear_ahead(n, |i| i < cut), want, "n {n} cut {cut}");
-            }
-        }
-    }
-
-    #[test]
-    fn gallop_finds_the_end_of_the_prefix() {
-        for n in 0..70 {
-            for cut in 0..=n {
-                assert_eq!(super::gallop(n, |i| i < cut), cut, "n {n} cut {cut}");
             }
         }
     }

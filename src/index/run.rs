@@ -4,7 +4,7 @@ use std::cmp::Ordering;
 use std::ops::Bound;
 
 use super::fences::{below, Fences};
-use crate::raw::{prefetch_line, Chain, HeadCopier, HeadsSlice, RunHeads};
+use crate::raw::{prefetch_line, prefetch_lines, Chain, HeadCopier, HeadsSlice, RunHeads};
 use crate::store::{KeyRangeRef, MapKey};
 use crate::sync::Arc;
 
@@ -115,6 +115,9 @@ impl Run {
         };
         // An empty range (start after end) yields nothing rather than panicking.
         let range = start..end.max(start);
+        // A forward walk reads the copies from `start` on: their lines were not touched by
+        // the seek (the entries' were).
+        self.heads.prefetch(start..end.min(start + FENCE_EVERY));
         RunSlice {
             entries: &self.entries[range.clone()],
             heads: self.heads.slice(range),
@@ -134,12 +137,7 @@ impl Run {
         let block = &self.entries[from..to];
         // The binary search's probes would each wait for a miss of their own: start them all
         // at once (a block is a few dozen lines, and the walk that follows reads it anyway).
-        let (start, end) = (block.as_ptr().cast::<u8>(), block.as_ptr_range().end.cast());
-        let mut line = start;
-        while line < end {
-            prefetch_line(line);
-            line = line.wrapping_add(64);
-        }
+        prefetch_lines(block);
         from + block.partition_point(|(x, _)| below(x, key, or_equal))
     }
 

@@ -782,3 +782,16 @@ pub(crate) fn prefetch_line(p: *const u8) {
     #[cfg(not(all(target_arch = "x86_64", target_feature = "sse", not(miri))))]
     let _ = p;
 }
+
+/// Hints the processor to load every cache line of `items` (see [`prefetch_line`]): for a
+/// search about to probe a small array it has not touched, so that the probes' misses overlap
+/// instead of coming one after another.
+#[inline]
+pub(crate) fn prefetch_lines<T>(items: &[T]) {
+    let std::ops::Range { start, end } = items.as_ptr_range();
+    let (mut line, end) = (start.cast::<u8>(), end.cast::<u8>());
+    while line < end {
+        prefetch_line(line);
+        line = line.wrapping_add(64);
+    }
+}

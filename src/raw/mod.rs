@@ -29,7 +29,7 @@ mod head_cache;
 mod retired;
 mod run_heads;
 
-pub(crate) use chain::{prefetch_line, Chain, ChainWriter, VersionRef};
+pub(crate) use chain::{prefetch_line, prefetch_lines, Chain, ChainWriter, VersionRef};
 pub(crate) use epoch_cell::EpochCell;
 pub(crate) use head_cache::{HeadCache, Lent};
 pub(crate) use retired::Retired;

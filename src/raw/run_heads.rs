@@ -173,6 +173,11 @@ impl RunHeads {
         }
     }
 
+    /// Starts loading the copies of entries `range` (those of them the run has).
+    pub(crate) fn prefetch(&self, range: std::ops::Range<usize>) {
+        super::chain::prefetch_lines(self.copies.get(range).unwrap_or(&[]));
+    }
+
     /// The copies of entries `range` (of a run with copies) or none.
     pub(crate) fn slice(&self, range: std::ops::Range<usize>) -> HeadsSlice<'_> {
         HeadsSlice {
