@@ -131,7 +131,8 @@ pub(crate) struct Index {
 /// Why a rebuild is being considered.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Reason {
-    /// A scan is about to walk the index: rebuild if the deltas have grown past their share.
+    /// A scan is about to walk the index: rebuild if the deltas have grown past their share,
+    /// or if committers changed so many keys that the run's head copies mostly went stale.
     Scan,
     /// Periodic maintenance: rebuild only to drop many removed keys (a workload that never
     /// scans pays for no run, except to drop the chains of keys it deleted).
@@ -253,10 +254,12 @@ impl Index {
             let dead = self.dead.load(Ordering::Relaxed);
             let too_many_dead = dead > MIN_DELTA.max(run / DEAD_FRACTION);
             let big_delta = delta > MIN_DELTA.max(run / DELTA_FRACTION);
+            // Committers changed so many keys that scans mostly read chains, not copies.
+            let stale_copies = state.run.heads().mostly_changed();
             match reason {
-                Reason::Scan => big_delta || too_many_dead,
+                Reason::Scan => big_delta || too_many_dead || stale_copies,
                 Reason::Maintenance => too_many_dead,
-                Reason::Sweep => delta > 0 || dead > 0,
+                Reason::Sweep => delta > 0 || dead > 0 || stale_copies,
             }
         };
         due && self.rebuild(reason == Reason::Sweep)
@@ -561,6 +564,41 @@ mod tests {
             );
             assert_eq!(got, want[..stop.min(want.len())], "range {range:?} at {at}");
         }
+    }
+
+    /// An update-only workload creates no delta keys, yet its commits make the run's head
+    /// copies stale: past a share of changed keys, a scan rebuilds to copy them afresh.
+    #[test]
+    fn scans_rebuild_once_the_copies_went_mostly_stale() {
+        let index = Index::new();
+        let guard = crossbeam_epoch::pin();
+        for i in 0..1_000u32 {
+            let chain = Arc::new(Chain::new());
+            let value = bytes::Bytes::from(i.to_string());
+            chain.lock().install(1, Some(value), None, &guard);
+            index.insert(format!("k{i:04}").as_bytes(), chain);
+        }
+        assert!(index.rebuild(false));
+        assert!(!index.rebuild_if_due(Reason::Scan));
+        let changed: Vec<Vec<u8>> = (0..4_000u32)
+            .map(|i| format!("u{i}").into_bytes())
+            .collect();
+        index.note_changed(changed[..100].iter().map(|k| &k[..]), &guard);
+        assert!(
+            !index.rebuild_if_due(Reason::Scan),
+            "a few changes: keep the run"
+        );
+        index.note_changed(changed.iter().map(|k| &k[..]), &guard);
+        assert!(
+            !index.rebuild_if_due(Reason::Maintenance),
+            "only scans pay for copies"
+        );
+        assert!(index.rebuild_if_due(Reason::Scan));
+        assert_eq!(index.sizes(), (1_000, 0, 0));
+        assert!(
+            !index.rebuild_if_due(Reason::Scan),
+            "the new run's copies are fresh"
+        );
     }
 
     #[test]

@@ -62,11 +62,12 @@
 use std::hash::BuildHasher;
 
 use crossbeam_epoch::Guard;
+use crossbeam_utils::CachePadded;
 
 use super::chain::Chain;
 use super::head_cache::Lent;
 use super::EpochCell;
-use crate::sync::{fence, Arc, AtomicU64, Ordering};
+use crate::sync::{fence, Arc, AtomicU64, AtomicUsize, Ordering};
 
 /// `len` of a copied tombstone.
 const TOMBSTONE: u32 = u32::MAX;
@@ -117,7 +118,25 @@ pub(crate) struct ChangedKeys {
     words: Box<[AtomicU64]>,
     /// Number of bits minus one (a power of two minus one).
     mask: u32,
+    /// How many bits are set, counted by the committer whose `fetch_or` set each. A
+    /// statistic (`Relaxed`): it only decides when the run is worth rebuilding
+    /// ([`RunHeads::mostly_changed`]).
+    ///
+    /// | value | meaning |
+    /// |---|---|
+    /// | `n` | `n` bits are set (or are being set): about that many keys are read from their chains |
+    ///
+    /// On its own line: scans read `words` and `mask` for every key they lend.
+    marked: CachePadded<AtomicUsize>,
 }
+
+/// The share of a run's keys (`1 / STALE_FRACTION`) that committers may mark changed before a
+/// scan rebuilds the run to copy the heads afresh: that share of the keys (and a few more,
+/// whose bits they share) is then read from their chains, a cache miss each. Between two
+/// such rebuilds committers change that share of the run in distinct keys, so the rebuild (a
+/// pass over the run) costs each of those writes about `STALE_FRACTION` run entries' worth of
+/// work.
+const STALE_FRACTION: usize = 4;
 
 impl ChangedKeys {
     /// A clear set sized for a run of `keys` keys.
@@ -129,6 +148,7 @@ impl ChangedKeys {
             words: (0..bits / 64).map(|_| AtomicU64::new(0)).collect(),
             // At most 2^31 bits: fits.
             mask: (bits - 1) as u32,
+            marked: CachePadded::new(AtomicUsize::new(0)),
         }
     }
 
@@ -145,9 +165,16 @@ impl ChangedKeys {
         // then happens before our unlock and publication, so before any retirement of the
         // head we superseded, as the memory-safety argument needs (a Relaxed load would
         // leave only coherence, which the epoch's fence rule does not carry).
-        if word.load(Ordering::Acquire) & bit == 0 {
-            word.fetch_or(bit, Ordering::Release);
+        if word.load(Ordering::Acquire) & bit == 0
+            && word.fetch_or(bit, Ordering::Release) & bit == 0
+        {
+            self.marked.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// How many bits are set (about how many distinct keys were marked).
+    fn marked(&self) -> usize {
+        self.marked.load(Ordering::Relaxed)
     }
 
     fn is_marked(&self, hash: u32) -> bool {
@@ -171,6 +198,12 @@ impl RunHeads {
             copies: Vec::new(),
             changed: Arc::new(ChangedKeys::for_keys(0)),
         }
+    }
+
+    /// Whether so many keys changed since the copies were taken that a rebuild (which copies
+    /// afresh) would pay for itself: see [`STALE_FRACTION`]. Never for a run without copies.
+    pub(crate) fn mostly_changed(&self) -> bool {
+        !self.copies.is_empty() && self.changed.marked() > self.copies.len() / STALE_FRACTION
     }
 
     /// Starts loading the copies of entries `range` (those of them the run has).
@@ -503,5 +536,29 @@ mod tests {
             set.mark(h);
             assert!(set.is_marked(h));
         }
+    }
+
+    #[test]
+    fn a_run_is_mostly_changed_past_a_share_of_its_keys() {
+        let changes = Changes::new();
+        let chains: Vec<Chain> = (0..100).map(|_| chain_with(&[Some(b"v")])).collect();
+        let heads = copy_all(&changes, &chains.iter().collect::<Vec<_>>());
+        // Marking one hash twice counts once.
+        for _ in 0..3 {
+            heads.changed.mark(7);
+        }
+        assert_eq!(heads.changed.marked(), 1);
+        for h in 8..(100 / STALE_FRACTION) as u32 + 7 {
+            heads.changed.mark(h);
+        }
+        assert!(!heads.mostly_changed(), "exactly the share: not yet");
+        heads.changed.mark(0);
+        assert!(heads.mostly_changed());
+        // A run without copies never is.
+        let none = RunHeads::none();
+        for h in 0..64 {
+            none.changed.mark(h);
+        }
+        assert!(!none.mostly_changed());
     }
 }
