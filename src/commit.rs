@@ -354,35 +354,8 @@ mod panic_mid_install {
     use super::*;
     use crate::clock::Clock;
     use crate::index::Reason;
+    use crate::raw::test_values::{counted, wait_for_drops};
 
-    /// A value buffer that counts its drops.
-    struct Counted(std::sync::Arc<AtomicUsize>, [u8; 8]);
-    impl AsRef<[u8]> for Counted {
-        fn as_ref(&self) -> &[u8] {
-            &self.1
-        }
-    }
-    impl Drop for Counted {
-        fn drop(&mut self) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-    fn counted(drops: &std::sync::Arc<AtomicUsize>, byte: u8) -> Option<Bytes> {
-        Some(Bytes::from_owner(Counted(
-            std::sync::Arc::clone(drops),
-            [byte; 8],
-        )))
-    }
-    fn wait_for_drops(drops: &AtomicUsize, n: usize) {
-        for _ in 0..10_000 {
-            if drops.load(Ordering::SeqCst) >= n {
-                break;
-            }
-            crossbeam_epoch::pin().flush();
-            std::thread::yield_now();
-        }
-        assert_eq!(drops.load(Ordering::SeqCst), n, "values freed");
-    }
     use crate::store::Store;
 
     /// `Store`, except that the install of key `b` unwinds (stands for any panic in the
