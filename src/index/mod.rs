@@ -89,6 +89,12 @@ const DELTA_FRACTION: usize = 32;
 const MIN_DELTA: usize = 256;
 /// Rebuild (to drop them) once removed keys left in the run exceed this fraction of it.
 const DEAD_FRACTION: usize = 4;
+/// Rebuild (to copy the heads afresh) once committers marked more than this fraction of the
+/// run's keys changed: scans read those keys from their chains, a cache miss each. Between two
+/// such rebuilds committers rewrite that share of the run in distinct keys, so the rebuild
+/// (a pass over the run) costs each of those writes about `STALE_FRACTION` entries' worth of
+/// work. Only scans rebuild for this: a workload that never scans never pays for copies.
+const STALE_FRACTION: usize = 4;
 
 /// One published configuration of the index. Immutable once published.
 struct State {
@@ -255,7 +261,8 @@ impl Index {
             let too_many_dead = dead > MIN_DELTA.max(run / DEAD_FRACTION);
             let big_delta = delta > MIN_DELTA.max(run / DELTA_FRACTION);
             // Committers changed so many keys that scans mostly read chains, not copies.
-            let stale_copies = state.run.heads().mostly_changed();
+            let stale_copies =
+                state.run.heads().changed_keys() > MIN_DELTA.max(run / STALE_FRACTION);
             match reason {
                 Reason::Scan => big_delta || too_many_dead || stale_copies,
                 Reason::Maintenance => too_many_dead,

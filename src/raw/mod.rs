@@ -32,9 +32,9 @@ mod run_heads;
 pub(crate) use chain::{prefetch_line, prefetch_lines, Chain, ChainWriter, VersionRef};
 pub(crate) use epoch_cell::EpochCell;
 pub(crate) use head_cache::{HeadCache, Lent};
-pub(crate) use retired::Retired;
 /// Values that count their drops, and waits for the epoch to free them: for tests of code
 /// that frees values outside `raw` too.
 #[cfg(all(test, not(loom)))]
 pub(crate) use retired::tests as test_values;
+pub(crate) use retired::Retired;
 pub(crate) use run_heads::{Changes, CopiedHead, HeadCopier, HeadsSlice, RunHeads};

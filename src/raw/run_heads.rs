@@ -120,7 +120,7 @@ pub(crate) struct ChangedKeys {
     mask: u32,
     /// How many bits are set, counted by the committer whose `fetch_or` set each. A
     /// statistic (`Relaxed`): it only decides when the run is worth rebuilding
-    /// ([`RunHeads::mostly_changed`]).
+    /// ([`RunHeads::changed_keys`]).
     ///
     /// | value | meaning |
     /// |---|---|
@@ -129,14 +129,6 @@ pub(crate) struct ChangedKeys {
     /// On its own line: scans read `words` and `mask` for every key they lend.
     marked: CachePadded<AtomicUsize>,
 }
-
-/// The share of a run's keys (`1 / STALE_FRACTION`) that committers may mark changed before a
-/// scan rebuilds the run to copy the heads afresh: that share of the keys (and a few more,
-/// whose bits they share) is then read from their chains, a cache miss each. Between two
-/// such rebuilds committers change that share of the run in distinct keys, so the rebuild (a
-/// pass over the run) costs each of those writes about `STALE_FRACTION` run entries' worth of
-/// work.
-const STALE_FRACTION: usize = 4;
 
 impl ChangedKeys {
     /// A clear set sized for a run of `keys` keys.
@@ -200,10 +192,15 @@ impl RunHeads {
         }
     }
 
-    /// Whether so many keys changed since the copies were taken that a rebuild (which copies
-    /// afresh) would pay for itself: see [`STALE_FRACTION`]. Never for a run without copies.
-    pub(crate) fn mostly_changed(&self) -> bool {
-        !self.copies.is_empty() && self.changed.marked() > self.copies.len() / STALE_FRACTION
+    /// About how many keys committers marked changed since the copies were taken (bits set
+    /// in the run's changed-key set; keys that share a bit count once): the keys scans read
+    /// from their chains instead. Zero for a run without copies, which nothing would renew.
+    pub(crate) fn changed_keys(&self) -> usize {
+        if self.copies.is_empty() {
+            0
+        } else {
+            self.changed.marked()
+        }
     }
 
     /// Starts loading the copies of entries `range` (those of them the run has).
@@ -539,26 +536,22 @@ mod tests {
     }
 
     #[test]
-    fn a_run_is_mostly_changed_past_a_share_of_its_keys() {
+    fn changed_keys_count_each_bit_once() {
         let changes = Changes::new();
         let chains: Vec<Chain> = (0..100).map(|_| chain_with(&[Some(b"v")])).collect();
         let heads = copy_all(&changes, &chains.iter().collect::<Vec<_>>());
-        // Marking one hash twice counts once.
         for _ in 0..3 {
             heads.changed.mark(7);
         }
-        assert_eq!(heads.changed.marked(), 1);
-        for h in 8..(100 / STALE_FRACTION) as u32 + 7 {
+        assert_eq!(heads.changed_keys(), 1);
+        let bits = heads.changed.mask + 1;
+        for h in 0..3 * bits {
             heads.changed.mark(h);
         }
-        assert!(!heads.mostly_changed(), "exactly the share: not yet");
-        heads.changed.mark(0);
-        assert!(heads.mostly_changed());
-        // A run without copies never is.
+        assert_eq!(heads.changed_keys(), bits as usize);
+        // A run without copies counts none: nothing would renew them.
         let none = RunHeads::none();
-        for h in 0..64 {
-            none.changed.mark(h);
-        }
-        assert!(!none.mostly_changed());
+        none.changed.mark(1);
+        assert_eq!(none.changed_keys(), 0);
     }
 }
