@@ -178,11 +178,18 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
 /// [`model`] exploring at least `min_preemptions` preemptions whatever
 /// `LOOM_MAX_PREEMPTIONS` says: for races that need a longer schedule to show.
 fn model_with_preemptions(min_preemptions: usize, f: impl Fn() + Sync + Send + 'static) {
+    model_with_bounds(min_preemptions, usize::MAX, f);
+}
+
+/// [`model`] exploring between `min` and `max` preemptions, within what
+/// `LOOM_MAX_PREEMPTIONS` says: `max` for models whose state space is too large for CI at
+/// the suite's bound.
+fn model_with_bounds(min: usize, max: usize, f: impl Fn() + Sync + Send + 'static) {
     let iterations = std::sync::Arc::new(AtomicUsize::new(0));
     let counter = std::sync::Arc::clone(&iterations);
     let mut builder = loom::model::Builder::new();
     if let Some(bound) = builder.preemption_bound {
-        builder.preemption_bound = Some(bound.max(min_preemptions));
+        builder.preemption_bound = Some(bound.max(min).min(max));
     }
     builder.check(move || {
         counter.fetch_add(1, StdOrdering::Relaxed);
@@ -822,7 +829,18 @@ fn check_two_placers() {
 #[test]
 fn head_copies_never_hide_a_visible_install() {
     faults::inject(Fault::None);
-    check_head_copies();
+    check_head_copies(1);
+}
+
+/// Model 16: model 15 with the rebuilder rebuilding twice, back to back (as scans do when
+/// committers made the copies stale): the committer's loads may return the first new run's
+/// set as the newest while the second rebuild publishes its own and copies `x`. At most one
+/// preemption (the state space at two is too large for CI); the second rebuild's set and
+/// copies are what the model adds to model 15.
+#[test]
+fn head_copies_survive_back_to_back_rebuilds() {
+    faults::inject(Fault::None);
+    check_head_copies(2);
 }
 
 /// Negative control for model 15: a committer that marks its keys without the fence.
@@ -830,7 +848,7 @@ fn head_copies_never_hide_a_visible_install() {
 #[ignore = "negative control: must fail; run by .ci/run"]
 fn broken_note_without_fence_is_caught() {
     faults::inject(Fault::NoteWithoutFence);
-    check_head_copies();
+    check_head_copies(1);
 }
 
 /// Negative control for model 15: a committer that marks only the current run's set, not the
@@ -839,26 +857,33 @@ fn broken_note_without_fence_is_caught() {
 #[ignore = "negative control: must fail; run by .ci/run"]
 fn broken_note_only_in_current_run_is_caught() {
     faults::inject(Fault::NoteOnlyCurrentRun);
-    check_head_copies();
+    check_head_copies(1);
 }
 
-fn check_head_copies() {
-    /// `x`'s value visible at `s` as a scan reads it (through the copy when it is current).
+/// Models 15 (`rebuilds == 1`) and 16 (`2`): see their documentation.
+fn check_head_copies(rebuilds: usize) {
+    /// `x`'s value visible at `s` as a lending scan reads it (through the copy when it is
+    /// current), on the scan's own path (`Entries::lend_forward`).
     fn scan_x(w: &World, s: u64) -> Option<(u64, Vec<u8>)> {
-        let index = w.index.as_ref().expect("model 15 has an index");
+        let index = w.index.as_ref().expect("models 15 and 16 have an index");
         let guard = crossbeam_epoch::pin();
         let whole = (Bound::Unbounded, Bound::Unbounded);
-        let mut walk = index.range(whole, Reads::Heads, &guard);
-        let group = walk.next().expect("x is in the index");
-        let v = group.lend_at(s, &guard)?;
-        Some((v.ts, v.value?.to_vec()))
+        let mut seen = None;
+        let _ = index
+            .range(whole, Reads::Heads, &guard)
+            .lend_forward(s, &guard, |_, v| {
+                seen = Some(v.and_then(|v| Some((v.ts, v.value?.to_vec()))));
+                std::ops::ControlFlow::Break(())
+            });
+        seen.expect("x is in the index")
     }
 
-    let racing_scan = std::env::var_os("SNAPKV_MODEL15_RACING_SCAN").is_some();
-    model(move || {
+    let racing_scan = rebuilds == 1 && std::env::var_os("SNAPKV_MODEL15_RACING_SCAN").is_some();
+    let max_preemptions = if rebuilds == 1 { usize::MAX } else { 1 };
+    model_with_bounds(0, max_preemptions, move || {
         let w = Arc::new(World::with_index(&[b"x"]));
         w.commit(&[0], b"v1", None, &NO_GC).unwrap();
-        let index = w.index.as_ref().expect("model 15 has an index");
+        let index = w.index.as_ref().expect("models 15 and 16 have an index");
         // The run now holds `x` with a copy of v1.
         index.rebuild(false);
         let committer = {
@@ -868,10 +893,10 @@ fn check_head_copies() {
         let rebuilder = {
             let w = Arc::clone(&w);
             loom::thread::spawn(move || {
-                w.index
-                    .as_ref()
-                    .expect("model 15 has an index")
-                    .rebuild(false);
+                let index = w.index.as_ref().expect("models 15 and 16 have an index");
+                for _ in 0..rebuilds {
+                    index.rebuild(false);
+                }
             })
         };
         let want = |s: u64| match s {
