@@ -126,7 +126,10 @@ pub(crate) fn commit(
 ) -> Result<Committed, Error> {
     debug_assert!(writes.windows(2).all(|w| w[0].0 < w[1].0));
     let guard = crossbeam_epoch::pin();
-    let mut chains: Small<Arc<Chain>> = writes.iter().map(|(k, _)| source.resolve(k)).collect();
+    let mut chains: Small<Arc<Chain>> = Small::with_capacity(writes.len());
+    for (key, _) in writes.iter() {
+        chains.push(source.resolve(key));
+    }
     loop {
         let stale = match lock_all(&chains, &guard) {
             Ok(writers) => {

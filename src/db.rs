@@ -441,10 +441,15 @@ impl Db {
         own: Option<&SlotId>,
     ) -> Result<Ts> {
         let s = &self.shared;
-        // Which writes are deletes, noted before the values move out.
-        let deletes: smallvec::SmallVec<[usize; 4]> = (0..writes.len())
-            .filter(|&i| writes[i].1.is_none())
-            .collect();
+        // Which writes are deletes, noted before the values move out (most commits have none:
+        // no list then).
+        let deletes: smallvec::SmallVec<[usize; 4]> = if writes.iter().any(|w| w.1.is_none()) {
+            (0..writes.len())
+                .filter(|&i| writes[i].1.is_none())
+                .collect()
+        } else {
+            smallvec::SmallVec::new()
+        };
         let horizon = s.gc.horizon();
         let done = commit::commit(&s.clock, &s.store, writes, checks, &horizon)?;
         for i in deletes {

@@ -243,11 +243,6 @@ impl Transaction {
             return Ok(self.snapshot.ts());
         }
         let reads = self.reads.into_inner();
-        let mut buffered = self.writes;
-        let mut writes: smallvec::SmallVec<[_; 4]> = buffered
-            .iter_mut()
-            .map(|(k, v)| (&k[..], v.take()))
-            .collect();
         let checks = Checks {
             snapshot: Some(self.snapshot.ts()),
             reads: (self.isolation == Isolation::Serializable && !reads.is_empty())
@@ -255,7 +250,8 @@ impl Transaction {
             expect: None,
         };
         let own = self.snapshot.slot();
-        self.snapshot.db().commit_writes(&mut writes, checks, own)
+        let mut buffered = self.writes;
+        buffered.drain_into(|writes| self.snapshot.db().commit_writes(writes, checks, own))
     }
 
     /// Discards the buffered writes (what dropping the transaction does too).
