@@ -43,12 +43,10 @@ pub(crate) trait ChainSource {
     fn note_installed(&self, writes: &[Write<'_>], guard: &Guard);
 }
 
-/// One buffered write: a key and its value, or `None` for a delete. The value is owned, so
-/// that installing moves it into its version (cloning a `Bytes` built from a `Vec` would
-/// allocate a shared header and add two atomic reference-count operations to every write);
-/// the key is borrowed (the chain is found by the key's bytes, and an auto-commit `put` need
-/// not allocate it).
-pub(crate) type Write<'k> = (&'k [u8], Option<Bytes>);
+/// One write: a key and its value, or `None` for a delete, both borrowed. The install copies
+/// the value into its version node (one allocation per version: see `raw::version`), so
+/// neither the caller's buffer nor an auto-commit `put` needs an owned copy.
+pub(crate) type Write<'k> = (&'k [u8], Option<&'k [u8]>);
 
 /// A successful commit.
 #[derive(Clone, Copy, Debug)]
@@ -98,9 +96,7 @@ type Small<T> = smallvec::SmallVec<[T; 4]>;
 /// the read set of a serializable transaction, or the expected version of a conditional
 /// write. A failed check installs nothing. `horizon` is the collector's cached horizon, used
 /// to prune each chain the commit touches. Returns the commit timestamp once the commit is
-/// visible to new snapshots, with the backlog it found. On success each value has been moved
-/// into its version (`writes` keeps the keys, every value `None`); on failure `writes` is
-/// unchanged.
+/// visible to new snapshots, with the backlog it found.
 ///
 /// Protocol (see docs/design.md):
 /// 1. resolve each key's chain and lock the chains in key order (no deadlock between
@@ -120,7 +116,7 @@ type Small<T> = smallvec::SmallVec<[T; 4]>;
 pub(crate) fn commit(
     clock: &Clock,
     source: &impl ChainSource,
-    writes: &mut [Write<'_>],
+    writes: &[Write<'_>],
     checks: Checks<'_>,
     horizon: &Horizon,
 ) -> Result<Committed, Error> {
@@ -155,7 +151,7 @@ pub(crate) fn commit(
 fn validate_and_install<'c>(
     clock: &'c Clock,
     source: &impl ChainSource,
-    writes: &mut [Write<'_>],
+    writes: &[Write<'_>],
     writers: &[ChainWriter<'_>],
     checks: Checks<'_>,
     horizon: &Horizon,
@@ -203,7 +199,7 @@ fn reads_before_timestamp() -> bool {
 
 fn install(
     source: &impl ChainSource,
-    writes: &mut [Write<'_>],
+    writes: &[Write<'_>],
     writers: &[ChainWriter<'_>],
     ts: u64,
     horizon: &Horizon,
@@ -213,9 +209,9 @@ fn install(
     // debug assertion), the versions linked before it still become visible (`Publication`
     // publishes on drop): they must be noted like any others, so catch, note, rethrow.
     let installed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        for (w, (key, value)) in writers.iter().zip(writes.iter_mut()) {
+        for (w, &(key, value)) in writers.iter().zip(writes) {
             source.with_mirror(key, w.chain(), |mirror| {
-                w.install(ts, value.take(), mirror, guard);
+                w.install(ts, value, mirror, guard);
             });
         }
     }));
@@ -406,26 +402,21 @@ mod panic_mid_install {
         out
     }
 
-    /// Commits a = [1; 8] (its drop counted in `drops`) and b = "b1" at 1, lets a rebuild
+    /// Commits a = [1; 8]… (its version's free counted in `drops`) and b = "b1" at 1, lets a rebuild
     /// copy a's head into the run, then commits a = "a2", b = "b2" at 2 through a source
     /// whose install of b unwinds after a's install.
     fn unwound_second_commit(drops: &std::sync::Arc<AtomicUsize>) -> (Store, Clock) {
         let store = Store::new();
         let clock = Clock::new();
         let keep_all = Horizon::at(0);
-        let mut w1 = [
-            (&b"a"[..], counted(drops, 1)),
-            (&b"b"[..], Some(Bytes::from_static(b"b1"))),
-        ];
-        commit(&clock, &store, &mut w1, Checks::default(), &keep_all).unwrap();
+        let a1 = counted(drops, 1);
+        let w1 = [(&b"a"[..], Some(&a1[..])), (&b"b"[..], Some(&b"b1"[..]))];
+        commit(&clock, &store, &w1, Checks::default(), &keep_all).unwrap();
         store.maintain_index(Reason::Sweep);
         let unwound = catch_unwind(AssertUnwindSafe(|| {
-            let mut w2 = [
-                (&b"a"[..], Some(Bytes::from_static(b"a2"))),
-                (&b"b"[..], Some(Bytes::from_static(b"b2"))),
-            ];
+            let w2 = [(&b"a"[..], Some(&b"a2"[..])), (&b"b"[..], Some(&b"b2"[..]))];
             let source = PanicsOnB(&store);
-            commit(&clock, &source, &mut w2, Checks::default(), &keep_all)
+            commit(&clock, &source, &w2, Checks::default(), &keep_all)
         }));
         assert!(unwound.is_err());
         assert_eq!(clock.visible(), 2, "the unwinding commit published");
@@ -441,7 +432,7 @@ mod panic_mid_install {
             .get(b"a")
             .unwrap()
             .read_at(2, &guard)
-            .and_then(|v| v.value.cloned());
+            .and_then(|v| v.value.map(<[u8]>::to_vec));
         drop(guard);
         assert_eq!(chain_says.as_deref(), Some(&b"a2"[..]));
         let at2 = scan(&store, 2);

@@ -167,8 +167,9 @@ impl Db {
     pub fn put(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<Ts> {
         let key = key.as_ref();
         self.check_key(key)?;
-        let value = self.checked_value(value.as_ref())?;
-        self.commit_writes(&mut [(key, Some(value))], Checks::default(), None)
+        let value = value.as_ref();
+        self.check_value(value)?;
+        self.commit_writes(&[(key, Some(value))], Checks::default(), None)
     }
 
     /// Deletes `key` as its own transaction and returns the commit timestamp (deleting an
@@ -176,7 +177,7 @@ impl Db {
     pub fn delete(&self, key: impl AsRef<[u8]>) -> Result<Ts> {
         let key = key.as_ref();
         self.check_key(key)?;
-        self.commit_writes(&mut [(key, None)], Checks::default(), None)
+        self.commit_writes(&[(key, None)], Checks::default(), None)
     }
 
     /// Writes `new` (`None` deletes) only if `key`'s current version — the commit timestamp of
@@ -204,12 +205,15 @@ impl Db {
     ) -> Result<Ts> {
         let key = key.as_ref();
         self.check_key(key)?;
-        let value = new.map(|v| self.checked_value(v.as_ref())).transpose()?;
+        let value = new.as_ref().map(AsRef::as_ref);
+        if let Some(value) = value {
+            self.check_value(value)?;
+        }
         let checks = Checks {
             expect: Some(expected),
             ..Checks::default()
         };
-        self.commit_writes(&mut [(key, value)], checks, None)
+        self.commit_writes(&[(key, value)], checks, None)
     }
 
     /// [`compare_and_swap`](Self::compare_and_swap) that deletes.
@@ -220,16 +224,19 @@ impl Db {
     /// The newest committed value of `key` with its version (the commit timestamp that wrote
     /// it), for use with [`compare_and_swap`](Self::compare_and_swap).
     pub fn get_versioned(&self, key: impl AsRef<[u8]>) -> Result<Option<(Bytes, Ts)>> {
-        self.with_latest(key.as_ref(), |v| v.value.map(|val| (val.clone(), v.ts)))
+        self.with_latest(key.as_ref(), |v| {
+            v.value.map(|val| (Bytes::copy_from_slice(val), v.ts))
+        })
     }
 
-    /// The newest committed value of `key`.
+    /// The newest committed value of `key`, as an owned copy ([`get_with`](Self::get_with)
+    /// lends it instead).
     ///
     /// Linearizable: it returns the value of the last commit visible at some instant during
     /// the call. Cheaper than [`snapshot`](Self::snapshot)`.get()`: it usually needs no
     /// snapshot registration at all.
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
-        self.with_latest(key.as_ref(), |v| v.value.cloned())
+        self.with_latest(key.as_ref(), |v| v.value.map(Bytes::copy_from_slice))
     }
 
     /// Calls `f` with the newest committed value of `key`, *lending* it instead of returning
@@ -436,7 +443,7 @@ impl Db {
     /// versions). `own` is the committing transaction's snapshot slot, if any.
     pub(crate) fn commit_writes(
         &self,
-        writes: &mut [commit::Write<'_>],
+        writes: &[commit::Write<'_>],
         checks: Checks<'_>,
         own: Option<&SlotId>,
     ) -> Result<Ts> {
@@ -485,6 +492,12 @@ impl Db {
     }
 
     pub(crate) fn checked_value(&self, value: &[u8]) -> Result<Bytes> {
+        self.check_value(value)?;
+        Ok(Bytes::copy_from_slice(value))
+    }
+
+    /// Fails for a value over the configured maximum length.
+    pub(crate) fn check_value(&self, value: &[u8]) -> Result<()> {
         let max = self.shared.opts.max_value_len;
         if value.len() > max {
             return Err(Error::ValueTooLarge {
@@ -492,6 +505,6 @@ impl Db {
                 max,
             });
         }
-        Ok(Bytes::copy_from_slice(value))
+        Ok(())
     }
 }

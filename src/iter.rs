@@ -130,7 +130,10 @@ impl<'a> Iter<'a> {
                 if let Some(value) = v.value {
                     // A fresh copy of the short inline key costs less than touching the
                     // reference count of a shared one (a likely cache miss).
-                    buf.push_back((Bytes::copy_from_slice(e.key()), value.clone()));
+                    buf.push_back((
+                        Bytes::copy_from_slice(e.key()),
+                        Bytes::copy_from_slice(value),
+                    ));
                 }
             }
             if buf.len() >= want || examined >= max_examined {

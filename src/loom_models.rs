@@ -137,12 +137,11 @@ impl World {
         checks: Checks<'_>,
         horizon: &Horizon,
     ) -> Result<u64, Error> {
-        let value = Some(Bytes::from_static(value));
-        let mut writes: Vec<_> = keys
+        let writes: Vec<_> = keys
             .iter()
-            .map(|&i| (&self.keys[i][..], value.clone()))
+            .map(|&i| (&self.keys[i][..], Some(value)))
             .collect();
-        commit(&self.clock, self, &mut writes, checks, horizon).map(|done| done.ts)
+        commit(&self.clock, self, &writes, checks, horizon).map(|done| done.ts)
     }
 
     /// A serializable commit of `value` to `writes` having read `reads` at snapshot `s`.
@@ -166,7 +165,7 @@ impl World {
     fn read(&self, i: usize, ts: u64) -> Option<(u64, Bytes)> {
         let guard = crossbeam_epoch::pin();
         let v = self.chains[i].read_at(ts, &guard)?;
-        v.value.map(|b| (v.ts, b.clone()))
+        v.value.map(|b| (v.ts, Bytes::copy_from_slice(b)))
     }
 }
 
@@ -917,8 +916,8 @@ fn check_head_copies(rebuilds: usize) {
         // The replaced runs, freed through the epoch, hold the chain: empty it now (delete
         // `x` and prune), so that its drop, which may run during loom's shutdown, needs no
         // pin.
-        let mut delete = [(&b"x"[..], None)];
-        commit(&w.clock, &*w, &mut delete, Checks::default(), &NO_GC).unwrap();
+        let delete = [(&b"x"[..], None)];
+        commit(&w.clock, &*w, &delete, Checks::default(), &NO_GC).unwrap();
         let horizon = w.registry.horizon(&w.clock);
         let guard = crossbeam_epoch::pin();
         w.chains[0].lock().prune_and_retire(&horizon, &guard);

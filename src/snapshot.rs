@@ -62,7 +62,8 @@ impl Snapshot {
         &self.db
     }
 
-    /// The value of `key` at this snapshot.
+    /// The value of `key` at this snapshot, as an owned copy ([`get_with`](Self::get_with)
+    /// lends it instead).
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
         let key = key.as_ref();
         self.db.check_key(key)?;
@@ -182,7 +183,7 @@ impl Snapshot {
     pub(crate) fn read_versioned(&self, key: &[u8]) -> Option<(Bytes, Ts)> {
         let guard = crossbeam_epoch::pin();
         let v = self.version(key, &guard)?;
-        v.value.map(|val| (val.clone(), v.ts))
+        v.value.map(|val| (Bytes::copy_from_slice(val), v.ts))
     }
 
     /// Unchecked lending point read.

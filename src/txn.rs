@@ -250,8 +250,8 @@ impl Transaction {
             expect: None,
         };
         let own = self.snapshot.slot();
-        let mut buffered = self.writes;
-        buffered.drain_into(|writes| self.snapshot.db().commit_writes(writes, checks, own))
+        self.writes
+            .with_writes(|writes| self.snapshot.db().commit_writes(writes, checks, own))
     }
 
     /// Discards the buffered writes (what dropping the transaction does too).

@@ -84,17 +84,17 @@ impl WriteSet {
         })
     }
 
-    /// Moves the writes out, in key order, as the commit takes them (borrowed keys, owned
-    /// values), and runs `f` on them. A single write is handed over in place: the commit of
-    /// the most common transaction copies no list.
-    pub(crate) fn drain_into<R>(&mut self, f: impl FnOnce(&mut [Write<'_>]) -> R) -> R {
-        match &mut self.0 {
-            Repr::Empty => f(&mut []),
-            Repr::One(k, v) => f(&mut [(&k[..], v.take())]),
+    /// Runs `f` on the writes, in key order, as the commit takes them (borrowed keys and
+    /// values). A single write is handed over in place: the commit of the most common
+    /// transaction builds no list.
+    pub(crate) fn with_writes<R>(&self, f: impl FnOnce(&[Write<'_>]) -> R) -> R {
+        match &self.0 {
+            Repr::Empty => f(&[]),
+            Repr::One(k, v) => f(&[(&k[..], v.as_deref())]),
             Repr::Many(map) => {
-                let mut writes: smallvec::SmallVec<[Write<'_>; 4]> =
-                    map.iter_mut().map(|(k, v)| (&k[..], v.take())).collect();
-                f(&mut writes)
+                let writes: smallvec::SmallVec<[Write<'_>; 4]> =
+                    map.iter().map(|(k, v)| (&k[..], v.as_deref())).collect();
+                f(&writes)
             }
         }
     }
@@ -164,13 +164,13 @@ mod tests {
                 assert_eq!(set.range(&range).rev().collect::<Vec<_>>(), back);
             }
             let all: Vec<(MapKey, Option<Bytes>)> = model.into_iter().collect();
-            let moved: Vec<(MapKey, Option<Bytes>)> = set.drain_into(|writes| {
+            let handed: Vec<(MapKey, Option<Bytes>)> = set.with_writes(|writes| {
                 writes
-                    .iter_mut()
-                    .map(|(k, v)| (MapKey::from_slice(k), v.take()))
+                    .iter()
+                    .map(|&(k, v)| (MapKey::from_slice(k), v.map(Bytes::copy_from_slice)))
                     .collect()
             });
-            assert_eq!(moved, all);
+            assert_eq!(handed, all);
         }
     }
 }

@@ -505,7 +505,7 @@ mod tests {
             let guard = crossbeam_epoch::pin();
             let version = |rng: &mut fastrand::Rng, chain: &Chain, ts, tag: &str| {
                 let ts = rng.u64(ts);
-                let value = (rng.u8(..) > 40).then(|| bytes::Bytes::from(tag.to_owned()));
+                let value = (rng.u8(..) > 40).then_some(tag.as_bytes());
                 chain.lock().install(ts, value, None, &guard);
             };
             let (mut run, deltas) = (Vec::new(), [Delta::new(), Delta::new()]);
@@ -581,8 +581,10 @@ mod tests {
         let guard = crossbeam_epoch::pin();
         for i in 0..1_000u32 {
             let chain = Arc::new(Chain::new());
-            let value = bytes::Bytes::from(i.to_string());
-            chain.lock().install(1, Some(value), None, &guard);
+            let value = i.to_string();
+            chain
+                .lock()
+                .install(1, Some(value.as_bytes()), None, &guard);
             index.insert(format!("k{i:04}").as_bytes(), chain);
         }
         assert!(index.rebuild(false));

@@ -1,23 +1,13 @@
 //! A per-key version chain: a singly linked list of committed versions, newest first.
 
-use bytes::Bytes;
-use crossbeam_epoch::{Atomic, Guard, Owned, Shared};
+use crossbeam_epoch::{Atomic, Guard, Pointer, Shared};
 
 use crate::horizon::Horizon;
 
 use super::head_cache::{HeadCache, Lent};
+use super::version::Version;
 use super::Retired;
 use crate::sync::{AtomicU32, Backoff, Ordering};
-
-/// One committed version of a key.
-pub(super) struct Version {
-    /// The commit timestamp of the transaction that wrote it. Immutable.
-    ts: u64,
-    /// The value, or `None` for a tombstone (a delete). Immutable.
-    value: Option<Bytes>,
-    /// The next older version, or null. Written only by the chain's lock holder.
-    next: Atomic<Version>,
-}
 
 /// A borrowed view of one version, valid while the epoch guard it came from is pinned.
 #[derive(Clone, Copy, Debug)]
@@ -25,7 +15,7 @@ pub(crate) struct VersionRef<'g> {
     /// Commit timestamp of the version.
     pub(crate) ts: u64,
     /// The value, `None` for a tombstone.
-    pub(crate) value: Option<&'g Bytes>,
+    pub(crate) value: Option<&'g [u8]>,
 }
 
 impl<'g> VersionRef<'g> {
@@ -33,7 +23,7 @@ impl<'g> VersionRef<'g> {
     pub(crate) fn lent(self) -> Lent<'g> {
         Lent {
             ts: self.ts,
-            value: self.value.map(|b| &b[..]),
+            value: self.value,
         }
     }
 }
@@ -91,13 +81,13 @@ impl Chain {
         // SAFETY: `cur` came from `head` or a `next` link while `guard` is pinned, so by the
         // above the node outlives `'g`, even if the chain itself is dropped meanwhile.
         while let Some(node) = unsafe { cur.as_ref() } {
-            if node.ts <= at {
+            if node.ts() <= at {
                 return Some(VersionRef {
-                    ts: node.ts,
-                    value: node.value.as_ref(),
+                    ts: node.ts(),
+                    value: node.value(),
                 });
             }
-            cur = node.next.load(Ordering::Acquire, guard);
+            cur = node.next().load(Ordering::Acquire, guard);
         }
         None
     }
@@ -202,7 +192,7 @@ impl Chain {
         // SAFETY: as in `read_at`: pinned, and nodes are only freed after unlinking.
         while let Some(node) = unsafe { cur.as_ref() } {
             n += 1;
-            cur = node.next.load(Ordering::Acquire, guard);
+            cur = node.next().load(Ordering::Acquire, guard);
         }
         n
     }
@@ -272,7 +262,7 @@ impl Drop for Chain {
         // pinned reader may still hold a `VersionRef` or a lent value from it: those borrow
         // from the reader's guard, not from the chain. So the list is freed like an unlinked
         // node: after every thread pinned now has unpinned, in one deferred call.
-        let head = head.as_raw();
+        let head = head.into_usize();
         let guard = crossbeam_epoch::pin();
         // The list starting at `head` is unreachable for threads that pin from now on (the
         // chain is being dropped; unlinked nodes that still point into the list are themselves
@@ -283,20 +273,23 @@ impl Drop for Chain {
     }
 }
 
-/// Frees a list of version nodes linked through `next`.
+/// Frees a list of version nodes linked through `next`, starting at the node whose address
+/// (as `Pointer::into_usize` gives it) is `head`.
 ///
 /// # Safety
 ///
 /// No thread may reach any node of the list (no pinned reader left, no other owner): each node
-/// was allocated by `Owned::new` and is freed here exactly once.
-unsafe fn free_list(head: *const Version) {
+/// was allocated by `Version::alloc` and is freed here exactly once.
+unsafe fn free_list(head: usize) {
     // SAFETY: by the function's contract, nobody else can observe these nodes.
     let guard = unsafe { crossbeam_epoch::unprotected() };
-    let mut cur: Shared<'_, Version> = Shared::from(head);
+    // SAFETY: `head` is the address of a node of the list (contract), converted back once.
+    let mut cur: Shared<'_, Version> = unsafe { Shared::from_usize(head) };
     while !cur.is_null() {
-        // SAFETY: `cur` is non-null, allocated by `Owned::new`, and exclusively ours (contract).
+        // SAFETY: `cur` is non-null, allocated by `Version::alloc`, and exclusively ours
+        // (contract).
         unsafe {
-            let next = cur.deref().next.load(Ordering::Relaxed, guard);
+            let next = cur.deref().next().load(Ordering::Relaxed, guard);
             drop(cur.into_owned());
             cur = next;
         }
@@ -362,27 +355,24 @@ impl<'a> ChainWriter<'a> {
     pub(crate) fn install(
         &self,
         ts: u64,
-        value: Option<Bytes>,
+        value: Option<&[u8]>,
         mirror: Option<&HeadCache>,
         guard: &Guard,
     ) {
         let head = self.chain.head.load(Ordering::Relaxed, guard);
         debug_assert!(
             // SAFETY: `head` is pinned by `guard` and only the lock holder (us) unlinks nodes.
-            unsafe { head.as_ref() }.is_none_or(|h| h.ts < ts),
+            unsafe { head.as_ref() }.is_none_or(|h| h.ts() < ts),
             "versions must be installed in timestamp order"
         );
-        let node = Owned::new(Version {
-            ts,
-            value,
-            next: Atomic::null(),
-        });
-        node.next.store(head, Ordering::Relaxed);
+        // The value is copied into the node (one allocation per version).
+        let node = Version::alloc(ts, value);
+        node.next().store(head, Ordering::Relaxed);
         // Release: a reader that loads the new head sees the node's fields and its `next`.
         let node = node.into_shared(guard);
         self.chain.head.store(node, Ordering::Release);
         // SAFETY: we just linked `node` and only the lock holder (us) unlinks nodes.
-        let value = unsafe { node.deref() }.value.as_deref();
+        let value = unsafe { node.deref() }.value();
         self.chain.cache.set(ts, value);
         if let Some(mirror) = mirror {
             mirror.set(ts, value);
@@ -412,13 +402,13 @@ impl<'a> ChainWriter<'a> {
         // unlinks or frees nodes of this chain, so every node we reach stays allocated while
         // we look at it.
         while let Some(node) = unsafe { cur.as_ref() } {
-            let next = node.next.load(Ordering::Relaxed, guard);
-            let above = node.ts > horizon.now();
-            if above || horizon.needs(node.ts, newer) {
+            let next = node.next().load(Ordering::Relaxed, guard);
+            let above = node.ts() > horizon.now();
+            if above || horizon.needs(node.ts(), newer) {
                 kept = Some((link, node));
                 kept_count += 1;
                 above_horizon += usize::from(above);
-                link = &node.next;
+                link = node.next();
             } else {
                 // The head is always kept (the head cache describes it, see `HeadCache`): its
                 // `newer` is `u64::MAX`, and `needs` holds for `[ts, MAX)` as `now < MAX`.
@@ -429,16 +419,16 @@ impl<'a> ChainWriter<'a> {
                 // The store above unlinked `cur` (`link` was its only predecessor), so no reader
                 // that pins from now on can reach it. Nobody writes the `next` of an unlinked
                 // node, so readers already on it continue into the chain correctly.
-                // SAFETY: non-null, allocated by `install`, unlinked (above), and pushed once:
+                // SAFETY: non-null, allocated by `Version::alloc`, unlinked (above), and pushed once:
                 // we move past it.
                 unsafe { retired.push(cur) };
                 unlinked += 1;
             }
-            newer = node.ts;
+            newer = node.ts();
             cur = next;
         }
         if let Some((link, oldest)) = kept {
-            if oldest.value.is_none() && oldest.ts <= horizon.watermark() {
+            if oldest.is_tombstone() && oldest.ts() <= horizon.watermark() {
                 if std::ptr::eq(link, &self.chain.head) {
                     // The tombstone is the head: the chain becomes empty.
                     self.chain.cache.set(0, None);
@@ -465,7 +455,7 @@ impl ChainWriter<'_> {
     /// between (timestamp, node allocation, mirror lookup). A hint: it changes no state.
     pub(crate) fn prefetch_head(&self, guard: &Guard) {
         let head = self.chain.head.load(Ordering::Relaxed, guard);
-        prefetch_line(head.as_raw().cast());
+        prefetch_line(std::ptr::with_exposed_provenance(head.into_usize()));
     }
 
     /// [`prune`](Self::prune) on its own: retires what it unlinked right away.
@@ -492,8 +482,8 @@ mod tests {
     use crossbeam_epoch as epoch;
     use std::sync::Arc;
 
-    fn b(s: &str) -> Option<Bytes> {
-        Some(Bytes::copy_from_slice(s.as_bytes()))
+    fn b(s: &str) -> Option<Vec<u8>> {
+        Some(s.as_bytes().to_vec())
     }
 
     fn prune(w: &ChainWriter<'_>, h: &Horizon, g: &epoch::Guard) -> Pruned {
@@ -508,9 +498,9 @@ mod tests {
         }
     }
 
-    fn value_at(c: &Chain, ts: u64) -> Option<Option<Bytes>> {
+    fn value_at(c: &Chain, ts: u64) -> Option<Option<Vec<u8>>> {
         let g = epoch::pin();
-        c.read_at(ts, &g).map(|v| v.value.cloned())
+        c.read_at(ts, &g).map(|v| v.value.map(<[u8]>::to_vec))
     }
 
     #[test]
@@ -519,9 +509,9 @@ mod tests {
         let g = epoch::pin();
         {
             let w = c.lock();
-            w.install(2, b("a"), None, &g);
+            w.install(2, b("a").as_deref(), None, &g);
             w.install(5, None, None, &g);
-            w.install(7, b("c"), None, &g);
+            w.install(7, b("c").as_deref(), None, &g);
         }
         assert_eq!(value_at(&c, 1), None);
         assert_eq!(value_at(&c, 2), Some(b("a")));
@@ -539,7 +529,7 @@ mod tests {
         let g = epoch::pin();
         let w = c.lock();
         for ts in 1..=5 {
-            w.install(ts * 10, b(&ts.to_string()), None, &g);
+            w.install(ts * 10, b(&ts.to_string()).as_deref(), None, &g);
         }
         // Watermark 35: versions 50 and 40 are newer, 30 is what a reader at 35 sees.
         assert_eq!(prune(&w, &Horizon::at(35), &g), pruned(2, 3, 2));
@@ -560,7 +550,7 @@ mod tests {
         let g = epoch::pin();
         let w = c.lock();
         for ts in 1..=10 {
-            w.install(ts * 10, b(&ts.to_string()), None, &g);
+            w.install(ts * 10, b(&ts.to_string()).as_deref(), None, &g);
         }
         // Snapshots at 25 and 62, visible 100: a reader at 25 sees 20, at 62 sees 60, new
         // readers see 100. Everything else (10, 30, 40, 50, 70, 80, 90) is invisible to all.
@@ -571,8 +561,8 @@ mod tests {
         assert_eq!(value_at(&c, 62), Some(b("6")));
         assert_eq!(value_at(&c, 100), Some(b("10")));
         // Versions newer than `now` stay whatever the snapshots: they may not be visible yet.
-        w.install(110, b("11"), None, &g);
-        w.install(120, b("12"), None, &g);
+        w.install(110, b("11").as_deref(), None, &g);
+        w.install(120, b("12").as_deref(), None, &g);
         assert_eq!(prune(&w, &Horizon::new(105, vec![25]), &g), pruned(1, 4, 2));
         assert_eq!(value_at(&c, 25), Some(b("2")));
         assert_eq!(value_at(&c, 105), Some(b("10")));
@@ -599,7 +589,7 @@ mod tests {
         let c = Chain::new();
         let g = epoch::pin();
         let w = c.lock();
-        w.install(1, b("x"), None, &g);
+        w.install(1, b("x").as_deref(), None, &g);
         w.install(2, None, None, &g);
         assert_eq!(prune(&w, &Horizon::at(1), &g).unlinked, 0);
         assert!(!w.is_empty(&g));
@@ -607,7 +597,7 @@ mod tests {
         assert!(w.is_empty(&g));
         assert_eq!(value_at(&c, 10), None);
         // A tombstone newer than the watermark stays: readers below it still see "x".
-        w.install(3, b("y"), None, &g);
+        w.install(3, b("y").as_deref(), None, &g);
         w.install(4, None, None, &g);
         assert_eq!(prune(&w, &Horizon::at(3), &g).unlinked, 0);
         assert_eq!(value_at(&c, 3), Some(b("y")));
@@ -623,27 +613,22 @@ mod tests {
         use std::sync::atomic::AtomicUsize;
 
         let drops = Arc::new(AtomicUsize::new(0));
+        let (v1, v2) = (counted(&drops, 1), counted(&drops, 2));
         let c = Chain::new();
         {
             let g = epoch::pin();
             let w = c.lock();
-            w.install(1, counted(&drops, 1), None, &g);
-            w.install(2, counted(&drops, 2), None, &g);
+            w.install(1, Some(&v1), None, &g);
+            w.install(2, Some(&v2), None, &g);
         }
         let g = epoch::pin();
         let (newest, older) = (c.newest(&g).unwrap(), c.read_at(1, &g).unwrap());
         let lent = c.lend_at(2, &g).unwrap();
         drop(c);
         assert_nothing_freed(&drops);
-        assert_eq!(
-            (newest.ts, newest.value.map(|v| &v[..])),
-            (2, Some(&[2u8; 8][..]))
-        );
-        assert_eq!(
-            (older.ts, older.value.map(|v| &v[..])),
-            (1, Some(&[1u8; 8][..]))
-        );
-        assert_eq!((lent.ts, lent.value), (2, Some(&[2u8; 8][..])));
+        assert_eq!((newest.ts, newest.value), (2, Some(&v2[..])));
+        assert_eq!((older.ts, older.value), (1, Some(&v1[..])));
+        assert_eq!((lent.ts, lent.value), (2, Some(&v2[..])));
         drop(g);
         wait_for_drops(&drops, 2);
     }
@@ -683,8 +668,8 @@ mod tests {
         };
         agree(&c, 0);
         let w = c.lock();
-        for (ts, v) in [(1, b("a")), (2, Some(Bytes::new())), (3, None), (4, b("d"))] {
-            w.install(ts, v, None, &g);
+        for (ts, v) in [(1, b("a")), (2, Some(Vec::new())), (3, None), (4, b("d"))] {
+            w.install(ts, v.as_deref(), None, &g);
             agree(&c, ts);
         }
         prune(&w, &Horizon::new(4, vec![2]), &g);
@@ -718,7 +703,7 @@ mod tests {
         let c = Arc::new((Chain::new(), HeadCache::new()));
         {
             let g = epoch::pin();
-            c.0.lock().install(1, b("1"), Some(&c.1), &g);
+            c.0.lock().install(1, b("1").as_deref(), Some(&c.1), &g);
         }
         let writer = {
             let c = Arc::clone(&c);
@@ -726,7 +711,7 @@ mod tests {
                 for ts in 2..=rounds {
                     let g = epoch::pin();
                     let w = c.0.lock();
-                    w.install(ts, b(&ts.to_string()), Some(&c.1), &g);
+                    w.install(ts, b(&ts.to_string()).as_deref(), Some(&c.1), &g);
                     if ts % 3 == 0 || ts == rounds {
                         prune(&w, &Horizon::at(ts), &g);
                     }
@@ -741,11 +726,11 @@ mod tests {
                     let (c, mirror) = &*c;
                     let g = epoch::pin();
                     let v = c.newest(&g).expect("the chain is never empty");
-                    assert_eq!(v.value, Some(&Bytes::from(v.ts.to_string())));
+                    assert_eq!(v.value, Some(v.ts.to_string().as_bytes()));
                     assert!(v.ts >= last);
                     last = v.ts;
                     if let Some(older) = c.read_at(v.ts - 1, &g) {
-                        assert_eq!(older.value, Some(&Bytes::from(older.ts.to_string())));
+                        assert_eq!(older.value, Some(older.ts.to_string().as_bytes()));
                     }
                     // Lending reads of the head cache and of its mirror: under Miri a value
                     // freed early (or a torn copy) shows here.

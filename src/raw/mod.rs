@@ -28,6 +28,7 @@ mod epoch_cell;
 mod head_cache;
 mod retired;
 mod run_heads;
+mod version;
 
 pub(crate) use chain::{prefetch_line, prefetch_lines, Chain, ChainWriter, VersionRef};
 pub(crate) use epoch_cell::EpochCell;

@@ -1,9 +1,9 @@
 //! Version nodes unlinked by one writer, handed to the epoch together.
 
-use crossbeam_epoch::{Guard, Owned, Shared};
+use crossbeam_epoch::{Guard, Owned, Pointer, Shared};
 use smallvec::SmallVec;
 
-use super::chain::Version;
+use super::version::Version;
 
 /// Nodes a writer unlinked and has not yet handed to the epoch for freeing.
 ///
@@ -14,7 +14,9 @@ use super::chain::Version;
 pub(crate) struct Retired {
     /// Unlinked, not yet retired, each exactly once. Two inline: the closure that frees them
     /// then fits in the epoch's inline storage (no allocation for the common one-node case).
-    nodes: SmallVec<[*mut Version; 2]>,
+    /// Addresses as `Pointer::into_usize` gives them (`Version` is unsized: its raw pointers
+    /// are wide, its epoch pointers one word).
+    nodes: SmallVec<[usize; 2]>,
 }
 
 impl Retired {
@@ -29,10 +31,10 @@ impl Retired {
     ///
     /// # Safety
     ///
-    /// `node` is non-null, was allocated by `Owned::new`, has been unlinked from its chain (no
+    /// `node` is non-null, was allocated by `Version::alloc`, has been unlinked from its chain (no
     /// thread that pins from now on can reach it) and is added to no other batch.
     pub(super) unsafe fn push(&mut self, node: Shared<'_, Version>) {
-        self.nodes.push(node.as_raw().cast_mut());
+        self.nodes.push(node.into_usize());
     }
 
     /// Hands every node to the epoch: they are freed once every thread pinned now has unpinned.
@@ -45,11 +47,12 @@ impl Retired {
         match self.nodes.len() {
             0 => {}
             1 => {
-                let node = Shared::from(self.nodes[0].cast_const());
+                let node = self.nodes[0];
                 self.nodes.clear();
-                // SAFETY: by `push`'s contract the node is unlinked and retired only here;
-                // readers that still hold it are pinned and it is freed after they unpin.
-                unsafe { guard.defer_destroy(node) };
+                // SAFETY: by `push`'s contract the node is unlinked and retired only here
+                // (its address converted back once); readers that still hold it are pinned
+                // and it is freed after they unpin.
+                unsafe { guard.defer_destroy(Shared::<Version>::from_usize(node)) };
             }
             _ => {
                 let nodes = std::mem::take(&mut self.nodes);
@@ -58,7 +61,7 @@ impl Retired {
                 unsafe {
                     guard.defer_unchecked(move || {
                         for node in nodes {
-                            drop(Owned::from_raw(node));
+                            drop(Owned::<Version>::from_usize(node));
                         }
                     });
                 }
@@ -78,36 +81,22 @@ impl Drop for Retired {
 
 #[cfg(all(test, not(loom)))]
 pub(crate) mod tests {
-    //! Sized to run under Miri, which checks that no node is freed early or twice; values
-    //! count their drops, so a node that is never freed fails the tests too.
+    //! Sized to run under Miri, which checks that no node is freed early or twice; versions
+    //! of watched values count their frees, so a node that is never freed fails the tests
+    //! too.
 
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
-    use bytes::Bytes;
     use crossbeam_epoch as epoch;
 
     use crate::horizon::Horizon;
     use crate::raw::{Chain, Retired};
 
-    /// A value buffer that counts its drops.
-    struct Counted(Arc<AtomicUsize>, [u8; 8]);
-
-    impl AsRef<[u8]> for Counted {
-        fn as_ref(&self) -> &[u8] {
-            &self.1
-        }
-    }
-
-    impl Drop for Counted {
-        fn drop(&mut self) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    /// A value of eight `byte`s that adds one to `drops` when freed.
-    pub(crate) fn counted(drops: &Arc<AtomicUsize>, byte: u8) -> Option<Bytes> {
-        Some(Bytes::from_owner(Counted(Arc::clone(drops), [byte; 8])))
+    /// A value of eight `byte`s (plus a unique suffix) whose versions add one to `drops` when
+    /// freed (see `version::test_support`).
+    pub(crate) fn counted(drops: &Arc<AtomicUsize>, byte: u8) -> Vec<u8> {
+        crate::raw::version::test_support::watched_value(drops, byte)
     }
 
     /// Asserts that nothing was freed although the epoch was given every chance to advance (a
@@ -133,7 +122,7 @@ pub(crate) mod tests {
             epoch::pin().flush();
             std::thread::yield_now();
         }
-        assert_eq!(drops.load(Ordering::SeqCst), n, "values freed");
+        assert_eq!(drops.load(Ordering::SeqCst), n, "versions freed");
     }
 
     #[test]
@@ -141,10 +130,11 @@ pub(crate) mod tests {
         let drops = Arc::new(AtomicUsize::new(0));
         let chains: Vec<Chain> = (0..3).map(|_| Chain::new()).collect();
         let g = epoch::pin();
+        let values: Vec<Vec<u8>> = (1..=4).map(|ts| counted(&drops, ts)).collect();
         for c in &chains {
             let w = c.lock();
             for ts in 1..=4 {
-                w.install(ts, counted(&drops, ts as u8), None, &g);
+                w.install(ts, Some(&values[ts as usize - 1]), None, &g);
             }
         }
         // A reader holds the oldest version of the first chain across the prune.
@@ -165,7 +155,7 @@ pub(crate) mod tests {
         );
         drop(dropped);
         assert_nothing_freed(&drops);
-        assert_eq!(held.value.map(|v| &v[..]), Some(&[1u8; 8][..]));
+        assert_eq!(held.value, Some(&values[0][..]));
         for c in &chains {
             assert_eq!(c.version_count(&g), 1);
             assert_eq!(c.newest(&g).map(|v| v.ts), Some(4));

@@ -429,7 +429,6 @@ fn note_only_current_run() -> bool {
 
 #[cfg(all(test, not(loom)))]
 mod tests {
-    use bytes::Bytes;
 
     use super::*;
 
@@ -438,9 +437,7 @@ mod tests {
         let chain = Chain::new();
         let guard = crossbeam_epoch::pin();
         for (i, v) in values.iter().enumerate() {
-            chain
-                .lock()
-                .install(i as u64 + 1, v.map(Bytes::from_static), None, &guard);
+            chain.lock().install(i as u64 + 1, *v, None, &guard);
         }
         chain
     }
@@ -496,8 +493,7 @@ mod tests {
         let b = chain_with(&[Some(b"b")]);
         let current = copy_all(&changes, &[&a, &b]);
         let guard = crossbeam_epoch::pin();
-        a.lock()
-            .install(2, Some(Bytes::from_static(b"v2")), None, &guard);
+        a.lock().install(2, Some(&b"v2"[..]), None, &guard);
         // Unnoted, the copy still claims v1 is the head: this is why every commit notes its
         // keys before publishing.
         let copy = |heads: &RunHeads, i: usize| {

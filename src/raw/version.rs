@@ -1,0 +1,253 @@
+//! A version node: one allocation holding a committed version's timestamp, its link to the
+//! next older version, and its value bytes inline.
+//!
+//! Why inline: a version used to own its value as a separately allocated `Bytes`, so every
+//! write allocated twice and every retired version was freed twice, both frees touching memory
+//! gone cold while the version waited for the epoch. With the value behind the header, a
+//! write allocates once, a retired version is one free, and a read of a version that is not
+//! the cached head finds its value on the node's own cache lines.
+//!
+//! The node is a dynamically sized type (a header followed by `[u8]`), handed to
+//! crossbeam-epoch through its [`Pointable`] trait: an `Atomic<Version>` holds the node's
+//! address as a thin word, and [`Pointable::deref`] rebuilds the wide reference from the
+//! length stored in the header.
+
+use std::alloc::{self, Layout};
+use std::ptr;
+
+use crossbeam_epoch::{Atomic, Owned, Pointable, Pointer};
+
+/// [`Header::len`] of a tombstone (a delete): it has no value, which differs from an empty
+/// one.
+const TOMBSTONE: usize = usize::MAX;
+
+/// The fixed part of a version node. The value's bytes follow it in the same allocation.
+#[repr(C)]
+pub(super) struct Header {
+    /// The commit timestamp of the transaction that wrote the version. Immutable.
+    pub(super) ts: u64,
+    /// The next older version, or null. Written only by the chain's lock holder.
+    pub(super) next: Atomic<Version>,
+    /// The value's length, or [`TOMBSTONE`]. Immutable.
+    len: usize,
+}
+
+/// One committed version of a key: a [`Header`] and, right behind it, the value's bytes.
+///
+/// Only [`Version::alloc`] makes one; it is freed through [`Owned`]'s drop, which calls the
+/// [`Pointable::drop`] below.
+#[repr(C)]
+pub(super) struct Version {
+    pub(super) header: Header,
+    /// The value (empty for a tombstone, see [`Header::len`]). Immutable.
+    bytes: [u8],
+}
+
+/// The type of [`Pointable::Init`] for [`Version`]: it has no values, so crossbeam's
+/// `Owned::init` / `Atomic::init` cannot be used to make a node (they could not be given
+/// the borrowed value anyway); [`Version::alloc`] is the one constructor.
+pub(super) enum NoInit {}
+
+impl Version {
+    /// A new, unlinked node for `value` (`None`: a tombstone) at `ts`, with a null `next`.
+    pub(super) fn alloc(ts: u64, value: Option<&[u8]>) -> Owned<Version> {
+        let len = value.map_or(TOMBSTONE, <[u8]>::len);
+        let layout = layout(byte_len(len));
+        // SAFETY: the layout's size is at least the header's, so non-zero.
+        let node = unsafe { alloc::alloc(layout) };
+        if node.is_null() {
+            alloc::handle_alloc_error(layout);
+        }
+        // SAFETY: `node` is a fresh allocation of `layout`: aligned for `Header` and large
+        // enough for the header followed by the value's bytes (see `layout`), which the
+        // two writes below fill, so the node is fully initialised before anyone can see it.
+        // `from_usize` takes ownership of the address: this is the node's only owner, and
+        // its drop (our `Pointable::drop`) frees it with the same layout.
+        unsafe {
+            node.cast::<Header>().write(Header {
+                ts,
+                next: Atomic::null(),
+                len,
+            });
+            if let Some(value) = value {
+                ptr::copy_nonoverlapping(
+                    value.as_ptr(),
+                    node.add(size_of::<Header>()),
+                    value.len(),
+                );
+            }
+            Owned::from_usize(node.expose_provenance())
+        }
+    }
+
+    /// The commit timestamp.
+    #[inline]
+    pub(super) fn ts(&self) -> u64 {
+        self.header.ts
+    }
+
+    /// The next older version's link.
+    #[inline]
+    pub(super) fn next(&self) -> &Atomic<Version> {
+        &self.header.next
+    }
+
+    /// The value, or `None` for a tombstone.
+    #[inline]
+    pub(super) fn value(&self) -> Option<&[u8]> {
+        (self.header.len != TOMBSTONE).then_some(&self.bytes)
+    }
+
+    /// Whether the version is a tombstone.
+    #[inline]
+    pub(super) fn is_tombstone(&self) -> bool {
+        self.header.len == TOMBSTONE
+    }
+}
+
+/// Number of value bytes behind a header whose `len` is `len`.
+fn byte_len(len: usize) -> usize {
+    if len == TOMBSTONE {
+        0
+    } else {
+        len
+    }
+}
+
+/// The allocation of a node with `bytes` value bytes: the header, then the bytes (at
+/// `size_of::<Header>()`, where `repr(C)` places `Version::bytes`), padded to the header's
+/// alignment (as the size of a `Version` with that many bytes is).
+fn layout(bytes: usize) -> Layout {
+    size_of::<Header>()
+        .checked_add(bytes)
+        .and_then(|size| Layout::from_size_align(size, align_of::<Header>()).ok())
+        .map(|layout| layout.pad_to_align())
+        // A value is a slice that exists in memory, so its length plus a header cannot
+        // overflow `isize`: unreachable.
+        .unwrap_or_else(|| panic!("a version of {bytes} value bytes does not fit in memory"))
+}
+
+/// The wide pointer to the node at `addr`, from the length in its header.
+///
+/// # Safety
+///
+/// `addr` came from [`Version::alloc`] and the node has not been freed.
+unsafe fn wide(addr: usize) -> *mut Version {
+    let node = ptr::with_exposed_provenance_mut::<u8>(addr);
+    // SAFETY: by the contract, `node` points to a live, initialised node: its header can be
+    // read (`len` is immutable, so the read races with no write).
+    let len = unsafe { (*node.cast::<Header>()).len };
+    // A slice pointer with the value's length, cast to `Version`: the same metadata (the
+    // length of the trailing `[u8]`), so the cast keeps address and length.
+    ptr::slice_from_raw_parts_mut(node, byte_len(len)) as *mut Version
+}
+
+// SAFETY (of the trait's contract, as crossbeam-epoch uses it): every address an
+// `Atomic<Version>`, `Shared<Version>` or `Owned<Version>` holds comes from `Version::alloc`
+// (`init` cannot be called), is aligned to `ALIGN` (the header's alignment, which the layout
+// uses), and stays valid until `drop` runs once for it.
+impl Pointable for Version {
+    const ALIGN: usize = align_of::<Header>();
+
+    type Init = NoInit;
+
+    unsafe fn init(init: NoInit) -> usize {
+        match init {}
+    }
+
+    unsafe fn deref<'a>(ptr: usize) -> &'a Self {
+        // SAFETY: the caller passes the address of a live node (trait contract), which
+        // `Version::alloc` initialised entirely; nobody mutates it concurrently (the header's
+        // `next` is atomic, the rest immutable).
+        unsafe { &*wide(ptr) }
+    }
+
+    unsafe fn deref_mut<'a>(ptr: usize) -> &'a mut Self {
+        // SAFETY: as in `deref`; the caller guarantees exclusive access.
+        unsafe { &mut *wide(ptr) }
+    }
+
+    unsafe fn drop(ptr: usize) {
+        // SAFETY: the caller passes a live node, dropped once, with no reference to it left
+        // (trait contract): read its length, then free it with the layout `alloc` used.
+        unsafe {
+            let node = wide(ptr);
+            #[cfg(all(test, not(loom)))]
+            if let Some(value) = (*node).value() {
+                test_support::freed(value);
+            }
+            let layout = layout(byte_len((*node).header.len));
+            alloc::dealloc(node.cast::<u8>(), layout);
+        }
+    }
+}
+
+/// Counts frees of version nodes whose value a test chose to watch (a version now owns its
+/// value bytes, so a value's drop cannot be observed any other way).
+#[cfg(all(test, not(loom)))]
+pub(crate) mod test_support {
+    use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    /// Watched values, each with the counter of its frees.
+    static WATCHED: Mutex<Vec<(Vec<u8>, Arc<AtomicUsize>)>> = Mutex::new(Vec::new());
+    /// Whether any value is watched (spares the lock in tests that watch nothing).
+    static ANY: AtomicBool = AtomicBool::new(false);
+    /// Makes every watched value unique, so tests running in parallel never count each
+    /// other's frees.
+    static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+    /// A value of eight `byte`s followed by a unique id, whose versions add one to `drops`
+    /// each time one of them is freed.
+    pub(crate) fn watched_value(drops: &Arc<AtomicUsize>, byte: u8) -> Vec<u8> {
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let mut value = vec![byte; 8];
+        value.extend_from_slice(&id.to_le_bytes());
+        let mut watched = WATCHED.lock().unwrap_or_else(|e| e.into_inner());
+        watched.push((value.clone(), Arc::clone(drops)));
+        ANY.store(true, Ordering::SeqCst);
+        value
+    }
+
+    /// Called by a node's drop with its value.
+    pub(super) fn freed(value: &[u8]) {
+        if !ANY.load(Ordering::SeqCst) {
+            return;
+        }
+        let watched = WATCHED.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, drops)) = watched.iter().find(|(v, _)| v == value) {
+            drops.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// Every shape of node round-trips through the epoch's pointer types and is freed with
+    /// the layout it was allocated with (Miri checks the layouts and the frees).
+    #[test]
+    fn nodes_hold_their_value_inline() {
+        let guard = &crossbeam_epoch::pin();
+        for (ts, value) in [
+            (1, Some(&b"value"[..])),
+            (2, Some(&b""[..])),
+            (3, None),
+            (4, Some(&[7u8; 300][..])),
+        ] {
+            let node = Version::alloc(ts, value);
+            assert_eq!(node.ts(), ts);
+            assert_eq!(node.value(), value);
+            assert_eq!(node.is_tombstone(), value.is_none());
+            assert!(node
+                .next()
+                .load(std::sync::atomic::Ordering::Relaxed, guard)
+                .is_null());
+            let shared = node.into_shared(guard);
+            // SAFETY: just made, never shared with another thread.
+            let back = unsafe { shared.into_owned() };
+            assert_eq!(back.value(), value);
+        }
+    }
+}
