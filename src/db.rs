@@ -491,11 +491,6 @@ impl Db {
         }
     }
 
-    pub(crate) fn checked_value(&self, value: &[u8]) -> Result<Bytes> {
-        self.check_value(value)?;
-        Ok(Bytes::copy_from_slice(value))
-    }
-
     /// Fails for a value over the configured maximum length.
     pub(crate) fn check_value(&self, value: &[u8]) -> Result<()> {
         let max = self.shared.opts.max_value_len;

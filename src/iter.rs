@@ -265,7 +265,7 @@ pub struct TxnIter<'a> {
 struct OwnIter<'a>(Option<OwnRange<'a>>);
 
 impl<'a> Iterator for OwnIter<'a> {
-    type Item = (&'a MapKey, &'a Option<Bytes>);
+    type Item = (&'a MapKey, Option<&'a [u8]>);
     fn next(&mut self) -> Option<Self::Item> {
         self.0.as_mut()?.next()
     }
@@ -300,8 +300,8 @@ impl<'a> TxnIter<'a> {
 }
 
 /// The item of an own write, if it is a put.
-fn own_item((k, v): (&MapKey, &Option<Bytes>)) -> Option<(Bytes, Bytes)> {
-    v.as_ref().map(|v| (Bytes::copy_from_slice(k), v.clone()))
+fn own_item((k, v): (&MapKey, Option<&[u8]>)) -> Option<(Bytes, Bytes)> {
+    v.map(|v| (Bytes::copy_from_slice(k), Bytes::copy_from_slice(v)))
 }
 
 impl Iterator for TxnIter<'_> {

@@ -120,7 +120,7 @@ impl Transaction {
         self.db().check_key(key)?;
         self.track(key);
         Ok(match self.writes.get(key) {
-            Some(own) => own.as_deref().map(f),
+            Some(own) => own.map(f),
             None => self.snapshot.lend(key, f),
         })
     }
@@ -139,7 +139,7 @@ impl Transaction {
         let key = key.as_ref();
         self.db().check_key(key)?;
         Ok(match self.writes.get(key) {
-            Some(own) => own.clone(),
+            Some(own) => own.map(Bytes::copy_from_slice),
             None => self.snapshot.read(key),
         })
     }
@@ -147,7 +147,8 @@ impl Transaction {
     /// Buffers `key = value`; visible to this transaction now, to others after commit.
     pub fn put(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
         let key = self.db().checked_map_key(key.as_ref())?;
-        let value = self.db().checked_value(value.as_ref())?;
+        let value = value.as_ref();
+        self.db().check_value(value)?;
         self.writes.insert(key, Some(value));
         Ok(())
     }
@@ -188,9 +189,10 @@ impl Transaction {
     ) -> Result<()> {
         let key = key.as_ref();
         self.db().check_key(key)?;
-        let value = new
-            .map(|v| self.db().checked_value(v.as_ref()))
-            .transpose()?;
+        let value = new.as_ref().map(AsRef::as_ref);
+        if let Some(value) = value {
+            self.db().check_value(value)?;
+        }
         let current = self.snapshot.read_versioned(key).map(|(_, ts)| ts);
         if current != expected {
             return Err(Error::PreconditionFailed {

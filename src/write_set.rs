@@ -12,27 +12,35 @@ use crate::store::{borrow_range, KeyRange, MapKey};
 /// Buffered writes, sorted by key (the commit locks them in this order): `Some(value)` puts,
 /// `None` deletes.
 ///
-/// Most transactions write one key. That one is kept inline; a map is allocated from the
-/// second key on, so a single-key transaction allocates no tree node (a `BTreeMap` leaf for
-/// these entries is ~700 bytes). Keys are [`MapKey`]s: up to 24 bytes inline, no allocation.
+/// Most transactions write one key. That one is kept inline, key and value (up to
+/// [`INLINE_VALUE`] bytes): a single-key transaction allocates nothing to buffer its write,
+/// and its commit copies the value once, into the version. A map is allocated from the second
+/// key on (a `BTreeMap` leaf for these entries is ~700 bytes), its values in `Bytes`. Keys
+/// are [`MapKey`]s: up to 24 bytes inline.
 #[derive(Default)]
 pub(crate) struct WriteSet(Repr);
+
+/// Values up to this many bytes are buffered inline by a one-key transaction.
+const INLINE_VALUE: usize = 128;
+
+/// A one-key transaction's value (`None` deletes).
+type OneValue = Option<smallvec::SmallVec<[u8; INLINE_VALUE]>>;
 
 #[derive(Default)]
 enum Repr {
     #[default]
     Empty,
-    One(MapKey, Option<Bytes>),
+    One(MapKey, OneValue),
     Many(BTreeMap<MapKey, Option<Bytes>>),
 }
 
 impl WriteSet {
-    /// The buffered write of `key`, if any.
-    pub(crate) fn get(&self, key: &[u8]) -> Option<&Option<Bytes>> {
+    /// The buffered write of `key`, if any: `Some(None)` for a delete.
+    pub(crate) fn get(&self, key: &[u8]) -> Option<Option<&[u8]>> {
         match &self.0 {
             Repr::Empty => None,
-            Repr::One(k, v) => (&k[..] == key).then_some(v),
-            Repr::Many(map) => map.get(key),
+            Repr::One(k, v) => (&k[..] == key).then_some(v.as_deref()),
+            Repr::Many(map) => map.get(key).map(Option::as_deref),
         }
     }
 
@@ -41,19 +49,24 @@ impl WriteSet {
         self.get(key).is_some()
     }
 
-    /// Buffers `value` for `key`, replacing an earlier write of it.
-    pub(crate) fn insert(&mut self, key: MapKey, value: Option<Bytes>) {
+    /// Buffers a copy of `value` for `key` (`None`: a delete), replacing an earlier write of
+    /// it.
+    pub(crate) fn insert(&mut self, key: MapKey, value: Option<&[u8]>) {
         match &mut self.0 {
-            Repr::Empty => self.0 = Repr::One(key, value),
-            Repr::One(k, v) if *k == key => *v = value,
+            Repr::Empty => self.0 = Repr::One(key, value.map(smallvec::SmallVec::from_slice)),
+            Repr::One(k, v) if *k == key => *v = value.map(smallvec::SmallVec::from_slice),
             Repr::One(..) => {
                 let Repr::One(k, v) = std::mem::take(&mut self.0) else {
                     unreachable!("matched above")
                 };
-                self.0 = Repr::Many(BTreeMap::from([(k, v), (key, value)]));
+                let owned = |v: Option<&[u8]>| v.map(Bytes::copy_from_slice);
+                self.0 = Repr::Many(BTreeMap::from([
+                    (k, owned(v.as_deref())),
+                    (key, owned(value)),
+                ]));
             }
             Repr::Many(map) => {
-                map.insert(key, value);
+                map.insert(key, value.map(Bytes::copy_from_slice));
             }
         }
     }
@@ -77,9 +90,9 @@ impl WriteSet {
         let range = borrow_range(range);
         OwnRange(match &self.0 {
             Repr::Empty => RangeRepr::One(None),
-            Repr::One(k, v) => {
-                RangeRepr::One(RangeBounds::<[u8]>::contains(&range, &k[..]).then_some((k, v)))
-            }
+            Repr::One(k, v) => RangeRepr::One(
+                RangeBounds::<[u8]>::contains(&range, &k[..]).then_some((k, v.as_deref())),
+            ),
             Repr::Many(map) => RangeRepr::Many(map.range::<[u8], _>(range)),
         })
     }
@@ -104,17 +117,18 @@ impl WriteSet {
 pub(crate) struct OwnRange<'a>(RangeRepr<'a>);
 
 enum RangeRepr<'a> {
-    One(Option<(&'a MapKey, &'a Option<Bytes>)>),
+    One(Option<(&'a MapKey, Option<&'a [u8]>)>),
     Many(btree_map::Range<'a, MapKey, Option<Bytes>>),
 }
 
 impl<'a> Iterator for OwnRange<'a> {
-    type Item = (&'a MapKey, &'a Option<Bytes>);
+    /// A key and its buffered value (`None`: a delete).
+    type Item = (&'a MapKey, Option<&'a [u8]>);
 
     fn next(&mut self) -> Option<Self::Item> {
         match &mut self.0 {
             RangeRepr::One(one) => one.take(),
-            RangeRepr::Many(range) => range.next(),
+            RangeRepr::Many(range) => range.next().map(|(k, v)| (k, v.as_deref())),
         }
     }
 }
@@ -123,7 +137,7 @@ impl DoubleEndedIterator for OwnRange<'_> {
     fn next_back(&mut self) -> Option<Self::Item> {
         match &mut self.0 {
             RangeRepr::One(one) => one.take(),
-            RangeRepr::Many(range) => range.next_back(),
+            RangeRepr::Many(range) => range.next_back().map(|(k, v)| (k, v.as_deref())),
         }
     }
 }
@@ -133,8 +147,9 @@ mod tests {
     use super::*;
     use std::ops::Bound;
 
-    /// Against a `BTreeMap` model: random puts and deletes over a few keys, with point and
-    /// range lookups (from both ends) after each.
+    /// Against a `BTreeMap` model: random puts (short values and values longer than the
+    /// inline buffer) and deletes over a few keys, with point and range lookups (from both
+    /// ends) after each.
     #[test]
     fn behaves_like_a_sorted_map() {
         let mut rng = fastrand::Rng::with_seed(5);
@@ -144,13 +159,14 @@ mod tests {
             let mut model: BTreeMap<MapKey, Option<Bytes>> = BTreeMap::new();
             for _ in 0..rng.usize(0..6) {
                 let k = key(rng.u8(0..5));
-                let v = rng.bool().then(|| Bytes::from(vec![rng.u8(..)]));
-                set.insert(k.clone(), v.clone());
+                let len = if rng.bool() { 1 } else { INLINE_VALUE + 1 };
+                let v = rng.bool().then(|| Bytes::from(vec![rng.u8(..); len]));
+                set.insert(k.clone(), v.as_deref());
                 model.insert(k, v);
                 assert_eq!(set.len(), model.len());
                 assert_eq!(set.is_empty(), model.is_empty());
                 for i in 0..6 {
-                    assert_eq!(set.get(&key(i)), model.get(&key(i)));
+                    assert_eq!(set.get(&key(i)), model.get(&key(i)).map(Option::as_deref));
                     assert_eq!(set.contains_key(&key(i)), model.contains_key(&key(i)));
                 }
                 let (lo, hi) = (key(rng.u8(0..3)), key(rng.u8(2..6)));
@@ -158,9 +174,12 @@ mod tests {
                     Bound::Included(Bytes::copy_from_slice(&lo)),
                     Bound::Excluded(Bytes::copy_from_slice(&hi)),
                 );
-                let want: Vec<_> = model.range(lo.clone()..hi.clone()).collect();
+                let want: Vec<_> = model
+                    .range(lo.clone()..hi.clone())
+                    .map(|(k, v)| (k, v.as_deref()))
+                    .collect();
                 assert_eq!(set.range(&range).collect::<Vec<_>>(), want);
-                let back: Vec<_> = model.range(lo..hi).rev().collect();
+                let back: Vec<_> = want.iter().rev().copied().collect();
                 assert_eq!(set.range(&range).rev().collect::<Vec<_>>(), back);
             }
             let all: Vec<(MapKey, Option<Bytes>)> = model.into_iter().collect();
