@@ -48,7 +48,7 @@ pub(crate) struct HeadCache {
     seq: AtomicU64,
     /// Commit timestamp of the head; `0` when the chain has no version (timestamps start at 1).
     ts: AtomicU64,
-    /// Start of the head's value bytes (owned by the head node's `Bytes`).
+    /// Start of the head's value bytes (inside the head node, see `raw::version`).
     ptr: AtomicPtr<u8>,
     /// Length of the head's value, or [`TOMBSTONE`].
     len: AtomicUsize,
@@ -110,8 +110,8 @@ impl HeadCache {
             0 => Some(&[][..]),
             // The sequence word did not change around the loads, so `(ptr, len)` is the value
             // of the version that was the head throughout them, and not a tombstone (those are
-            // stored with `len == TOMBSTONE`). That node's `Bytes` owns (a reference to) the
-            // buffer and is immutable; a node with a value is unlinked only after every cache
+            // stored with `len == TOMBSTONE`). The bytes are that node's own (stored inline,
+            // freed with it) and immutable; a node with a value is unlinked only after every cache
             // describing it (the chain's and the mirror) was rewritten by a newer install, and
             // freed through the epoch after every thread pinned at its retirement unpinned.
             // SAFETY: by the above, and as we are pinned (`_guard`, `'g`) since before the

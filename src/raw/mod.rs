@@ -1,12 +1,15 @@
 //! The unsafe core: version nodes, chain links, epoch-deferred frees, and the epoch-protected
 //! cell that publishes the scan index's state.
 //!
-//! Every `unsafe` block of the crate lives in this module. Its functions take an epoch
+//! Every `unsafe` block of the library lives in this module (the only other two are in the
+//! loom models' test code, which accesses loom's `UnsafeCell` so that loom checks the
+//! causality the publication protocol promises). Its functions take an epoch
 //! [`Guard`](crossbeam_epoch::Guard) wherever they hand out references into a chain, and the
 //! rest of the crate sees only the safe facade of [`Chain`] and [`ChainWriter`] (and the
 //! `VersionRef` views they hand out):
 //! the split crossbeam-skiplist makes between `base.rs` and `map.rs`.
 //!
+//! A version node is one allocation, its value stored inline behind a header (`version`).
 //! The memory-safety argument in one paragraph: a version node is reachable from a chain's
 //! `head` through `next` links. Nodes are only ever *unlinked* by a [`ChainWriter`] (the holder
 //! of the chain's write lock) and only freed through the epoch after being unlinked (a

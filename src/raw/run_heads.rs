@@ -98,8 +98,9 @@ pub(crate) struct HeadCopy {
 }
 
 // SAFETY: `ptr` is only dereferenced through `CopiedHead::lend`, under the protocol in the
-// module documentation; the bytes it points to are immutable and shared by design (a `Bytes`
-// buffer that every thread may read), so moving or sharing the copy across threads is sound.
+// module documentation; the bytes it points to are immutable and shared by design (a version
+// node's inline value, which every thread may read), so moving or sharing the copy across
+// threads is sound.
 unsafe impl Send for HeadCopy {}
 // SAFETY: as above: a `HeadCopy` is immutable once built.
 unsafe impl Sync for HeadCopy {}

@@ -15,7 +15,7 @@
 use std::alloc::{self, Layout};
 use std::ptr;
 
-use crossbeam_epoch::{Atomic, Owned, Pointable, Pointer};
+use crossbeam_epoch::{Atomic, Owned, Pointable};
 
 /// [`Header::len`] of a tombstone (a delete): it has no value, which differs from an empty
 /// one.
@@ -38,46 +38,39 @@ pub(super) struct Header {
 /// [`Pointable::drop`] below.
 #[repr(C)]
 pub(super) struct Version {
-    pub(super) header: Header,
+    /// Private, like every field of the header that is not atomic: safe code holding an
+    /// `Owned<Version>` (which derefs mutably) must not be able to make a node's `len`
+    /// disagree with its allocation.
+    header: Header,
     /// The value (empty for a tombstone, see [`Header::len`]). Immutable.
     bytes: [u8],
 }
 
-/// The type of [`Pointable::Init`] for [`Version`]: it has no values, so crossbeam's
-/// `Owned::init` / `Atomic::init` cannot be used to make a node (they could not be given
-/// the borrowed value anyway); [`Version::alloc`] is the one constructor.
-pub(super) enum NoInit {}
+/// [`Pointable::Init`] of [`Version`]: the timestamp and the value to copy into the node.
+///
+/// It borrows the value through a raw pointer (the trait's `Init` cannot carry a lifetime),
+/// so its fields are private and [`Version::alloc`] is the only code that makes one: it
+/// builds it from a live slice and hands it straight to `Owned::init`, which copies the bytes
+/// before `alloc` returns.
+pub(super) struct VersionInit {
+    ts: u64,
+    /// `len` as the header stores it ([`TOMBSTONE`] for a delete).
+    len: usize,
+    /// The value's first byte (dangling for a tombstone or an empty value: nothing is read).
+    value: *const u8,
+}
+
+// `Pointable::drop` frees the node without dropping the header in place.
+const _: () = assert!(!std::mem::needs_drop::<Header>());
 
 impl Version {
     /// A new, unlinked node for `value` (`None`: a tombstone) at `ts`, with a null `next`.
     pub(super) fn alloc(ts: u64, value: Option<&[u8]>) -> Owned<Version> {
-        let len = value.map_or(TOMBSTONE, <[u8]>::len);
-        let layout = layout(byte_len(len));
-        // SAFETY: the layout's size is at least the header's, so non-zero.
-        let node = unsafe { alloc::alloc(layout) };
-        if node.is_null() {
-            alloc::handle_alloc_error(layout);
-        }
-        // SAFETY: `node` is a fresh allocation of `layout`: aligned for `Header` and large
-        // enough for the header followed by the value's bytes (see `layout`), which the
-        // two writes below fill, so the node is fully initialised before anyone can see it.
-        // `from_usize` takes ownership of the address: this is the node's only owner, and
-        // its drop (our `Pointable::drop`) frees it with the same layout.
-        unsafe {
-            node.cast::<Header>().write(Header {
-                ts,
-                next: Atomic::null(),
-                len,
-            });
-            if let Some(value) = value {
-                ptr::copy_nonoverlapping(
-                    value.as_ptr(),
-                    node.add(size_of::<Header>()),
-                    value.len(),
-                );
-            }
-            Owned::from_usize(node.expose_provenance())
-        }
+        Owned::init(VersionInit {
+            ts,
+            len: value.map_or(TOMBSTONE, <[u8]>::len),
+            value: value.map_or(ptr::null(), <[u8]>::as_ptr),
+        })
     }
 
     /// The commit timestamp.
@@ -142,17 +135,38 @@ unsafe fn wide(addr: usize) -> *mut Version {
     ptr::slice_from_raw_parts_mut(node, byte_len(len)) as *mut Version
 }
 
-// SAFETY (of the trait's contract, as crossbeam-epoch uses it): every address an
-// `Atomic<Version>`, `Shared<Version>` or `Owned<Version>` holds comes from `Version::alloc`
-// (`init` cannot be called), is aligned to `ALIGN` (the header's alignment, which the layout
-// uses), and stays valid until `drop` runs once for it.
+// Every address an `Atomic<Version>`, `Shared<Version>` or `Owned<Version>` holds comes from
+// `init` (through `Version::alloc`, the only maker of a `VersionInit`), is aligned to `ALIGN`
+// (the header's alignment, which the layout uses), and stays valid until `drop` runs once for
+// it.
 impl Pointable for Version {
     const ALIGN: usize = align_of::<Header>();
 
-    type Init = NoInit;
+    type Init = VersionInit;
 
-    unsafe fn init(init: NoInit) -> usize {
-        match init {}
+    unsafe fn init(init: VersionInit) -> usize {
+        let layout = layout(byte_len(init.len));
+        // SAFETY: the layout's size is at least the header's, so non-zero.
+        let node = unsafe { alloc::alloc(layout) };
+        if node.is_null() {
+            alloc::handle_alloc_error(layout);
+        }
+        // SAFETY: `node` is a fresh allocation of `layout`: aligned for `Header` and large
+        // enough for the header followed by the value's bytes (see `layout`), which the two
+        // writes below fill, so the node is fully initialised before anyone can see it.
+        // `init.value` points to `init.len` readable bytes when `len` is not `TOMBSTONE`:
+        // `Version::alloc` made it from a slice that outlives this call.
+        unsafe {
+            node.cast::<Header>().write(Header {
+                ts: init.ts,
+                next: Atomic::null(),
+                len: init.len,
+            });
+            if init.len != TOMBSTONE {
+                ptr::copy_nonoverlapping(init.value, node.add(size_of::<Header>()), init.len);
+            }
+        }
+        node.expose_provenance()
     }
 
     unsafe fn deref<'a>(ptr: usize) -> &'a Self {
