@@ -402,9 +402,9 @@ mod panic_mid_install {
         out
     }
 
-    /// Commits a = [1; 8]… (its version's free counted in `drops`) and b = "b1" at 1, lets a rebuild
-    /// copy a's head into the run, then commits a = "a2", b = "b2" at 2 through a source
-    /// whose install of b unwinds after a's install.
+    /// Commits a = [1; 8]… (the free of its version counted in `drops`) and b = "b1" at 1,
+    /// lets a rebuild copy a's head into the run, then commits a = "a2", b = "b2" at 2
+    /// through a source whose install of b unwinds after a's install.
     fn unwound_second_commit(drops: &std::sync::Arc<AtomicUsize>) -> (Store, Clock) {
         let store = Store::new();
         let clock = Clock::new();

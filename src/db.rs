@@ -439,8 +439,8 @@ impl Db {
         }
     }
 
-    /// Commits sorted, validated writes with the given checks (moving the values into their
-    /// versions). `own` is the committing transaction's snapshot slot, if any.
+    /// Commits sorted, validated writes with the given checks (copying each value into its
+    /// version). `own` is the committing transaction's snapshot slot, if any.
     pub(crate) fn commit_writes(
         &self,
         writes: &[commit::Write<'_>],
@@ -448,19 +448,10 @@ impl Db {
         own: Option<&SlotId>,
     ) -> Result<Ts> {
         let s = &self.shared;
-        // Which writes are deletes, noted before the values move out (most commits have none:
-        // no list then).
-        let deletes: smallvec::SmallVec<[usize; 4]> = if writes.iter().any(|w| w.1.is_none()) {
-            (0..writes.len())
-                .filter(|&i| writes[i].1.is_none())
-                .collect()
-        } else {
-            smallvec::SmallVec::new()
-        };
         let horizon = s.gc.horizon();
         let done = commit::commit(&s.clock, &s.store, writes, checks, &horizon)?;
-        for i in deletes {
-            s.gc.note_tombstone(Bytes::copy_from_slice(writes[i].0), done.ts);
+        for (key, _) in writes.iter().filter(|(_, value)| value.is_none()) {
+            s.gc.note_tombstone(Bytes::copy_from_slice(key), done.ts);
         }
         let parts = Parts {
             clock: &s.clock,

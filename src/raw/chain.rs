@@ -419,8 +419,8 @@ impl<'a> ChainWriter<'a> {
                 // The store above unlinked `cur` (`link` was its only predecessor), so no reader
                 // that pins from now on can reach it. Nobody writes the `next` of an unlinked
                 // node, so readers already on it continue into the chain correctly.
-                // SAFETY: non-null, allocated by `Version::alloc`, unlinked (above), and pushed once:
-                // we move past it.
+                // SAFETY: non-null, allocated by `Version::alloc`, unlinked (above), and pushed
+                // once: we move past it.
                 unsafe { retired.push(cur) };
                 unlinked += 1;
             }

@@ -31,8 +31,8 @@ impl Retired {
     ///
     /// # Safety
     ///
-    /// `node` is non-null, was allocated by `Version::alloc`, has been unlinked from its chain (no
-    /// thread that pins from now on can reach it) and is added to no other batch.
+    /// `node` is non-null, was allocated by `Version::alloc`, has been unlinked from its chain
+    /// (no thread that pins from now on can reach it) and is added to no other batch.
     pub(super) unsafe fn push(&mut self, node: Shared<'_, Version>) {
         self.nodes.push(node.into_usize());
     }
@@ -112,13 +112,13 @@ pub(crate) mod tests {
         );
     }
 
-    /// Advances the epoch until `drops` reaches `n` (other tests' threads may hold it back for
-    /// a while); fails if it never does.
+    /// Advances the epoch until `drops` reaches `n`; fails if it does not within 30 seconds.
+    /// Other tests' threads, pinned meanwhile, hold the epoch back: on a loaded machine (a
+    /// build running beside the tests) a fixed number of attempts ran out before they
+    /// unpinned, so the budget is time.
     pub(crate) fn wait_for_drops(drops: &AtomicUsize, n: usize) {
-        for _ in 0..10_000 {
-            if drops.load(Ordering::SeqCst) >= n {
-                break;
-            }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while drops.load(Ordering::SeqCst) < n && std::time::Instant::now() < deadline {
             epoch::pin().flush();
             std::thread::yield_now();
         }
