@@ -242,8 +242,8 @@ impl Db {
     /// Calls `f` with the newest committed value of `key`, *lending* it instead of returning
     /// an owned [`Bytes`]; `None` if the key is absent. Linearizable like [`get`](Self::get).
     ///
-    /// The cheapest read: usually no snapshot registration and no reference count touched,
-    /// so readers on many threads never write to a shared cache line. `f` runs after every
+    /// The cheapest read: usually no snapshot registration, no copy, and no reference count
+    /// touched, so readers on many threads never write to a shared cache line. `f` runs after every
     /// lock is released (it may read and write the database), but while the thread is pinned
     /// for memory reclamation, so keep it short: a long `f` delays the freeing of old versions
     /// meanwhile (never correctness).

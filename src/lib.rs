@@ -8,8 +8,8 @@
 //!
 //! Every committed write gets a commit timestamp. A [`Snapshot`] reads at one timestamp and
 //! sees, for every key, the newest version committed at or before it, however many commits
-//! happen meanwhile. Taking one is O(1). Reads return owned values ([`Snapshot::get`]) or lend
-//! them to a closure without touching a reference count ([`Snapshot::get_with`],
+//! happen meanwhile. Taking one is O(1). Reads return owned copies of values
+//! ([`Snapshot::get`]) or lend them to a closure without copying them ([`Snapshot::get_with`],
 //! [`Db::get_with`]). Scans return owned pairs through an iterator ([`Snapshot::range`],
 //! [`Snapshot::scan_prefix`]), or lend them to a callback without a copy per pair
 //! ([`Snapshot::scan_with`], the fastest way to read many keys).

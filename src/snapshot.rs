@@ -73,8 +73,8 @@ impl Snapshot {
     /// Calls `f` with the value of `key` at this snapshot, *lending* it instead of returning
     /// an owned [`Bytes`]; `None` if the key has no value here.
     ///
-    /// The cheapest read: no reference count is touched, so readers on many threads never
-    /// write to a shared cache line. `f` runs after every lock is released (it may read and
+    /// The cheapest read: no copy and no reference count touched, so readers on many threads
+    /// never write to a shared cache line. `f` runs after every lock is released (it may read and
     /// write the database), but while the thread is pinned for memory reclamation, so keep it
     /// short: a long `f` delays the freeing of old versions meanwhile (never correctness).
     ///
