@@ -97,10 +97,9 @@ pub(crate) struct HeadCopy {
     hash: u32,
 }
 
-// SAFETY: `ptr` is only dereferenced through `CopiedHead::lend`, under the protocol in the
-// module documentation; the bytes it points to are immutable and shared by design (a version
-// node's inline value, which every thread may read), so moving or sharing the copy across
-// threads is sound.
+// SAFETY: `ptr` is dereferenced only by `CopiedHead::lend`, under the module's protocol, and
+// points to immutable bytes every thread may read (a version node's inline value), so the
+// copy may move across threads.
 unsafe impl Send for HeadCopy {}
 // SAFETY: as above: a `HeadCopy` is immutable once built.
 unsafe impl Sync for HeadCopy {}

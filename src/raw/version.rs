@@ -151,20 +151,22 @@ impl Pointable for Version {
         if node.is_null() {
             alloc::handle_alloc_error(layout);
         }
-        // SAFETY: `node` is a fresh allocation of `layout`: aligned for `Header` and large
-        // enough for the header followed by the value's bytes (see `layout`), which the two
-        // writes below fill, so the node is fully initialised before anyone can see it.
-        // `init.value` points to `init.len` readable bytes when `len` is not `TOMBSTONE`:
-        // `Version::alloc` made it from a slice that outlives this call.
-        unsafe {
-            node.cast::<Header>().write(Header {
-                ts: init.ts,
-                next: Atomic::null(),
-                len: init.len,
-            });
-            if init.len != TOMBSTONE {
-                ptr::copy_nonoverlapping(init.value, node.add(size_of::<Header>()), init.len);
-            }
+        // The two writes below fill the whole node (header, then the value's bytes), so it is
+        // fully initialised before anyone can see it.
+        let header = Header {
+            ts: init.ts,
+            next: Atomic::null(),
+            len: init.len,
+        };
+        // SAFETY: `node` is a fresh allocation of `layout`, aligned for `Header` and at least
+        // as large as it.
+        unsafe { node.cast::<Header>().write(header) };
+        if init.len != TOMBSTONE {
+            // SAFETY: `init.value` points to `init.len` readable bytes (`Version::alloc` made
+            // it from a live slice); they fit behind the header (`layout`) and cannot overlap.
+            unsafe {
+                ptr::copy_nonoverlapping(init.value, node.add(size_of::<Header>()), init.len)
+            };
         }
         node.expose_provenance()
     }
