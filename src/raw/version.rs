@@ -23,11 +23,11 @@ const TOMBSTONE: usize = usize::MAX;
 
 /// The fixed part of a version node. The value's bytes follow it in the same allocation.
 #[repr(C)]
-pub(super) struct Header {
+struct Header {
     /// The commit timestamp of the transaction that wrote the version. Immutable.
-    pub(super) ts: u64,
+    ts: u64,
     /// The next older version, or null. Written only by the chain's lock holder.
-    pub(super) next: Atomic<Version>,
+    next: Atomic<Version>,
     /// The value's length, or [`TOMBSTONE`]. Immutable.
     len: usize,
 }
@@ -38,9 +38,9 @@ pub(super) struct Header {
 /// [`Pointable::drop`] below.
 #[repr(C)]
 pub(super) struct Version {
-    /// Private, like every field of the header that is not atomic: safe code holding an
-    /// `Owned<Version>` (which derefs mutably) must not be able to make a node's `len`
-    /// disagree with its allocation.
+    /// Private (and the header's fields with it): safe code holding an `Owned<Version>`
+    /// (which derefs mutably) must not be able to make a node's `len` disagree with its
+    /// allocation. Read through the accessors below.
     header: Header,
     /// The value (empty for a tombstone, see [`Header::len`]). Immutable.
     bytes: [u8],
