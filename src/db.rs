@@ -205,10 +205,7 @@ impl Db {
     ) -> Result<Ts> {
         let key = key.as_ref();
         self.check_key(key)?;
-        let value = new.as_ref().map(AsRef::as_ref);
-        if let Some(value) = value {
-            self.check_value(value)?;
-        }
+        let value = self.checked_new_value(new.as_ref().map(AsRef::as_ref))?;
         let checks = Checks {
             expect: Some(expected),
             ..Checks::default()
@@ -480,6 +477,15 @@ impl Db {
         } else {
             Ok(())
         }
+    }
+
+    /// `new` (a value to write, `None` for a delete) if it is not over the configured maximum
+    /// length.
+    pub(crate) fn checked_new_value<'v>(&self, new: Option<&'v [u8]>) -> Result<Option<&'v [u8]>> {
+        if let Some(value) = new {
+            self.check_value(value)?;
+        }
+        Ok(new)
     }
 
     /// Fails for a value over the configured maximum length.

@@ -189,10 +189,9 @@ impl Transaction {
     ) -> Result<()> {
         let key = key.as_ref();
         self.db().check_key(key)?;
-        let value = new.as_ref().map(AsRef::as_ref);
-        if let Some(value) = value {
-            self.db().check_value(value)?;
-        }
+        let value = self
+            .db()
+            .checked_new_value(new.as_ref().map(AsRef::as_ref))?;
         let current = self.snapshot.read_versioned(key).map(|(_, ts)| ts);
         if current != expected {
             return Err(Error::PreconditionFailed {

@@ -93,11 +93,8 @@ pub(crate) mod tests {
     use crate::horizon::Horizon;
     use crate::raw::{Chain, Retired};
 
-    /// A value of eight `byte`s (plus a unique suffix) whose versions add one to `drops` when
-    /// freed (see `version::test_support`).
-    pub(crate) fn counted(drops: &Arc<AtomicUsize>, byte: u8) -> Vec<u8> {
-        crate::raw::version::test_support::watched_value(drops, byte)
-    }
+    /// A value whose versions add one to `drops` when freed.
+    pub(crate) use crate::raw::version::test_support::watched_value as counted;
 
     /// Asserts that nothing was freed although the epoch was given every chance to advance (a
     /// reader is pinned).
