@@ -37,6 +37,19 @@ pub(crate) trait ChainSource {
         chain: &Chain,
         f: impl FnOnce(Option<&HeadCache>) -> R,
     ) -> R;
+    /// Runs `f` with `key`'s chain locked and its head mirror (as `with_mirror` would hand
+    /// it over), if the key has a chain and its lock is free right now; `None` otherwise,
+    /// without waiting. This is the one-key commit's fast path: one lookup finds the chain
+    /// and the mirror, and whatever keeps them in place (a map shard's read lock) is held
+    /// across `f`. So `f` must wait for nothing, and must not remove the key: the commit
+    /// then allocates a timestamp but neither publishes it (which may wait) nor discards an
+    /// empty chain (which takes the shard's write lock) before this returns. Deliberately
+    /// no default.
+    fn with_locked<R>(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(&ChainWriter<'_>, Option<&HeadCache>) -> R,
+    ) -> Option<R>;
     /// Called once a commit has installed versions of `writes`' keys, before it retires
     /// anything or publishes: a source whose scan index copies heads marks those keys changed
     /// (see `raw::run_heads`). Deliberately no default.
@@ -122,6 +135,27 @@ pub(crate) fn commit(
 ) -> Result<Committed, Error> {
     debug_assert!(writes.windows(2).all(|w| w[0].0 < w[1].0));
     let guard = crossbeam_epoch::pin();
+    // The fast path of the most common commit: one key, already in the map, its lock free, and
+    // no reads to validate (read validation looks other keys up, which must not happen while
+    // the map's shard lock is held). Same steps, minus the second lookup of the mirror and the
+    // chain's reference count.
+    if let [(key, _)] = writes {
+        if checks.reads.is_none_or(ReadSet::is_empty) {
+            let fast = source.with_locked(key, |writer, mirror| {
+                // As `lock_all` does: the prune reads the superseded head's node.
+                writer.prefetch_head(&guard);
+                let writers = std::slice::from_ref(writer);
+                let mirrors = Mirrors::Found(mirror);
+                validate_and_install(
+                    clock, source, writes, writers, mirrors, checks, horizon, &guard,
+                )
+            });
+            // Unlocked (and the shard lock released) before publishing.
+            if let Some(installed) = fast {
+                return installed.map(Installed::publish);
+            }
+        }
+    }
     let mut chains: Small<Arc<Chain>> = Small::with_capacity(writes.len());
     for (key, _) in writes.iter() {
         chains.push(source.resolve(key));
@@ -129,16 +163,21 @@ pub(crate) fn commit(
     loop {
         let stale = match lock_all(&chains, &guard) {
             Ok(writers) => {
-                let installed =
-                    validate_and_install(clock, source, writes, &writers, checks, horizon, &guard);
+                let installed = validate_and_install(
+                    clock,
+                    source,
+                    writes,
+                    &writers,
+                    Mirrors::Lookup,
+                    checks,
+                    horizon,
+                    &guard,
+                );
                 // Unlock before publishing (which may wait for smaller timestamps): a committer
                 // that locks a key now sees our version (newer than its snapshot) and
                 // conflicts as it should.
                 drop(writers);
-                return installed.map(|(publication, backlog)| Committed {
-                    ts: publication.publish(),
-                    backlog,
-                });
+                return installed.map(Installed::publish);
             }
             Err(stale) => stale,
         };
@@ -147,19 +186,56 @@ pub(crate) fn commit(
     }
 }
 
+/// Where the install finds each written key's head mirror.
+#[derive(Clone, Copy)]
+enum Mirrors<'m> {
+    /// Through [`ChainSource::with_mirror`], key by key.
+    Lookup,
+    /// Already found by [`ChainSource::with_locked`], with the one chain of the write set.
+    Found(Option<&'m HeadCache>),
+}
+
+/// A commit that installed its versions (or unwound while installing) and holds its
+/// timestamp, not yet published.
+struct Installed<'c> {
+    publication: Publication<'c>,
+    /// The backlog the prune found, or the panic that unwound the install.
+    outcome: Result<usize, Box<dyn std::any::Any + Send>>,
+}
+
+impl Installed<'_> {
+    /// Publishes the timestamp (the caller has unlocked everything), then resumes the install's
+    /// unwinding if it panicked: its timestamp must not stay a hole, and publishing while
+    /// locks are held could wait on a committer that waits for them.
+    fn publish(self) -> Committed {
+        let ts = self.publication.publish();
+        match self.outcome {
+            Ok(backlog) => Committed { ts, backlog },
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+}
+
 /// Steps 2–5 of [`commit`], with every chain of the write set locked.
+#[allow(clippy::too_many_arguments)]
 fn validate_and_install<'c>(
     clock: &'c Clock,
     source: &impl ChainSource,
     writes: &[Write<'_>],
     writers: &[ChainWriter<'_>],
+    mirrors: Mirrors<'_>,
     checks: Checks<'_>,
     horizon: &Horizon,
     guard: &Guard,
-) -> Result<(Publication<'c>, usize), Error> {
+) -> Result<Installed<'c>, Error> {
     let abandon = |err: Error| {
-        for (w, (key, _)) in writers.iter().zip(writes.iter()) {
-            source.discard_if_empty(key, w, guard);
+        // The fast path found the chain in the map, so did not create it, and holds the
+        // map's shard lock, which discarding would take: it leaves an empty chain to the
+        // collector.
+        if let Mirrors::Lookup = mirrors {
+            for (w, (key, _)) in writers.iter().zip(writes.iter()) {
+                source.discard_if_empty(key, w, guard);
+            }
         }
         Err(err)
     };
@@ -180,8 +256,19 @@ fn validate_and_install<'c>(
             return abandon(e);
         }
     }
-    let backlog = install(source, writes, writers, publication.ts(), horizon, guard);
-    Ok((publication, backlog))
+    let outcome = install(
+        source,
+        writes,
+        writers,
+        mirrors,
+        publication.ts(),
+        horizon,
+        guard,
+    );
+    Ok(Installed {
+        publication,
+        outcome,
+    })
 }
 
 /// Whether read validation runs before the timestamp is taken: only as an injected fault in a
@@ -197,22 +284,29 @@ fn reads_before_timestamp() -> bool {
     }
 }
 
+/// Step 5 of [`commit`]: links the versions, notes the keys, prunes. Returns the backlog, or
+/// the panic that unwound an install (after noting the keys: see below).
 fn install(
     source: &impl ChainSource,
     writes: &[Write<'_>],
     writers: &[ChainWriter<'_>],
+    mirrors: Mirrors<'_>,
     ts: u64,
     horizon: &Horizon,
     guard: &Guard,
-) -> usize {
+) -> Result<usize, Box<dyn std::any::Any + Send>> {
     // Nothing here runs user code, but should an install unwind (an allocation failure, a
-    // debug assertion), the versions linked before it still become visible (`Publication`
-    // publishes on drop): they must be noted like any others, so catch, note, rethrow.
+    // debug assertion), the versions linked before it still become visible (the timestamp is
+    // published anyway): they must be noted like any others, so catch, note, and hand the
+    // panic to the caller, which resumes it once unlocked and published.
     let installed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         for (w, &(key, value)) in writers.iter().zip(writes) {
-            source.with_mirror(key, w.chain(), |mirror| {
-                w.install(ts, value, mirror, guard);
-            });
+            match mirrors {
+                Mirrors::Lookup => source.with_mirror(key, w.chain(), |mirror| {
+                    w.install(ts, value, mirror, guard);
+                }),
+                Mirrors::Found(mirror) => w.install(ts, value, mirror, guard),
+            }
         }
     }));
     // After the installs, before the chains are unlocked and the timestamp is published: the
@@ -220,9 +314,7 @@ fn install(
     // (for whoever later prunes and retires those heads, and for every snapshot that can see
     // this commit). Noting a key whose install did not happen is harmless.
     source.note_installed(writes, guard);
-    if let Err(panic) = installed {
-        std::panic::resume_unwind(panic);
-    }
+    installed?;
     let mut backlog = 0;
     // One batch for the whole commit: see `Retired` for why.
     let mut retired = Retired::new();
@@ -230,7 +322,7 @@ fn install(
         backlog = backlog.max(w.prune(horizon, &mut retired, guard).above_horizon);
     }
     retired.retire(guard);
-    backlog
+    Ok(backlog)
 }
 
 /// First committer wins, and the expected version of a conditional write.
@@ -388,6 +480,13 @@ mod panic_mid_install {
             assert_ne!(key, b"b", "injected panic mid-install");
             self.0.with_mirror(key, chain, f)
         }
+        fn with_locked<R>(
+            &self,
+            key: &[u8],
+            f: impl FnOnce(&ChainWriter<'_>, Option<&HeadCache>) -> R,
+        ) -> Option<R> {
+            <Store as ChainSource>::with_locked(self.0, key, f)
+        }
         fn note_installed(&self, writes: &[Write<'_>], guard: &Guard) {
             <Store as ChainSource>::note_installed(self.0, writes, guard)
         }
@@ -477,5 +576,93 @@ mod panic_mid_install {
         );
         assert_eq!(seen_len, Some(2), "read a freed value through the copy");
         assert_eq!(drops.load(Ordering::SeqCst), 1);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod one_key_fast_path {
+    //! The one-key commit finds its chain and mirror with one lookup and holds the map's
+    //! shard lock meanwhile, so it must never wait there: on a busy chain it takes the
+    //! general path, which waits for the lock like any multi-key commit.
+    use std::time::Duration;
+
+    use super::*;
+    use crate::clock::Clock;
+    use crate::store::Store;
+
+    fn put<'a>(key: &'a [u8], value: &'a [u8]) -> [Write<'a>; 1] {
+        [(key, Some(value))]
+    }
+
+    #[test]
+    fn a_one_key_commit_on_a_locked_chain_waits_for_the_lock() {
+        let (store, clock, keep_all) = (Store::new(), Clock::new(), Horizon::at(0));
+        commit(
+            &clock,
+            &store,
+            &put(b"k", b"1"),
+            Checks::default(),
+            &keep_all,
+        )
+        .unwrap();
+        let chain = store.get(b"k").unwrap();
+        let held = chain.lock();
+        assert!(
+            store.with_locked(b"k", |_, _| ()).is_none(),
+            "the fast path must not wait for a busy chain"
+        );
+        std::thread::scope(|s| {
+            let second = s.spawn(|| {
+                commit(
+                    &clock,
+                    &store,
+                    &put(b"k", b"2"),
+                    Checks::default(),
+                    &keep_all,
+                )
+            });
+            std::thread::sleep(Duration::from_millis(50));
+            assert!(!second.is_finished(), "committed past a held chain lock");
+            drop(held);
+            assert_eq!(second.join().unwrap().unwrap().ts, 2);
+        });
+        let guard = crossbeam_epoch::pin();
+        let head = chain
+            .newest(&guard)
+            .and_then(|v| v.value.map(<[u8]>::to_vec));
+        assert_eq!(head.as_deref(), Some(&b"2"[..]));
+        // The mirror the fast path rewrote agrees with the chain.
+        let mirrored = store
+            .with_mirrored_chain(b"k", |_, mirror| mirror.get(&guard).map(|l| l.ts))
+            .flatten();
+        assert_eq!(mirrored, Some(2));
+    }
+
+    #[test]
+    fn a_conflicting_one_key_commit_installs_nothing_and_unlocks() {
+        let (store, clock, keep_all) = (Store::new(), Clock::new(), Horizon::at(0));
+        commit(
+            &clock,
+            &store,
+            &put(b"k", b"1"),
+            Checks::default(),
+            &keep_all,
+        )
+        .unwrap();
+        let stale = Checks {
+            snapshot: Some(0),
+            ..Checks::default()
+        };
+        let err = commit(&clock, &store, &put(b"k", b"2"), stale, &keep_all).unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+        assert_eq!(
+            clock.visible(),
+            1,
+            "a failed write check takes no timestamp"
+        );
+        let chain = store.get(b"k").unwrap();
+        assert!(!chain.is_locked(), "the fast path left the chain locked");
+        let guard = crossbeam_epoch::pin();
+        assert_eq!(chain.version_count(&guard), 1);
     }
 }

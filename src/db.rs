@@ -101,6 +101,14 @@ impl ChainSource for Store {
         Store::with_mirror(self, key, chain, f)
     }
 
+    fn with_locked<R>(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(&ChainWriter<'_>, Option<&HeadCache>) -> R,
+    ) -> Option<R> {
+        Store::with_locked(self, key, |writer, mirror| f(writer, Some(mirror)))
+    }
+
     fn note_installed(&self, writes: &[crate::commit::Write<'_>], guard: &crossbeam_epoch::Guard) {
         self.note_changed(writes.iter().map(|(k, _)| *k), guard);
     }

@@ -79,6 +79,16 @@ impl ChainSource for World {
         f(None)
     }
 
+    fn with_locked<R>(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(&ChainWriter<'_>, Option<&crate::raw::HeadCache>) -> R,
+    ) -> Option<R> {
+        let i = self.keys.iter().position(|k| k == key)?;
+        let writer = self.chains[i].try_lock()?;
+        Some(f(&writer, None))
+    }
+
     fn note_installed(&self, writes: &[crate::commit::Write<'_>], guard: &Guard) {
         if let Some(index) = &self.index {
             index.note_changed(writes.iter().map(|(k, _)| *k), guard);

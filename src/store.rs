@@ -111,6 +111,25 @@ impl Store {
         f(mirror)
     }
 
+    /// Runs `f` with `key`'s chain locked and its head mirror, if `key` has a chain whose lock
+    /// is free; `None` (at once) otherwise. The shard's read lock is held across `f`, so `f`
+    /// must not wait for anything (see `ChainSource::with_locked`): the shard's lock is
+    /// reader-preferring, but a thread waiting for its write lock may hold a chain lock.
+    pub(crate) fn with_locked<R>(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(&ChainWriter<'_>, &HeadCache) -> R,
+    ) -> Option<R> {
+        let entry = self.map.get(key)?;
+        let writer = entry.chain.try_lock()?;
+        // A chain is marked removed only under its shard's write lock, as it leaves the map.
+        debug_assert!(!writer.is_removed(), "a chain in the map is live");
+        let out = f(&writer, &entry.mirror);
+        // Unlock before the shard lock is released (the order the fields drop in anyway).
+        drop(writer);
+        Some(out)
+    }
+
     /// The chain of `key`, if it has one.
     pub(crate) fn get(&self, key: &[u8]) -> Option<Arc<Chain>> {
         self.map.get(key).map(|e| Arc::clone(&e.chain))

@@ -48,6 +48,11 @@ pub(crate) struct Chain {
     /// lock holder sees the previous holder's `head`/`next` writes. `REMOVED` is set only by the
     /// lock holder and never cleared.
     state: AtomicU32,
+    /// How many versions are linked. Written only by the lock holder (install, prune), read
+    /// only under the lock, so `Relaxed` suffices: the lock orders every access. It lets a
+    /// prune cut off a chain's tail without reading it and still say how many versions it
+    /// unlinked. Sits in the padding after `state`.
+    len: AtomicU32,
     /// The newest version, or null for a chain with no versions.
     ///
     /// Published with `Release` by the lock holder, read with `Acquire` by everyone, so a reader
@@ -63,6 +68,7 @@ impl Chain {
     pub(crate) fn new() -> Self {
         Self {
             state: AtomicU32::new(0),
+            len: AtomicU32::new(0),
             head: Atomic::null(),
             cache: HeadCache::new(),
         }
@@ -261,38 +267,16 @@ impl Drop for Chain {
         // A chain that still holds versions is dropped with the whole store. Even then a
         // pinned reader may still hold a `VersionRef` or a lent value from it: those borrow
         // from the reader's guard, not from the chain. So the list is freed like an unlinked
-        // node: after every thread pinned now has unpinned, in one deferred call.
-        let head = head.into_usize();
+        // tail: after every thread pinned now has unpinned.
         let guard = crossbeam_epoch::pin();
-        // The list starting at `head` is unreachable for threads that pin from now on (the
-        // chain is being dropped; unlinked nodes that still point into the list are themselves
-        // only reachable by readers pinned now).
-        // SAFETY: the closure runs only after every thread pinned now has unpinned, so no
-        // reference into the list is alive then; it owns the list (nothing else frees it).
-        unsafe { guard.defer_unchecked(move || free_list(head)) };
-    }
-}
-
-/// Frees a list of version nodes linked through `next`, starting at the node whose address
-/// (as `Pointer::into_usize` gives it) is `head`.
-///
-/// # Safety
-///
-/// No thread may reach any node of the list (no pinned reader left, no other owner): each node
-/// was allocated by `Version::alloc` and is freed here exactly once.
-unsafe fn free_list(head: usize) {
-    // SAFETY: by the function's contract, nobody else can observe these nodes.
-    let guard = unsafe { crossbeam_epoch::unprotected() };
-    // SAFETY: `head` is the address of a node of the list (contract), converted back once.
-    let mut cur: Shared<'_, Version> = unsafe { Shared::from_usize(head) };
-    while !cur.is_null() {
-        // SAFETY: `cur` is non-null, allocated by `Version::alloc`, and exclusively ours
-        // (contract).
-        unsafe {
-            let next = cur.deref().next().load(Ordering::Relaxed, guard);
-            drop(cur.into_owned());
-            cur = next;
-        }
+        let mut retired = Retired::new();
+        // SAFETY: the list starting at `head` is unreachable for threads that pin from now on
+        // (the chain is being dropped; unlinked nodes that still point into the list are
+        // themselves only reachable by readers pinned now), nobody writes its links any more,
+        // and it belongs to no other batch (only the lock holder unlinks, and the chain's
+        // nodes were all linked).
+        unsafe { retired.push_list(head) };
+        retired.retire(&guard);
     }
 }
 
@@ -371,6 +355,8 @@ impl<'a> ChainWriter<'a> {
         // Release: a reader that loads the new head sees the node's fields and its `next`.
         let node = node.into_shared(guard);
         self.chain.head.store(node, Ordering::Release);
+        let len = self.chain.len.load(Ordering::Relaxed);
+        self.chain.len.store(len + 1, Ordering::Relaxed);
         // SAFETY: we just linked `node` and only the lock holder (us) unlinks nodes.
         let value = unsafe { node.deref() }.value();
         self.chain.cache.set(ts, value);
@@ -388,25 +374,56 @@ impl<'a> ChainWriter<'a> {
     /// Unlinked nodes go to `retired`, to be freed once every thread pinned when it is retired
     /// has unpinned. Returns how many it unlinked and how many stayed.
     ///
+    /// The walk stops at the first version at or below the watermark: every snapshot reads at
+    /// the watermark or above, so that version is the oldest any of them sees, and the tail
+    /// behind it is cut off whole, without reading it (in the steady state of a rewritten key
+    /// the tail is the one version before the superseded head: its line is not loaded).
+    ///
     /// The caller guarantees that `horizon` came from the registry (no live or future snapshot
     /// reads anywhere else); memory safety does not depend on it.
     pub(crate) fn prune(&self, horizon: &Horizon, retired: &mut Retired, guard: &Guard) -> Pruned {
+        let watermark = horizon.watermark();
         // `link` is the link that points to the node under inspection: `head` or the `next` of
-        // the nearest kept node above it. `kept_link` points to the oldest kept node.
+        // the nearest kept node above it.
         let mut link = &self.chain.head;
-        let mut kept: Option<(&Atomic<Version>, &Version)> = None;
         let mut newer = u64::MAX;
-        let (mut unlinked, mut kept_count, mut above_horizon) = (0, 0, 0);
+        let (mut kept, mut above_horizon) = (0, 0);
         let mut cur = link.load(Ordering::Relaxed, guard);
         // SAFETY: `cur` is pinned by `guard`, and we (the lock holder) are the only thread that
         // unlinks or frees nodes of this chain, so every node we reach stays allocated while
         // we look at it.
         while let Some(node) = unsafe { cur.as_ref() } {
             let next = node.next().load(Ordering::Relaxed, guard);
+            if node.ts() <= watermark {
+                // The oldest version any snapshot reads (`needs` holds for it: the watermark
+                // lies in `[its ts, newer)`); nothing behind it is needed.
+                if node.is_tombstone() {
+                    // The oldest kept version would be a tombstone nobody needs: it goes with
+                    // its tail.
+                    if std::ptr::eq(link, &self.chain.head) {
+                        // The tombstone is the head: the chain becomes empty.
+                        self.chain.cache.set(0, None);
+                    }
+                    // Release pairs with readers' Acquire loads of `link`, as below.
+                    link.store(Shared::null(), Ordering::Release);
+                    // SAFETY: `cur` is non-null, allocated by `Version::alloc`; the store above
+                    // unlinked it and its whole tail (`link` was the list's only way in), and
+                    // nobody writes the links of unlinked nodes. Each node is retired once:
+                    // the nodes behind `cur` were all still linked.
+                    unsafe { retired.push_list(cur) };
+                } else {
+                    kept += 1;
+                    if !next.is_null() {
+                        node.next().store(Shared::null(), Ordering::Release);
+                        // SAFETY: as above, for the tail behind `node`, cut off just now.
+                        unsafe { retired.push_list(next) };
+                    }
+                }
+                break;
+            }
             let above = node.ts() > horizon.now();
             if above || horizon.needs(node.ts(), newer) {
-                kept = Some((link, node));
-                kept_count += 1;
+                kept += 1;
                 above_horizon += usize::from(above);
                 link = node.next();
             } else {
@@ -422,28 +439,17 @@ impl<'a> ChainWriter<'a> {
                 // SAFETY: non-null, allocated by `Version::alloc`, unlinked (above), and pushed
                 // once: we move past it.
                 unsafe { retired.push(cur) };
-                unlinked += 1;
             }
             newer = node.ts();
             cur = next;
         }
-        if let Some((link, oldest)) = kept {
-            if oldest.is_tombstone() && oldest.ts() <= horizon.watermark() {
-                if std::ptr::eq(link, &self.chain.head) {
-                    // The tombstone is the head: the chain becomes empty.
-                    self.chain.cache.set(0, None);
-                }
-                let tomb = link.swap(Shared::null(), Ordering::AcqRel, guard);
-                // SAFETY: as above: `tomb` (the oldest kept node, so non-null, its `next`
-                // already null) was just unlinked from its only predecessor.
-                unsafe { retired.push(tomb) };
-                unlinked += 1;
-                kept_count -= 1;
-            }
-        }
+        let before = self.chain.len.load(Ordering::Relaxed);
+        // Truncation cannot happen: `kept` counts linked versions, at most `before`.
+        #[allow(clippy::cast_possible_truncation)]
+        self.chain.len.store(kept as u32, Ordering::Relaxed);
         Pruned {
-            unlinked,
-            kept: kept_count,
+            unlinked: before as usize - kept,
+            kept,
             above_horizon,
         }
     }
@@ -469,8 +475,11 @@ impl ChainWriter<'_> {
 
 impl Drop for ChainWriter<'_> {
     fn drop(&mut self) {
-        // Release: the next lock holder and `is_removed` readers see our links and flags.
-        self.chain.state.fetch_and(!LOCKED, Ordering::Release);
+        // Release: the next lock holder and `is_removed` readers see our links and flags. A
+        // plain store, not a read-modify-write: while the lock is held only its holder writes
+        // the word (others' compare-exchanges fail on `LOCKED`), so no update can be lost.
+        let state = self.chain.state.load(Ordering::Relaxed);
+        self.chain.state.store(state & !LOCKED, Ordering::Release);
     }
 }
 
@@ -602,6 +611,82 @@ mod tests {
         assert_eq!(prune(&w, &Horizon::at(3), &g).unlinked, 0);
         assert_eq!(value_at(&c, 3), Some(b("y")));
         assert_eq!(value_at(&c, 4), Some(None));
+    }
+
+    /// The chain's versions, newest first, as `(ts, is_tombstone)`.
+    fn versions(c: &Chain) -> Vec<(u64, bool)> {
+        let g = epoch::pin();
+        let mut out = Vec::new();
+        let mut at = u64::MAX;
+        while let Some(v) = c.read_at(at, &g) {
+            out.push((v.ts, v.value.is_none()));
+            match v.ts.checked_sub(1) {
+                Some(below) => at = below,
+                None => break,
+            }
+        }
+        out
+    }
+
+    /// The pruning rule as documented, applied to a whole list: what `prune` must keep.
+    fn expected_after_prune(versions: &[(u64, bool)], h: &Horizon) -> Vec<(u64, bool)> {
+        let mut kept = Vec::new();
+        let mut newer = u64::MAX;
+        for &(ts, tomb) in versions {
+            if ts > h.now() || h.needs(ts, newer) {
+                kept.push((ts, tomb));
+            }
+            newer = ts;
+        }
+        if kept
+            .last()
+            .is_some_and(|&(ts, tomb)| tomb && ts <= h.watermark())
+        {
+            kept.pop();
+        }
+        kept
+    }
+
+    /// `prune` walks only down to the first version at or below the watermark and cuts the
+    /// tail behind it off unread; it must still keep exactly what the rule says, count what
+    /// it unlinked from the chain's length, and keep that length right for the next prune.
+    #[test]
+    fn prune_matches_the_rule_on_random_chains_and_horizons() {
+        let cases = if cfg!(miri) { 12 } else { 3000 };
+        let mut rng = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = |bound: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % bound
+        };
+        for _ in 0..cases {
+            let c = Chain::new();
+            let g = epoch::pin();
+            let w = c.lock();
+            let mut ts = 0;
+            for _ in 0..=next(6) {
+                ts += 1 + next(5);
+                let tomb = next(3) == 0;
+                w.install(ts, if tomb { None } else { Some(&b"v"[..]) }, None, &g);
+            }
+            // Two prunes in a row: the second relies on the length the first left.
+            for _ in 0..2 {
+                let now = next(ts + 3);
+                let live: Vec<u64> = (0..next(4)).map(|_| next(now + 1)).collect();
+                let h = Horizon::new(now, live);
+                let before = versions(&c);
+                let want = expected_after_prune(&before, &h);
+                let got = prune(&w, &h, &g);
+                let above = want.iter().filter(|&&(t, _)| t > h.now()).count();
+                assert_eq!(versions(&c), want, "horizon {h:?}, chain {before:?}");
+                assert_eq!(got, pruned(before.len() - want.len(), want.len(), above));
+                assert_eq!(c.version_count(&g), want.len());
+                // The head cache describes the head (or nothing, for an emptied chain).
+                let head = c.cache.get(&g).map(|l| (l.ts, l.value.is_none()));
+                assert_eq!(head, want.first().copied());
+            }
+        }
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Version nodes unlinked by one writer, handed to the epoch together.
 
 use crossbeam_epoch::{Guard, Owned, Pointer, Shared};
+
+use crate::sync::Ordering;
 use smallvec::SmallVec;
 
 use super::version::Version;
@@ -15,9 +17,18 @@ pub(crate) struct Retired {
     /// Unlinked, not yet retired, each exactly once. Two inline: the closure that frees them
     /// then fits in the epoch's inline storage (no allocation for the common one-node case).
     /// Addresses as `Pointer::into_usize` gives them (`Version` is unsized: its raw pointers
-    /// are wide, its epoch pointers one word).
+    /// are wide, its epoch pointers one word), tagged:
+    ///
+    /// | low bit | entry |
+    /// |---|---|
+    /// | `0` | one node; its `next` may still point into the chain |
+    /// | [`LIST`] | the first node of a cut-off tail: it and every node behind it |
     nodes: SmallVec<[usize; 2]>,
 }
+
+/// Tag of a [`Retired`] entry that stands for a whole list (nodes are 8-byte aligned, so the
+/// low bit of an address is free).
+const LIST: usize = 1;
 
 impl Retired {
     /// An empty batch.
@@ -37,6 +48,20 @@ impl Retired {
         self.nodes.push(node.into_usize());
     }
 
+    /// Adds a list the caller just cut off: `first` and every node behind it. The list is
+    /// not read now (a prune cuts a tail without loading it); it is walked when freed.
+    ///
+    /// # Safety
+    ///
+    /// `first` is non-null and every node reachable from it through `next` was allocated by
+    /// `Version::alloc`, has been unlinked (no thread that pins from now on can reach it),
+    /// will have its `next` written by nobody, and is added to no other batch.
+    pub(super) unsafe fn push_list(&mut self, first: Shared<'_, Version>) {
+        let addr = first.into_usize();
+        debug_assert_eq!(addr & LIST, 0, "version nodes are 8-byte aligned");
+        self.nodes.push(addr | LIST);
+    }
+
     /// Hands every node to the epoch: they are freed once every thread pinned now has unpinned.
     ///
     /// A run of the scan index may hold a copy of a head that was superseded: the commit
@@ -44,28 +69,61 @@ impl Retired {
     /// so before any prune can retire that head, and a reader that pins after the retirement
     /// sees the copy marked stale.
     pub(crate) fn retire(&mut self, guard: &Guard) {
-        match self.nodes.len() {
-            0 => {}
-            1 => {
-                let node = self.nodes[0];
+        match self.nodes.as_slice() {
+            [] => {}
+            &[node] if node & LIST == 0 => {
                 self.nodes.clear();
                 // SAFETY: by `push`'s contract the node is unlinked and retired only here
                 // (its address converted back once); readers that still hold it are pinned
                 // and it is freed after they unpin.
                 unsafe { guard.defer_destroy(Shared::<Version>::from_usize(node)) };
             }
+            &[list] => {
+                self.nodes.clear();
+                // SAFETY: by `push_list`'s contract the list is unlinked and retired only
+                // here; the closure owns it and runs after every current reader unpinned.
+                unsafe { guard.defer_unchecked(move || free_entry(list)) };
+            }
             _ => {
                 let nodes = std::mem::take(&mut self.nodes);
-                // SAFETY: as above, for each node of the batch; the closure owns the batch,
-                // so each node is freed exactly once, after every current reader unpinned.
+                // SAFETY: as above, for each entry of the batch (a list entry by
+                // `push_list`'s contract); the closure owns the batch, so each node is freed
+                // exactly once, after every current reader unpinned.
                 unsafe {
                     guard.defer_unchecked(move || {
-                        for node in nodes {
-                            drop(Owned::<Version>::from_usize(node));
+                        for entry in nodes {
+                            free_entry(entry);
                         }
                     });
                 }
             }
+        }
+    }
+}
+
+/// Frees one entry of a [`Retired`] batch: a node, or a list (see [`Retired::nodes`]).
+///
+/// # Safety
+///
+/// The entry came from `push` or `push_list`, is freed only here, and no thread can reach any
+/// of its nodes any more (no pinned reader left).
+unsafe fn free_entry(entry: usize) {
+    if entry & LIST == 0 {
+        // SAFETY: a single node, exclusively ours (contract), converted back once.
+        drop(unsafe { Owned::<Version>::from_usize(entry) });
+        return;
+    }
+    // SAFETY: by the contract, nobody else can observe these nodes.
+    let guard = unsafe { crossbeam_epoch::unprotected() };
+    // SAFETY: the address of the list's first node (`push_list`), converted back once.
+    let mut cur: Shared<'_, Version> = unsafe { Shared::from_usize(entry & !LIST) };
+    while !cur.is_null() {
+        // SAFETY: `cur` is non-null, allocated by `Version::alloc`, and exclusively ours
+        // (contract); its `next` is read before it is freed.
+        unsafe {
+            let next = cur.deref().next().load(Ordering::Relaxed, guard);
+            drop(cur.into_owned());
+            cur = next;
         }
     }
 }
