@@ -230,8 +230,9 @@ fn validate_and_install<'c>(
 ) -> Result<Installed<'c>, Error> {
     let abandon = |err: Error| {
         // The fast path found the chain in the map, so did not create it, and holds the
-        // map's shard lock, which discarding would take: it leaves an empty chain to the
-        // collector.
+        // map's shard lock, which discarding would take. An empty chain it found was created
+        // by a general-path committer still in flight, which installs into it or discards
+        // it itself.
         if let Mirrors::Lookup = mirrors {
             for (w, (key, _)) in writers.iter().zip(writes.iter()) {
                 source.discard_if_empty(key, w, guard);
@@ -298,8 +299,11 @@ fn install(
     // Nothing here runs user code, but should an install unwind (an allocation failure, a
     // debug assertion), the versions linked before it still become visible (the timestamp is
     // published anyway): they must be noted like any others, so catch, note, and hand the
-    // panic to the caller, which resumes it once unlocked and published.
-    let installed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    // panic to the caller, which resumes it once unlocked and published. The note and the
+    // prune are caught too, for the same hand-over: publishing while the locks are held could
+    // wait on a committer that waits for them.
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    let installed = catch_unwind(AssertUnwindSafe(|| {
         for (w, &(key, value)) in writers.iter().zip(writes) {
             match mirrors {
                 Mirrors::Lookup => source.with_mirror(key, w.chain(), |mirror| {
@@ -313,16 +317,20 @@ fn install(
     // scan index's copies of the heads we just superseded must read as stale from then on
     // (for whoever later prunes and retires those heads, and for every snapshot that can see
     // this commit). Noting a key whose install did not happen is harmless.
-    source.note_installed(writes, guard);
+    let noted = catch_unwind(AssertUnwindSafe(|| source.note_installed(writes, guard)));
     installed?;
-    let mut backlog = 0;
-    // One batch for the whole commit: see `Retired` for why.
-    let mut retired = Retired::new();
-    for w in writers {
-        backlog = backlog.max(w.prune(horizon, &mut retired, guard).above_horizon);
-    }
-    retired.retire(guard);
-    Ok(backlog)
+    noted?;
+    catch_unwind(AssertUnwindSafe(|| {
+        let mut backlog = 0;
+        // One batch for the whole commit: see `Retired` for why. Should a prune unwind, the
+        // batch retires what it holds on drop.
+        let mut retired = Retired::new();
+        for w in writers {
+            backlog = backlog.max(w.prune(horizon, &mut retired, guard).above_horizon);
+        }
+        retired.retire(guard);
+        backlog
+    }))
 }
 
 /// First committer wins, and the expected version of a conditional write.
@@ -607,10 +615,16 @@ mod one_key_fast_path {
         .unwrap();
         let chain = store.get(b"k").unwrap();
         let held = chain.lock();
-        assert!(
-            store.with_locked(b"k", |_, _| ()).is_none(),
-            "the fast path must not wait for a busy chain"
-        );
+        std::thread::scope(|s| {
+            // On a thread, with a deadline: a fast path that waited would hang, not fail.
+            let tried = s.spawn(|| store.with_locked(b"k", |_, _| ()).is_none());
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while !tried.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            assert!(tried.is_finished(), "the fast path waited for a busy chain");
+            assert!(tried.join().unwrap(), "the fast path locked a busy chain");
+        });
         std::thread::scope(|s| {
             let second = s.spawn(|| {
                 commit(
@@ -636,6 +650,50 @@ mod one_key_fast_path {
             .with_mirrored_chain(b"k", |_, mirror| mirror.get(&guard).map(|l| l.ts))
             .flatten();
         assert_eq!(mirrored, Some(2));
+    }
+
+    /// An install that unwinds on the fast path (here the timestamp-order debug assertion,
+    /// standing for an allocation failure) still publishes its timestamp, after releasing the
+    /// chain lock and the shard lock, and then unwinds.
+    #[cfg(debug_assertions)]
+    #[test]
+    fn a_one_key_commit_unwinding_in_its_install_publishes_and_unlocks() {
+        let (store, clock, keep_all) = (Store::new(), Clock::new(), Horizon::at(0));
+        commit(
+            &clock,
+            &store,
+            &put(b"k", b"1"),
+            Checks::default(),
+            &keep_all,
+        )
+        .unwrap();
+        let chain = store.get(b"k").unwrap();
+        {
+            // A version from the future: the next commit's install trips the order check.
+            let guard = crossbeam_epoch::pin();
+            chain.lock().install(100, Some(b"future"), None, &guard);
+        }
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            commit(
+                &clock,
+                &store,
+                &put(b"k", b"2"),
+                Checks::default(),
+                &keep_all,
+            )
+        }));
+        assert!(unwound.is_err(), "the install did not unwind");
+        assert_eq!(
+            clock.visible(),
+            2,
+            "the unwinding commit published its timestamp"
+        );
+        assert!(!chain.is_locked(), "the chain was left locked");
+        // The shard's read lock was released: its write lock can be taken.
+        assert!(
+            store.shard_write_lock_is_free(b"k"),
+            "the map shard was left read-locked"
+        );
     }
 
     #[test]

@@ -130,6 +130,16 @@ impl Store {
         Some(out)
     }
 
+    /// Whether the write lock of `key`'s map shard could be taken right now (nobody holds the
+    /// shard locked): for tests of lock release.
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn shard_write_lock_is_free(&self, key: &[u8]) -> bool {
+        !matches!(
+            self.map.try_get_mut(key),
+            dashmap::try_result::TryResult::Locked
+        )
+    }
+
     /// The chain of `key`, if it has one.
     pub(crate) fn get(&self, key: &[u8]) -> Option<Arc<Chain>> {
         self.map.get(key).map(|e| Arc::clone(&e.chain))

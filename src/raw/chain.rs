@@ -444,6 +444,10 @@ impl<'a> ChainWriter<'a> {
             cur = next;
         }
         let before = self.chain.len.load(Ordering::Relaxed);
+        debug_assert!(
+            kept <= before as usize,
+            "a version was linked without `install`"
+        );
         // Truncation cannot happen: `kept` counts linked versions, at most `before`.
         #[allow(clippy::cast_possible_truncation)]
         self.chain.len.store(kept as u32, Ordering::Relaxed);
