@@ -602,17 +602,26 @@ mod one_key_fast_path {
         [(key, Some(value))]
     }
 
+    /// Commits `key = value` blindly, keeping every version.
+    fn put_blind(
+        store: &Store,
+        clock: &Clock,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<Committed, Error> {
+        commit(
+            clock,
+            store,
+            &put(key, value),
+            Checks::default(),
+            &Horizon::at(0),
+        )
+    }
+
     #[test]
     fn a_one_key_commit_on_a_locked_chain_waits_for_the_lock() {
-        let (store, clock, keep_all) = (Store::new(), Clock::new(), Horizon::at(0));
-        commit(
-            &clock,
-            &store,
-            &put(b"k", b"1"),
-            Checks::default(),
-            &keep_all,
-        )
-        .unwrap();
+        let (store, clock) = (Store::new(), Clock::new());
+        put_blind(&store, &clock, b"k", b"1").unwrap();
         let chain = store.get(b"k").unwrap();
         let held = chain.lock();
         std::thread::scope(|s| {
@@ -626,15 +635,7 @@ mod one_key_fast_path {
             assert!(tried.join().unwrap(), "the fast path locked a busy chain");
         });
         std::thread::scope(|s| {
-            let second = s.spawn(|| {
-                commit(
-                    &clock,
-                    &store,
-                    &put(b"k", b"2"),
-                    Checks::default(),
-                    &keep_all,
-                )
-            });
+            let second = s.spawn(|| put_blind(&store, &clock, b"k", b"2"));
             std::thread::sleep(Duration::from_millis(50));
             assert!(!second.is_finished(), "committed past a held chain lock");
             drop(held);
@@ -658,15 +659,8 @@ mod one_key_fast_path {
     #[cfg(debug_assertions)]
     #[test]
     fn a_one_key_commit_unwinding_in_its_install_publishes_and_unlocks() {
-        let (store, clock, keep_all) = (Store::new(), Clock::new(), Horizon::at(0));
-        commit(
-            &clock,
-            &store,
-            &put(b"k", b"1"),
-            Checks::default(),
-            &keep_all,
-        )
-        .unwrap();
+        let (store, clock) = (Store::new(), Clock::new());
+        put_blind(&store, &clock, b"k", b"1").unwrap();
         let chain = store.get(b"k").unwrap();
         {
             // A version from the future: the next commit's install trips the order check.
@@ -674,13 +668,7 @@ mod one_key_fast_path {
             chain.lock().install(100, Some(b"future"), None, &guard);
         }
         let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            commit(
-                &clock,
-                &store,
-                &put(b"k", b"2"),
-                Checks::default(),
-                &keep_all,
-            )
+            put_blind(&store, &clock, b"k", b"2")
         }));
         assert!(unwound.is_err(), "the install did not unwind");
         assert_eq!(
@@ -699,14 +687,7 @@ mod one_key_fast_path {
     #[test]
     fn a_conflicting_one_key_commit_installs_nothing_and_unlocks() {
         let (store, clock, keep_all) = (Store::new(), Clock::new(), Horizon::at(0));
-        commit(
-            &clock,
-            &store,
-            &put(b"k", b"1"),
-            Checks::default(),
-            &keep_all,
-        )
-        .unwrap();
+        put_blind(&store, &clock, b"k", b"1").unwrap();
         let stale = Checks {
             snapshot: Some(0),
             ..Checks::default()

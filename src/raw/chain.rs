@@ -270,11 +270,10 @@ impl Drop for Chain {
         // tail: after every thread pinned now has unpinned.
         let guard = crossbeam_epoch::pin();
         let mut retired = Retired::new();
-        // SAFETY: the list starting at `head` is unreachable for threads that pin from now on
-        // (the chain is being dropped; unlinked nodes that still point into the list are
-        // themselves only reachable by readers pinned now), nobody writes its links any more,
-        // and it belongs to no other batch (only the lock holder unlinks, and the chain's
-        // nodes were all linked).
+        // Unlinked nodes that still point into the list are themselves only reachable by
+        // readers pinned now; only a lock holder unlinks, and these nodes were all linked.
+        // SAFETY: `head`'s list is unreachable for threads that pin from now on (the chain is
+        // being dropped), nobody writes its links any more, no other batch holds its nodes.
         unsafe { retired.push_list(head) };
         retired.retire(&guard);
     }
@@ -406,10 +405,10 @@ impl<'a> ChainWriter<'a> {
                     }
                     // Release pairs with readers' Acquire loads of `link`, as below.
                     link.store(Shared::null(), Ordering::Release);
-                    // SAFETY: `cur` is non-null, allocated by `Version::alloc`; the store above
-                    // unlinked it and its whole tail (`link` was the list's only way in), and
-                    // nobody writes the links of unlinked nodes. Each node is retired once:
-                    // the nodes behind `cur` were all still linked.
+                    // `link` was the list's only way in; the nodes behind `cur` were all still
+                    // linked, so no batch holds any of them yet.
+                    // SAFETY: `cur` (non-null, from `Version::alloc`) and its tail were just
+                    // unlinked by the store above; nobody writes unlinked nodes' links.
                     unsafe { retired.push_list(cur) };
                 } else {
                     kept += 1;
