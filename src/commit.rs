@@ -624,15 +624,21 @@ mod one_key_fast_path {
         put_blind(&store, &clock, b"k", b"1").unwrap();
         let chain = store.get(b"k").unwrap();
         let held = chain.lock();
-        std::thread::scope(|s| {
+        let held = std::thread::scope(|s| {
             // On a thread, with a deadline: a fast path that waited would hang, not fail.
             let tried = s.spawn(|| store.with_locked(b"k", |_, _| ()).is_none());
             let deadline = std::time::Instant::now() + Duration::from_secs(10);
             while !tried.is_finished() && std::time::Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(1));
             }
-            assert!(tried.is_finished(), "the fast path waited for a busy chain");
+            if !tried.is_finished() {
+                // Let the waiting thread through, so that the scope can join it and the
+                // failure is reported.
+                drop(held);
+                panic!("the fast path waited for a busy chain");
+            }
             assert!(tried.join().unwrap(), "the fast path locked a busy chain");
+            held
         });
         std::thread::scope(|s| {
             let second = s.spawn(|| put_blind(&store, &clock, b"k", b"2"));
