@@ -125,7 +125,7 @@ impl Store {
         // A chain is marked removed only under its shard's write lock, as it leaves the map.
         debug_assert!(!writer.is_removed(), "a chain in the map is live");
         let out = f(&writer, &entry.mirror);
-        // Unlock before the shard lock is released (the order the fields drop in anyway).
+        // Unlock before the shard lock is released (the order the locals would drop in too).
         drop(writer);
         Some(out)
     }
