@@ -413,6 +413,10 @@ impl<'a> ChainWriter<'a> {
                 } else {
                     kept += 1;
                     if !next.is_null() {
+                        // The tail is freed when the epoch collects, a burst of a few
+                        // hundred commits later: start loading the first node's header (its
+                        // length, for the free) now, so that it is still in the cache then.
+                        prefetch_line(std::ptr::with_exposed_provenance(next.into_usize()));
                         node.next().store(Shared::null(), Ordering::Release);
                         // SAFETY: as above, for the tail behind `node`, cut off just now.
                         unsafe { retired.push_list(next) };

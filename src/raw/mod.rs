@@ -9,7 +9,8 @@
 //! `VersionRef` views they hand out):
 //! the split crossbeam-skiplist makes between `base.rs` and `map.rs`.
 //!
-//! A version node is one allocation, its value stored inline behind a header (`version`).
+//! A version node is one allocation, its value stored inline behind a header (`version`);
+//! freed nodes' memory is reused through a small per-thread pool (`node_pool`).
 //! The memory-safety argument in one paragraph: a version node is reachable from a chain's
 //! `head` through `next` links. Nodes are only ever *unlinked* by a [`ChainWriter`] (the holder
 //! of the chain's write lock) and only freed through the epoch after being unlinked (a
@@ -29,6 +30,7 @@
 mod chain;
 mod epoch_cell;
 mod head_cache;
+mod node_pool;
 mod retired;
 mod run_heads;
 mod version;
