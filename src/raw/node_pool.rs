@@ -3,44 +3,76 @@
 //!
 //! Why: a key rewritten again and again allocates one node per commit and frees one per
 //! commit, but the frees come in bursts. crossbeam-epoch runs deferred frees when a thread's
-//! pin count reaches a multiple of 128, a few hundred at a time, so glibc's per-thread cache
-//! (seven chunks per size) overflows on every burst: the rest of the burst goes through
+//! pin count reaches a multiple of 128, hundreds of nodes at a time, so glibc's per-thread
+//! cache (seven chunks per size) overflows on every burst: the rest of the burst goes through
 //! `_int_free`'s bin handling, and the allocations until the next burst through `_int_malloc`'s
 //! (about 250 instructions per commit together, an eighth of a single-key transaction). Here a
 //! burst lands in a plain stack of addresses, and the next allocations pop it, last freed
-//! first: the node whose header the free just read is still in the cache when it is reused.
+//! first: the most recently freed node, whose header the free read, is the first reused.
 //!
-//! The pool is bounded ([`BIN_CAP`] nodes per size, [`MAX_BYTES`] in all per thread) and
-//! returned to the allocator when its thread exits. Nodes larger than [`MAX_NODE`] bypass it.
+//! Node sizes are padded to [`node_size`] (`16k + 8` bytes, the sizes glibc's chunks hold
+//! without waste), so each bin holds blocks of one size.
+//!
+//! The pool is bounded: at most [`BIN_CAP`] nodes per size and [`MAX_BYTES`] of nodes per
+//! thread, plus the bins' address stacks (8 bytes per pooled node, at most doubled by
+//! growth). It is returned to the allocator when its thread exits. Nodes larger than
+//! [`MAX_NODE`] bypass it. A thread that only frees nodes (a reader whose epoch pin ran a
+//! collection) has a pool too; one that frees while its thread-locals are being destroyed,
+//! after the pool's, frees straight to the allocator.
+//!
 //! A node freed on one thread may be reused on another: the global allocator allows that, and
-//! a pooled address is only ever a whole block this module's [`alloc`] obtained with the
-//! layout of its bin.
+//! a pooled address is only ever a whole block this module obtained with the layout of its
+//! bin.
+//!
+//! Under Miri the version nodes bypass the pool ([`alloc`] and [`free`] go straight to the
+//! allocator), so that Miri sees every node's free and reports any later access to it: a
+//! pooled block stays allocated, which would hide a use after free. The pool's own tests call
+//! the pooling functions directly.
 
 use std::alloc::{self, Layout};
 use std::cell::RefCell;
 use std::ptr::NonNull;
 
-/// Granularity of node sizes: every node's size is a multiple of it (see
-/// `version::layout`), so a bin holds blocks of exactly one size.
-pub(super) const GRANULE: usize = 16;
+/// The alignment of every node (`version::layout`'s, checked there): the header's fields are
+/// a `u64` and two words.
+pub(super) const ALIGN: usize = if align_of::<u64>() > align_of::<usize>() {
+    align_of::<u64>()
+} else {
+    align_of::<usize>()
+};
 
 /// The largest node size the pool keeps.
-const MAX_NODE: usize = 512;
+const MAX_NODE: usize = 504;
 
-/// Nodes of each size kept at most: enough for one burst of deferred frees.
-const BIN_CAP: usize = 256;
+/// Nodes of each size kept at most. A thread's epoch collection comes every 128 pins, so a
+/// burst holds about as many nodes as 128 commits allocate: 1,280 for commits of ten keys.
+const BIN_CAP: usize = 2048;
 
-/// Bytes kept at most per thread, over all bins.
-const MAX_BYTES: usize = 64 * 1024;
+/// Bytes of nodes kept at most per thread, over all bins: 2,048 nodes of a 100-byte value.
+const MAX_BYTES: usize = 256 * 1024;
 
-/// Number of bins: one per multiple of [`GRANULE`] up to [`MAX_NODE`].
-const BINS: usize = MAX_NODE / GRANULE;
+/// Number of bins: one per node size up to [`MAX_NODE`].
+const BINS: usize = bin_index(MAX_NODE) + 1;
+
+/// The size to allocate for a node of `size` bytes: the next `16k + 8` (at least 24).
+///
+/// glibc's chunks hold `16k + 8` bytes (a 16-byte multiple less the 8-byte size field), so
+/// this padding costs no memory there, and it puts nodes of nearly equal values in one bin.
+/// `None` on overflow.
+pub(super) fn node_size(size: usize) -> Option<usize> {
+    Some(size.max(24).checked_add(8)?.checked_next_multiple_of(16)? - 8)
+}
+
+/// The bin of node size `size` (a [`node_size`]).
+const fn bin_index(size: usize) -> usize {
+    (size + 8) / 16 - 2
+}
 
 /// The bins of one thread.
 struct Pool {
-    /// Bin `i` holds blocks of `(i + 1) * GRANULE` bytes, aligned as `version::layout`
-    /// aligns nodes; each allocated by the global allocator with that layout, owned by the
-    /// pool alone (in no bin twice, referenced by nothing else).
+    /// Bin `i` holds blocks of [`bin_layout`]`(i)`; each allocated by the global allocator
+    /// with that layout, owned by the pool alone (in no bin twice, referenced by nothing
+    /// else).
     bins: [Vec<NonNull<u8>>; BINS],
     /// Total size of the blocks in `bins`.
     bytes: usize,
@@ -59,10 +91,9 @@ impl Drop for Pool {
     fn drop(&mut self) {
         for (i, bin) in self.bins.iter_mut().enumerate() {
             for block in bin.drain(..) {
-                let layout = bin_layout(i);
                 // SAFETY: the bin's invariant: allocated with this layout, owned by the pool
                 // alone, and drained (so freed) once.
-                unsafe { alloc::dealloc(block.as_ptr(), layout) };
+                unsafe { alloc::dealloc(block.as_ptr(), bin_layout(i)) };
             }
         }
     }
@@ -72,26 +103,58 @@ thread_local! {
     static POOL: RefCell<Pool> = const { RefCell::new(Pool::new()) };
 }
 
-/// The alignment of every node (`version::layout`'s, checked there).
-pub(super) const ALIGN: usize = 8;
-
 /// The layout of bin `i`'s blocks.
 fn bin_layout(i: usize) -> Layout {
-    // `(i + 1) * GRANULE <= MAX_NODE` and `ALIGN` is a power of two: always valid.
-    Layout::from_size_align((i + 1) * GRANULE, ALIGN).unwrap_or_else(|_| unreachable!())
+    // `(i + 2) * 16 - 8 <= MAX_NODE` and `ALIGN` is a power of two: always valid.
+    Layout::from_size_align((i + 2) * 16 - 8, ALIGN).unwrap_or_else(|_| unreachable!())
 }
 
 /// The bin for `layout`, if the pool keeps nodes of its size.
 fn bin_of(layout: Layout) -> Option<usize> {
     let size = layout.size();
-    (layout.align() == ALIGN && size % GRANULE == 0 && (GRANULE..=MAX_NODE).contains(&size))
-        .then(|| size / GRANULE - 1)
+    (layout.align() == ALIGN && (size + 8) % 16 == 0 && (24..=MAX_NODE).contains(&size))
+        .then(|| bin_index(size))
 }
 
-/// A block for `layout` (non-zero size): a pooled one of the same size if this thread has
-/// one, else a fresh one from the global allocator. Aborts through
+/// A block for a node of `layout` (non-zero size): from this thread's pool if it holds one
+/// of that size, else from the global allocator (always, under Miri). Aborts through
 /// [`alloc::handle_alloc_error`] if the allocator fails.
 pub(super) fn alloc(layout: Layout) -> NonNull<u8> {
+    if cfg!(miri) {
+        global_alloc(layout)
+    } else {
+        pooled_alloc(layout)
+    }
+}
+
+/// Returns a node's block to this thread's pool, or to the global allocator if the pool is
+/// full or does not keep its size (always, under Miri).
+///
+/// # Safety
+///
+/// `block` came from [`alloc`] with this `layout`, is returned once, and nothing refers to it
+/// any more.
+pub(super) unsafe fn free(block: NonNull<u8>, layout: Layout) {
+    if cfg!(miri) {
+        // SAFETY: `alloc` took it from the allocator with `layout` (Miri); the caller's
+        // contract does the rest.
+        unsafe { alloc::dealloc(block.as_ptr(), layout) }
+    } else {
+        // SAFETY: the caller's contract.
+        unsafe { pooled_free(block, layout) }
+    }
+}
+
+/// A block of `layout` (non-zero size) from the global allocator.
+fn global_alloc(layout: Layout) -> NonNull<u8> {
+    debug_assert!(layout.size() > 0);
+    // SAFETY: the callers' layouts have a non-zero size.
+    let block = unsafe { alloc::alloc(layout) };
+    NonNull::new(block).unwrap_or_else(|| alloc::handle_alloc_error(layout))
+}
+
+/// [`alloc`] through the pool.
+fn pooled_alloc(layout: Layout) -> NonNull<u8> {
     if let Some(i) = bin_of(layout) {
         // `try_with`: a node allocated while this thread's locals are being destroyed comes
         // from the allocator instead.
@@ -108,47 +171,46 @@ pub(super) fn alloc(layout: Layout) -> NonNull<u8> {
             return block;
         }
     }
-    debug_assert!(layout.size() > 0);
-    // SAFETY: the caller's layouts have a non-zero size.
-    let block = unsafe { alloc::alloc(layout) };
-    NonNull::new(block).unwrap_or_else(|| alloc::handle_alloc_error(layout))
+    global_alloc(layout)
 }
 
-/// Returns `block` to this thread's pool, or to the global allocator if the pool is full or
-/// does not keep its size.
+/// [`free`] through the pool.
 ///
 /// # Safety
 ///
-/// `block` came from [`alloc`] with this `layout`, is returned once, and nothing refers to it
-/// any more.
-pub(super) unsafe fn free(block: NonNull<u8>, layout: Layout) {
+/// As for [`free`]; `block` came from [`pooled_alloc`] (or from the allocator with `layout`).
+unsafe fn pooled_free(block: NonNull<u8>, layout: Layout) {
     if let Some(i) = bin_of(layout) {
-        let rejected = POOL
+        let kept = POOL
             .try_with(|pool| {
                 let Ok(mut pool) = pool.try_borrow_mut() else {
-                    return Some(block);
+                    return false;
                 };
                 let pool = &mut *pool;
                 let bin = &mut pool.bins[i];
-                if bin.len() >= BIN_CAP || pool.bytes + layout.size() > MAX_BYTES {
-                    return Some(block);
-                }
-                if bin.capacity() == 0 {
-                    // One allocation per bin and thread, never grown afterwards.
-                    bin.reserve_exact(BIN_CAP);
+                // A failed growth of the bin is not an error: the block goes to the allocator.
+                if bin.len() >= BIN_CAP
+                    || pool.bytes + layout.size() > MAX_BYTES
+                    || bin.try_reserve(1).is_err()
+                {
+                    return false;
                 }
                 bin.push(block);
                 pool.bytes += layout.size();
-                None
+                true
             })
-            .unwrap_or(Some(block));
-        if rejected.is_none() {
+            // The pool was destroyed already (thread exit): free to the allocator.
+            .unwrap_or(false);
+        if kept {
             return;
         }
     }
-    // SAFETY: by the contract, `block` is a live allocation of `layout` (from the global
-    // allocator: `alloc` hands out its own blocks or pooled ones, which it allocated with
-    // their bin's layout, equal to `layout` since the sizes match) that nobody uses any more.
+    #[cfg(all(test, not(loom)))]
+    tests::DIRECT_FREES.with(|n| n.set(n.get() + 1));
+    // SAFETY: by the contract, `block` is a live allocation of `layout` from the global
+    // allocator (`pooled_alloc` hands out its own blocks or pooled ones, which it allocated
+    // with their bin's layout, equal to `layout` since the sizes match) that nobody uses any
+    // more.
     unsafe { alloc::dealloc(block.as_ptr(), layout) };
 }
 
@@ -159,80 +221,170 @@ pub(super) fn pooled() -> usize {
 }
 
 #[cfg(all(test, not(loom)))]
-mod tests {
+pub(super) mod tests {
+    //! Sized to run under Miri, which checks that every block is freed once, with its layout,
+    //! and never used after its free (the pooling functions are called directly: version
+    //! nodes bypass the pool under Miri).
+
     use super::*;
+    use std::cell::Cell;
+
+    thread_local! {
+        /// Blocks this thread freed straight to the allocator.
+        pub(in crate::raw) static DIRECT_FREES: Cell<usize> = const { Cell::new(0) };
+    }
 
     fn layout(size: usize) -> Layout {
         Layout::from_size_align(size, ALIGN).unwrap()
     }
 
+    #[test]
+    fn node_sizes_are_glibc_chunk_sizes_and_map_to_their_bins() {
+        assert_eq!(node_size(0), Some(24));
+        assert_eq!(node_size(24), Some(24));
+        assert_eq!(node_size(25), Some(40));
+        assert_eq!(node_size(124), Some(136));
+        assert_eq!(node_size(usize::MAX), None);
+        for size in 0..=MAX_NODE + 40 {
+            let n = node_size(size).unwrap();
+            assert!(n >= size && n < size.max(24) + 16 && (n + 8) % 16 == 0);
+            match bin_of(layout(n)) {
+                Some(i) => {
+                    assert!(n <= MAX_NODE);
+                    assert_eq!(bin_layout(i), layout(n));
+                }
+                None => assert!(n > MAX_NODE),
+            }
+        }
+        assert_eq!(bin_of(layout(32)), None, "not a node size");
+        assert_eq!(
+            bin_of(Layout::from_size_align(40, 2 * ALIGN).unwrap()),
+            None
+        );
+    }
+
     /// A freed block is handed to the next allocation of its size, last freed first, and to
-    /// none of another size; oversized and odd-sized blocks bypass the pool. Under Miri this
-    /// also checks that every block is freed once, with its layout.
+    /// none of another size; oversized and odd-sized blocks bypass the pool.
     #[test]
     fn blocks_are_reused_by_size_last_freed_first() {
         std::thread::spawn(|| {
-            let a = alloc(layout(128));
-            let b = alloc(layout(128));
-            // SAFETY: from `alloc` with these layouts, freed once.
+            let a = pooled_alloc(layout(120));
+            let b = pooled_alloc(layout(120));
+            // SAFETY: from `pooled_alloc` with these layouts, freed once.
             unsafe {
-                free(a, layout(128));
-                free(b, layout(128));
+                pooled_free(a, layout(120));
+                pooled_free(b, layout(120));
             }
             assert_eq!(pooled(), 2);
-            let c = alloc(layout(144));
+            let c = pooled_alloc(layout(136));
             assert!(c != a && c != b, "a block of another size was reused");
-            assert_eq!(alloc(layout(128)), b);
-            assert_eq!(alloc(layout(128)), a);
+            assert_eq!(pooled_alloc(layout(120)), b);
+            assert_eq!(pooled_alloc(layout(120)), a);
             assert_eq!(pooled(), 0);
-            let big = alloc(layout(MAX_NODE + GRANULE));
-            let odd = alloc(layout(40));
+            let big = pooled_alloc(layout(MAX_NODE + 16));
+            let odd = pooled_alloc(layout(48));
             // SAFETY: as above.
             unsafe {
-                free(big, layout(MAX_NODE + GRANULE));
-                free(odd, layout(40));
-                free(a, layout(128));
-                free(b, layout(128));
-                free(c, layout(144));
+                pooled_free(big, layout(MAX_NODE + 16));
+                pooled_free(odd, layout(48));
+                pooled_free(a, layout(120));
+                pooled_free(b, layout(120));
+                pooled_free(c, layout(136));
             }
             assert_eq!(pooled(), 3, "only the pooled sizes are kept");
+            assert_eq!(DIRECT_FREES.with(Cell::get), 2);
+        })
+        .join()
+        .unwrap();
+    }
+
+    /// A block allocated on one thread and freed on another is reused by the freeing thread.
+    #[test]
+    fn a_block_freed_on_another_thread_is_reused_there() {
+        let block = std::thread::spawn(|| pooled_alloc(layout(56)).as_ptr().expose_provenance())
+            .join()
+            .unwrap();
+        std::thread::spawn(move || {
+            let block = NonNull::new(std::ptr::with_exposed_provenance_mut(block)).unwrap();
+            // SAFETY: allocated above with this layout, not used since, freed once.
+            unsafe { pooled_free(block, layout(56)) };
+            assert_eq!(pooled(), 1);
+            let again = pooled_alloc(layout(56));
+            assert_eq!(again, block);
+            // SAFETY: as above.
+            unsafe { pooled_free(again, layout(56)) };
         })
         .join()
         .unwrap();
     }
 
     /// The pool keeps at most `BIN_CAP` blocks of a size and `MAX_BYTES` in all, and counts
-    /// what it keeps exactly; the rest go back to the allocator (under Miri, a block freed
-    /// twice or with the wrong layout fails the test).
+    /// what it keeps exactly; the rest go back to the allocator.
     #[test]
     fn the_pool_is_bounded() {
         std::thread::spawn(|| {
-            let n = if cfg!(miri) { BIN_CAP + 8 } else { 4 * BIN_CAP };
-            let blocks: Vec<_> = (0..n).map(|_| alloc(layout(64))).collect();
+            let n = if cfg!(miri) { 64 } else { BIN_CAP + 64 };
+            let cap = n.min(BIN_CAP);
+            let blocks: Vec<_> = (0..n).map(|_| pooled_alloc(layout(24))).collect();
             for block in blocks {
-                // SAFETY: from `alloc` with this layout, freed once.
-                unsafe { free(block, layout(64)) };
+                // SAFETY: from `pooled_alloc` with this layout, freed once.
+                unsafe { pooled_free(block, layout(24)) };
             }
-            assert_eq!(pooled(), BIN_CAP);
-            let blocks: Vec<_> = (0..n).map(|_| alloc(layout(MAX_NODE))).collect();
+            assert_eq!(pooled(), cap);
+            assert_eq!(DIRECT_FREES.with(Cell::get), n - cap);
+            let big = (MAX_BYTES - cap * 24) / MAX_NODE;
+            let m = if cfg!(miri) { big + 8 } else { 2 * big };
+            let blocks: Vec<_> = (0..m).map(|_| pooled_alloc(layout(MAX_NODE))).collect();
             for block in blocks {
                 // SAFETY: as above.
-                unsafe { free(block, layout(MAX_NODE)) };
+                unsafe { pooled_free(block, layout(MAX_NODE)) };
             }
             POOL.with(|pool| {
                 let pool = pool.borrow();
                 assert!(pool.bytes <= MAX_BYTES);
                 let counted: usize = (0..BINS)
-                    .map(|i| pool.bins[i].len() * (i + 1) * GRANULE)
+                    .map(|i| pool.bins[i].len() * bin_layout(i).size())
                     .sum();
                 assert_eq!(counted, pool.bytes);
-                assert_eq!(
-                    pool.bins[MAX_NODE / GRANULE - 1].len(),
-                    (MAX_BYTES - BIN_CAP * 64) / MAX_NODE
-                );
+                assert_eq!(pool.bins[bin_index(MAX_NODE)].len(), big);
             });
         })
         .join()
         .unwrap();
+    }
+
+    /// A block freed by a thread-local destructor that runs after the pool's own goes to the
+    /// allocator (not into a destroyed pool, and not leaked).
+    #[test]
+    fn a_free_after_the_pool_is_destroyed_goes_to_the_allocator() {
+        struct FreesOnExit(Cell<Option<NonNull<u8>>>);
+        impl Drop for FreesOnExit {
+            fn drop(&mut self) {
+                if let Some(block) = self.0.take() {
+                    let before = DIRECT_FREES.with(Cell::get);
+                    // SAFETY: allocated below with this layout, freed once.
+                    unsafe { pooled_free(block, layout(88)) };
+                    assert_eq!(DIRECT_FREES.with(Cell::get), before + 1);
+                    FREED_DIRECTLY.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        }
+        thread_local! {
+            static LATE: FreesOnExit = const { FreesOnExit(Cell::new(None)) };
+        }
+        static FREED_DIRECTLY: std::sync::atomic::AtomicBool =
+            std::sync::atomic::AtomicBool::new(false);
+        std::thread::spawn(|| {
+            // Counters first, then `LATE`, then the pool: destructors run in reverse order of
+            // registration, so `LATE`'s runs after the pool's and before the counters'.
+            DIRECT_FREES.with(|_| {});
+            LATE.with(|late| late.0.set(Some(pooled_alloc(layout(88)))));
+            // SAFETY: a fresh block of this layout, freed once.
+            unsafe { pooled_free(pooled_alloc(layout(88)), layout(88)) };
+            assert_eq!(pooled(), 1);
+        })
+        .join()
+        .unwrap();
+        assert!(FREED_DIRECTLY.load(std::sync::atomic::Ordering::SeqCst));
     }
 }

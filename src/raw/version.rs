@@ -109,18 +109,17 @@ fn byte_len(len: usize) -> usize {
     }
 }
 
-// The pool's bins assume every node has the header's alignment.
+// The pool's bins hold blocks of the header's alignment.
 const _: () = assert!(align_of::<Header>() == node_pool::ALIGN);
 
 /// The allocation of a node with `bytes` value bytes: the header, then the bytes (at
-/// `size_of::<Header>()`, where `repr(C)` places `Version::bytes`), padded to a multiple of
-/// [`node_pool::GRANULE`] (at least the size of a `Version` with that many bytes, which is
-/// padded to the header's alignment only). The coarser padding puts nodes of nearly equal
-/// values in one pool bin; it costs no memory with glibc, whose chunks are 16-byte multiples.
+/// `size_of::<Header>()`, where `repr(C)` places `Version::bytes`), padded to
+/// [`node_pool::node_size`] (at least the size of a `Version` with that many bytes, which is
+/// padded to the header's alignment only).
 fn layout(bytes: usize) -> Layout {
     size_of::<Header>()
         .checked_add(bytes)
-        .and_then(|size| size.checked_next_multiple_of(node_pool::GRANULE))
+        .and_then(node_pool::node_size)
         .and_then(|size| Layout::from_size_align(size, align_of::<Header>()).ok())
         // A value is a slice that exists in memory, so its length plus a header cannot
         // overflow `isize`: unreachable.
@@ -268,5 +267,25 @@ mod tests {
             let back = unsafe { shared.into_owned() };
             assert_eq!(back.value(), value);
         }
+    }
+
+    /// A freed node's block goes to the next node of its size (and not to one of another
+    /// size), which holds its own timestamp and value.
+    #[test]
+    #[cfg_attr(miri, ignore = "version nodes bypass the pool under Miri")]
+    fn a_freed_node_is_reused_by_the_next_node_of_its_size() {
+        std::thread::spawn(|| {
+            let addr = |node: &Owned<Version>| (&raw const **node).cast::<u8>() as usize;
+            let first = Version::alloc(1, Some(&[1u8; 100]));
+            let freed = addr(&first);
+            drop(first);
+            let other = Version::alloc(2, Some(&[2u8; 60]));
+            assert_ne!(addr(&other), freed, "a node of another size took the block");
+            let second = Version::alloc(3, Some(&[3u8; 97]));
+            assert_eq!(addr(&second), freed, "the block was not reused");
+            assert_eq!((second.ts(), second.value()), (3, Some(&[3u8; 97][..])));
+        })
+        .join()
+        .unwrap();
     }
 }
