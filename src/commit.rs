@@ -325,6 +325,7 @@ fn install(
         // One batch for the whole commit: see `Retired` for why. Should a prune unwind, the
         // batch retires what it holds on drop.
         let mut retired = Retired::new();
+        retired.reserve(writers.len());
         for w in writers {
             backlog = backlog.max(w.prune(horizon, &mut retired, guard).above_horizon);
         }

@@ -38,6 +38,15 @@ impl Retired {
         }
     }
 
+    /// Makes room for `n` entries in all (a commit of `n` keys usually retires one entry per
+    /// key: reserving them at once saves the regrowths).
+    #[inline]
+    pub(crate) fn reserve(&mut self, n: usize) {
+        if n > self.nodes.inline_size() {
+            self.nodes.reserve(n - self.nodes.len());
+        }
+    }
+
     /// Adds a node the caller just unlinked.
     ///
     /// # Safety
