@@ -10,8 +10,9 @@
 //! burst lands in a plain stack of addresses, and the next allocations pop it, last freed
 //! first: the most recently freed node, whose header the free read, is the first reused.
 //!
-//! Node sizes are padded to [`node_size`] (`16k + 8` bytes, the sizes glibc's chunks hold
-//! without waste), so each bin holds blocks of one size.
+//! Each bin holds blocks of one node size (node sizes are multiples of 8, the header's
+//! alignment). Sizes are not padded further for the pool's sake: a coarser rounding would
+//! cost memory with allocators whose size classes are not glibc's.
 //!
 //! The pool is bounded: at most [`BIN_CAP`] nodes per size and [`MAX_BYTES`] of nodes per
 //! thread, plus the bins' address stacks (8 bytes per pooled node, at most doubled by
@@ -54,18 +55,15 @@ const MAX_BYTES: usize = 256 * 1024;
 /// Number of bins: one per node size up to [`MAX_NODE`].
 const BINS: usize = bin_index(MAX_NODE) + 1;
 
-/// The size to allocate for a node of `size` bytes: the next `16k + 8` (at least 24).
-///
-/// glibc's chunks hold `16k + 8` bytes (a 16-byte multiple less the 8-byte size field), so
-/// this padding costs no memory there, and it puts nodes of nearly equal values in one bin.
-/// `None` on overflow.
-pub(super) fn node_size(size: usize) -> Option<usize> {
-    Some(size.max(24).checked_add(8)?.checked_next_multiple_of(16)? - 8)
-}
+/// Node sizes are multiples of this.
+const STEP: usize = 8;
 
-/// The bin of node size `size` (a [`node_size`]).
+/// The smallest node size (a header with no value bytes).
+const MIN_NODE: usize = 24;
+
+/// The bin of node size `size` (a multiple of [`STEP`], at least [`MIN_NODE`]).
 const fn bin_index(size: usize) -> usize {
-    (size + 8) / 16 - 2
+    (size - MIN_NODE) / STEP
 }
 
 /// The bins of one thread.
@@ -105,14 +103,14 @@ thread_local! {
 
 /// The layout of bin `i`'s blocks.
 fn bin_layout(i: usize) -> Layout {
-    // `(i + 2) * 16 - 8 <= MAX_NODE` and `ALIGN` is a power of two: always valid.
-    Layout::from_size_align((i + 2) * 16 - 8, ALIGN).unwrap_or_else(|_| unreachable!())
+    // `MIN_NODE + i * STEP <= MAX_NODE` and `ALIGN` is a power of two: always valid.
+    Layout::from_size_align(MIN_NODE + i * STEP, ALIGN).unwrap_or_else(|_| unreachable!())
 }
 
 /// The bin for `layout`, if the pool keeps nodes of its size.
 fn bin_of(layout: Layout) -> Option<usize> {
     let size = layout.size();
-    (layout.align() == ALIGN && (size + 8) % 16 == 0 && (24..=MAX_NODE).contains(&size))
+    (layout.align() == ALIGN && size % STEP == 0 && (MIN_NODE..=MAX_NODE).contains(&size))
         .then(|| bin_index(size))
 }
 
@@ -239,24 +237,26 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn node_sizes_are_glibc_chunk_sizes_and_map_to_their_bins() {
-        assert_eq!(node_size(0), Some(24));
-        assert_eq!(node_size(24), Some(24));
-        assert_eq!(node_size(25), Some(40));
-        assert_eq!(node_size(124), Some(136));
-        assert_eq!(node_size(usize::MAX), None);
-        for size in 0..=MAX_NODE + 40 {
-            let n = node_size(size).unwrap();
-            assert!(n >= size && n < size.max(24) + 16 && (n + 8) % 16 == 0);
-            match bin_of(layout(n)) {
+    fn every_node_size_has_its_own_bin() {
+        for size in (MIN_NODE..=MAX_NODE + 40).step_by(STEP) {
+            match bin_of(layout(size)) {
                 Some(i) => {
-                    assert!(n <= MAX_NODE);
-                    assert_eq!(bin_layout(i), layout(n));
+                    assert!(size <= MAX_NODE);
+                    assert_eq!(bin_layout(i), layout(size));
                 }
-                None => assert!(n > MAX_NODE),
+                None => assert!(size > MAX_NODE),
             }
         }
-        assert_eq!(bin_of(layout(32)), None, "not a node size");
+        assert_eq!(
+            bin_of(layout(MIN_NODE - STEP)),
+            None,
+            "smaller than a header"
+        );
+        assert_eq!(
+            bin_of(layout(MIN_NODE + 4)),
+            None,
+            "not a multiple of the step"
+        );
         assert_eq!(
             bin_of(Layout::from_size_align(40, 2 * ALIGN).unwrap()),
             None
@@ -276,20 +276,20 @@ pub(super) mod tests {
                 pooled_free(b, layout(120));
             }
             assert_eq!(pooled(), 2);
-            let c = pooled_alloc(layout(136));
+            let c = pooled_alloc(layout(128));
             assert!(c != a && c != b, "a block of another size was reused");
             assert_eq!(pooled_alloc(layout(120)), b);
             assert_eq!(pooled_alloc(layout(120)), a);
             assert_eq!(pooled(), 0);
-            let big = pooled_alloc(layout(MAX_NODE + 16));
-            let odd = pooled_alloc(layout(48));
+            let big = pooled_alloc(layout(MAX_NODE + 8));
+            let odd = pooled_alloc(layout(44));
             // SAFETY: as above.
             unsafe {
-                pooled_free(big, layout(MAX_NODE + 16));
-                pooled_free(odd, layout(48));
+                pooled_free(big, layout(MAX_NODE + 8));
+                pooled_free(odd, layout(44));
                 pooled_free(a, layout(120));
                 pooled_free(b, layout(120));
-                pooled_free(c, layout(136));
+                pooled_free(c, layout(128));
             }
             assert_eq!(pooled(), 3, "only the pooled sizes are kept");
             assert_eq!(DIRECT_FREES.with(Cell::get), 2);

@@ -113,14 +113,13 @@ fn byte_len(len: usize) -> usize {
 const _: () = assert!(align_of::<Header>() == node_pool::ALIGN);
 
 /// The allocation of a node with `bytes` value bytes: the header, then the bytes (at
-/// `size_of::<Header>()`, where `repr(C)` places `Version::bytes`), padded to
-/// [`node_pool::node_size`] (at least the size of a `Version` with that many bytes, which is
-/// padded to the header's alignment only).
+/// `size_of::<Header>()`, where `repr(C)` places `Version::bytes`), padded to the header's
+/// alignment (as the size of a `Version` with that many bytes is).
 fn layout(bytes: usize) -> Layout {
     size_of::<Header>()
         .checked_add(bytes)
-        .and_then(node_pool::node_size)
         .and_then(|size| Layout::from_size_align(size, align_of::<Header>()).ok())
+        .map(|layout| layout.pad_to_align())
         // A value is a slice that exists in memory, so its length plus a header cannot
         // overflow `isize`: unreachable.
         .unwrap_or_else(|| panic!("a version of {bytes} value bytes does not fit in memory"))
