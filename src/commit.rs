@@ -324,8 +324,7 @@ fn install(
         let mut backlog = 0;
         // One batch for the whole commit: see `Retired` for why. Should a prune unwind, the
         // batch retires what it holds on drop.
-        let mut retired = Retired::new();
-        retired.reserve(writers.len());
+        let mut retired = Retired::expecting(writers.len());
         for w in writers {
             backlog = backlog.max(w.prune(horizon, &mut retired, guard).above_horizon);
         }

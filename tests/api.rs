@@ -304,6 +304,49 @@ fn an_invalid_write_in_a_transaction_buffers_nothing() {
     assert_eq!(db.get(b"good").unwrap().as_deref(), Some(&b"1"[..]));
 }
 
+/// A transaction that writes many keys and rewrites them with values of changing lengths
+/// (longer, shorter, empty, deleted, written again), far past the size at which the write
+/// buffer reorganises itself: its own reads, its scan, and after the commit every reader see
+/// exactly the last write of each key.
+#[test]
+fn a_large_transaction_sees_and_commits_its_last_write_of_each_key() {
+    let db = Db::new();
+    db.put(b"k07", b"committed before").unwrap();
+    let mut rng = fastrand::Rng::with_seed(3);
+    let mut txn = db.begin();
+    let mut model: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+    for round in 0..2_000 {
+        let key = format!("k{:02}", rng.u8(0..30)).into_bytes();
+        let value = match rng.u8(0..5) {
+            0 => None,
+            1 => Some(Vec::new()),
+            _ => Some(vec![(round % 251) as u8; rng.usize(1..600)]),
+        };
+        match &value {
+            Some(v) => txn.put(&key, v).unwrap(),
+            None => txn.delete(&key).unwrap(),
+        }
+        model.insert(key, value);
+        if round % 97 == 0 {
+            for (k, v) in &model {
+                assert_eq!(txn.get(k).unwrap().as_deref(), v.as_deref());
+            }
+        }
+    }
+    let expected: Vec<(Vec<u8>, Vec<u8>)> = model
+        .iter()
+        .filter_map(|(k, v)| Some((k.clone(), v.clone()?)))
+        .collect();
+    assert_eq!(pairs(txn.range(..)), expected);
+    let backward: Vec<_> = expected.iter().rev().cloned().collect();
+    assert_eq!(pairs(txn.range(..).rev()), backward);
+    txn.commit().unwrap();
+    assert_eq!(pairs(db.snapshot().iter()), expected);
+    for (k, v) in &model {
+        assert_eq!(db.get(k).unwrap().as_deref(), v.as_deref());
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Builder
 

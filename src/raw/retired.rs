@@ -24,6 +24,9 @@ pub(crate) struct Retired {
     /// | `0` | one node; its `next` may still point into the chain |
     /// | [`LIST`] | the first node of a cut-off tail: it and every node behind it |
     nodes: SmallVec<[usize; 2]>,
+    /// How many entries the batch expects in all (a hint): the first entry past the inline
+    /// storage makes room for the rest at once.
+    expected: usize,
 }
 
 /// Tag of a [`Retired`] entry that stands for a whole list (nodes are 8-byte aligned, so the
@@ -33,18 +36,25 @@ const LIST: usize = 1;
 impl Retired {
     /// An empty batch.
     pub(crate) fn new() -> Self {
+        Self::expecting(0)
+    }
+
+    /// An empty batch that expects about `n` entries: a commit of `n` keys usually retires
+    /// one entry per key. Should it outgrow the inline storage, it grows once to `n` instead
+    /// of doubling its way there; a batch that stays inline allocates nothing.
+    pub(crate) fn expecting(n: usize) -> Self {
         Self {
             nodes: SmallVec::new(),
+            expected: n,
         }
     }
 
-    /// Makes room for `n` entries in all (a commit of `n` keys usually retires one entry per
-    /// key: reserving them at once saves the regrowths).
-    #[inline]
-    pub(crate) fn reserve(&mut self, n: usize) {
-        if n > self.nodes.inline_size() {
-            self.nodes.reserve(n - self.nodes.len());
+    fn add(&mut self, entry: usize) {
+        if self.nodes.len() == self.nodes.capacity() {
+            let more = self.expected.saturating_sub(self.nodes.len()).max(1);
+            self.nodes.reserve(more);
         }
+        self.nodes.push(entry);
     }
 
     /// Adds a node the caller just unlinked.
@@ -54,7 +64,7 @@ impl Retired {
     /// `node` is non-null, was allocated by `Version::alloc`, has been unlinked from its chain
     /// (no thread that pins from now on can reach it) and is added to no other batch.
     pub(super) unsafe fn push(&mut self, node: Shared<'_, Version>) {
-        self.nodes.push(node.into_usize());
+        self.add(node.into_usize());
     }
 
     /// Adds a list the caller just cut off: `first` and every node behind it. The list is
@@ -68,7 +78,7 @@ impl Retired {
     pub(super) unsafe fn push_list(&mut self, first: Shared<'_, Version>) {
         let addr = first.into_usize();
         debug_assert_eq!(addr & LIST, 0, "version nodes are 8-byte aligned");
-        self.nodes.push(addr | LIST);
+        self.add(addr | LIST);
     }
 
     /// Hands every node to the epoch: they are freed once every thread pinned now has unpinned.
