@@ -38,8 +38,8 @@ enum Repr {
 /// buffer, the arena.
 ///
 /// Why an arena: values in their own allocations (`Bytes`) cost a `malloc` and a `free` per
-/// written key, a third of a ten-key write transaction's instructions besides the commit
-/// itself. The arena grows by doubling and is freed once.
+/// written key, 12% of a ten-key write transaction's instructions. The arena grows by
+/// doubling and is freed once.
 ///
 /// A rewritten key's new value goes into its old slot when it fits, else to the arena's end;
 /// the bytes left behind are counted as garbage and the arena is compacted once they are the

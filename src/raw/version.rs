@@ -186,7 +186,9 @@ impl Pointable for Version {
 
     unsafe fn drop(ptr: usize) {
         // SAFETY: the caller passes a live node, dropped once, with no reference to it left
-        // (trait contract): read its length, then free it with the layout `alloc` used.
+        // (trait contract): read its length, then hand its block back (non-null: a live
+        // allocation) to `node_pool::free` with the layout `init` took it from
+        // `node_pool::alloc` with (the same function of the same immutable length).
         unsafe {
             let node = wide(ptr);
             #[cfg(all(test, not(loom)))]
