@@ -205,10 +205,8 @@ unsafe fn pooled_free(block: NonNull<u8>, layout: Layout) {
     }
     #[cfg(all(test, not(loom)))]
     tests::DIRECT_FREES.with(|n| n.set(n.get() + 1));
-    // SAFETY: by the contract, `block` is a live allocation of `layout` from the global
-    // allocator (`pooled_alloc` hands out its own blocks or pooled ones, which it allocated
-    // with their bin's layout, equal to `layout` since the sizes match) that nobody uses any
-    // more.
+    // SAFETY: by the contract, a live block of `layout` from the allocator (a pooled one was
+    // allocated with its bin's layout, equal to `layout`: same size), used by nobody now.
     unsafe { alloc::dealloc(block.as_ptr(), layout) };
 }
 

@@ -185,10 +185,9 @@ impl Pointable for Version {
     }
 
     unsafe fn drop(ptr: usize) {
-        // SAFETY: the caller passes a live node, dropped once, with no reference to it left
-        // (trait contract): read its length, then hand its block back (non-null: a live
-        // allocation) to `node_pool::free` with the layout `init` took it from
-        // `node_pool::alloc` with (the same function of the same immutable length).
+        // SAFETY: the caller passes a live node, dropped once, with no reference left (trait
+        // contract): read its length, then free its (non-null) block with the layout `init`
+        // allocated it with (`layout` of the same immutable length).
         unsafe {
             let node = wide(ptr);
             #[cfg(all(test, not(loom)))]
