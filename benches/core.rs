@@ -1,4 +1,5 @@
-//! Core operation benchmarks (the peer comparison suite comes with the performance work).
+//! Core operation benchmarks of snapkv alone (the comparison with the peers is
+//! `benches/peers`).
 //!
 //! ```text
 //! cargo bench --bench core
@@ -87,5 +88,69 @@ fn snapshot_creation(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, point_ops, snapshot_creation);
+/// Single-key write transactions over working sets of different sizes, drawn from the same
+/// 100K loaded keys: 16 keys stay in the first-level cache, so that run costs what the
+/// commit's instructions and atomics cost; 16K keys (the peer suite's `write_txn_1`) add the
+/// commit's cache misses. A raw `DashMap::insert` over the same keys is the floor of one
+/// striped-map write. See docs/benchmarks.md ("What a single-key commit costs").
+fn write_working_set(c: &mut Criterion) {
+    let db = loaded(KEYS);
+    let map: dashmap::DashMap<Vec<u8>, Vec<u8>, foldhash::fast::RandomState> =
+        dashmap::DashMap::default();
+    for i in 0..KEYS {
+        map.insert(key(i).to_vec(), vec![7u8; 100]);
+    }
+    let mut g = c.benchmark_group("write_working_set");
+    g.throughput(criterion::Throughput::Elements(1));
+    for n in [16usize, 1 << 14] {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let keys: Vec<[u8; 16]> = (0..n).map(|_| key(rng.u64(0..KEYS))).collect();
+        let mut i = 0;
+        g.bench_function(format!("txn_put_commit/{n}_keys"), |b| {
+            b.iter(|| {
+                i = (i + 1) % n;
+                let mut t = db.begin();
+                t.put(keys[i], [2u8; 100]).unwrap();
+                black_box(t.commit().unwrap())
+            })
+        });
+        g.bench_function(format!("dashmap_insert/{n}_keys"), |b| {
+            b.iter(|| {
+                i = (i + 1) % n;
+                black_box(map.insert(keys[i].to_vec(), vec![2u8; 100]))
+            })
+        });
+    }
+    g.finish();
+}
+
+/// What the machine charges for the synchronisation a commit does several times: an
+/// uncontended atomic read-modify-write (lock words, the clock) and a store followed by a
+/// `SeqCst` fence (snapshot registration, the epoch's pin). A plain store is the reference.
+fn atomics(c: &mut Criterion) {
+    use std::sync::atomic::{fence, AtomicU64, Ordering};
+    let word = AtomicU64::new(0);
+    let mut g = c.benchmark_group("atomics");
+    g.bench_function("plain_store", |b| {
+        b.iter(|| black_box(&word).store(1, Ordering::Relaxed))
+    });
+    g.bench_function("uncontended_fetch_add", |b| {
+        b.iter(|| black_box(&word).fetch_add(1, Ordering::AcqRel))
+    });
+    g.bench_function("store_then_seqcst_fence", |b| {
+        b.iter(|| {
+            black_box(&word).store(1, Ordering::Relaxed);
+            fence(Ordering::SeqCst);
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    point_ops,
+    snapshot_creation,
+    write_working_set,
+    atomics
+);
 criterion_main!(benches);
