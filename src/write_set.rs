@@ -73,13 +73,14 @@ impl Slot {
         len: usize::MAX,
     };
 
+    /// The arena bytes the slot covers, or `None` for a delete.
+    fn range(self) -> Option<std::ops::Range<usize>> {
+        (self.len != usize::MAX).then(|| self.start..self.start + self.len)
+    }
+
     /// Number of arena bytes the slot covers.
     fn bytes(self) -> usize {
-        if self.len == usize::MAX {
-            0
-        } else {
-            self.len
-        }
+        self.range().map_or(0, |r| r.len())
     }
 }
 
@@ -96,7 +97,7 @@ impl Many {
 
     /// The value `slot` describes (`None`: a delete).
     fn value(&self, slot: Slot) -> Option<&[u8]> {
-        (slot.len != usize::MAX).then(|| &self.arena[slot.start..slot.start + slot.len])
+        slot.range().map(|r| &self.arena[r])
     }
 
     /// Buffers `value` for `key` (`None`: a delete), replacing an earlier write of it.
@@ -109,7 +110,7 @@ impl Many {
                 let (slot, reused) = match value {
                     None => (Slot::DELETE, 0),
                     // The new value fits where the old one was: rewrite it in place.
-                    Some(v) if old.len != usize::MAX && v.len() <= old.len => {
+                    Some(v) if old.range().is_some_and(|r| v.len() <= r.len()) => {
                         self.arena[old.start..old.start + v.len()].copy_from_slice(v);
                         let slot = Slot {
                             start: old.start,
@@ -136,8 +137,8 @@ impl Many {
         debug_assert!(self.garbage <= self.arena.len());
         let mut arena = Vec::with_capacity(self.arena.len().saturating_sub(self.garbage));
         for slot in self.map.values_mut() {
-            if slot.len != usize::MAX {
-                *slot = append(&mut arena, &self.arena[slot.start..slot.start + slot.len]);
+            if let Some(r) = slot.range() {
+                *slot = append(&mut arena, &self.arena[r]);
             }
         }
         self.arena = arena;
