@@ -572,10 +572,7 @@ mod panic_mid_install {
         let mut seen_len = None;
         crate::iter::lend(
             &store,
-            (
-                Bound::Included(Bytes::from_static(b"a")),
-                Bound::Included(Bytes::from_static(b"a")),
-            ),
+            (Bound::Included(&b"a"[..]), Bound::Included(&b"a"[..])),
             2,
             |_, v| {
                 seen_len = Some(v.len());

@@ -7,7 +7,7 @@ use std::ops::{Bound, ControlFlow, RangeBounds};
 use bytes::Bytes;
 
 use crate::index::{Ends, Reads, Reason};
-use crate::store::{borrow_range, KeyRange, MapKey, Store};
+use crate::store::{borrow_range, KeyRange, KeyRangeRef, MapKey, Store};
 use crate::write_set::OwnRange;
 
 /// Converts user bounds into owned ones.
@@ -39,13 +39,18 @@ pub(crate) fn prefix_range(prefix: &[u8]) -> KeyRange {
 
 /// Whether no key can lie in `range` (start after end, or equal with an exclusive end).
 /// `BTreeMap::range` panics on such ranges; scans return nothing instead.
-pub(crate) fn is_empty_range(range: &KeyRange) -> bool {
+pub(crate) fn is_empty_range<K: AsRef<[u8]>>(range: &(Bound<K>, Bound<K>)) -> bool {
     match (&range.0, &range.1) {
-        (Bound::Included(s), Bound::Included(e)) => s > e,
+        (Bound::Included(s), Bound::Included(e)) => s.as_ref() > e.as_ref(),
         (Bound::Included(s) | Bound::Excluded(s), Bound::Excluded(e))
-        | (Bound::Excluded(s), Bound::Included(e)) => s >= e,
+        | (Bound::Excluded(s), Bound::Included(e)) => s.as_ref() >= e.as_ref(),
         _ => false,
     }
+}
+
+/// A range of byte-string keys with its bounds borrowed (no copy, unlike [`owned_range`]).
+pub(crate) fn borrowed_range<'k>(range: &impl RangeBounds<&'k [u8]>) -> KeyRangeRef<'k> {
+    (range.start_bound().cloned(), range.end_bound().cloned())
 }
 
 /// An ordered iterator over the live `(key, value)` pairs of a snapshot in a key range.
@@ -207,21 +212,30 @@ const REPIN_EVERY: usize = 128;
 /// back memory reclamation only briefly.
 pub(crate) fn lend(
     store: &Store,
-    range: KeyRange,
+    range: KeyRangeRef<'_>,
     ts: u64,
     mut f: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
 ) -> usize {
     store.maintain_index(Reason::Scan);
-    let mut rest = range;
+    // Where the walk goes on after a repin: owned, since the walk that reached it has ended
+    // (copied only then: a scan shorter than `REPIN_EVERY` copies no bound).
+    let mut resume: Option<Bytes> = None;
     let mut lent = 0;
-    while !is_empty_range(&rest) {
+    loop {
+        let rest = match &resume {
+            Some(key) => (Bound::Included(&key[..]), range.1),
+            None => range,
+        };
+        if is_empty_range(&rest) {
+            break;
+        }
         let guard = crossbeam_epoch::pin();
-        let (mut examined, mut resume) = (0, None);
+        let (mut examined, mut next) = (0, None);
         let flow = store
-            .range(borrow_range(&rest), Reads::Heads, &guard)
+            .range(rest, Reads::Heads, &guard)
             .lend_forward(ts, &guard, |key, version| {
                 if examined == REPIN_EVERY {
-                    resume = Some(Bytes::copy_from_slice(key));
+                    next = Some(Bytes::copy_from_slice(key));
                     return ControlFlow::Break(());
                 }
                 examined += 1;
@@ -233,9 +247,9 @@ pub(crate) fn lend(
                     None => ControlFlow::Continue(()),
                 }
             });
-        match resume {
+        match next {
             // Not yet examined: resume at it.
-            Some(key) => rest.0 = Bound::Included(key),
+            Some(key) => resume = Some(key),
             None if flow.is_break() => return lent,
             None => break,
         }

@@ -7,7 +7,7 @@ use crossbeam_epoch::Guard;
 
 use crate::db::{Db, Ts};
 use crate::error::Result;
-use crate::iter::{owned_range, prefix_range, Iter};
+use crate::iter::{borrowed_range, owned_range, prefix_range, Iter};
 use crate::raw::{Lent, VersionRef};
 use crate::registry::SlotId;
 use crate::store::KeyRange;
@@ -162,7 +162,7 @@ impl Snapshot {
         range: impl RangeBounds<&'k [u8]>,
         f: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
     ) -> usize {
-        crate::iter::lend(&self.db.shared.store, owned_range(range), self.ts, f)
+        crate::iter::lend(&self.db.shared.store, borrowed_range(&range), self.ts, f)
     }
 
     /// The registry slot this snapshot holds (`None` once released).

@@ -131,6 +131,8 @@ pub(super) type Item<'g> = (&'g [u8], &'g Arc<Chain>);
 /// holds only a couple of keys' worth of work: prefetching this far ahead keeps about this
 /// many misses in flight instead.
 const PREFETCH_AHEAD: usize = 16;
+// `RunIter::current` holds a bit per entry up to this far ahead.
+const _: () = assert!(PREFETCH_AHEAD < u32::BITS as usize);
 
 /// A run's entries in a range, in order from either end, prefetching the chains ahead of the
 /// walk in its direction (those the caller will read, see [`Reads`]).
@@ -139,45 +141,63 @@ pub(crate) struct RunIter<'g> {
     /// The copies of `rest`'s heads (or none).
     heads: HeadsSlice<'g>,
     reads: Reads,
+    /// Bit `i` (for `i < PREFETCH_AHEAD`) set: `rest[i]`'s copy was
+    /// [current](CopiedHead::is_current) when the walk prefetched it, so a lending step from
+    /// the front takes the copy without looking at the changed-key set a second time. A
+    /// clear bit only means "check": steps from the back leave the front's bits as they are
+    /// (they index the same entries), and only steps from the front shift them.
+    current: u32,
 }
 
 /// Walks a slice of a run.
 pub(super) fn run_iter(slice: RunSlice<'_>, reads: Reads) -> RunIter<'_> {
-    let walk = RunIter {
+    let mut walk = RunIter {
         rest: slice.entries,
         heads: slice.heads,
         reads,
+        current: 0,
     };
     // The first chains of a short scan: start their misses together.
     for i in 0..PREFETCH_AHEAD.min(walk.rest.len()) {
-        walk.prefetch(i);
+        walk.current |= u32::from(walk.prefetch(i)) << i;
     }
     walk
 }
 
 impl<'g> RunIter<'g> {
-    /// Prefetches the chain of `rest[i]` if the caller will read it.
+    /// Prefetches the chain of `rest[i]` if the caller will read it; returns whether the
+    /// caller reads the entry's copy instead (it is current).
     #[inline]
-    fn prefetch(&self, i: usize) {
+    fn prefetch(&self, i: usize) -> bool {
         let Some((_, chain)) = self.rest.get(i) else {
-            return;
+            return false;
         };
         let copied =
             self.reads == Reads::Heads && self.heads.get(i).is_some_and(|c| c.is_current());
         if !copied {
             chain.prefetch();
         }
+        copied
     }
 
     /// The next entry from the front, with its copied head.
     #[inline]
     fn next_copied(&mut self) -> Option<(Item<'g>, Option<CopiedHead<'g>>)> {
+        self.next_front().map(|(item, copied, _)| (item, copied))
+    }
+
+    /// The next entry from the front, with its copied head and whether that copy was found
+    /// current (see [`RunIter::current`]).
+    #[inline]
+    fn next_front(&mut self) -> Option<(Item<'g>, Option<CopiedHead<'g>>, bool)> {
         let (first, rest) = self.rest.split_first()?;
         let copied = self.heads.get(0);
-        self.prefetch(PREFETCH_AHEAD);
+        let current = self.current & 1 != 0;
+        let ahead = self.prefetch(PREFETCH_AHEAD);
+        self.current = (self.current >> 1) | (u32::from(ahead) << (PREFETCH_AHEAD - 1));
         self.rest = rest;
         self.heads = self.heads.skip(1);
-        Some(((&first.0[..], &first.1), copied))
+        Some(((&first.0[..], &first.1), copied, current))
     }
 
     /// The next entry from the back, with its copied head.
@@ -246,39 +266,59 @@ impl<'g, 'r> Entries<'g, 'r> {
         }
     }
 
-    /// Takes the next group from the front (`forward`) or the back.
-    fn step(&mut self, forward: bool) -> Option<Group<'g>> {
+    /// Makes `clear` for the front (`forward`) or the back count the run entries that come
+    /// before every remaining delta key (at most a window's worth), when it is zero. Returns
+    /// the group of the next key instead when that is a delta's (then `clear` stays zero).
+    fn refill(&mut self, forward: bool) -> Option<Group<'g>> {
         let end = usize::from(!forward);
-        let mut clear = self.clear[end].min(self.run.rest.len());
-        if clear == 0 {
-            let [d0, d1] = &mut self.deltas;
-            let a = d0.as_mut().and_then(|e| e.peek_from(forward));
-            let b = d1.as_mut().and_then(|e| e.peek_from(forward));
-            let first = |x: &'g [u8], y: &'g [u8]| if forward { x.min(y) } else { x.max(y) };
-            match [a, b].into_iter().flatten().map(|(k, _)| k).reduce(first) {
-                // The deltas hold nothing more in the range (from either end: a walk that is
-                // empty at one end is empty at the other): the rest is a plain run walk.
-                None => {
-                    self.deltas = [None, None];
-                    clear = self.run.rest.len();
+        if self.clear[end].min(self.run.rest.len()) > 0 {
+            return None;
+        }
+        let [d0, d1] = &mut self.deltas;
+        let a = d0.as_mut().and_then(|e| e.peek_from(forward));
+        let b = d1.as_mut().and_then(|e| e.peek_from(forward));
+        let first = |x: &'g [u8], y: &'g [u8]| if forward { x.min(y) } else { x.max(y) };
+        let clear = match [a, b].into_iter().flatten().map(|(k, _)| k).reduce(first) {
+            // The deltas hold nothing more in the range (from either end: a walk that is
+            // empty at one end is empty at the other): the rest is a plain run walk.
+            None => {
+                self.deltas = [None, None];
+                self.run.rest.len()
+            }
+            Some(next) => {
+                let rest = self.run.rest;
+                let n = rest.len();
+                let clear = if forward {
+                    clear_ahead(n, |i| &rest[i].0[..] < next)
+                } else {
+                    clear_ahead(n, |i| &rest[n - 1 - i].0[..] > next)
+                };
+                if clear == 0 {
+                    // The next key is a delta's (possibly the run's too): merge it.
+                    return Some(self.take_group(next, a, b, forward));
                 }
-                Some(next) => {
-                    let rest = self.run.rest;
-                    let n = rest.len();
-                    clear = if forward {
-                        clear_ahead(n, |i| &rest[i].0[..] < next)
-                    } else {
-                        clear_ahead(n, |i| &rest[n - 1 - i].0[..] > next)
-                    };
-                    if clear == 0 {
-                        // The next key is a delta's (possibly the run's too): merge it.
-                        return Some(self.take_group(next, a, b, forward));
+                if clear < CLEAR_WINDOW {
+                    // The delta key follows this stretch: start the miss on its chain (a
+                    // delta's chains are never prefetched by the run walk).
+                    for (_, chain) in [a, b].into_iter().flatten() {
+                        chain.prefetch();
                     }
                 }
+                clear
             }
+        };
+        self.clear[end] = clear;
+        None
+    }
+
+    /// Takes the next group from the front (`forward`) or the back.
+    fn step(&mut self, forward: bool) -> Option<Group<'g>> {
+        if let Some(group) = self.refill(forward) {
+            return Some(group);
         }
+        let end = usize::from(!forward);
         // Zero only when the run is exhausted too.
-        self.clear[end] = clear.checked_sub(1)?;
+        self.clear[end] = self.clear[end].min(self.run.rest.len()).checked_sub(1)?;
         let ((key, chain), copied) = if forward {
             self.run.next_copied()
         } else {
@@ -304,20 +344,23 @@ impl<'g, 'r> Entries<'g, 'r> {
         mut f: impl FnMut(&'g [u8], Option<Lent<'g>>) -> ControlFlow<()>,
     ) -> ControlFlow<()> {
         loop {
-            if self.clear[0].min(self.run.rest.len()) == 0 {
-                // Finds the next stretch, or merges a delta's key.
-                let Some(g) = self.step(true) else {
-                    return ControlFlow::Continue(());
-                };
+            // Finds the next stretch, or merges a delta's key.
+            if let Some(g) = self.refill(true) {
                 f(g.key(), g.lend_at(at, guard))?;
                 continue;
             }
+            if self.clear[0].min(self.run.rest.len()) == 0 {
+                return ControlFlow::Continue(());
+            }
             while self.clear[0] > 0 {
-                let Some(((key, chain), copied)) = self.run.next_copied() else {
+                let Some(((key, chain), copied, current)) = self.run.next_front() else {
                     break;
                 };
                 self.clear[0] -= 1;
-                let lent = match copied.and_then(|c| c.lend(at, guard)) {
+                // The walk found the copy current as it prefetched the entry, under `guard`
+                // and after loading the state (`Index::range`): as `lend` would.
+                let copy = copied.filter(|_| current);
+                let lent = match copy.and_then(|c| c.lend_current(at, guard)) {
                     Some(v) => Some(v),
                     None => chain.lend_at(at, guard),
                 };
@@ -371,10 +414,11 @@ impl<'g, 'r> Entries<'g, 'r> {
 ///
 /// A walk is usually short (a scan stops after a few dozen keys) while the next delta key may
 /// be thousands of entries away: finding it exactly would take a cache miss per probe, on
-/// entries the walk never reaches. Looking only this far reads entries the walk reads next
-/// anyway (its chain prefetch is [`PREFETCH_AHEAD`] entries ahead), at the cost of one key
-/// comparison per this many entries while no delta key is near.
-const CLEAR_WINDOW: usize = PREFETCH_AHEAD;
+/// entries the walk never reaches. Looking only this far reads entries of the run's
+/// contiguous array the walk reads soon anyway (twice its chain prefetch distance: a typical
+/// scan's length), at the cost of one key comparison per this many entries while no delta
+/// key is near.
+const CLEAR_WINDOW: usize = 2 * PREFETCH_AHEAD;
 
 /// How many of the indices `0..n` satisfy `holds` (true for a prefix of them), counting no
 /// further than [`CLEAR_WINDOW`]: a lower bound on the run entries that come before the next

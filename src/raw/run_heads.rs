@@ -271,9 +271,24 @@ impl<'a> CopiedHead<'a> {
     /// The caller holds `guard` pinned since before it loaded the index state that holds
     /// this run (every reader reaches a run that way, see `index`), and took `at` (its
     /// snapshot) before loading that state (see the module documentation).
-    pub(crate) fn lend<'g>(&self, at: u64, _guard: &'g Guard) -> Option<Lent<'g>> {
+    pub(crate) fn lend<'g>(&self, at: u64, guard: &'g Guard) -> Option<Lent<'g>> {
+        if self.changed.is_marked(self.copy.hash) {
+            return None;
+        }
+        self.lend_current(at, guard)
+    }
+
+    /// [`lend`](Self::lend) for a copy the caller already found [current](Self::is_current)
+    /// under `guard`: it skips the changed-key set.
+    ///
+    /// The caller must have checked [`is_current`](Self::is_current) while `guard` was
+    /// pinned and after it loaded the index state holding this run (then after it took
+    /// `at`); the preconditions of [`lend`](Self::lend) apply. A bit read clear at any point
+    /// after the pin proves what `lend`'s own check proves: whatever superseded the copied
+    /// head retires it only after this reader pinned (see the module documentation).
+    pub(crate) fn lend_current<'g>(&self, at: u64, _guard: &'g Guard) -> Option<Lent<'g>> {
         let c = self.copy;
-        if c.ts == 0 || c.ts > at || self.changed.is_marked(c.hash) {
+        if c.ts == 0 || c.ts > at {
             return None;
         }
         let value = match c.len {
