@@ -231,22 +231,23 @@ pub(crate) fn lend(
         }
         let guard = crossbeam_epoch::pin();
         let (mut examined, mut next) = (0, None);
-        let flow = store
-            .range(rest, Reads::Heads, &guard)
-            .lend_forward(ts, &guard, |key, version| {
-                if examined == REPIN_EVERY {
-                    next = Some(Bytes::copy_from_slice(key));
-                    return ControlFlow::Break(());
-                }
-                examined += 1;
-                match version.and_then(|v| v.value) {
-                    Some(value) => {
-                        lent += 1;
-                        f(key, value)
+        let flow =
+            store
+                .range(rest, Reads::Heads, &guard)
+                .lend_forward(ts, &guard, |key, version| {
+                    if examined == REPIN_EVERY {
+                        next = Some(Bytes::copy_from_slice(key));
+                        return ControlFlow::Break(());
                     }
-                    None => ControlFlow::Continue(()),
-                }
-            });
+                    examined += 1;
+                    match version.and_then(|v| v.value) {
+                        Some(value) => {
+                            lent += 1;
+                            f(key, value)
+                        }
+                        None => ControlFlow::Continue(()),
+                    }
+                });
         match next {
             // Not yet examined: resume at it.
             Some(key) => resume = Some(key),

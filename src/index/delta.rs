@@ -3,8 +3,6 @@
 
 use crossbeam_epoch::Guard;
 
-#[cfg(not(loom))]
-use super::merge::Item;
 use super::run::RunEntry;
 use crate::raw::Chain;
 use crate::store::KeyRangeRef;
@@ -23,13 +21,14 @@ use crate::sync::{Arc, AtomicUsize, Mutex, Ordering};
 /// straight into the next run. Only a delta whose bag is placed may be walked
 /// ([`Delta::is_placed`]); see `index` for the protocol.
 ///
-/// The list is a crossbeam skip list in production. Under loom it is a copy-on-write sorted
+/// The list is crossbeam skip lists in production, partitioned at keys sampled from the run
+/// the delta follows ([`Parts`](super::parts::Parts)). Under loom it is a copy-on-write sorted
 /// array published in an [`EpochCell`](crate::raw::EpochCell): crossbeam-skiplist zero-fills
 /// its towers, which loom's atomics do not allow. Both are linearizable ordered maps, which
 /// is all the index protocol relies on (model 13 checks the protocol, not the map).
 pub(crate) struct Delta {
     #[cfg(not(loom))]
-    list: crossbeam_skiplist::base::SkipList<crate::store::MapKey, Arc<Chain>>,
+    list: super::parts::Parts,
     #[cfg(loom)]
     cow: crate::raw::EpochCell<super::run::Run>,
     #[cfg(loom)]
@@ -56,39 +55,37 @@ pub(crate) struct Delta {
 
 /// A delta's entries in a range, in order from either end.
 #[cfg(not(loom))]
-pub(crate) type DeltaIter<'g, 'r> = std::iter::Map<
-    // Fused: crossbeam's range restarts from its bound when called again after `None`.
-    std::iter::Fuse<
-        crossbeam_skiplist::base::Range<
-            'g,
-            'g,
-            [u8],
-            KeyRangeRef<'r>,
-            crate::store::MapKey,
-            Arc<Chain>,
-        >,
-    >,
-    fn(SkipEntry<'g>) -> Item<'g>,
->;
+pub(crate) type DeltaIter<'g, 'r> = super::parts::PartsIter<'g, 'r>;
 /// A delta's entries in a range, in order from either end.
 #[cfg(loom)]
 pub(crate) type DeltaIter<'g, 'r> = super::merge::RunIter<'g>;
 
-#[cfg(not(loom))]
-type SkipEntry<'g> = crossbeam_skiplist::base::Entry<'g, 'g, crate::store::MapKey, Arc<Chain>>;
-
-#[cfg(not(loom))]
-fn skip_item(e: SkipEntry<'_>) -> Item<'_> {
-    (&e.key()[..], e.value())
-}
-
 impl Delta {
+    /// An empty delta whose list is one partition.
     pub(crate) fn new() -> Self {
+        Self::split_at(Vec::new())
+    }
+
+    /// An empty delta for the keys created after `run` was built: its list is partitioned at
+    /// keys sampled from the run, where the new keys are likely to spread like the run's.
+    pub(crate) fn after(run: &super::run::Run) -> Self {
+        #[cfg(not(loom))]
+        {
+            Self::split_at(super::parts::sample(run.entries()))
+        }
+        #[cfg(loom)]
+        {
+            let _ = run;
+            Self::new()
+        }
+    }
+
+    fn split_at(bounds: Vec<crate::store::MapKey>) -> Self {
+        #[cfg(loom)]
+        let _ = bounds;
         Self {
             #[cfg(not(loom))]
-            list: crossbeam_skiplist::base::SkipList::new(
-                crossbeam_epoch::default_collector().clone(),
-            ),
+            list: super::parts::Parts::new(bounds),
             #[cfg(loom)]
             cow: crate::raw::EpochCell::new(super::run::Run::empty()),
             #[cfg(loom)]
@@ -245,18 +242,13 @@ fn read_while_placing() -> bool {
 impl Delta {
     /// Adds `key` with `chain` to the list, replacing the key's previous entry.
     pub(crate) fn insert(&self, key: &[u8], chain: Arc<Chain>, guard: &Guard) {
-        self.list
-            .insert(crate::store::MapKey::from_slice(key), chain, guard)
-            .release(guard);
+        self.list.insert(key, chain, guard);
     }
 
     /// Removes `key`'s entry from the list if it holds `chain`; returns whether it did. (A
     /// chain still in the bag stays there: placing skips it, a rebuild drops it.)
     pub(crate) fn remove_chain(&self, key: &[u8], chain: &Chain, guard: &Guard) -> bool {
-        match self.list.get(key, guard) {
-            Some(e) if std::ptr::eq(Arc::as_ptr(e.value()), chain) => e.remove(),
-            _ => false,
-        }
+        self.list.remove_chain(key, chain, guard)
     }
 
     pub(super) fn list_len(&self) -> usize {
@@ -269,18 +261,11 @@ impl Delta {
         range: KeyRangeRef<'r>,
         guard: &'g Guard,
     ) -> DeltaIter<'g, 'r> {
-        self.list
-            .range(range, guard)
-            .fuse()
-            .map(skip_item as fn(SkipEntry<'g>) -> Item<'g>)
+        self.list.range(range, guard)
     }
 
     fn list_entries(&self) -> Vec<RunEntry> {
-        let guard = crossbeam_epoch::pin();
-        self.list
-            .iter(&guard)
-            .map(|e| (e.key().clone(), Arc::clone(e.value())))
-            .collect()
+        self.list.entries()
     }
 }
 

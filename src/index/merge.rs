@@ -8,7 +8,7 @@ use crossbeam_epoch::Guard;
 use super::delta::{Delta, DeltaIter};
 use super::fences::gallop;
 use super::run::RunEntry;
-use super::run::RunSlice;
+use super::run::{Run, RunSlice};
 use crate::raw::{Chain, CopiedHead, HeadsSlice, Lent, VersionRef};
 use crate::store::KeyRangeRef;
 use crate::sync::Arc;
@@ -161,8 +161,17 @@ pub(super) fn run_iter(slice: RunSlice<'_>, reads: Reads) -> RunIter<'_> {
     for i in 0..PREFETCH_AHEAD.min(walk.rest.len()) {
         walk.current |= u32::from(walk.prefetch(i)) << i;
     }
+    for i in PREFETCH_AHEAD..RUN_AHEAD {
+        walk.prefetch_entry(i);
+    }
     walk
 }
+
+/// How many entries ahead of the one it returns a forward run walk prefetches the entry and
+/// its head copy: the walk reads them [`PREFETCH_AHEAD`] entries ahead (to decide on the
+/// chain's prefetch), and a refill compares a key [`CLEAR_WINDOW`] ahead. The run is read in
+/// order, but a scan's walk is too short and too slow for the hardware's stream prefetcher.
+const RUN_AHEAD: usize = CLEAR_WINDOW;
 
 impl<'g> RunIter<'g> {
     /// Prefetches the chain of `rest[i]` if the caller will read it; returns whether the
@@ -180,6 +189,15 @@ impl<'g> RunIter<'g> {
         copied
     }
 
+    /// Starts loading `rest[i]` and its copy.
+    #[inline]
+    fn prefetch_entry(&self, i: usize) {
+        if let Some(entry) = self.rest.get(i) {
+            crate::raw::prefetch_line(std::ptr::from_ref(entry).cast());
+            self.heads.prefetch(i);
+        }
+    }
+
     /// The next entry from the front, with its copied head.
     #[inline]
     fn next_copied(&mut self) -> Option<(Item<'g>, Option<CopiedHead<'g>>)> {
@@ -194,6 +212,7 @@ impl<'g> RunIter<'g> {
         let copied = self.heads.get(0);
         let current = self.current & 1 != 0;
         let ahead = self.prefetch(PREFETCH_AHEAD);
+        self.prefetch_entry(RUN_AHEAD);
         self.current = (self.current >> 1) | (u32::from(ahead) << (PREFETCH_AHEAD - 1));
         self.rest = rest;
         self.heads = self.heads.skip(1);
@@ -246,22 +265,27 @@ pub(crate) struct Entries<'g, 'r> {
 
 impl<'g, 'r> Entries<'g, 'r> {
     pub(super) fn new(
-        run: RunSlice<'g>,
+        run: &'g Run,
         deltas: [Option<&'g Delta>; 2],
         range: KeyRangeRef<'r>,
         reads: Reads,
         guard: &'g Guard,
     ) -> Self {
+        // The deltas' walks first: creating one starts loading where its seek begins, which
+        // then overlaps the run's seek.
+        let mut walks = deltas.map(|d| d.map(|d| Ends::new(d.range(range, guard))));
+        let run = run_iter(run.slice(range), reads);
         // Leave out a delta with no key in the range (the common case): the walk then skips
         // the merge. (Not on `len() == 0`: crossbeam documents its count as approximate.)
-        let delta = |d: &'g Delta| {
-            let mut walk = Ends::new(d.range(range, guard));
-            walk.peek_front().is_some().then_some(walk)
-        };
+        for walk in &mut walks {
+            if walk.as_mut().is_some_and(|w| w.peek_front().is_none()) {
+                *walk = None;
+            }
+        }
         Self {
-            run: run_iter(run, reads),
+            run,
             clear: [0; 2],
-            deltas: deltas.map(|d| d.and_then(delta)),
+            deltas: walks,
             _bounds: std::marker::PhantomData,
         }
     }

@@ -66,6 +66,8 @@
 mod delta;
 mod fences;
 mod merge;
+#[cfg(not(loom))]
+mod parts;
 mod run;
 
 use crossbeam_epoch::Guard;
@@ -235,7 +237,7 @@ impl Index {
                 state.active.place(guard);
             }
             return Entries::new(
-                state.run.slice(range),
+                &state.run,
                 [state.sealed.as_deref(), Some(&*state.active)],
                 range,
                 reads,
@@ -283,6 +285,10 @@ impl Index {
         self.free_unreferenced(&mut retired);
         let (run, sealed, active) = {
             let guard = crossbeam_epoch::pin();
+            // Built before the gate: inserters wait while it is held. Its list is split at
+            // the run's keys (the run being replaced: the delta receives the keys created
+            // after it, which the next run merges in).
+            let fresh = Arc::new(Delta::after(&self.state.load(&guard).run));
             let _gate = (!seal_without_gate()).then(|| self.gate.write());
             let old = self.state.load(&guard);
             match &old.sealed {
@@ -294,7 +300,7 @@ impl Index {
                     Arc::clone(&old.active),
                 ),
                 None => {
-                    let active = Arc::new(Delta::new());
+                    let active = fresh;
                     self.state.replace(
                         State {
                             run: Arc::clone(&old.run),
@@ -465,7 +471,7 @@ mod tests {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
             let mut walk = Entries::new(
-                run.slice(range),
+                &run,
                 [Some(&deltas[0]), Some(&deltas[1])],
                 range,
                 Reads::Versions,
@@ -545,7 +551,7 @@ mod tests {
             let at = rng.u64(0..32);
             let walk = || {
                 Entries::new(
-                    run.slice(range),
+                    &run,
                     [Some(&deltas[0]), Some(&deltas[1])],
                     range,
                     Reads::Heads,

@@ -96,6 +96,12 @@ impl Run {
         self.entries.len()
     }
 
+    /// The entries, in key order.
+    #[cfg(not(loom))]
+    pub(crate) fn entries(&self) -> &[RunEntry] {
+        &self.entries
+    }
+
     /// The run's head copies (to mark changed keys in).
     pub(crate) fn heads(&self) -> &RunHeads {
         &self.heads
@@ -104,19 +110,19 @@ impl Run {
     /// The entries whose keys lie in `range`, found by binary search, with their copies.
     pub(crate) fn slice(&self, range: KeyRangeRef<'_>) -> RunSlice<'_> {
         let start = match range.0 {
-            Bound::Included(k) => self.count_below(k, false),
-            Bound::Excluded(k) => self.count_below(k, true),
+            Bound::Included(k) => self.count_below(k, false, true),
+            Bound::Excluded(k) => self.count_below(k, true, true),
             Bound::Unbounded => 0,
         };
         let end = match range.1 {
-            Bound::Included(k) => self.count_below(k, true),
-            Bound::Excluded(k) => self.count_below(k, false),
+            Bound::Included(k) => self.count_below(k, true, false),
+            Bound::Excluded(k) => self.count_below(k, false, false),
             Bound::Unbounded => self.entries.len(),
         };
         // An empty range (start after end) yields nothing rather than panicking.
         let range = start..end.max(start);
-        // A forward walk reads the copies from `start` on: their lines were not touched by
-        // the seek (the entries' were).
+        // A forward walk reads the copies from `start` on: the seek prefetched its block's,
+        // these reach into the next block.
         self.heads.prefetch(start..end.min(start + FENCE_EVERY));
         RunSlice {
             entries: &self.entries[range.clone()],
@@ -126,8 +132,9 @@ impl Run {
 
     /// How many entries are below `key` (`x < key`, or `x <= key` when `or_equal`), through
     /// the fences: the first block whose fence is not below is past the point, so the point
-    /// lies in the block before it.
-    fn count_below(&self, key: &[u8], or_equal: bool) -> usize {
+    /// lies in the block before it. A forward walk's start (`start`) reads the block's head
+    /// copies next: they are prefetched with the block.
+    fn count_below(&self, key: &[u8], or_equal: bool, start: bool) -> usize {
         let blocks = self.fences.count_below(key, or_equal);
         let Some(block) = blocks.checked_sub(1) else {
             return 0;
@@ -138,6 +145,9 @@ impl Run {
         // The binary search's probes would each wait for a miss of their own: start them all
         // at once (a block is a few dozen lines, and the walk that follows reads it anyway).
         prefetch_lines(block);
+        if start {
+            self.heads.prefetch(from..to);
+        }
         from + block.partition_point(|(x, _)| below(x, key, or_equal))
     }
 

@@ -234,6 +234,14 @@ impl<'a> HeadsSlice<'a> {
         })
     }
 
+    /// Starts loading the copy of the slice's `i`th entry, if the run has copies.
+    #[inline]
+    pub(crate) fn prefetch(&self, i: usize) {
+        if let Some(copy) = self.copies.get(i) {
+            super::chain::prefetch_line(std::ptr::from_ref(copy).cast());
+        }
+    }
+
     /// The slice without its first `n` entries.
     pub(crate) fn skip(&self, n: usize) -> Self {
         Self {
