@@ -5,7 +5,7 @@ use crossbeam_epoch::Guard;
 
 use super::run::RunEntry;
 use crate::raw::Chain;
-use crate::store::KeyRangeRef;
+use crate::store::{copy_key, KeyRangeRef};
 use crate::sync::{Arc, AtomicUsize, Mutex, Ordering};
 
 /// Keys created since the run was built, each with its chain.
@@ -163,7 +163,7 @@ impl Delta {
             self.bag
                 .lock()
                 .iter()
-                .map(|(k, c)| (k.clone(), Arc::clone(c))),
+                .map(|(k, c)| (copy_key(k), Arc::clone(c))),
         );
         drop(placer);
         all.retain(|(_, c)| !c.is_removed());

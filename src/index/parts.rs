@@ -20,7 +20,7 @@ use super::fences::Fences;
 use super::merge::Item;
 use super::run::RunEntry;
 use crate::raw::Chain;
-use crate::store::{KeyRangeRef, MapKey};
+use crate::store::{copy_key, KeyRangeRef, MapKey};
 use crate::sync::{Arc, AtomicU64, AtomicUsize, Ordering};
 
 /// Run keys per partition: at the rebuild threshold (a delta of `1 / DELTA_FRACTION` of the
@@ -113,7 +113,7 @@ impl Parts {
         self.lists
             .iter()
             .flat_map(|l| l.iter(&guard))
-            .map(|e| (e.key().clone(), Arc::clone(e.value())))
+            .map(|e| (copy_key(e.key()), Arc::clone(e.value())))
             .collect()
     }
 
@@ -182,7 +182,7 @@ pub(crate) fn sample(keys: &[RunEntry]) -> Vec<MapKey> {
     keys.iter()
         .skip(every)
         .step_by(every)
-        .map(|(k, _)| k.clone())
+        .map(|(k, _)| copy_key(k))
         .collect()
 }
 

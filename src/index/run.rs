@@ -5,7 +5,7 @@ use std::ops::Bound;
 
 use super::fences::{below, Fences};
 use crate::raw::{prefetch_line, prefetch_lines, Chain, HeadCopier, HeadsSlice, RunHeads};
-use crate::store::{KeyRangeRef, MapKey};
+use crate::store::{copy_key, KeyRangeRef, MapKey};
 use crate::sync::Arc;
 
 /// One key of a run and the chain it had when the run was built.
@@ -81,7 +81,7 @@ impl Run {
             entries
                 .iter()
                 .step_by(FENCE_EVERY)
-                .map(|(k, _)| k.clone())
+                .map(|(k, _)| copy_key(k))
                 .collect(),
         );
         Self {
@@ -181,7 +181,7 @@ impl Run {
                 }
             };
             let entry = if take_old {
-                old.next().map(|(k, c)| (k.clone(), Arc::clone(c)))
+                old.next().map(|(k, c)| (copy_key(k), Arc::clone(c)))
             } else {
                 new.next()
             };
