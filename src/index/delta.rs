@@ -80,7 +80,9 @@ impl Delta {
         }
     }
 
-    fn split_at(bounds: Vec<crate::store::MapKey>) -> Self {
+    /// An empty delta whose list is split at `bounds` (sorted, unique; one partition under
+    /// loom).
+    pub(super) fn split_at(bounds: Vec<crate::store::MapKey>) -> Self {
         #[cfg(loom)]
         let _ = bounds;
         Self {
@@ -143,6 +145,29 @@ impl Delta {
             placing.rest.next();
             placing.placed += 1;
         }
+    }
+
+    /// Whether removals emptied parts of the list that walks still look into (see
+    /// [`Delta::tidy`]).
+    pub(crate) fn is_untidy(&self) -> bool {
+        #[cfg(not(loom))]
+        {
+            self.list.is_untidy()
+        }
+        #[cfg(loom)]
+        {
+            false
+        }
+    }
+
+    /// Lets walks skip the parts of the list that removals emptied. Takes the placer lock:
+    /// no insert into the list runs meanwhile.
+    pub(crate) fn tidy(&self, guard: &Guard) {
+        let _placer = self.placer.lock();
+        #[cfg(not(loom))]
+        self.list.tidy(guard);
+        #[cfg(loom)]
+        let _ = guard;
     }
 
     /// Number of entries (placed or not, removed chains included).

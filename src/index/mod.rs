@@ -236,6 +236,9 @@ impl Index {
                 // (inserters could keep it from ever being empty).
                 state.active.place(guard);
             }
+            if state.active.is_untidy() {
+                state.active.tidy(guard);
+            }
             return Entries::new(
                 &state.run,
                 [state.sealed.as_deref(), Some(&*state.active)],
@@ -433,7 +436,16 @@ mod tests {
             let span = rng.u32(1..200);
             let mut model: BTreeMap<Vec<u8>, Vec<*const Chain>> = BTreeMap::new();
             let mut run = Vec::new();
-            let deltas = [Delta::new(), Delta::new()];
+            // Deltas split at random keys (up to ~60 partitions), as a rebuild splits them.
+            let mut split = || {
+                let mut bounds: Vec<MapKey> = (0..rng.usize(0..60))
+                    .map(|_| MapKey::from_slice(&k(rng.u32(0..span))))
+                    .collect();
+                bounds.sort();
+                bounds.dedup();
+                Delta::split_at(bounds)
+            };
+            let deltas = [split(), split()];
             let guard = crossbeam_epoch::pin();
             for i in 0..span {
                 // Each source holds a key with its own probability, so long stretches of
@@ -514,7 +526,15 @@ mod tests {
                 let value = (rng.u8(..) > 40).then_some(tag.as_bytes());
                 chain.lock().install(ts, value, None, &guard);
             };
-            let (mut run, deltas) = (Vec::new(), [Delta::new(), Delta::new()]);
+            let mut split = || {
+                let mut bounds: Vec<MapKey> = (0..rng.usize(0..40))
+                    .map(|_| MapKey::from_slice(&k(rng.u32(0..span))))
+                    .collect();
+                bounds.sort();
+                bounds.dedup();
+                Delta::split_at(bounds)
+            };
+            let (mut run, deltas) = (Vec::new(), [split(), split()]);
             for i in 0..span {
                 let sources = [rng.u8(..) < 200, rng.u8(..) < 40, rng.u8(..) < 20];
                 for (s, held) in sources.into_iter().enumerate() {

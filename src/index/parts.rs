@@ -21,7 +21,7 @@ use super::merge::Item;
 use super::run::RunEntry;
 use crate::raw::Chain;
 use crate::store::{copy_key, KeyRangeRef, MapKey};
-use crate::sync::{Arc, AtomicU64, AtomicUsize, Ordering};
+use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// Run keys per partition: at the rebuild threshold (a delta of `1 / DELTA_FRACTION` of the
 /// run) a partition holds about `PART_KEYS / DELTA_FRACTION` keys, a skip list a few levels
@@ -39,20 +39,37 @@ pub(crate) struct Parts {
     /// above the `i`th bound (for `i > 0`) and below the next.
     bounds: Fences,
     lists: Box<[List]>,
-    /// A bit per partition, set once the partition received a key (never cleared: a walk
-    /// that meets a set bit over an emptied list only searches an empty list).
+    /// A bit per partition, set by an insert into it, cleared by [`Parts::tidy`] once the
+    /// partition's list is empty. Both happen under the delta's placer lock, so no insert
+    /// runs while `tidy` finds a list empty; removals only empty lists further.
     ///
     /// | bit | meaning |
     /// |---|---|
-    /// | `0` | the partition never held a key (inserted before this load: the insert sets the bit before the placer publishes its count, which a walk loads first) |
+    /// | `0` | the partition holds no key inserted before this load (the insert sets the bit before the placer publishes its count, which a walk loads first; a clear comes after the partition emptied, and a later insert sets the bit again) |
     /// | `1` | the partition may hold keys |
     occupied: Box<[AtomicU64]>,
-    /// Entries inserted minus entries removed (approximate while writers run, like
-    /// crossbeam's own count).
+    /// A bit per partition that a removal left empty and `tidy` has not looked at: so that
+    /// walks do not keep seeking emptied lists (after a burst of deletes, a walk with an
+    /// open end would search every one of them).
+    ///
+    /// | bit | meaning |
+    /// |---|---|
+    /// | `0` | nothing to tidy in the partition |
+    /// | `1` | the partition's list may have emptied since it was last tidied |
+    emptied: Box<[AtomicU64]>,
+    /// Whether `emptied` may have a bit set (a hint that spares walks a look at it).
     ///
     /// | value | meaning |
     /// |---|---|
-    /// | `n` | about `n` keys are in the lists |
+    /// | `false` | no removal emptied a list since the last `tidy` began |
+    /// | `true` | one may have: `tidy` is due |
+    untidy: AtomicBool,
+    /// Inserts minus removals: the number of entries, plus one per entry an insert replaced
+    /// (a key re-created while in the list; rare, and only makes a rebuild come earlier).
+    ///
+    /// | value | meaning |
+    /// |---|---|
+    /// | `n` | at most `n` entries are in the lists (at least `n` minus the replacements) |
     len: AtomicUsize,
 }
 
@@ -65,6 +82,8 @@ impl Parts {
             bounds: Fences::new(bounds),
             lists: (0..parts).map(|_| List::new(collector.clone())).collect(),
             occupied: (0..parts.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
+            emptied: (0..parts.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
+            untidy: AtomicBool::new(false),
             len: AtomicUsize::new(0),
         }
     }
@@ -74,32 +93,72 @@ impl Parts {
         self.bounds.count_below(key, true)
     }
 
+    /// Sets partition `i`'s bit in `bits` (reading first: once set, the line every walk
+    /// reads is not written again).
+    fn set_bit(bits: &[AtomicU64], i: usize, order: Ordering) {
+        let (word, bit) = (&bits[i / 64], 1 << (i % 64));
+        if word.load(Ordering::Relaxed) & bit == 0 {
+            word.fetch_or(bit, order);
+        }
+    }
+
     /// Adds `key` with `chain`, replacing the key's previous entry.
     pub(crate) fn insert(&self, key: &[u8], chain: Arc<Chain>, guard: &Guard) {
         let i = self.part_of(key);
-        let list = &self.lists[i];
-        let before = list.len();
-        list.insert(MapKey::from_slice(key), chain, guard)
+        // Counted before the entry is reachable, so that a remover's decrement, which needs
+        // the entry, never comes first (the count would wrap). A replaced entry stays
+        // counted: the count runs high by the keys re-created while in the list.
+        self.len.fetch_add(1, Ordering::Relaxed);
+        self.lists[i]
+            .insert(MapKey::from_slice(key), chain, guard)
             .release(guard);
-        if list.len() > before {
-            self.len.fetch_add(1, Ordering::Relaxed);
-        }
         // Release: not needed for the protocol (a walk that must see this key loads the
         // delta's count, which the placer lowers with Release after this), but cheap, and a
-        // walk that sees the bit then sees the key.
-        self.occupied[i / 64].fetch_or(1 << (i % 64), Ordering::Release);
+        // walk that sees the bit then sees the key. The Relaxed load in `set_bit` may skip
+        // the write: the bit is set, and only `tidy` clears bits, under the placer lock the
+        // caller holds, so it stays set.
+        Self::set_bit(&self.occupied, i, Ordering::Release);
     }
 
     /// Removes `key`'s entry if it holds `chain`; returns whether it did.
     pub(crate) fn remove_chain(&self, key: &[u8], chain: &Chain, guard: &Guard) -> bool {
-        let removed = match self.lists[self.part_of(key)].get(key, guard) {
+        let i = self.part_of(key);
+        let list = &self.lists[i];
+        let removed = match list.get(key, guard) {
             Some(e) if std::ptr::eq(Arc::as_ptr(e.value()), chain) => e.remove(),
             _ => false,
         };
         if removed {
             self.len.fetch_sub(1, Ordering::Relaxed);
+            if list.front(guard).is_none() {
+                Self::set_bit(&self.emptied, i, Ordering::Relaxed);
+                self.untidy.store(true, Ordering::Relaxed);
+            }
         }
         removed
+    }
+
+    /// Whether removals emptied partitions that [`tidy`](Self::tidy) has not cleared.
+    pub(crate) fn is_untidy(&self) -> bool {
+        self.untidy.load(Ordering::Relaxed)
+    }
+
+    /// Clears the occupancy bits of the partitions removals left empty. The caller holds the
+    /// delta's placer lock, so no insert runs meanwhile (see [`Parts::occupied`]).
+    pub(crate) fn tidy(&self, guard: &Guard) {
+        // Lowered first: a removal that empties a list from now on raises it again.
+        self.untidy.store(false, Ordering::Relaxed);
+        for (w, word) in self.emptied.iter().enumerate() {
+            let mut bits = word.swap(0, Ordering::Relaxed);
+            while bits != 0 {
+                let i = w * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                // Empty: no entry, and none can arrive while the placer lock is held.
+                if self.lists[i].front(guard).is_none() {
+                    self.occupied[w].fetch_and(!(1 << (i % 64)), Ordering::Relaxed);
+                }
+            }
+        }
     }
 
     /// About how many keys the lists hold.
@@ -128,7 +187,9 @@ impl Parts {
             std::ops::Bound::Unbounded => 0,
         };
         let last = match range.1 {
-            std::ops::Bound::Included(k) | std::ops::Bound::Excluded(k) => self.part_of(k),
+            std::ops::Bound::Included(k) => self.part_of(k),
+            // The greatest key below `k` is in a partition whose bound is below `k`.
+            std::ops::Bound::Excluded(k) => self.bounds.count_below(k, false),
             std::ops::Bound::Unbounded => self.lists.len() - 1,
         };
         // The seek starts at the first partition's head: start loading it (a partition's
@@ -143,10 +204,6 @@ impl Parts {
             front: None,
             back: None,
         }
-    }
-
-    fn is_occupied(&self, i: usize) -> bool {
-        self.occupied[i / 64].load(Ordering::Acquire) & (1 << (i % 64)) != 0
     }
 
     /// The first occupied partition in `from..to`, or `to`.
@@ -164,10 +221,19 @@ impl Parts {
 
     /// One past the last occupied partition in `from..to`, or `from`.
     fn end_of_occupied(&self, from: usize, to: usize) -> usize {
-        (from..to)
-            .rev()
-            .find(|&i| self.is_occupied(i))
-            .map_or(from, |i| i + 1)
+        let mut end = to;
+        while end > from {
+            let i = end - 1;
+            // Bits `0..=i % 64` of `i`'s word.
+            let word = self.occupied[i / 64].load(Ordering::Acquire) & (u64::MAX >> (63 - i % 64));
+            let base = i / 64 * 64;
+            if word != 0 {
+                let top = base + 63 - word.leading_zeros() as usize;
+                return if top >= from { top + 1 } else { from };
+            }
+            end = base;
+        }
+        from
     }
 
     fn walk<'g, 'r>(&'g self, i: usize, range: KeyRangeRef<'r>, guard: &'g Guard) -> Walk<'g, 'r> {
@@ -295,9 +361,13 @@ mod tests {
             let parts = Parts::new(bounds.clone());
             let mut model: BTreeMap<MapKey, Arc<Chain>> = BTreeMap::new();
             let guard = crossbeam_epoch::pin();
-            // Keys clustered in part of the span, so that some partitions stay empty.
+            // Keys clustered in part of the span, or few keys over all of it, so that some
+            // partitions stay empty (runs of them within and across bitmap words).
             let (from, to) = (rng.u32(0..span), span);
-            for _ in 0..rng.usize(0..120) {
+            let (from, ops) = if rng.bool() { (from, 300) } else { (0, 12) };
+            // Inserts of a key the list holds: the count keeps the replaced entry.
+            let mut replaced = 0;
+            for _ in 0..rng.usize(0..ops) {
                 let key = k(rng.u32(from..to));
                 if rng.u8(..) < 40 {
                     if let Some(chain) = model.remove(&key) {
@@ -308,10 +378,27 @@ mod tests {
                     continue;
                 }
                 let chain = Arc::new(Chain::new());
-                model.insert(key.clone(), Arc::clone(&chain));
+                replaced += usize::from(model.insert(key.clone(), Arc::clone(&chain)).is_some());
                 parts.insert(&key, chain, &guard);
+                if rng.u8(..) < 20 {
+                    parts.tidy(&guard);
+                }
             }
-            assert_eq!(parts.len(), model.len(), "round {round}");
+            assert_eq!(parts.len(), model.len() + replaced, "round {round}");
+            if rng.bool() {
+                parts.tidy(&guard);
+                assert!(!parts.is_untidy());
+                // Tidied: a clear bit means an empty list, and every list that holds a key
+                // has its bit.
+                for (i, list) in parts.lists.iter().enumerate() {
+                    let bit = parts.occupied[i / 64].load(Ordering::Relaxed) >> (i % 64) & 1;
+                    assert_eq!(
+                        bit == 1,
+                        list.front(&guard).is_some(),
+                        "round {round}: part {i}"
+                    );
+                }
+            }
             let all: Vec<(Vec<u8>, *const Chain)> = parts
                 .entries()
                 .iter()
@@ -357,6 +444,55 @@ mod tests {
                 "round {round}: bounds {bounds:?} range {range:?}"
             );
         }
+    }
+
+    /// Walks from both ends over runs of empty partitions that start and end mid-word in
+    /// the occupancy bitmap, and over partitions that removals emptied, before and after
+    /// `tidy`.
+    #[test]
+    fn walks_skip_empty_partitions_across_bitmap_words() {
+        let k = |i: u32| MapKey::from_slice(format!("k{i:04}").as_bytes());
+        // Partition `p + 1` holds the keys from `k(10 * p)` up to `k(10 * p + 10)`.
+        let parts = Parts::new((0..300).map(|p| k(10 * p)).collect());
+        let guard = crossbeam_epoch::pin();
+        let held = [5, 75, 700, 1_290, 2_555];
+        for i in held {
+            parts.insert(&k(i), Arc::new(Chain::new()), &guard);
+        }
+        let doomed = Arc::new(Chain::new());
+        parts.insert(&k(1_500), Arc::clone(&doomed), &guard);
+        assert!(parts.remove_chain(&k(1_500), &doomed, &guard));
+        for tidied in [false, true] {
+            if tidied {
+                assert!(parts.is_untidy());
+                parts.tidy(&guard);
+                assert!(!parts.is_untidy());
+            }
+            for (lo, hi) in [(0, 3_000), (100, 2_600), (80, 1_300), (701, 1_289), (6, 74)] {
+                let range = (Bound::Included(&k(lo)[..]), Bound::Excluded(&k(hi)[..]));
+                let want: Vec<Vec<u8>> = held
+                    .iter()
+                    .filter(|&&i| lo <= i && i < hi)
+                    .map(|&i| k(i).to_vec())
+                    .collect();
+                let forward: Vec<Vec<u8>> = parts
+                    .range(range, &guard)
+                    .map(|(key, _)| key.to_vec())
+                    .collect();
+                let mut backward: Vec<Vec<u8>> = parts
+                    .range(range, &guard)
+                    .rev()
+                    .map(|(key, _)| key.to_vec())
+                    .collect();
+                backward.reverse();
+                assert_eq!(forward, want, "{lo}..{hi}, tidied: {tidied}");
+                assert_eq!(backward, want, "{lo}..{hi}, tidied: {tidied}");
+            }
+        }
+        // The emptied partition's bit is clear once tidied; the others stay set.
+        let bit = |p: usize| parts.occupied[p / 64].load(Ordering::Relaxed) >> (p % 64) & 1;
+        assert_eq!(bit(151), 0);
+        assert_eq!(bit(71), 1);
     }
 
     #[test]
