@@ -387,6 +387,17 @@ mod tests {
     use super::*;
     use crate::store::MapKey;
 
+    /// An empty delta split at up to `max_bounds` random keys `k{i:03}` with `i < span` (the
+    /// keys the model tests below use).
+    fn split_delta(rng: &mut fastrand::Rng, span: u32, max_bounds: usize) -> Delta {
+        let mut bounds: Vec<MapKey> = (0..rng.usize(0..max_bounds))
+            .map(|_| MapKey::from_slice(format!("k{:03}", rng.u32(0..span)).as_bytes()))
+            .collect();
+        bounds.sort();
+        bounds.dedup();
+        Delta::split_at(bounds)
+    }
+
     fn keys_in(index: &Index, range: KeyRangeRef<'_>, forward: bool) -> Vec<Vec<u8>> {
         let guard = crossbeam_epoch::pin();
         let entries = index.range(range, Reads::Versions, &guard);
@@ -436,16 +447,8 @@ mod tests {
             let span = rng.u32(1..200);
             let mut model: BTreeMap<Vec<u8>, Vec<*const Chain>> = BTreeMap::new();
             let mut run = Vec::new();
-            // Deltas split at random keys (up to ~60 partitions), as a rebuild splits them.
-            let mut split = || {
-                let mut bounds: Vec<MapKey> = (0..rng.usize(0..60))
-                    .map(|_| MapKey::from_slice(&k(rng.u32(0..span))))
-                    .collect();
-                bounds.sort();
-                bounds.dedup();
-                Delta::split_at(bounds)
-            };
-            let deltas = [split(), split()];
+            // Deltas split at random keys, as a rebuild splits them.
+            let deltas = [0, 1].map(|_| split_delta(&mut rng, span, 60));
             let guard = crossbeam_epoch::pin();
             for i in 0..span {
                 // Each source holds a key with its own probability, so long stretches of
@@ -526,15 +529,8 @@ mod tests {
                 let value = (rng.u8(..) > 40).then_some(tag.as_bytes());
                 chain.lock().install(ts, value, None, &guard);
             };
-            let mut split = || {
-                let mut bounds: Vec<MapKey> = (0..rng.usize(0..40))
-                    .map(|_| MapKey::from_slice(&k(rng.u32(0..span))))
-                    .collect();
-                bounds.sort();
-                bounds.dedup();
-                Delta::split_at(bounds)
-            };
-            let (mut run, deltas) = (Vec::new(), [split(), split()]);
+            let deltas = [0, 1].map(|_| split_delta(&mut rng, span, 40));
+            let mut run = Vec::new();
             for i in 0..span {
                 let sources = [rng.u8(..) < 200, rng.u8(..) < 40, rng.u8(..) < 20];
                 for (s, held) in sources.into_iter().enumerate() {
