@@ -6,7 +6,7 @@ use std::ops::{Bound, ControlFlow, RangeBounds};
 
 use bytes::Bytes;
 
-use crate::index::{Ends, Reads, Reason};
+use crate::index::{Ends, Lending, Reads, Reason};
 use crate::store::{borrow_range, KeyRange, KeyRangeRef, MapKey, Store};
 use crate::write_set::OwnRange;
 
@@ -230,29 +230,23 @@ pub(crate) fn lend(
             break;
         }
         let guard = crossbeam_epoch::pin();
-        let (mut examined, mut next) = (0, None);
-        let flow =
-            store
-                .range(rest, Reads::Heads, &guard)
-                .lend_forward(ts, &guard, |key, version| {
-                    if examined == REPIN_EVERY {
-                        next = Some(Bytes::copy_from_slice(key));
-                        return ControlFlow::Break(());
-                    }
-                    examined += 1;
-                    match version.and_then(|v| v.value) {
-                        Some(value) => {
-                            lent += 1;
-                            f(key, value)
-                        }
-                        None => ControlFlow::Continue(()),
-                    }
-                });
-        match next {
+        let walk = store.range(rest, Reads::Heads, &guard).lend_forward(
+            ts,
+            &guard,
+            REPIN_EVERY,
+            |key, version| match version.and_then(|v| v.value) {
+                Some(value) => {
+                    lent += 1;
+                    f(key, value)
+                }
+                None => ControlFlow::Continue(()),
+            },
+        );
+        match walk {
             // Not yet examined: resume at it.
-            Some(key) => resume = Some(key),
-            None if flow.is_break() => return lent,
-            None => break,
+            Lending::Paused(key) => resume = Some(Bytes::copy_from_slice(key)),
+            Lending::Broken => return lent,
+            Lending::Exhausted => break,
         }
     }
     lent

@@ -878,12 +878,13 @@ fn check_head_copies(rebuilds: usize) {
         let guard = crossbeam_epoch::pin();
         let whole = (Bound::Unbounded, Bound::Unbounded);
         let mut seen = None;
-        let _ = index
-            .range(whole, Reads::Heads, &guard)
-            .lend_forward(s, &guard, |_, v| {
-                seen = Some(v.and_then(|v| Some((v.ts, v.value?.to_vec()))));
-                std::ops::ControlFlow::Break(())
-            });
+        let _ =
+            index
+                .range(whole, Reads::Heads, &guard)
+                .lend_forward(s, &guard, usize::MAX, |_, v| {
+                    seen = Some(v.and_then(|v| Some((v.ts, v.value?.to_vec()))));
+                    std::ops::ControlFlow::Break(())
+                });
         seen.expect("x is in the index")
     }
 

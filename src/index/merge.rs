@@ -131,8 +131,6 @@ pub(super) type Item<'g> = (&'g [u8], &'g Arc<Chain>);
 /// holds only a couple of keys' worth of work: prefetching this far ahead keeps about this
 /// many misses in flight instead.
 const PREFETCH_AHEAD: usize = 16;
-// `RunIter::current` holds a bit per entry up to this far ahead.
-const _: () = assert!(PREFETCH_AHEAD < u32::BITS as usize);
 
 /// A run's entries in a range, in order from either end, prefetching the chains ahead of the
 /// walk in its direction (those the caller will read, see [`Reads`]).
@@ -141,30 +139,20 @@ pub(crate) struct RunIter<'g> {
     /// The copies of `rest`'s heads (or none).
     heads: HeadsSlice<'g>,
     reads: Reads,
-    /// Bit `i` (for `i < PREFETCH_AHEAD`) set: `rest[i]`'s copy was
-    /// [current](CopiedHead::is_current) when the walk prefetched it, so a lending step from
-    /// the front takes the copy without looking at the changed-key set a second time. A
-    /// clear bit only means "check": steps from the back leave the front's bits as they are
-    /// (they index the same entries), and only steps from the front shift them.
-    current: u32,
+    /// Whether the walk started the misses of its first entries' chains (see
+    /// [`RunIter::prime`]): a stepping walk does so on its first step from the front; a
+    /// lending walk ([`RunIter::lend_front`]) prefetches stretch by stretch instead.
+    primed: bool,
 }
 
 /// Walks a slice of a run.
 pub(super) fn run_iter(slice: RunSlice<'_>, reads: Reads) -> RunIter<'_> {
-    let mut walk = RunIter {
+    RunIter {
         rest: slice.entries,
         heads: slice.heads,
         reads,
-        current: 0,
-    };
-    // The first chains of a short scan: start their misses together.
-    for i in 0..PREFETCH_AHEAD.min(walk.rest.len()) {
-        walk.current |= u32::from(walk.prefetch(i)) << i;
+        primed: false,
     }
-    for i in PREFETCH_AHEAD..RUN_AHEAD {
-        walk.prefetch_entry(i);
-    }
-    walk
 }
 
 /// How many entries ahead of the one it returns a forward run walk prefetches the entry and
@@ -174,19 +162,30 @@ pub(super) fn run_iter(slice: RunSlice<'_>, reads: Reads) -> RunIter<'_> {
 const RUN_AHEAD: usize = CLEAR_WINDOW;
 
 impl<'g> RunIter<'g> {
-    /// Prefetches the chain of `rest[i]` if the caller will read it; returns whether the
-    /// caller reads the entry's copy instead (it is current).
+    /// The first chains of a short scan: starts their misses together (and the loads of the
+    /// entries and copies the first steps prefetch from).
+    fn prime(&mut self) {
+        self.primed = true;
+        for i in 0..PREFETCH_AHEAD {
+            self.prefetch(i);
+        }
+        for i in PREFETCH_AHEAD..RUN_AHEAD {
+            self.prefetch_entry(i);
+        }
+    }
+
+    /// Prefetches the chain of `rest[i]` if the caller will read it (not when it will read
+    /// the entry's current copy instead).
     #[inline]
-    fn prefetch(&self, i: usize) -> bool {
+    fn prefetch(&self, i: usize) {
         let Some((_, chain)) = self.rest.get(i) else {
-            return false;
+            return;
         };
         let copied =
             self.reads == Reads::Heads && self.heads.get(i).is_some_and(|c| c.is_current());
         if !copied {
             chain.prefetch();
         }
-        copied
     }
 
     /// Starts loading `rest[i]` and its copy.
@@ -201,22 +200,72 @@ impl<'g> RunIter<'g> {
     /// The next entry from the front, with its copied head.
     #[inline]
     fn next_copied(&mut self) -> Option<(Item<'g>, Option<CopiedHead<'g>>)> {
-        self.next_front().map(|(item, copied, _)| (item, copied))
-    }
-
-    /// The next entry from the front, with its copied head and whether that copy was found
-    /// current (see [`RunIter::current`]).
-    #[inline]
-    fn next_front(&mut self) -> Option<(Item<'g>, Option<CopiedHead<'g>>, bool)> {
+        if !self.primed {
+            self.prime();
+        }
         let (first, rest) = self.rest.split_first()?;
         let copied = self.heads.get(0);
-        let current = self.current & 1 != 0;
-        let ahead = self.prefetch(PREFETCH_AHEAD);
+        self.prefetch(PREFETCH_AHEAD);
         self.prefetch_entry(RUN_AHEAD);
-        self.current = (self.current >> 1) | (u32::from(ahead) << (PREFETCH_AHEAD - 1));
         self.rest = rest;
         self.heads = self.heads.skip(1);
-        Some(((&first.0[..], &first.1), copied, current))
+        Some(((&first.0[..], &first.1), copied))
+    }
+
+    /// Lends the first `n` entries (`0 < n <= CLEAR_WINDOW`, at most those left) in order:
+    /// calls `f` with each key and its version visible at `at`, until `f` breaks, and leaves
+    /// the walk after the last entry lent.
+    ///
+    /// A lending scan's cost is mostly this loop, so it works a stretch at a time: one pass
+    /// over the stretch's copies finds which are current (a bit each in a register), starts
+    /// the misses on the other entries' chains and the loads of the next stretch's entries
+    /// and copies; a second pass lends, from the copy or the chain. `at` must have been taken
+    /// before the walk loaded the index state (see [`CopiedHead::lend_current`]).
+    #[inline]
+    fn lend_front<F>(&mut self, n: usize, at: u64, guard: &'g Guard, f: &mut F) -> ControlFlow<()>
+    where
+        F: FnMut(&'g [u8], Option<Lent<'g>>) -> ControlFlow<()>,
+    {
+        debug_assert!(0 < n && n <= CLEAR_WINDOW.min(self.rest.len()));
+        let (entries, heads) = (&self.rest[..n], self.heads);
+        // Read under `guard`, after the walk loaded the index state (`Index::range`).
+        let current = if self.reads == Reads::Heads {
+            heads.current_mask(n)
+        } else {
+            0
+        };
+        let mut stale = !current & (u32::MAX >> (u32::BITS as usize - n));
+        while stale != 0 {
+            entries[stale.trailing_zeros() as usize].1.prefetch();
+            stale &= stale - 1;
+        }
+        let ahead = n..(n + RUN_AHEAD).min(self.rest.len());
+        crate::raw::prefetch_lines(&self.rest[ahead.clone()]);
+        heads.prefetch_range(ahead);
+        for (i, (key, chain)) in entries.iter().enumerate() {
+            let copy = if current & (1 << i) != 0 {
+                heads.get(i).and_then(|c| c.lend_current(at, guard))
+            } else {
+                None
+            };
+            let lent = match copy {
+                Some(v) => Some(v),
+                None => chain.lend_at(at, guard),
+            };
+            if f(key, lent).is_break() {
+                self.skip_front(i + 1);
+                return ControlFlow::Break(());
+            }
+        }
+        self.skip_front(n);
+        ControlFlow::Continue(())
+    }
+
+    /// Leaves out the first `n` entries.
+    #[inline]
+    fn skip_front(&mut self, n: usize) {
+        self.rest = &self.rest[n..];
+        self.heads = self.heads.skip(n);
     }
 
     /// The next entry from the back, with its copied head.
@@ -247,6 +296,17 @@ impl<'g> DoubleEndedIterator for RunIter<'g> {
     fn next_back(&mut self) -> Option<Item<'g>> {
         self.next_back_copied().map(|(item, _)| item)
     }
+}
+
+/// How a lending walk ([`Entries::lend_forward`]) ended.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Lending<'g> {
+    /// The caller's function broke.
+    Broken,
+    /// The range holds no more keys.
+    Exhausted,
+    /// The walk examined as many keys as it was allowed; this one is the next, not examined.
+    Paused(&'g [u8]),
 }
 
 /// The index's keys in a range, in order from either end, as [`Group`]s: a merge of the
@@ -356,41 +416,63 @@ impl<'g, 'r> Entries<'g, 'r> {
     }
 
     /// Walks forward, calling `f` with each key and its version visible at `at`, lent (as
-    /// [`Group::lend_at`] gives it), until `f` breaks. The same sequence as
-    /// `self.map(|g| (g.key(), g.lend_at(at, guard)))`, but a stretch of run entries known to
-    /// come before the next delta key is walked in one tight loop, without building a
-    /// [`Group`] per key: a lending scan's cost is mostly this loop. `at` must have been taken
-    /// before the walk loaded the index state (see [`Group::lend_at`]).
+    /// [`Group::lend_at`] gives it), until `f` breaks or `limit` keys were examined. The same
+    /// sequence as `self.map(|g| (g.key(), g.lend_at(at, guard)))`, but a stretch of run
+    /// entries known to come before the next delta key is walked in one tight loop
+    /// ([`RunIter::lend_front`]), without building a [`Group`] per key: a lending scan's cost
+    /// is mostly that loop. The limit is counted a stretch at a time, not per key. `at` must
+    /// have been taken before the walk loaded the index state (see [`Group::lend_at`]).
     pub(crate) fn lend_forward(
         &mut self,
         at: u64,
         guard: &'g Guard,
+        limit: usize,
         mut f: impl FnMut(&'g [u8], Option<Lent<'g>>) -> ControlFlow<()>,
-    ) -> ControlFlow<()> {
+    ) -> Lending<'g> {
+        // The stretches prefetch for themselves.
+        self.run.primed = true;
+        let mut left = limit;
         loop {
+            if left == 0 {
+                return match self.next_key_front() {
+                    Some(key) => Lending::Paused(key),
+                    None => Lending::Exhausted,
+                };
+            }
             // Finds the next stretch, or merges a delta's key.
             if let Some(g) = self.refill(true) {
-                f(g.key(), g.lend_at(at, guard))?;
+                left -= 1;
+                if f(g.key(), g.lend_at(at, guard)).is_break() {
+                    return Lending::Broken;
+                }
                 continue;
             }
-            if self.clear[0].min(self.run.rest.len()) == 0 {
-                return ControlFlow::Continue(());
+            let n = self.clear[0]
+                .min(self.run.rest.len())
+                .min(CLEAR_WINDOW)
+                .min(left);
+            if n == 0 {
+                return Lending::Exhausted;
             }
-            while self.clear[0] > 0 {
-                let Some(((key, chain), copied, current)) = self.run.next_front() else {
-                    break;
-                };
-                self.clear[0] -= 1;
-                // The walk found the copy current as it prefetched the entry, under `guard`
-                // and after loading the state (`Index::range`): as `lend` would.
-                let copy = copied.filter(|_| current);
-                let lent = match copy.and_then(|c| c.lend_current(at, guard)) {
-                    Some(v) => Some(v),
-                    None => chain.lend_at(at, guard),
-                };
-                f(key, lent)?;
+            let before = self.run.rest.len();
+            let flow = self.run.lend_front(n, at, guard, &mut f);
+            let lent = before - self.run.rest.len();
+            self.clear[0] -= lent;
+            left -= lent;
+            if flow.is_break() {
+                return Lending::Broken;
             }
         }
+    }
+
+    /// The key the next step from the front would return (taking it if it is a delta's:
+    /// for a walk about to end).
+    fn next_key_front(&mut self) -> Option<&'g [u8]> {
+        if let Some(g) = self.refill(true) {
+            return Some(g.key());
+        }
+        // `refill` left the run's next entry clear, unless the run is exhausted.
+        self.run.rest.first().map(|(k, _)| &k[..])
     }
 
     /// Takes `key`'s entries from the run and from the deltas whose next items (`a`, `b`)

@@ -80,7 +80,7 @@ use delta::Delta;
 
 #[cfg(all(test, not(loom)))]
 use merge::Group;
-pub(crate) use merge::{Ends, Entries, Reads};
+pub(crate) use merge::{Ends, Entries, Lending, Reads};
 use run::Run;
 
 /// Rebuild once the deltas hold more keys than this fraction of the run (`1 / DELTA_FRACTION`).
@@ -511,7 +511,8 @@ mod tests {
     /// The tight lending walk against the group walk it stands in for: random keys in a run
     /// (with head copies, some of them stale and marked changed) and two deltas, versions at
     /// random timestamps (some tombstones, some chains empty), random bounds and snapshots,
-    /// and a caller that may stop early. Both yield the same keys with the same versions.
+    /// and a caller that may stop early or a limit that pauses the walk. Both yield the same
+    /// keys with the same versions, and a paused walk names the next key.
     #[test]
     fn lending_walks_match_the_group_walk() {
         use std::ops::ControlFlow;
@@ -577,21 +578,31 @@ mod tests {
             let want: Seen = walk()
                 .map(|g| seen(g.key(), g.lend_at(at, &guard)))
                 .collect();
+            // `f` breaks at `stop`, the walk pauses after `limit` keys: whichever comes first.
             let stop = rng.usize(0..want.len() + 2);
+            let limit = match rng.u8(..3) {
+                0 => usize::MAX,
+                _ => rng.usize(0..want.len() + 2),
+            };
             let mut got: Seen = Vec::new();
-            let flow = walk().lend_forward(at, &guard, |key, v| {
+            let lending = walk().lend_forward(at, &guard, limit, |key, v| {
                 if got.len() == stop {
                     return ControlFlow::Break(());
                 }
                 got.push(seen(key, v));
                 ControlFlow::Continue(())
             });
-            assert_eq!(
-                flow.is_break(),
-                stop < want.len(),
-                "range {range:?} at {at}"
-            );
-            assert_eq!(got, want[..stop.min(want.len())], "range {range:?} at {at}");
+            let expected = if limit <= stop && limit < want.len() {
+                Lending::Paused(&want[limit].0[..])
+            } else if stop < want.len() {
+                Lending::Broken
+            } else {
+                Lending::Exhausted
+            };
+            let why = format!("range {range:?} at {at}, stop {stop}, limit {limit}");
+            assert_eq!(lending, expected, "{why}");
+            let lent = stop.min(limit).min(want.len());
+            assert_eq!(got, want[..lent], "{why}");
         }
     }
 
