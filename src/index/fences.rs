@@ -67,6 +67,11 @@ pub(super) fn gallop(n: usize, holds: impl Fn(usize) -> bool) -> usize {
 
 /// `bytes[..8]`, zero-padded, as a big-endian integer.
 fn head(bytes: &[u8]) -> u64 {
+    // Most keys have 8 bytes past the common prefix: one load (the padded copy below goes
+    // through a `memcpy` call of variable length).
+    if let Some(first) = bytes.first_chunk::<8>() {
+        return u64::from_be_bytes(*first);
+    }
     let mut word = [0u8; 8];
     let n = bytes.len().min(8);
     word[..n].copy_from_slice(&bytes[..n]);

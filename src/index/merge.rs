@@ -331,23 +331,24 @@ impl<'g, 'r> Entries<'g, 'r> {
         reads: Reads,
         guard: &'g Guard,
     ) -> Self {
-        // The deltas' walks first: creating one starts loading where its seek begins, which
-        // then overlaps the run's seek.
-        let mut walks = deltas.map(|d| d.map(|d| Ends::new(d.range(range, guard))));
-        let run = run_iter(run.slice(range), reads);
+        let seek = |delta: Option<&'g Delta>| delta.map(|d| Ends::new(d.range(range, guard)));
+        // Fields in this order: creating a delta's walk starts loading where its seek begins,
+        // which then overlaps the run's seek. Built in place (not with `array::map`, nor
+        // aside and moved in): the deltas' walks make this a few hundred bytes to copy.
+        let mut walk = Self {
+            deltas: [seek(deltas[0]), seek(deltas[1])],
+            run: run_iter(run.slice(range), reads),
+            clear: [0; 2],
+            _bounds: std::marker::PhantomData,
+        };
         // Leave out a delta with no key in the range (the common case): the walk then skips
         // the merge. (Not on `len() == 0`: crossbeam documents its count as approximate.)
-        for walk in &mut walks {
-            if walk.as_mut().is_some_and(|w| w.peek_front().is_none()) {
-                *walk = None;
+        for slot in &mut walk.deltas {
+            if slot.as_mut().is_some_and(|w| w.peek_front().is_none()) {
+                *slot = None;
             }
         }
-        Self {
-            run,
-            clear: [0; 2],
-            deltas: walks,
-            _bounds: std::marker::PhantomData,
-        }
+        walk
     }
 
     /// Makes `clear` for the front (`forward`) or the back count the run entries that come
