@@ -6,7 +6,6 @@ use std::ops::ControlFlow;
 use crossbeam_epoch::Guard;
 
 use super::delta::{Delta, DeltaIter};
-use super::fences::gallop;
 use super::run::RunEntry;
 use super::run::{Run, RunSlice};
 use crate::raw::{Chain, CopiedHead, HeadsSlice, Lent, VersionRef};
@@ -362,8 +361,12 @@ impl<'g, 'r> Entries<'g, 'r> {
         let [d0, d1] = &mut self.deltas;
         let a = d0.as_mut().and_then(|e| e.peek_from(forward));
         let b = d1.as_mut().and_then(|e| e.peek_from(forward));
-        let first = |x: &'g [u8], y: &'g [u8]| if forward { x.min(y) } else { x.max(y) };
-        let clear = match [a, b].into_iter().flatten().map(|(k, _)| k).reduce(first) {
+        let next = match (a, b) {
+            (Some((x, _)), Some((y, _))) => Some(if forward { x.min(y) } else { x.max(y) }),
+            (Some((k, _)), None) | (None, Some((k, _))) => Some(k),
+            (None, None) => None,
+        };
+        let clear = match next {
             // The deltas hold nothing more in the range (from either end: a walk that is
             // empty at one end is empty at the other): the rest is a plain run walk.
             None => {
@@ -529,15 +532,31 @@ const CLEAR_WINDOW: usize = 2 * PREFETCH_AHEAD;
 
 /// How many of the indices `0..n` satisfy `holds` (true for a prefix of them), counting no
 /// further than [`CLEAR_WINDOW`]: a lower bound on the run entries that come before the next
-/// delta key, which is all [`Entries::clear`] needs. One comparison when the whole window
-/// holds (the common case), else a [`gallop`] inside the window.
+/// delta key, which is all [`Entries::clear`] needs.
+///
+/// One comparison when the whole window holds (the delta key is further: the common case).
+/// Otherwise the walk meets the delta key within the window, and does so twice: first from
+/// anywhere in the window (a binary search), then right in front of it, after the stretch
+/// before it (one more comparison, at `0`).
 fn clear_ahead(n: usize, holds: impl Fn(usize) -> bool) -> usize {
     let window = n.min(CLEAR_WINDOW);
-    if window > 0 && holds(window - 1) {
-        window
-    } else {
-        gallop(window, holds)
+    if window == 0 || holds(window - 1) {
+        return window;
     }
+    if !holds(0) {
+        return 0;
+    }
+    // `holds(lo - 1)` and `!holds(hi)`.
+    let (mut lo, mut hi) = (1, window - 1);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if holds(mid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
 }
 
 impl<'g> Iterator for Entries<'g, '_> {

@@ -89,7 +89,8 @@ pub(crate) struct HeadCopy {
     /// Commit timestamp of the copied head, or `0`: no copy (the chain was empty, its cache
     /// was being rewritten, or the value is too long to copy).
     ts: u64,
-    /// Start of the head's value (owned by its version node); null for a tombstone.
+    /// Start of the head's value (owned by its version node; never null, even for an empty
+    /// value); null for a tombstone (and for no copy).
     ptr: *const u8,
     /// Length of the value, or [`TOMBSTONE`].
     len: u32,
@@ -327,15 +328,17 @@ impl<'a> CopiedHead<'a> {
         if c.ts == 0 || c.ts > at {
             return None;
         }
-        let value = match c.len {
-            TOMBSTONE => None,
-            0 => Some(&[][..]),
+        // A tombstone is the one copy with a null pointer (a value's start is never null,
+        // even an empty one's): one test tells them apart.
+        let value = if c.ptr.is_null() {
+            None
+        } else {
             // The bit is clear, so no install superseded the copied head before this read
             // in a way this reader could miss: the head is still the head, or was superseded
             // and retired only after we pinned (see the module documentation, and model 15).
-            // SAFETY: by the above, the head's value buffer (`len` bytes at `ptr`, immutable)
-            // stays allocated while `guard` is pinned, so for `'g`.
-            len => Some(unsafe { std::slice::from_raw_parts(c.ptr, len as usize) }),
+            // SAFETY: by the above, the head's value buffer (`len` bytes at `ptr`, non-null,
+            // immutable) stays allocated while `guard` is pinned, so for `'g`.
+            Some(unsafe { std::slice::from_raw_parts(c.ptr, c.len as usize) })
         };
         Some(Lent { ts: c.ts, value })
     }
