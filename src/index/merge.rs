@@ -216,9 +216,10 @@ impl<'g> RunIter<'g> {
     /// the walk after the last entry lent.
     ///
     /// A lending scan's cost is mostly this loop, so it works a stretch at a time: one pass
-    /// over the stretch's copies finds which are current (a bit each in a register), starts
-    /// the misses on the other entries' chains and the loads of the next stretch's entries
-    /// and copies; a second pass lends, from the copy or the chain. `at` must have been taken
+    /// over the stretch's copies finds those no committer marked changed (a bit each, in a
+    /// register), starts the misses on the other entries' chains and the loads of the next
+    /// stretch's entries and copies; a second pass lends, from the copy or, when there is no
+    /// usable copy, the chain. `at` must have been taken
     /// before the walk loaded the index state (see [`CopiedHead::lend_current`]).
     #[inline]
     fn lend_front<F>(&mut self, n: usize, at: u64, guard: &'g Guard, f: &mut F) -> ControlFlow<()>

@@ -250,23 +250,25 @@ impl<'a> HeadsSlice<'a> {
         super::chain::prefetch_lines(self.copies.get(range.start..end).unwrap_or(&[]));
     }
 
-    /// Which of the slice's first `n` copies (`n <= 32`) are [current](CopiedHead::is_current),
-    /// as bit `i` for copy `i`: one pass over the copies and the changed-key set, for a walk
-    /// that lends a stretch of entries (none for a slice without copies). A set bit lets the
-    /// walk take the copy with [`CopiedHead::lend_current`], under that method's contract.
+    /// Which of the slice's first `n` copies (`n <= 32`) no committer marked changed, as bit
+    /// `i` for copy `i`: one pass over the copies and the changed-key set, for a walk that
+    /// lends a stretch of entries (none for a slice without copies). A set bit lets the walk
+    /// try the copy with [`CopiedHead::lend_current`], under that method's contract (which
+    /// also turns down a slot holding no copy: the mask does not look at timestamps).
     #[inline]
     pub(crate) fn current_mask(&self, n: usize) -> u32 {
         debug_assert!(n <= u32::BITS as usize);
         let copies = &self.copies[..n.min(self.copies.len())];
         let words = &self.changed.words[..];
         // `words.len()` is a power of two and `mask` its number of bits minus one: the word of
-        // bit `hash & mask` is `(hash / 64) & last` (and indexing by it needs no bounds check).
+        // bit `hash & mask` is `(hash / 64) & last`.
         let last = words.len() - 1;
         let mut current = 0;
         for (i, c) in copies.iter().enumerate() {
-            let word = words[(c.hash as usize / 64) & last].load(Ordering::Acquire);
-            let clear = word & (1 << (c.hash % 64)) == 0;
-            current |= u32::from(c.ts != 0 && clear) << i;
+            let w = (c.hash as usize / 64) & last;
+            // SAFETY: `w <= last < words.len()` (a set has at least one word).
+            let word = unsafe { words.get_unchecked(w) }.load(Ordering::Acquire);
+            current |= u32::from(word & (1 << (c.hash % 64)) == 0) << i;
         }
         current
     }
