@@ -572,6 +572,35 @@ mod tests {
         assert_eq!(copy(&current, 1), Some((1, Some(b"b".to_vec()))));
     }
 
+    /// The stretch-at-a-time path of a lending walk: the mask has a bit for every copy no
+    /// committer marked (slots without a copy included), and `lend_current` serves each such
+    /// copy, turning down the empty slot. Under Miri this covers the unchecked word reads and
+    /// the tombstone's null pointer.
+    #[test]
+    fn stretch_masks_pick_the_unmarked_copies() {
+        let changes = Changes::new();
+        let chains = [
+            chain_with(&[Some(b"old"), Some(b"new")]),
+            chain_with(&[Some(b"x"), None]),
+            Chain::new(),
+            chain_with(&[Some(b"")]),
+            chain_with(&[Some(b"v1")]),
+        ];
+        let heads = copy_all(&changes, &chains.iter().collect::<Vec<_>>());
+        let guard = crossbeam_epoch::pin();
+        changes.note(|| &heads, [&b"k4"[..]], &guard);
+        let all = heads.slice(0..5);
+        assert_eq!(all.current_mask(5), 0b01111);
+        assert_eq!(all.current_mask(2), 0b11);
+        assert_eq!(all.skip(3).current_mask(2), 0b01);
+        assert_eq!(RunHeads::none().slice(0..5).current_mask(5), 0);
+        let copy = |i: usize| lent(all.get(i).and_then(|c| c.lend_current(9, &guard)));
+        assert_eq!(copy(0), Some((2, Some(b"new".to_vec()))));
+        assert_eq!(copy(1), Some((2, None)));
+        assert_eq!(copy(2), None, "no copy of an empty chain");
+        assert_eq!(copy(3), Some((1, Some(Vec::new()))));
+    }
+
     #[test]
     fn changed_sets_are_sized_for_their_run() {
         assert_eq!(ChangedKeys::for_keys(0).words.len(), 1);
