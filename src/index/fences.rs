@@ -2,6 +2,7 @@
 
 use std::cmp::Ordering;
 
+use super::order;
 use crate::store::MapKey;
 
 /// A sorted sample of a run's keys, for seeks.
@@ -30,9 +31,9 @@ pub(crate) struct Fences {
 /// seek partitions sorted keys by).
 pub(crate) fn below(x: &[u8], key: &[u8], or_equal: bool) -> bool {
     if or_equal {
-        x <= key
+        !order::lt(key, x)
     } else {
-        x < key
+        order::lt(x, key)
     }
 }
 

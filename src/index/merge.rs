@@ -6,6 +6,7 @@ use std::ops::ControlFlow;
 use crossbeam_epoch::Guard;
 
 use super::delta::{Delta, DeltaIter};
+use super::order;
 use super::run::RunEntry;
 use super::run::{Run, RunSlice};
 use crate::raw::{Chain, CopiedHead, HeadsSlice, Lent, VersionRef};
@@ -378,9 +379,9 @@ impl<'g, 'r> Entries<'g, 'r> {
                 let rest = self.run.rest;
                 let n = rest.len();
                 let clear = if forward {
-                    clear_ahead(n, |i| &rest[i].0[..] < next)
+                    clear_ahead(n, |i| order::lt(&rest[i].0, next))
                 } else {
-                    clear_ahead(n, |i| &rest[n - 1 - i].0[..] > next)
+                    clear_ahead(n, |i| order::lt(next, &rest[n - 1 - i].0))
                 };
                 if clear == 0 {
                     // The next key is a delta's (possibly the run's too): merge it.

@@ -66,6 +66,7 @@
 mod delta;
 mod fences;
 mod merge;
+mod order;
 #[cfg(not(loom))]
 mod parts;
 mod run;
