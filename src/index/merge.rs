@@ -143,6 +143,9 @@ pub(crate) struct RunIter<'g> {
     /// [`RunIter::prime`]): a stepping walk does so on its first step from the front; a
     /// lending walk ([`RunIter::lend_front`]) prefetches stretch by stretch instead.
     primed: bool,
+    /// How many entries at the front of `rest` a lending walk already started loading (with
+    /// their copies): a stretch shorter than the look-ahead leaves part of it for the next.
+    fetched: usize,
 }
 
 /// Walks a slice of a run.
@@ -152,6 +155,7 @@ pub(super) fn run_iter(slice: RunSlice<'_>, reads: Reads) -> RunIter<'_> {
         heads: slice.heads,
         reads,
         primed: false,
+        fetched: 0,
     }
 }
 
@@ -207,6 +211,7 @@ impl<'g> RunIter<'g> {
         let copied = self.heads.get(0);
         self.prefetch(PREFETCH_AHEAD);
         self.prefetch_entry(RUN_AHEAD);
+        self.fetched = self.fetched.saturating_sub(1);
         self.rest = rest;
         self.heads = self.heads.skip(1);
         Some(((&first.0[..], &first.1), copied))
@@ -240,9 +245,12 @@ impl<'g> RunIter<'g> {
             entries[stale.trailing_zeros() as usize].1.prefetch();
             stale &= stale - 1;
         }
-        let ahead = n..(n + RUN_AHEAD).min(self.rest.len());
-        crate::raw::prefetch_lines(&self.rest[ahead.clone()]);
-        heads.prefetch_range(ahead);
+        let ahead = n.max(self.fetched)..(n + RUN_AHEAD).min(self.rest.len());
+        if !ahead.is_empty() {
+            self.fetched = ahead.end;
+            crate::raw::prefetch_lines(&self.rest[ahead.clone()]);
+            heads.prefetch_range(ahead);
+        }
         for (i, (key, chain)) in entries.iter().enumerate() {
             let copy = if current & (1 << i) != 0 {
                 heads.get(i).and_then(|c| c.lend_current(at, guard))
@@ -265,6 +273,7 @@ impl<'g> RunIter<'g> {
     /// Leaves out the first `n` entries.
     #[inline]
     fn skip_front(&mut self, n: usize) {
+        self.fetched = self.fetched.saturating_sub(n);
         self.rest = &self.rest[n..];
         self.heads = self.heads.skip(n);
     }
