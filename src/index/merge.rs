@@ -232,7 +232,9 @@ impl<'g> RunIter<'g> {
     where
         F: FnMut(&'g [u8], Option<Lent<'g>>) -> ControlFlow<()>,
     {
-        debug_assert!(0 < n && n <= CLEAR_WINDOW.min(self.rest.len()));
+        // A hard check: the mask holds a bit per entry of the stretch, and a wider stretch would
+        // lend some entries on another entry's bit (once per stretch, so nearly free).
+        assert!(0 < n && n <= CLEAR_WINDOW.min(self.rest.len()));
         let (entries, heads) = (&self.rest[..n], self.heads);
         // Read under `guard`, after the walk loaded the index state (`Index::range`).
         let current = if self.reads == Reads::Heads {
@@ -435,10 +437,11 @@ impl<'g, 'r> Entries<'g, 'r> {
     /// sequence as `self.map(|g| (g.key(), g.lend_at(at, guard)))`, but a stretch of run
     /// entries known to come before the next delta key is walked in one tight loop
     /// ([`RunIter::lend_front`]), without building a [`Group`] per key: a lending scan's cost
-    /// is mostly that loop. The limit is counted a stretch at a time, not per key. `at` must
+    /// is mostly that loop. The limit is exact, but checked once per stretch, not per key; the
+    /// walk is consumed, since pausing takes the next key if it is a delta's. `at` must
     /// have been taken before the walk loaded the index state (see [`Group::lend_at`]).
     pub(crate) fn lend_forward(
-        &mut self,
+        mut self,
         at: u64,
         guard: &'g Guard,
         limit: usize,
@@ -540,6 +543,8 @@ impl<'g, 'r> Entries<'g, 'r> {
 /// scan's length), at the cost of one key comparison per this many entries while no delta
 /// key is near.
 const CLEAR_WINDOW: usize = 2 * PREFETCH_AHEAD;
+// A lending stretch (at most this long) keeps a bit per entry in a `u32`.
+const _: () = assert!(CLEAR_WINDOW <= u32::BITS as usize);
 
 /// How many of the indices `0..n` satisfy `holds` (true for a prefix of them), counting no
 /// further than [`CLEAR_WINDOW`]: a lower bound on the run entries that come before the next

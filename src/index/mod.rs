@@ -523,8 +523,14 @@ mod tests {
         let seen = |key: &[u8], v: Option<crate::raw::Lent<'_>>| {
             (key.to_vec(), v.map(|v| (v.ts, v.value.map(<[u8]>::to_vec))))
         };
-        for _ in 0..300 {
-            let span = rng.u32(1..150);
+        for round in 0..600 {
+            // Short spans with dense deltas exercise the merge; long spans with sparse or no
+            // delta keys, whole 32-entry stretches and the walk past the last delta key.
+            let (span, delta_odds) = match round % 3 {
+                0 => (rng.u32(1..150), [40, 20]),
+                1 => (rng.u32(1..400), [2, 1]),
+                _ => (rng.u32(1..400), [0, 0]),
+            };
             let guard = crossbeam_epoch::pin();
             let version = |rng: &mut fastrand::Rng, chain: &Chain, ts, tag: &str| {
                 let ts = rng.u64(ts);
@@ -534,7 +540,11 @@ mod tests {
             let deltas = [0, 1].map(|_| split_delta(&mut rng, span, 40));
             let mut run = Vec::new();
             for i in 0..span {
-                let sources = [rng.u8(..) < 200, rng.u8(..) < 40, rng.u8(..) < 20];
+                let sources = [
+                    rng.u8(..) < 200,
+                    rng.u8(..) < delta_odds[0],
+                    rng.u8(..) < delta_odds[1],
+                ];
                 for (s, held) in sources.into_iter().enumerate() {
                     if !held {
                         continue;
