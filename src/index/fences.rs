@@ -39,7 +39,7 @@ pub(crate) fn below(x: &[u8], key: &[u8], or_equal: bool) -> bool {
 
 /// How many of the indices `0..n` satisfy `holds`, which is true for a prefix of them: an
 /// exponential search from 0, then a binary search in the window found. For answers that are
-/// usually small (fences tying with a probe's head, run entries before the next delta key):
+/// usually small (fences tying with a probe's head):
 /// it probes only near the start, where a binary search of all `n` would probe far away.
 pub(super) fn gallop(n: usize, holds: impl Fn(usize) -> bool) -> usize {
     // Every index below `lo` holds; `hi` is `n` or an index that does not.

@@ -225,8 +225,8 @@ impl<'g> RunIter<'g> {
     /// over the stretch's copies finds those no committer marked changed (a bit each, in a
     /// register), starts the misses on the other entries' chains and the loads of the next
     /// stretch's entries and copies; a second pass lends, from the copy or, when there is no
-    /// usable copy, the chain. `at` must have been taken
-    /// before the walk loaded the index state (see [`CopiedHead::lend_current`]).
+    /// usable copy, the chain. `at` must have been taken before the walk loaded the index
+    /// state (see [`CopiedHead::lend_current`]).
     #[inline]
     fn lend_front<F>(&mut self, n: usize, at: u64, guard: &'g Guard, f: &mut F) -> ControlFlow<()>
     where
