@@ -44,7 +44,7 @@ pub(crate) fn below(x: &[u8], key: &[u8], or_equal: bool) -> bool {
 pub(super) fn gallop(n: usize, holds: impl Fn(usize) -> bool) -> usize {
     // Every index below `lo` holds; `hi` is `n` or an index that does not.
     let (mut lo, mut step) = (0, 1);
-    let mut hi = loop {
+    let hi = loop {
         let probe = lo + step - 1;
         if probe >= n {
             break n;
@@ -55,6 +55,12 @@ pub(super) fn gallop(n: usize, holds: impl Fn(usize) -> bool) -> usize {
         lo = probe + 1;
         step *= 2;
     };
+    bisect(lo, hi, holds)
+}
+
+/// The first index in `lo..hi` where `holds` (true for a prefix) fails, or `hi`, given that
+/// it holds below `lo`: a binary search.
+pub(super) fn bisect(mut lo: usize, mut hi: usize, holds: impl Fn(usize) -> bool) -> usize {
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
         if holds(mid) {

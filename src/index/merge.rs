@@ -6,6 +6,7 @@ use std::ops::ControlFlow;
 use crossbeam_epoch::Guard;
 
 use super::delta::{Delta, DeltaIter};
+use super::fences::bisect;
 use super::order;
 use super::run::RunEntry;
 use super::run::{Run, RunSlice};
@@ -562,17 +563,8 @@ fn clear_ahead(n: usize, holds: impl Fn(usize) -> bool) -> usize {
     if !holds(0) {
         return 0;
     }
-    // `holds(lo - 1)` and `!holds(hi)`.
-    let (mut lo, mut hi) = (1, window - 1);
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        if holds(mid) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    lo
+    // `holds(0)` and `!holds(window - 1)`.
+    bisect(1, window - 1, holds)
 }
 
 impl<'g> Iterator for Entries<'g, '_> {
