@@ -27,45 +27,88 @@ use engines::{CowImbl, LockedBTree, SkipdbOptimistic, SkipdbSerializable, Surrea
 
 /// Something to do with each store in turn (the stores have different types).
 pub trait Visit {
-    fn visit<E: Engine>(&mut self, engine: E);
+    /// Called once per selected store; `slot` numbers the stores in visiting order, the same
+    /// on every [`Stores::each`] call, so a visitor can keep per-store state in a `Vec`.
+    fn visit<E: Engine>(&mut self, slot: usize, engine: &E);
 }
 
-/// Passes only the stores named in `SNAPKV_BENCH_ENGINES` (comma-separated column names, e.g.
-/// `snapkv-si,surrealmx-si,rwlock-btree`; all when unset) on to the visitor. Criterion's name
-/// filter cannot do this: a store is loaded before its benchmarks are filtered, and loading
-/// 1M records into every store takes most of a long run.
-struct Selected<'v, V: Visit> {
-    v: &'v mut V,
-    only: Option<Vec<String>>,
+/// Every selected store, alive together: a workload measures them back to back, so a change
+/// in the host's speed (this is a shared machine) moves a cell's stores together instead of
+/// landing between them, as it could when each store ran all its workloads in turn.
+///
+/// `SNAPKV_BENCH_ENGINES` selects stores by column name (comma-separated, e.g.
+/// `snapkv-si,surrealmx-si,rwlock-btree`; all when unset). Criterion's name filter cannot do
+/// this: a store is loaded before its benchmarks are filtered, and loading 1M records into
+/// every store takes most of a long run.
+pub struct Stores {
+    snapkv_si: Option<SnapkvEngine>,
+    snapkv_ser: Option<SnapkvEngine>,
+    skipdb_opt: Option<SkipdbOptimistic>,
+    skipdb_ser: Option<SkipdbSerializable>,
+    surrealmx_si: Option<Surrealmx>,
+    surrealmx_ssi: Option<Surrealmx>,
+    rwlock_btree: Option<LockedBTree>,
+    cow_imbl: Option<CowImbl>,
 }
 
-impl<V: Visit> Selected<'_, V> {
-    fn visit<E: Engine>(&mut self, engine: E) {
-        let name = engine.name();
-        if self.only.as_ref().is_none_or(|o| o.contains(&name)) {
-            self.v.visit(engine);
+impl Stores {
+    /// Fresh, empty instances of the selected stores.
+    pub fn selected() -> Self {
+        let only: Option<Vec<String>> = std::env::var("SNAPKV_BENCH_ENGINES")
+            .ok()
+            .map(|s| s.split(',').map(|n| n.trim().to_string()).collect());
+        // Created only when selected (surrealmx starts background threads), under the name
+        // that selects it.
+        fn make<E: Engine>(
+            only: &Option<Vec<String>>,
+            name: &str,
+            new: impl FnOnce() -> E,
+        ) -> Option<E> {
+            let selected = only.as_ref().is_none_or(|o| o.iter().any(|n| n == name));
+            selected.then(|| {
+                let store = new();
+                assert_eq!(store.name(), name, "a store is selected by its column name");
+                store
+            })
+        }
+        Self {
+            snapkv_si: make(&only, "snapkv-si", || {
+                SnapkvEngine::new(Db::new(), Isolation::Snapshot)
+            }),
+            snapkv_ser: make(&only, "snapkv-ser", || {
+                let db = Db::builder().isolation(Isolation::Serializable).build();
+                SnapkvEngine::new(
+                    db.expect("default options are valid"),
+                    Isolation::Serializable,
+                )
+            }),
+            skipdb_opt: make(&only, "skipdb-opt", SkipdbOptimistic::new),
+            skipdb_ser: make(&only, "skipdb-ser", SkipdbSerializable::new),
+            surrealmx_si: make(&only, "surrealmx-si", || Surrealmx::new(false)),
+            surrealmx_ssi: make(&only, "surrealmx-ssi", || Surrealmx::new(true)),
+            rwlock_btree: make(&only, "rwlock-btree", LockedBTree::default),
+            cow_imbl: make(&only, "cow-imbl", CowImbl::new),
         }
     }
-}
 
-/// Hands a fresh instance of every (selected) store to `v`, one at a time.
-pub fn each_engine(v: &mut impl Visit) {
-    let only = std::env::var("SNAPKV_BENCH_ENGINES")
-        .ok()
-        .map(|s| s.split(',').map(|n| n.trim().to_string()).collect());
-    let mut v = Selected { v, only };
-    v.visit(SnapkvEngine::new(Db::new(), Isolation::Snapshot));
-    let ser = Db::builder().isolation(Isolation::Serializable).build();
-    v.visit(SnapkvEngine::new(
-        ser.expect("default options are valid"),
-        Isolation::Serializable,
-    ));
-    v.visit(SkipdbOptimistic::new());
-    v.visit(SkipdbSerializable::new());
-    v.visit(Surrealmx::new(false));
-    v.visit(Surrealmx::new(true));
-    v.visit(LockedBTree::default());
-    v.visit(CowImbl::new());
+    /// Hands every selected store to `v`, in column order.
+    pub fn each(&self, v: &mut impl Visit) {
+        fn one<E: Engine>(v: &mut impl Visit, slot: &mut usize, engine: &Option<E>) {
+            if let Some(e) = engine {
+                v.visit(*slot, e);
+                *slot += 1;
+            }
+        }
+        let slot = &mut 0;
+        one(v, slot, &self.snapkv_si);
+        one(v, slot, &self.snapkv_ser);
+        one(v, slot, &self.skipdb_opt);
+        one(v, slot, &self.skipdb_ser);
+        one(v, slot, &self.surrealmx_si);
+        one(v, slot, &self.surrealmx_ssi);
+        one(v, slot, &self.rwlock_btree);
+        one(v, slot, &self.cow_imbl);
+    }
 }
 
 /// Records for the YCSB runs and the point workloads (`SNAPKV_BENCH_RECORDS`, default 100K).

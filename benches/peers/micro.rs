@@ -4,11 +4,12 @@
 
 use std::hint::black_box;
 
-use criterion::{BatchSize, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{BatchSize, BenchmarkGroup, Criterion, Throughput};
 use dashmap::DashMap;
 use snapkv::workload::{key, load, Engine, Outcome, ReadView, KEY_LEN, VALUE_LEN};
 
-use crate::{each_engine, records, Visit};
+use crate::{records, Stores, Visit};
 
 /// Random record numbers, precomputed so the timed loop only looks keys up.
 fn sample_keys(records: u64, n: usize) -> Vec<[u8; KEY_LEN]> {
@@ -24,19 +25,59 @@ fn expect(o: Outcome, what: &str) {
     );
 }
 
-struct Micro<'c> {
-    c: &'c mut Criterion,
-    records: u64,
-    keys: Vec<[u8; KEY_LEN]>,
+/// Loads every store with `records` records (one loader thread: a multi-threaded load spreads a
+/// store over fresh malloc arenas, and which store lands there first skews point-read timings
+/// by up to 2.5x).
+struct Load(u64);
+
+impl Visit for Load {
+    fn visit<E: Engine>(&mut self, _: usize, engine: &E) {
+        load(engine, self.0, 1, &|_| {});
+    }
 }
 
-impl Visit for Micro<'_> {
-    fn visit<E: Engine>(&mut self, engine: E) {
-        let name = engine.name();
-        // One loader thread: a multi-threaded load spreads a store over fresh malloc arenas,
-        // and which store lands there first skews point-read timings by up to 2.5x.
-        load(&engine, self.records, 1, &|_| {});
-        let keys = &self.keys;
+/// The micro workloads, each a group in which every store runs in turn.
+#[derive(Clone, Copy)]
+enum Workload {
+    PointRead,
+    ReadTxn(usize),
+    WriteTxn(usize),
+    ReadModifyWrite,
+    Scan100,
+    SnapshotCreate,
+}
+
+impl Workload {
+    fn name(self) -> String {
+        match self {
+            Self::PointRead => "point_read_snapshot".into(),
+            Self::ReadTxn(n) => format!("read_txn_{n}"),
+            Self::WriteTxn(n) => format!("write_txn_{n}"),
+            Self::ReadModifyWrite => "read_modify_write".into(),
+            Self::Scan100 => "scan_100".into(),
+            Self::SnapshotCreate => "snapshot_create".into(),
+        }
+    }
+
+    fn elements(self) -> Option<u64> {
+        match self {
+            Self::Scan100 => Some(100),
+            Self::SnapshotCreate => None,
+            _ => Some(1),
+        }
+    }
+}
+
+/// One workload, every store in turn.
+struct Micro<'g, 'c> {
+    group: &'g mut BenchmarkGroup<'c, WallTime>,
+    workload: Workload,
+    keys: &'g [[u8; KEY_LEN]],
+}
+
+impl Visit for Micro<'_, '_> {
+    fn visit<E: Engine>(&mut self, _: usize, engine: &E) {
+        let keys = self.keys;
         let value = [7u8; VALUE_LEN];
         let n = keys.len();
         let mut i = 0usize;
@@ -44,122 +85,129 @@ impl Visit for Micro<'_> {
             i = (i + 1) % n;
             i
         };
-        let id = |w: &str| format!("micro/{w}/{}k", self.records / 1000);
-
-        let mut g = self.c.benchmark_group(id("point_read_snapshot"));
-        g.throughput(Throughput::Elements(1));
-        let view = engine.view();
-        g.bench_function(&name, |b| {
-            b.iter(|| expect(black_box(view.read(&keys[next()])), "read"))
-        });
-        drop(view);
-        g.finish();
-
-        for reads in [1usize, 10] {
-            let mut g = self.c.benchmark_group(id(&format!("read_txn_{reads}")));
-            g.throughput(Throughput::Elements(1));
-            g.bench_function(&name, |b| {
-                b.iter(|| {
-                    let start = next();
-                    let batch: Vec<&[u8]> =
-                        (0..reads).map(|j| &keys[(start + j) % n][..]).collect();
-                    expect(black_box(engine.read_many(&batch)), "read_many")
-                })
-            });
-            g.finish();
+        let name = engine.name();
+        let g = &mut *self.group;
+        match self.workload {
+            Workload::PointRead => {
+                let view = engine.view();
+                g.bench_function(&name, |b| {
+                    b.iter(|| expect(black_box(view.read(&keys[next()])), "read"))
+                });
+            }
+            Workload::ReadTxn(reads) => {
+                g.bench_function(&name, |b| {
+                    b.iter(|| {
+                        let start = next();
+                        let batch: Vec<&[u8]> =
+                            (0..reads).map(|j| &keys[(start + j) % n][..]).collect();
+                        expect(black_box(engine.read_many(&batch)), "read_many")
+                    })
+                });
+            }
+            Workload::WriteTxn(writes) => {
+                g.bench_function(&name, |b| {
+                    b.iter(|| {
+                        let start = next();
+                        let batch: Vec<&[u8]> =
+                            (0..writes).map(|j| &keys[(start + j) % n][..]).collect();
+                        assert_eq!(engine.write_many(&batch, &value), Outcome::Done);
+                    })
+                });
+            }
+            Workload::ReadModifyWrite => {
+                g.bench_function(&name, |b| {
+                    b.iter(|| {
+                        assert_eq!(
+                            engine.read_modify_write(&keys[next()], &value),
+                            Outcome::Done
+                        )
+                    })
+                });
+            }
+            Workload::Scan100 => {
+                g.bench_function(&name, |b| {
+                    b.iter(|| expect(black_box(engine.scan(&keys[next()], 100)), "scan"))
+                });
+            }
+            Workload::SnapshotCreate => {
+                g.bench_function(&name, |b| {
+                    b.iter_batched(
+                        || (),
+                        |()| drop(black_box(engine.view())),
+                        BatchSize::SmallInput,
+                    )
+                });
+            }
         }
-
-        for writes in [1usize, 10] {
-            let mut g = self.c.benchmark_group(id(&format!("write_txn_{writes}")));
-            g.throughput(Throughput::Elements(1));
-            g.bench_function(&name, |b| {
-                b.iter(|| {
-                    let start = next();
-                    let batch: Vec<&[u8]> =
-                        (0..writes).map(|j| &keys[(start + j) % n][..]).collect();
-                    assert_eq!(engine.write_many(&batch, &value), Outcome::Done);
-                })
-            });
-            g.finish();
-        }
-
-        let mut g = self.c.benchmark_group(id("read_modify_write"));
-        g.throughput(Throughput::Elements(1));
-        g.bench_function(&name, |b| {
-            b.iter(|| {
-                assert_eq!(
-                    engine.read_modify_write(&keys[next()], &value),
-                    Outcome::Done
-                )
-            })
-        });
-        g.finish();
-
-        let mut g = self.c.benchmark_group(id("scan_100"));
-        g.throughput(Throughput::Elements(100));
-        g.bench_function(&name, |b| {
-            b.iter(|| expect(black_box(engine.scan(&keys[next()], 100)), "scan"))
-        });
-        g.finish();
-        drop(engine);
     }
 }
 
-/// Snapshot creation cost at a given store size.
-struct SnapshotCreation<'c> {
-    c: &'c mut Criterion,
-    records: u64,
+/// Runs `workload` against every store in `stores` as one group, after `floor`'s benchmarks.
+fn group(
+    c: &mut Criterion,
+    stores: &Stores,
+    (workload, records, keys): (Workload, u64, &[[u8; KEY_LEN]]),
+    floor: impl FnOnce(&mut BenchmarkGroup<'_, WallTime>),
+) {
+    let mut g = c.benchmark_group(format!("micro/{}/{}k", workload.name(), records / 1000));
+    if let Some(n) = workload.elements() {
+        g.throughput(Throughput::Elements(n));
+    }
+    floor(&mut g);
+    stores.each(&mut Micro {
+        group: &mut g,
+        workload,
+        keys,
+    });
+    g.finish();
 }
 
-impl Visit for SnapshotCreation<'_> {
-    fn visit<E: Engine>(&mut self, engine: E) {
-        load(&engine, self.records, 1, &|_| {});
-        let mut g = self
-            .c
-            .benchmark_group(format!("micro/snapshot_create/{}k", self.records / 1000));
-        g.bench_function(engine.name(), |b| {
-            b.iter_batched(
-                || (),
-                |()| drop(black_box(engine.view())),
-                BatchSize::SmallInput,
-            )
-        });
-        g.finish();
-    }
-}
+/// No floor in this group.
+fn none(_: &mut BenchmarkGroup<'_, WallTime>) {}
 
 pub fn bench(c: &mut Criterion) {
     let records = records();
     let keys = sample_keys(records, 1 << 14);
+    let keys = &keys[..];
 
-    // The floor: one raw striped-map lookup, same hasher as snapkv's map.
+    // The floor: one raw striped-map lookup, same hasher as snapkv's map, measured in the
+    // point-read and single-write groups.
     let map: DashMap<Vec<u8>, Vec<u8>, foldhash::fast::RandomState> = DashMap::default();
     for i in 0..records {
         map.insert(key(i).to_vec(), vec![7u8; VALUE_LEN]);
     }
-    let mut g = c.benchmark_group(format!("micro/point_read_snapshot/{}k", records / 1000));
-    g.throughput(Throughput::Elements(1));
     let mut i = 0;
-    g.bench_function("dashmap-raw", |b| {
-        b.iter(|| {
-            i = (i + 1) % keys.len();
-            assert!(black_box(map.get(&keys[i][..])).is_some());
-        })
+    let mut next = move || {
+        i = (i + 1) % keys.len();
+        i
+    };
+    let stores = Stores::selected();
+    stores.each(&mut Load(records));
+    group(c, &stores, (Workload::PointRead, records, keys), |g| {
+        g.bench_function("dashmap-raw", |b| {
+            b.iter(|| assert!(black_box(map.get(&keys[next()][..])).is_some()))
+        });
     });
-    g.finish();
-    let mut g = c.benchmark_group(format!("micro/write_txn_1/{}k", records / 1000));
-    g.throughput(Throughput::Elements(1));
-    g.bench_function("dashmap-raw", |b| {
-        b.iter(|| {
-            i = (i + 1) % keys.len();
-            black_box(map.insert(keys[i].to_vec(), vec![8u8; VALUE_LEN]));
-        })
+    for reads in [1, 10] {
+        group(c, &stores, (Workload::ReadTxn(reads), records, keys), none);
+    }
+    group(c, &stores, (Workload::WriteTxn(1), records, keys), |g| {
+        g.bench_function("dashmap-raw", |b| {
+            b.iter(|| black_box(map.insert(keys[next()].to_vec(), vec![8u8; VALUE_LEN])))
+        });
     });
-    g.finish();
-    drop(map);
+    for workload in [
+        Workload::WriteTxn(10),
+        Workload::ReadModifyWrite,
+        Workload::Scan100,
+    ] {
+        group(c, &stores, (workload, records, keys), none);
+    }
+    drop((stores, map));
 
-    each_engine(&mut Micro { c, records, keys });
     for records in [1_000, 1_000_000] {
-        each_engine(&mut SnapshotCreation { c, records });
+        let stores = Stores::selected();
+        stores.each(&mut Load(records));
+        group(c, &stores, (Workload::SnapshotCreate, records, keys), none);
     }
 }

@@ -115,11 +115,12 @@ unsafe impl Sync for HeadCopy {}
 /// | `0` | no committer noted a key with this hash since the set was published as the newest: the run's copy of such a key is its head (or a newer install is not yet visible) |
 /// | `1` | some key with this hash may have changed: read its chain |
 ///
-/// Bits are only ever set (`Release`) and read (`Acquire`); a set lives as long as its run.
+/// Bits are only ever set (`Release`) and read (`Acquire`, or `Relaxed` loads closed by an
+/// `Acquire` fence); a set lives as long as its run.
 pub(crate) struct ChangedKeys {
+    /// A power of two of words (at least one): bit `hash mod (64 * words.len())` stands for
+    /// the keys with hash `hash`.
     words: Box<[AtomicU64]>,
-    /// Number of bits minus one (a power of two minus one).
-    mask: u32,
     /// How many bits are set, counted by the committer whose `fetch_or` set each. A
     /// statistic (`Relaxed`): it only decides when the run is worth rebuilding
     /// ([`RunHeads::changed_keys`]).
@@ -128,7 +129,7 @@ pub(crate) struct ChangedKeys {
     /// |---|---|
     /// | `n` | `n` bits are set (or are being set): about that many keys are read from their chains |
     ///
-    /// On its own line: scans read `words` and `mask` for every key they lend.
+    /// On its own line: scans read `words` for every key they lend.
     marked: CachePadded<AtomicUsize>,
 }
 
@@ -140,21 +141,14 @@ impl ChangedKeys {
             .next_power_of_two();
         Self {
             words: (0..bits / 64).map(|_| AtomicU64::new(0)).collect(),
-            // At most 2^31 bits: fits.
-            mask: (bits - 1) as u32,
             marked: CachePadded::new(AtomicUsize::new(0)),
         }
-    }
-
-    fn word_and_bit(&self, hash: u32) -> (&AtomicU64, u64) {
-        let bit = hash & self.mask;
-        (&self.words[(bit / 64) as usize], 1 << (bit % 64))
     }
 
     /// Marks `hash`'s bit. Reads it first: a set bit (the common case once a set fills) is
     /// left alone, so committers on two cores do not pull the word's line back and forth.
     fn mark(&self, hash: u32) {
-        let (word, bit) = self.word_and_bit(hash);
+        let (word, bit) = word_and_bit(&self.words, hash);
         // Acquire, and load-bearing: when another committer set the bit, its `fetch_or`
         // then happens before our unlock and publication, so before any retirement of the
         // head we superseded, as the memory-safety argument needs (a Relaxed load would
@@ -171,10 +165,24 @@ impl ChangedKeys {
         self.marked.load(Ordering::Relaxed)
     }
 
+    #[inline]
     fn is_marked(&self, hash: u32) -> bool {
-        let (word, bit) = self.word_and_bit(hash);
+        let (word, bit) = word_and_bit(&self.words, hash);
         word.load(Ordering::Acquire) & bit != 0
     }
+}
+
+/// The word of `words` (a [`ChangedKeys`] set's) holding `hash`'s bit, and that bit.
+/// Unchecked: scans ask for every key they lend. Takes the slice, not the set, so that a loop
+/// keeps its address and length in registers (an `Acquire` load in the loop would otherwise
+/// make the compiler reload them).
+#[inline]
+fn word_and_bit(words: &[AtomicU64], hash: u32) -> (&AtomicU64, u64) {
+    // The word of bit `hash mod (64 * words.len())`, since `words.len()` is a power of two.
+    let w = (hash as usize / 64) & (words.len() - 1);
+    // SAFETY: `w <= words.len() - 1`, and `ChangedKeys::for_keys` makes at least one word.
+    let word = unsafe { words.get_unchecked(w) };
+    (word, 1 << (hash % 64))
 }
 
 /// The copies of a run's heads, with the run's changed-key set.
@@ -264,16 +272,15 @@ impl<'a> HeadsSlice<'a> {
     pub(crate) fn current_mask(&self, n: usize) -> u32 {
         let copies = &self.copies[..n.min(self.copies.len()).min(u32::BITS as usize)];
         let words = &self.changed.words[..];
-        // `words.len()` is a power of two and `mask` its number of bits minus one: the word of
-        // bit `hash & mask` is `(hash / 64) & last`.
-        let last = words.len() - 1;
         let mut current = 0;
         for (i, c) in copies.iter().enumerate() {
-            let w = (c.hash as usize / 64) & last;
-            // SAFETY: `w <= last < words.len()` (a set has at least one word).
-            let word = unsafe { words.get_unchecked(w) }.load(Ordering::Acquire);
-            current |= u32::from(word & (1 << (c.hash % 64)) == 0) << i;
+            let (word, bit) = word_and_bit(words, c.hash);
+            // Relaxed, then one `Acquire` fence for the stretch: what the lends after it may
+            // rely on is what `Acquire` loads would give them (`is_marked`), and the compiler
+            // keeps the loop's loads together.
+            current |= u32::from(word.load(Ordering::Relaxed) & bit == 0) << i;
         }
+        fence(Ordering::Acquire);
         current
     }
 
@@ -649,7 +656,7 @@ mod tests {
             heads.changed.mark(7);
         }
         assert_eq!(heads.changed_keys(), 1);
-        let bits = heads.changed.mask + 1;
+        let bits = heads.changed.words.len() as u32 * 64;
         for h in 0..3 * bits {
             heads.changed.mark(h);
         }
