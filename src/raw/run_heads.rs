@@ -173,9 +173,8 @@ impl ChangedKeys {
 }
 
 /// The word of `words` (a [`ChangedKeys`] set's) holding `hash`'s bit, and that bit.
-/// Unchecked: scans ask for every key they lend. Takes the slice, not the set, so that a loop
-/// keeps its address and length in registers (an `Acquire` load in the loop would otherwise
-/// make the compiler reload them).
+/// Unchecked: scans ask for every key they lend. Takes the words rather than the set, so
+/// that a stretch ([`HeadsSlice::current_mask`]) looks them up once.
 #[inline]
 fn word_and_bit(words: &[AtomicU64], hash: u32) -> (&AtomicU64, u64) {
     // The word of bit `hash mod (64 * words.len())`, since `words.len()` is a power of two.
@@ -275,9 +274,8 @@ impl<'a> HeadsSlice<'a> {
         let mut current = 0;
         for (i, c) in copies.iter().enumerate() {
             let (word, bit) = word_and_bit(words, c.hash);
-            // Relaxed, then one `Acquire` fence for the stretch: what the lends after it may
-            // rely on is what `Acquire` loads would give them (`is_marked`), and the compiler
-            // keeps the loop's loads together.
+            // Relaxed, then one `Acquire` fence for the stretch: the lends after the fence
+            // get what an `Acquire` load of each bit (`is_marked`) would give them.
             current |= u32::from(word.load(Ordering::Relaxed) & bit == 0) << i;
         }
         fence(Ordering::Acquire);
