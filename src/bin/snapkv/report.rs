@@ -226,6 +226,7 @@ fn targets(results: &Results, out: &mut String) {
             ("skipdb-opt", 3.0),
             ("skipdb-ser", 3.0),
             ("surrealmx-si", 1.5),
+            ("surrealmx-ssi", 1.5),
             ("rwlock-btree", 1.0),
         ] {
             if let Some(r) = time_ratio(results, g, peer, OURS) {
