@@ -502,10 +502,16 @@ mod panic_mid_install {
 
     fn scan(store: &Store, at: u64) -> Vec<(Vec<u8>, Vec<u8>)> {
         let mut out = Vec::new();
-        crate::iter::lend(store, (Bound::Unbounded, Bound::Unbounded), at, |k, v| {
-            out.push((k.to_vec(), v.to_vec()));
-            ControlFlow::Continue(())
-        });
+        crate::iter::lend(
+            store,
+            (Bound::Unbounded, Bound::Unbounded),
+            at,
+            usize::MAX,
+            |k, v| {
+                out.push((k.to_vec(), v.to_vec()));
+                ControlFlow::Continue(())
+            },
+        );
         out
     }
 
@@ -574,6 +580,7 @@ mod panic_mid_install {
             &store,
             (Bound::Included(&b"a"[..]), Bound::Included(&b"a"[..])),
             2,
+            usize::MAX,
             |_, v| {
                 seen_len = Some(v.len());
                 ControlFlow::Continue(())

@@ -207,15 +207,19 @@ impl std::fmt::Debug for Iter<'_> {
 const REPIN_EVERY: usize = 128;
 
 /// Calls `f` on each live pair of `range` at `ts`, in key order, lending the key and value,
-/// until `f` breaks; returns how many pairs it lent. The walk renews its epoch pin every
-/// [`REPIN_EVERY`] entries (re-seeking from the next key), so even an unbounded scan holds
-/// back memory reclamation only briefly.
+/// until `f` breaks or it lent `limit` pairs; returns how many pairs it lent. The walk renews
+/// its epoch pin every [`REPIN_EVERY`] entries (re-seeking from the next key), so even an
+/// unbounded scan holds back memory reclamation only briefly.
 pub(crate) fn lend(
     store: &Store,
     range: KeyRangeRef<'_>,
     ts: u64,
+    limit: usize,
     mut f: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
 ) -> usize {
+    if limit == 0 {
+        return 0;
+    }
     store.maintain_index(Reason::Scan);
     // Where the walk goes on after a repin: owned, since the walk that reached it has ended
     // (copied only then: a scan shorter than `REPIN_EVERY` copies no bound).
@@ -230,18 +234,23 @@ pub(crate) fn lend(
             break;
         }
         let guard = crossbeam_epoch::pin();
-        let walk = store.range(rest, Reads::Heads, &guard).lend_forward(
-            ts,
-            &guard,
-            REPIN_EVERY,
-            |key, version| match version.and_then(|v| v.value) {
-                Some(value) => {
-                    lent += 1;
-                    f(key, value)
+        let walk = store
+            .range(rest, Reads::Heads, &guard)
+            .expecting(limit - lent)
+            .lend_forward(ts, &guard, REPIN_EVERY, |key, version| {
+                match version.and_then(|v| v.value) {
+                    Some(value) => {
+                        lent += 1;
+                        let flow = f(key, value);
+                        if lent == limit {
+                            ControlFlow::Break(())
+                        } else {
+                            flow
+                        }
+                    }
+                    None => ControlFlow::Continue(()),
                 }
-                None => ControlFlow::Continue(()),
-            },
-        );
+            });
         match walk {
             // Not yet examined: resume at it.
             Lending::Paused(key) => resume = Some(Bytes::copy_from_slice(key)),

@@ -12,7 +12,8 @@
 //! ([`Snapshot::get`]) or lend them to a closure without copying them ([`Snapshot::get_with`],
 //! [`Db::get_with`]). Scans return owned pairs through an iterator ([`Snapshot::range`],
 //! [`Snapshot::scan_prefix`]), or lend them to a callback without a copy per pair
-//! ([`Snapshot::scan_with`], the fastest way to read many keys).
+//! ([`Snapshot::scan_with`], the fastest way to read many keys; [`Snapshot::scan_with_limit`]
+//! for the first `n`).
 //!
 //! ```
 //! use snapkv::Db;

@@ -162,7 +162,53 @@ impl Snapshot {
         range: impl RangeBounds<&'k [u8]>,
         f: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
     ) -> usize {
-        crate::iter::lend(&self.db.shared.store, borrowed_range(&range), self.ts, f)
+        crate::iter::lend(
+            &self.db.shared.store,
+            borrowed_range(&range),
+            self.ts,
+            usize::MAX,
+            f,
+        )
+    }
+
+    /// Like [`scan_with`](Self::scan_with), but lends at most `limit` pairs: the first
+    /// `limit` live pairs in `range` (a page of results). Returns how many pairs `f` saw.
+    ///
+    /// Prefer it to counting in `f` when the count is known up front: the scan then knows
+    /// where it will stop, and does not start loading the entries past that point.
+    ///
+    /// ```
+    /// use std::ops::ControlFlow;
+    /// use snapkv::Db;
+    ///
+    /// let db = Db::new();
+    /// for k in ["page/1", "page/2", "page/3", "page/4"] {
+    ///     db.put(k, "x")?;
+    /// }
+    /// db.delete("page/2")?;
+    /// let mut keys = Vec::new();
+    /// let seen = db.snapshot().scan_with_limit(b"page/".as_slice().., 2, |key, _| {
+    ///     keys.push(key.to_vec());
+    ///     ControlFlow::Continue(())
+    /// });
+    /// // Deleted keys do not count: the first two live pairs.
+    /// assert_eq!(seen, 2);
+    /// assert_eq!(keys, [b"page/1".to_vec(), b"page/3".to_vec()]);
+    /// # Ok::<(), snapkv::Error>(())
+    /// ```
+    pub fn scan_with_limit<'k>(
+        &self,
+        range: impl RangeBounds<&'k [u8]>,
+        limit: usize,
+        f: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
+    ) -> usize {
+        crate::iter::lend(
+            &self.db.shared.store,
+            borrowed_range(&range),
+            self.ts,
+            limit,
+            f,
+        )
     }
 
     /// The registry slot this snapshot holds (`None` once released).

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::error::Error as _;
 use std::fmt::Debug;
-use std::ops::Bound;
+use std::ops::{Bound, ControlFlow};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{mpsc, Barrier};
 
@@ -1271,6 +1271,62 @@ fn scan_prefix_handles_prefixes_ending_in_0xff() {
 /// Random committed states, own writes, bounds and prefixes, iterated with a random mix of
 /// `next` and `next_back`, against a model; both snapshot and transaction iterators.
 #[test]
+fn limited_lending_scans_take_the_first_live_pairs() {
+    // Enough keys that a scan renews its pin (every 128 entries) and crosses rebuilt runs and
+    // fresh delta keys; a third of them deleted, which a limit does not count.
+    let db = Db::new();
+    let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+    let mut rng = fastrand::Rng::with_seed(7);
+    let key = |i: u32| format!("key{i:05}").into_bytes();
+    for round in 0..6 {
+        for _ in 0..400 {
+            let i = rng.u32(0..2_000);
+            if rng.u8(0..3) == 0 {
+                db.delete(key(i)).unwrap();
+                model.remove(&key(i));
+            } else {
+                let v = format!("{round}-{i}").into_bytes();
+                db.put(key(i), &v).unwrap();
+                model.insert(key(i), v);
+            }
+        }
+        let snap = db.snapshot();
+        for _ in 0..40 {
+            let lo = key(rng.u32(0..2_100));
+            let limit = match rng.u8(0..4) {
+                0 => rng.usize(0..3),
+                1 => rng.usize(0..2_000),
+                _ => rng.usize(0..300),
+            };
+            let mut got = Vec::new();
+            let n = snap.scan_with_limit(lo.as_slice().., limit, |k, v| {
+                got.push((k.to_vec(), v.to_vec()));
+                ControlFlow::Continue(())
+            });
+            let want: Vec<_> = model
+                .range(lo.clone()..)
+                .take(limit)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            assert_eq!(n, want.len(), "round {round} from {lo:?} limit {limit}");
+            assert_eq!(got, want, "round {round} from {lo:?} limit {limit}");
+            // `f` breaking first still ends the scan there.
+            let stop = rng.usize(0..limit.max(1) + 1);
+            let mut seen = 0;
+            let n = snap.scan_with_limit(lo.as_slice().., limit, |_, _| {
+                seen += 1;
+                if seen >= stop {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            });
+            assert_eq!(n, want.len().min(stop.max(1)).min(limit), "stop {stop}");
+        }
+    }
+}
+
+#[test]
 fn scans_match_a_model_from_both_ends() {
     let seed = std::env::var("SNAPKV_API_SEED")
         .ok()
@@ -1389,6 +1445,25 @@ fn scans_match_a_model_from_both_ends() {
             select(&own, &in_r),
             &|| format!("txn {}", what()),
         );
+        // Lending scans, with and without a limit.
+        let limit = match rng.u8(0..4) {
+            0 => usize::MAX,
+            _ => rng.usize(0..committed.len() + 2),
+        };
+        let mut lent = Vec::new();
+        let n = snap.scan_with_limit(borrow_bounds(&range), limit, |k, v| {
+            lent.push((k.to_vec(), v.to_vec()));
+            ControlFlow::Continue(())
+        });
+        let want: Vec<_> = select(&committed, &in_r).into_iter().take(limit).collect();
+        assert_eq!((n, &lent), (want.len(), &want), "limit {limit} {}", what());
+        let mut all = Vec::new();
+        snap.scan_with(borrow_bounds(&range), |k, v| {
+            all.push((k.to_vec(), v.to_vec()));
+            ControlFlow::Continue(())
+        });
+        assert_eq!(all, Vec::from(select(&committed, &in_r)), "{}", what());
+
         let prefix = key(&mut rng, 0);
         let in_p = |k: &[u8]| k.starts_with(&prefix);
         let what = || format!("case {case} (seed {seed}) prefix {prefix:x?}");

@@ -147,6 +147,10 @@ pub(crate) struct RunIter<'g> {
     /// How many entries at the front of `rest` a lending walk already started loading (with
     /// their copies): a stretch shorter than the look-ahead leaves part of it for the next.
     fetched: usize,
+    /// How many more keys a lending walk's caller expects to take ([`Entries::expecting`]),
+    /// or `usize::MAX`, unknown. A hint: a stretch and its look-ahead stop there rather than
+    /// load entries, copies and chains the caller will not reach.
+    want: usize,
 }
 
 /// Walks a slice of a run.
@@ -157,6 +161,7 @@ pub(super) fn run_iter(slice: RunSlice<'_>, reads: Reads) -> RunIter<'_> {
         reads,
         primed: false,
         fetched: 0,
+        want: usize::MAX,
     }
 }
 
@@ -248,7 +253,7 @@ impl<'g> RunIter<'g> {
             entries[stale.trailing_zeros() as usize].1.prefetch();
             stale &= stale - 1;
         }
-        let ahead = n.max(self.fetched)..(n + RUN_AHEAD).min(self.rest.len());
+        let ahead = n.max(self.fetched)..(n + RUN_AHEAD).min(self.rest.len()).min(self.want);
         if !ahead.is_empty() {
             self.fetched = ahead.end;
             crate::raw::prefetch_lines(&self.rest[ahead.clone()]);
@@ -433,6 +438,14 @@ impl<'g, 'r> Entries<'g, 'r> {
         })
     }
 
+    /// Tells a lending walk ([`lend_forward`](Self::lend_forward)) that its caller expects to
+    /// take about `keys` keys (at least one): its stretches and their look-ahead stop there.
+    /// A hint only; past it, the walk goes on as without one.
+    pub(crate) fn expecting(mut self, keys: usize) -> Self {
+        self.run.want = keys.max(1);
+        self
+    }
+
     /// Walks forward, calling `f` with each key and its version visible at `at`, lent (as
     /// [`Group::lend_at`] gives it), until `f` breaks or `limit` keys were examined. The same
     /// sequence as `self.map(|g| (g.key(), g.lend_at(at, guard)))`, but a stretch of run
@@ -451,6 +464,14 @@ impl<'g, 'r> Entries<'g, 'r> {
         // The stretches prefetch for themselves.
         self.run.primed = true;
         let mut left = limit;
+        // Once the caller took more keys than it expected to (some keys had no visible
+        // value, or the hint was wrong), the walk goes on without a hint.
+        let took = |want: &mut usize, n: usize| {
+            *want = match want.checked_sub(n) {
+                Some(w) if w > 0 => w,
+                _ => usize::MAX,
+            }
+        };
         loop {
             if left == 0 {
                 return match self.next_key_front() {
@@ -461,6 +482,7 @@ impl<'g, 'r> Entries<'g, 'r> {
             // Finds the next stretch, or merges a delta's key.
             if let Some(g) = self.refill(true) {
                 left -= 1;
+                took(&mut self.run.want, 1);
                 if f(g.key(), g.lend_at(at, guard)).is_break() {
                     return Lending::Broken;
                 }
@@ -469,7 +491,8 @@ impl<'g, 'r> Entries<'g, 'r> {
             let n = self.clear[0]
                 .min(self.run.rest.len())
                 .min(CLEAR_WINDOW)
-                .min(left);
+                .min(left)
+                .min(self.run.want);
             if n == 0 {
                 return Lending::Exhausted;
             }
@@ -478,6 +501,7 @@ impl<'g, 'r> Entries<'g, 'r> {
             let lent = before - self.run.rest.len();
             self.clear[0] -= lent;
             left -= lent;
+            took(&mut self.run.want, lent);
             if flow.is_break() {
                 return Lending::Broken;
             }

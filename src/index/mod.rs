@@ -595,8 +595,19 @@ mod tests {
                 0 => usize::MAX,
                 _ => rng.usize(0..want.len() + 2),
             };
+            // A hint of how many keys the caller takes changes nothing the walk returns:
+            // right, short (the walk goes on past it) or none.
+            let hint = match rng.u8(..3) {
+                0 => None,
+                1 => Some(stop.max(1)),
+                _ => Some(rng.usize(1..want.len() + 2)),
+            };
+            let hinted = || match hint {
+                Some(h) => walk().expecting(h),
+                None => walk(),
+            };
             let mut got: Seen = Vec::new();
-            let lending = walk().lend_forward(at, &guard, limit, |key, v| {
+            let lending = hinted().lend_forward(at, &guard, limit, |key, v| {
                 if got.len() == stop {
                     return ControlFlow::Break(());
                 }
@@ -610,7 +621,7 @@ mod tests {
             } else {
                 Lending::Exhausted
             };
-            let why = format!("range {range:?} at {at}, stop {stop}, limit {limit}");
+            let why = format!("range {range:?} at {at}, stop {stop}, limit {limit}, hint {hint:?}");
             assert_eq!(lending, expected, "{why}");
             let lent = stop.min(limit).min(want.len());
             assert_eq!(got, want[..lent], "{why}");

@@ -145,10 +145,22 @@ impl ChangedKeys {
         }
     }
 
+    /// The word holding `hash`'s bit, and that bit. Unchecked: scans ask for every key they
+    /// lend.
+    #[inline]
+    fn word_and_bit(&self, hash: u32) -> (&AtomicU64, u64) {
+        // The word of bit `hash mod (64 * words.len())`, since `words.len()` is a power of two.
+        let w = (hash as usize / 64) & (self.words.len() - 1);
+        // SAFETY: `w <= words.len() - 1`, and `words` is never empty: `for_keys` makes at
+        // least one word, and the field is private and never replaced.
+        let word = unsafe { self.words.get_unchecked(w) };
+        (word, 1 << (hash % 64))
+    }
+
     /// Marks `hash`'s bit. Reads it first: a set bit (the common case once a set fills) is
     /// left alone, so committers on two cores do not pull the word's line back and forth.
     fn mark(&self, hash: u32) {
-        let (word, bit) = word_and_bit(&self.words, hash);
+        let (word, bit) = self.word_and_bit(hash);
         // Acquire, and load-bearing: when another committer set the bit, its `fetch_or`
         // then happens before our unlock and publication, so before any retirement of the
         // head we superseded, as the memory-safety argument needs (a Relaxed load would
@@ -167,21 +179,9 @@ impl ChangedKeys {
 
     #[inline]
     fn is_marked(&self, hash: u32) -> bool {
-        let (word, bit) = word_and_bit(&self.words, hash);
+        let (word, bit) = self.word_and_bit(hash);
         word.load(Ordering::Acquire) & bit != 0
     }
-}
-
-/// The word of `words` (a [`ChangedKeys`] set's) holding `hash`'s bit, and that bit.
-/// Unchecked: scans ask for every key they lend. Takes the words rather than the set, so
-/// that a stretch ([`HeadsSlice::current_mask`]) looks them up once.
-#[inline]
-fn word_and_bit(words: &[AtomicU64], hash: u32) -> (&AtomicU64, u64) {
-    // The word of bit `hash mod (64 * words.len())`, since `words.len()` is a power of two.
-    let w = (hash as usize / 64) & (words.len() - 1);
-    // SAFETY: `w <= words.len() - 1`, and `ChangedKeys::for_keys` makes at least one word.
-    let word = unsafe { words.get_unchecked(w) };
-    (word, 1 << (hash % 64))
 }
 
 /// The copies of a run's heads, with the run's changed-key set.
@@ -270,12 +270,13 @@ impl<'a> HeadsSlice<'a> {
     #[inline]
     pub(crate) fn current_mask(&self, n: usize) -> u32 {
         let copies = &self.copies[..n.min(self.copies.len()).min(u32::BITS as usize)];
-        let words = &self.changed.words[..];
         let mut current = 0;
         for (i, c) in copies.iter().enumerate() {
-            let (word, bit) = word_and_bit(words, c.hash);
-            // Relaxed, then one `Acquire` fence for the stretch: the lends after the fence
-            // get what an `Acquire` load of each bit (`is_marked`) would give them.
+            let (word, bit) = self.changed.word_and_bit(c.hash);
+            // Relaxed, then one `Acquire` fence for the stretch: the lends after the fence get
+            // at least what an `Acquire` load of each bit (`is_marked`) gives them. (The
+            // memory-safety argument needs only coherence after the pin; see the module
+            // documentation.)
             current |= u32::from(word.load(Ordering::Relaxed) & bit == 0) << i;
         }
         fence(Ordering::Acquire);

@@ -8,7 +8,7 @@ use crate::{Db, Error, Isolation, Snapshot};
 /// snapkv driven at one isolation level.
 ///
 /// Reads use [`Db::get_with`] (or [`Snapshot::get_with`] in a view) and scans
-/// [`Snapshot::scan_with`] on a fresh snapshot: read-only work needs no transaction and never
+/// [`Snapshot::scan_with_limit`] on a fresh snapshot: read-only work needs no transaction and never
 /// conflicts, and like the peers' borrowed reads these lend the value instead of copying it; inserts and updates are auto-commit [`Db::put`]s (blind
 /// writes); read-modify-writes and multi-key writes are [`Transaction`](crate::Transaction)s at
 /// the engine's isolation level.
@@ -84,17 +84,12 @@ impl Engine for SnapkvEngine {
         if len == 0 {
             return Outcome::NotFound;
         }
-        // The lending scan: like the peers' borrowed iterators and callbacks, no copy per
-        // record.
-        let mut left = len;
-        let n = self.db.snapshot().scan_with(start.., |_, _| {
-            left -= 1;
-            if left == 0 {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            }
-        });
+        // The lending scan with a limit: like the peers' borrowed iterators and callbacks, no
+        // copy per record (and like surrealmx's `scan_with`, told the count).
+        let n = self
+            .db
+            .snapshot()
+            .scan_with_limit(start.., len, |_, _| ControlFlow::Continue(()));
         if n > 0 {
             Outcome::Done
         } else {
