@@ -175,7 +175,7 @@ impl Snapshot {
     /// `limit` live pairs in `range` (a page of results). Returns how many pairs `f` saw.
     ///
     /// Prefer it to counting in `f` when the count is known up front: the scan then knows
-    /// where it will stop, and does not start loading the entries past that point.
+    /// where it will likely stop, and does not prefetch the entries far past that point.
     ///
     /// ```
     /// use std::ops::ControlFlow;
