@@ -162,13 +162,7 @@ impl Snapshot {
         range: impl RangeBounds<&'k [u8]>,
         f: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
     ) -> usize {
-        crate::iter::lend(
-            &self.db.shared.store,
-            borrowed_range(&range),
-            self.ts,
-            usize::MAX,
-            f,
-        )
+        self.scan_with_limit(range, usize::MAX, f)
     }
 
     /// Like [`scan_with`](Self::scan_with), but lends at most `limit` pairs: the first
