@@ -46,9 +46,25 @@ pub struct Db {
 pub(crate) struct Shared {
     pub(crate) opts: Options,
     pub(crate) clock: Clock,
+    /// Read-only snapshots.
     pub(crate) registry: Registry,
+    /// Transactions' snapshots: kept apart because only they can still write, so only they
+    /// keep a deleted key's last tombstone from leaving the map (see `Horizon::writer_floor`).
+    pub(crate) writers: Registry,
     pub(crate) store: Store,
     pub(crate) gc: Collector,
+}
+
+impl Shared {
+    /// What the collector works on.
+    pub(crate) fn gc_parts(&self) -> Parts<'_> {
+        Parts {
+            clock: &self.clock,
+            registry: &self.registry,
+            writers: &self.writers,
+            store: &self.store,
+        }
+    }
 }
 
 impl ChainSource for Store {
@@ -164,6 +180,7 @@ impl Db {
                 opts,
                 clock: Clock::new(),
                 registry: Registry::new(),
+                writers: Registry::new(),
                 store: Store::new(),
                 gc: Collector::new(),
             }),
@@ -344,7 +361,7 @@ impl Db {
 
     /// Starts a transaction at the given isolation level.
     pub fn begin_with(&self, isolation: Isolation) -> Transaction {
-        Transaction::new(self.snapshot(), isolation)
+        Transaction::new(Snapshot::for_transaction(self.clone()), isolation)
     }
 
     /// Runs `f` in a transaction and commits it, retrying on conflicts.
@@ -422,8 +439,7 @@ impl Db {
     /// does this incrementally; call it after dropping a long-lived snapshot to give memory
     /// back at once.
     pub fn collect_garbage(&self) -> GcReport {
-        let s = &self.shared;
-        s.gc.sweep(&s.clock, &s.registry, &s.store)
+        self.shared.gc.sweep(self.shared.gc_parts())
     }
 
     /// Counts keys, versions and snapshots. O(number of versions): for monitoring and tests,
@@ -437,8 +453,13 @@ impl Db {
         Stats {
             keys: s.store.len(),
             versions,
-            live_snapshots: s.registry.live(),
-            oldest_snapshot: s.registry.oldest(),
+            live_snapshots: s.registry.live() + s.writers.live(),
+            oldest_snapshot: s
+                .registry
+                .oldest()
+                .into_iter()
+                .chain(s.writers.oldest())
+                .min(),
             visible_ts: s.clock.visible(),
             watermark: s.gc.watermark(),
         }
@@ -453,17 +474,15 @@ impl Db {
         own: Option<&SlotId>,
     ) -> Result<Ts> {
         let s = &self.shared;
-        let horizon = s.gc.horizon();
+        // Pinned across the commit (which pins again, cheaply) so the cached horizon can be
+        // borrowed instead of cloned.
+        let guard = crossbeam_epoch::pin();
+        let horizon = s.gc.horizon(&guard);
         let done = commit::commit(&s.clock, &s.store, writes, checks, &horizon)?;
         for (key, _) in writes.iter().filter(|(_, value)| value.is_none()) {
             s.gc.note_tombstone(Bytes::copy_from_slice(key), done.ts);
         }
-        let parts = Parts {
-            clock: &s.clock,
-            registry: &s.registry,
-            store: &s.store,
-        };
-        s.gc.after_commit(done, &horizon, own, parts);
+        s.gc.after_commit(done, &horizon, own, s.gc_parts());
         Ok(done.ts)
     }
 

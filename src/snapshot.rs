@@ -40,15 +40,36 @@ pub struct Snapshot {
     db: Db,
     ts: Ts,
     slot: Option<SlotId>,
+    /// Whether a transaction reads from it (registered with the database's writers).
+    writer: bool,
 }
 
 impl Snapshot {
+    /// A read-only snapshot.
     pub(crate) fn new(db: Db) -> Self {
-        let (slot, ts) = db.shared.registry.register(&db.shared.clock);
+        Self::register(db, false)
+    }
+
+    /// The snapshot of a transaction, which may still write.
+    pub(crate) fn for_transaction(db: Db) -> Self {
+        Self::register(db, true)
+    }
+
+    fn register(db: Db, writer: bool) -> Self {
+        let (slot, ts) = Self::registry_of(&db, writer).register(&db.shared.clock);
         Self {
             db,
             ts,
             slot: Some(slot),
+            writer,
+        }
+    }
+
+    fn registry_of(db: &Db, writer: bool) -> &crate::registry::Registry {
+        if writer {
+            &db.shared.writers
+        } else {
+            &db.shared.registry
         }
     }
 
@@ -260,7 +281,7 @@ impl Snapshot {
 impl Drop for Snapshot {
     fn drop(&mut self) {
         if let Some(slot) = self.slot.take() {
-            self.db.shared.registry.release(slot);
+            Self::registry_of(&self.db, self.writer).release(slot);
         }
     }
 }

@@ -258,4 +258,15 @@ impl Store {
     pub(crate) fn len(&self) -> usize {
         self.map.len()
     }
+
+    /// Gives the key map's spare capacity back when it holds more than `factor` times its
+    /// length in slots (and more than `min_capacity`): a hash map never shrinks by itself, so
+    /// after a peak of keys it would keep the peak's memory. Each shard is rehashed under its
+    /// write lock in turn, so lookups in other shards go on.
+    pub(crate) fn shrink_if_sparse(&self, factor: usize, min_capacity: usize) {
+        let capacity = self.map.capacity();
+        if capacity > min_capacity && self.map.len().saturating_mul(factor) < capacity {
+            self.map.shrink_to_fit();
+        }
+    }
 }

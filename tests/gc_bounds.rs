@@ -212,3 +212,144 @@ fn collection_racing_readers_and_writers_loses_nothing() {
     assert!(stats.versions <= (groups * per_group) as usize);
     assert_eq!(stats.live_snapshots, 0);
 }
+
+/// Keys and versions left after `pairs` commits that insert a fresh key and delete it, on a
+/// database where `setup` ran first (it may open snapshots, which stay open meanwhile).
+fn queue_leftovers(db: &Db, pairs: u64) -> (usize, usize) {
+    for i in 0..pairs {
+        let key = [b"job/".as_slice(), &i.to_be_bytes()].concat();
+        db.put(&key, b"payload").unwrap();
+        db.delete(&key).unwrap();
+    }
+    let stats = db.stats();
+    (stats.keys, stats.versions)
+}
+
+#[test]
+fn a_queue_under_an_old_snapshot_keeps_no_dead_keys() {
+    const PAIRS: u64 = 20_000;
+    let plain = Db::new();
+    plain.put(b"config", b"v1").unwrap();
+    let (plain_keys, plain_versions) = queue_leftovers(&plain, PAIRS);
+
+    let db = Db::new();
+    db.put(b"config", b"v1").unwrap();
+    let old = db.snapshot();
+    db.put(b"config", b"v2").unwrap();
+    let (keys, versions) = queue_leftovers(&db, PAIRS);
+    // The snapshot cannot see any job key (each was created after it and is deleted), so
+    // maintenance removes them as it goes: at most one run's worth of deletes is left, as
+    // without the snapshot (plus the config version the snapshot reads).
+    assert!(
+        keys <= plain_keys + 1 && keys < 200,
+        "{keys} keys left under an old snapshot, {plain_keys} without"
+    );
+    assert!(
+        versions <= plain_versions + 2 && versions < 300,
+        "{versions} versions left under an old snapshot, {plain_versions} without"
+    );
+    assert_eq!(old.get(b"config").unwrap().as_deref(), Some(&b"v1"[..]));
+    assert_eq!(old.iter().count(), 1, "the snapshot sees no job");
+    db.collect_garbage();
+    assert_eq!(db.stats().keys, 1);
+    assert_eq!(
+        db.stats().versions,
+        2,
+        "v1 for the snapshot, v2 for everyone else"
+    );
+}
+
+#[test]
+fn a_key_a_snapshot_sees_waits_for_it_then_leaves_without_a_sweep() {
+    let db = Db::new();
+    db.put(b"seen", b"v").unwrap();
+    let old = db.snapshot();
+    db.delete(b"seen").unwrap();
+    let churn = |from: u64| {
+        for i in from..from + 500 {
+            db.put(b"other", i.to_be_bytes()).unwrap();
+        }
+    };
+    churn(0);
+    assert_eq!(old.get(b"seen").unwrap().as_deref(), Some(&b"v"[..]));
+    assert_eq!(db.stats().keys, 2, "the snapshot pins the deleted key");
+    drop(old);
+    // Maintenance alone (no `collect_garbage`) removes it once the watermark passes the delete.
+    churn(500);
+    assert_eq!(db.stats().keys, 1);
+    assert_eq!(db.get(b"seen").unwrap(), None);
+}
+
+#[test]
+fn a_sweep_frees_a_key_once_the_only_snapshot_that_saw_it_is_gone() {
+    let db = Db::new();
+    db.put(b"a", b"1").unwrap();
+    let oldest = db.snapshot(); // sees only `a`
+    db.put(b"b", b"1").unwrap();
+    let middle = db.snapshot(); // sees `a` and `b`
+    db.delete(b"b").unwrap();
+    db.collect_garbage();
+    assert_eq!(db.stats().keys, 2, "`middle` sees `b`");
+    assert_eq!(middle.get(b"b").unwrap().as_deref(), Some(&b"1"[..]));
+    drop(middle);
+    db.collect_garbage();
+    // `oldest` predates `b` entirely: nothing of `b` is visible to any live snapshot.
+    assert_eq!(db.stats().keys, 1);
+    assert_eq!(oldest.get(b"b").unwrap(), None);
+    assert_eq!(oldest.iter().count(), 1);
+}
+
+#[test]
+fn an_old_transaction_keeps_its_write_conflict_with_a_delete() {
+    let db = Db::new();
+    let mut txn = db.begin();
+    assert_eq!(txn.get(b"k").unwrap(), None);
+    db.put(b"k", b"created").unwrap();
+    db.delete(b"k").unwrap();
+    db.collect_garbage();
+    // Readers could not tell the lone delete from no key, but the transaction's snapshot
+    // predates it: first committer wins must still see it.
+    assert_eq!(db.stats().keys, 1, "a live transaction pins the delete");
+    txn.put(b"k", b"mine").unwrap();
+    let err = txn.commit().unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+    db.collect_garbage();
+    assert_eq!(db.stats().keys, 0);
+    // A read-only snapshot as old does not pin it.
+    let snap = db.snapshot();
+    db.put(b"k", b"created").unwrap();
+    db.delete(b"k").unwrap();
+    db.collect_garbage();
+    assert_eq!(db.stats().keys, 0);
+    assert_eq!(snap.get(b"k").unwrap(), None);
+}
+
+#[test]
+fn databases_in_one_process_each_get_their_own_maintenance() {
+    // One thread commits to two databases in lockstep: a job queue and an append-only log.
+    // Maintenance turns are counted per database, so the queue's deleted keys leave as they
+    // would with the queue alone.
+    let jobs = Db::new();
+    let log = Db::new();
+    for i in 0..20_000u64 {
+        // Four commits a round: a maintenance turn counted per thread, not per database,
+        // would land on the same one of them every time.
+        let key = i.to_be_bytes();
+        jobs.put(key, b"job").unwrap();
+        log.put([b"put/".as_slice(), &key].concat(), b"entry")
+            .unwrap();
+        jobs.delete(key).unwrap();
+        log.put([b"del/".as_slice(), &key].concat(), b"entry")
+            .unwrap();
+    }
+    let alone = Db::new();
+    let (alone_keys, _) = queue_leftovers(&alone, 20_000);
+    let stats = jobs.stats();
+    assert!(
+        stats.keys <= alone_keys.max(1) * 2 && stats.keys < 200,
+        "{} keys left in the queue, {alone_keys} without the log",
+        stats.keys
+    );
+    assert!(stats.watermark > 0);
+    assert_eq!(log.stats().keys, 40_000);
+}

@@ -371,13 +371,21 @@ impl Model {
             .collect()
     }
 
-    /// The number of keys and versions a full collection leaves when live snapshots read at
-    /// the model timestamps `live`: per key, every version some live snapshot (or a new one,
-    /// reading at `now`) sees, minus the oldest of those if it is a delete at or below the
-    /// watermark (nothing distinguishes it from absence then).
-    fn after_gc(&self, live: &[u64]) -> (usize, usize) {
-        let readers: Vec<u64> = live.iter().copied().chain([self.now]).collect();
-        let watermark = *readers.iter().min().expect("now is a reader");
+    /// Keys and versions a full collection leaves with snapshots reading at `snapshots` and
+    /// transactions at `txns`: per key, every version some reader (or a new snapshot, reading
+    /// at `now`) sees, minus the oldest of those while they are deletes that no transaction
+    /// reads below (they read as absent, like nothing, and no writer can conflict with them).
+    /// This does not depend on when earlier collections ran: the set of readers only loses
+    /// old members and gains new ones at `now`, and no transaction starts below `now`, so a
+    /// version or delete that could go once can go at any later time.
+    fn after_gc(&self, snapshots: &[u64], txns: &[u64]) -> (usize, usize) {
+        let readers: Vec<u64> = snapshots
+            .iter()
+            .chain(txns)
+            .copied()
+            .chain([self.now])
+            .collect();
+        let writer_floor = txns.iter().copied().chain([self.now]).min().expect("now");
         let (mut keys, mut versions) = (0, 0);
         for key in KEYS {
             let mut kept: Vec<(u64, bool)> = Vec::new();
@@ -392,9 +400,9 @@ impl Model {
                 }
                 newer = *ts;
             }
-            if kept
+            while kept
                 .last()
-                .is_some_and(|&(ts, tomb)| tomb && ts <= watermark)
+                .is_some_and(|&(ts, tomb)| tomb && ts <= writer_floor)
             {
                 kept.pop();
             }
@@ -813,12 +821,9 @@ fn run(default_serializable: bool, ops: &[Op]) -> Result<(), TestCaseError> {
                 let before = db.stats();
                 let report = db.collect_garbage();
                 let after = db.stats();
-                let live: Vec<u64> = snaps
-                    .iter()
-                    .map(|s| s.at)
-                    .chain(txns.iter().map(|t| t.at))
-                    .collect();
-                let (keys, versions) = m.after_gc(&live);
+                let readers: Vec<u64> = snaps.iter().map(|s| s.at).collect();
+                let writers: Vec<u64> = txns.iter().map(|t| t.at).collect();
+                let (keys, versions) = m.after_gc(&readers, &writers);
                 prop_assert_eq!(
                     (after.keys, after.versions),
                     (keys, versions),

@@ -366,12 +366,16 @@ impl<'a> ChainWriter<'a> {
 
     /// Unlinks every version no snapshot can see according to `horizon`: a version stays if
     /// it is newer than `horizon.now()` or some live or future snapshot reads in `[its ts, the
-    /// next newer version's ts)`. The oldest remaining version goes too when it is a tombstone
-    /// at or below the watermark (a reader then finds nothing, which also means absent, and no
-    /// live transaction's snapshot predates the delete, so no write-write conflict is lost).
-    /// The newest version always stays, so first-committer-wins checks are unaffected.
-    /// Unlinked nodes go to `retired`, to be freed once every thread pinned when it is retired
-    /// has unpinned. Returns how many it unlinked and how many stayed.
+    /// next newer version's ts)`. Then the oldest remaining versions go too while they are
+    /// tombstones at or below the horizon's writer floor: a reader of such a tombstone finds
+    /// nothing, as it would below it (both mean absent), and no live transaction's snapshot
+    /// predates the delete, so no write-write conflict is lost (see `Horizon`). When every
+    /// remaining version is such a tombstone the chain becomes empty and may leave the map:
+    /// this is what frees a key created and deleted while an older snapshot stays open. The
+    /// newest version stays otherwise (a commit's own version is above `now`), so
+    /// first-committer-wins checks are unaffected. Unlinked nodes go to `retired`, to be freed
+    /// once every thread pinned when it is retired has unpinned. Returns how many it unlinked
+    /// and how many stayed.
     ///
     /// The walk stops at the first version at or below the watermark: every snapshot reads at
     /// the watermark or above, so that version is the oldest any of them sees, and the tail
@@ -379,15 +383,20 @@ impl<'a> ChainWriter<'a> {
     /// the tail is the one version before the superseded head: the prune does not wait for
     /// its line, only prefetches it for the free).
     ///
-    /// The caller guarantees that `horizon` came from the registry (no live or future snapshot
-    /// reads anywhere else); memory safety does not depend on it.
+    /// The caller guarantees that `horizon` came from the registries (no live or future
+    /// snapshot reads anywhere else, no live transaction below the writer floor); memory
+    /// safety does not depend on it.
     pub(crate) fn prune(&self, horizon: &Horizon, retired: &mut Retired, guard: &Guard) -> Pruned {
         let watermark = horizon.watermark();
+        let floor = horizon.writer_floor().min(horizon.now());
         // `link` is the link that points to the node under inspection: `head` or the `next` of
         // the nearest kept node above it.
         let mut link = &self.chain.head;
         let mut newer = u64::MAX;
         let (mut kept, mut above_horizon) = (0, 0);
+        // The link to the first of the kept versions seen last that are all tombstones at or
+        // below `floor`, with the count kept above it: where the chain will be cut.
+        let mut strip: Option<(&Atomic<Version>, usize)> = None;
         let mut cur = link.load(Ordering::Relaxed, guard);
         // SAFETY: `cur` is pinned by `guard`, and we (the lock holder) are the only thread that
         // unlinks or frees nodes of this chain, so every node we reach stays allocated while
@@ -398,20 +407,11 @@ impl<'a> ChainWriter<'a> {
                 // The oldest version any snapshot reads (`needs` holds for it: the watermark
                 // lies in `[its ts, newer)`); nothing behind it is needed.
                 if node.is_tombstone() {
-                    // The oldest kept version would be a tombstone nobody needs: it goes with
-                    // its tail.
-                    if std::ptr::eq(link, &self.chain.head) {
-                        // The tombstone is the head: the chain becomes empty.
-                        self.chain.cache.set(0, None);
-                    }
-                    // Release pairs with readers' Acquire loads of `link`, as below.
-                    link.store(Shared::null(), Ordering::Release);
-                    // `link` was the list's only way in; the nodes behind `cur` were all still
-                    // linked, so no batch holds any of them yet.
-                    // SAFETY: `cur` (non-null, from `Version::alloc`) and its tail were just
-                    // unlinked by the store above; nobody writes unlinked nodes' links.
-                    unsafe { retired.push_list(cur) };
+                    // A tombstone at or below the watermark (so the floor): cut here with its
+                    // tail, unless the cut starts higher up.
+                    strip.get_or_insert((link, kept));
                 } else {
+                    strip = None;
                     kept += 1;
                     if !next.is_null() {
                         // The tail is freed when the epoch collects, up to 128 of this
@@ -422,7 +422,10 @@ impl<'a> ChainWriter<'a> {
                         // alternating runs).
                         prefetch_line(std::ptr::with_exposed_provenance(next.into_usize()));
                         node.next().store(Shared::null(), Ordering::Release);
-                        // SAFETY: as above, for the tail behind `node`, cut off just now.
+                        // SAFETY: `next` (non-null, from `Version::alloc`) and the nodes
+                        // behind it were all still linked until the store above cut them off,
+                        // so no batch holds any of them yet, and nobody writes unlinked
+                        // nodes' links.
                         unsafe { retired.push_list(next) };
                     }
                 }
@@ -430,12 +433,18 @@ impl<'a> ChainWriter<'a> {
             }
             let above = node.ts() > horizon.now();
             if above || horizon.needs(node.ts(), newer) {
+                if node.is_tombstone() && node.ts() <= floor {
+                    strip.get_or_insert((link, kept));
+                } else {
+                    strip = None;
+                }
                 kept += 1;
                 above_horizon += usize::from(above);
                 link = node.next();
             } else {
-                // The head is always kept (the head cache describes it, see `HeadCache`): its
-                // `newer` is `u64::MAX`, and `needs` holds for `[ts, MAX)` as `now < MAX`.
+                // The head is always kept here (the head cache describes it, see
+                // `HeadCache`): its `newer` is `u64::MAX`, and `needs` holds for `[ts, MAX)` as
+                // `now < MAX`. Only the strip below can unlink it, with the cache.
                 debug_assert!(!std::ptr::eq(link, &self.chain.head), "pruned the head");
                 // Release pairs with readers' Acquire loads of `link`: a reader that skips the
                 // node still sees the initialised nodes behind it.
@@ -449,6 +458,23 @@ impl<'a> ChainWriter<'a> {
             }
             newer = node.ts();
             cur = next;
+        }
+        if let Some((cut, above_cut)) = strip {
+            if std::ptr::eq(cut, &self.chain.head) {
+                // Every remaining version goes: the chain becomes empty, and its cache says so
+                // before any of them can be freed.
+                self.chain.cache.set(0, None);
+            }
+            let first = cut.load(Ordering::Relaxed, guard);
+            // Release pairs with readers' Acquire loads of `cut`, as above.
+            cut.store(Shared::null(), Ordering::Release);
+            // SAFETY: `first` is non-null (the strip starts at a node) and from
+            // `Version::alloc`; it and everything behind it was reachable only through `cut`
+            // (kept nodes, and the tail behind a watermark tombstone, none in a batch yet:
+            // the nodes unlinked one by one above are no longer behind any kept node), so
+            // the store above unlinked them all, and nobody writes unlinked nodes' links.
+            unsafe { retired.push_list(first) };
+            kept = above_cut;
         }
         let before = self.chain.len.load(Ordering::Relaxed);
         debug_assert!(
@@ -624,6 +650,40 @@ mod tests {
         assert_eq!(value_at(&c, 4), Some(None));
     }
 
+    #[test]
+    fn prune_drops_tombstones_only_readers_see_below_the_writer_floor() {
+        let c = Chain::new();
+        let g = epoch::pin();
+        let w = c.lock();
+        // Created and deleted after a read-only snapshot at 1, which reads neither version.
+        w.install(2, b("x").as_deref(), None, &g);
+        w.install(3, None, None, &g);
+        let readers_only = Horizon::merge(Horizon::new(10, vec![1]), Horizon::new(10, vec![]));
+        // A transaction at 1 could still write the key: the delete must stay for it.
+        let with_writer = Horizon::merge(Horizon::new(10, vec![]), Horizon::new(10, vec![1]));
+        assert_eq!(prune(&w, &with_writer, &g), pruned(1, 1, 0));
+        assert_eq!(value_at(&c, 10), Some(None));
+        assert_eq!(prune(&w, &readers_only, &g), pruned(1, 0, 0));
+        assert!(
+            w.is_empty(&g),
+            "the lone delete goes: the chain may leave the map"
+        );
+        assert_eq!(c.cache.get(&g).map(|l| l.ts), None);
+        // Deleted twice, each delete seen by a reader, then written: both deletes sit at the
+        // bottom and read as absent, like nothing; the value stays.
+        w.install(4, None, None, &g);
+        w.install(5, None, None, &g);
+        w.install(6, b("y").as_deref(), None, &g);
+        let h = Horizon::merge(Horizon::new(10, vec![4, 5]), Horizon::new(10, vec![]));
+        assert_eq!(prune(&w, &h, &g), pruned(2, 1, 0));
+        assert_eq!(versions(&c), [(6, false)]);
+        // A delete above a value a reader sees stays: that reader must not see the value.
+        w.install(7, None, None, &g);
+        let h = Horizon::merge(Horizon::new(10, vec![6, 8]), Horizon::new(10, vec![]));
+        assert_eq!(prune(&w, &h, &g), pruned(0, 2, 0));
+        assert_eq!(value_at(&c, 8), Some(None));
+    }
+
     /// The chain's versions, newest first, as `(ts, is_tombstone)`.
     fn versions(c: &Chain) -> Vec<(u64, bool)> {
         let g = epoch::pin();
@@ -649,10 +709,8 @@ mod tests {
             }
             newer = ts;
         }
-        if kept
-            .last()
-            .is_some_and(|&(ts, tomb)| tomb && ts <= h.watermark())
-        {
+        let floor = h.writer_floor().min(h.now());
+        while kept.last().is_some_and(|&(ts, tomb)| tomb && ts <= floor) {
             kept.pop();
         }
         kept
@@ -684,8 +742,15 @@ mod tests {
             // Two prunes in a row: the second relies on the length the first left.
             for _ in 0..2 {
                 let now = next(ts + 3);
-                let live: Vec<u64> = (0..next(4)).map(|_| next(now + 1)).collect();
-                let h = Horizon::new(now, live);
+                let readers: Vec<u64> = (0..next(4)).map(|_| next(now + 1)).collect();
+                let writers: Vec<u64> = (0..next(3)).map(|_| next(now + 1)).collect();
+                // Every live snapshot may write, or only some: the writer floor then lies
+                // above the watermark, and trailing tombstones between the two go too.
+                let h = if next(2) == 0 {
+                    Horizon::new(now, [readers, writers].concat())
+                } else {
+                    Horizon::merge(Horizon::new(now, readers), Horizon::new(now, writers))
+                };
                 let before = versions(&c);
                 let want = expected_after_prune(&before, &h);
                 let got = prune(&w, &h, &g);

@@ -38,6 +38,7 @@ mod version;
 pub(crate) use chain::{prefetch_line, prefetch_lines, Chain, ChainWriter, VersionRef};
 pub(crate) use epoch_cell::EpochCell;
 pub(crate) use head_cache::{HeadCache, Lent};
+pub(crate) use node_pool::trim as trim_node_pool;
 /// Values that count their drops, and waits for the epoch to free them: for tests of code
 /// that frees values outside `raw` too.
 #[cfg(all(test, not(loom)))]

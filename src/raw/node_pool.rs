@@ -85,16 +85,36 @@ impl Pool {
     }
 }
 
-impl Drop for Pool {
-    fn drop(&mut self) {
+impl Pool {
+    /// Returns every pooled block (and the bins' address stacks) to the allocator.
+    fn release_all(&mut self) {
         for (i, bin) in self.bins.iter_mut().enumerate() {
             for block in bin.drain(..) {
                 // SAFETY: the bin's invariant: allocated with this layout, owned by the pool
                 // alone, and drained (so freed) once.
                 unsafe { alloc::dealloc(block.as_ptr(), bin_layout(i)) };
             }
+            *bin = Vec::new();
         }
+        self.bytes = 0;
     }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.release_all();
+    }
+}
+
+/// Returns the calling thread's pooled blocks to the allocator (a full collection does, so
+/// that it gives back all the memory it can reach; the pool refills on the next bursts).
+pub(crate) fn trim() {
+    // A thread whose pool is already destroyed has nothing to give back.
+    let _ = POOL.try_with(|pool| {
+        if let Ok(mut pool) = pool.try_borrow_mut() {
+            pool.release_all();
+        }
+    });
 }
 
 thread_local! {
