@@ -326,9 +326,9 @@ impl Db {
     /// (being created or removed) is inconclusive (`head` returns `None`): without a
     /// registered snapshot, versions below the head may be unlinked under us. One exception,
     /// through the mirror: it may still describe a head tombstone `t` that pruning unlinked
-    /// from an emptied chain, and reading it as absent is right, since pruning unlinks such a
-    /// tombstone only at or below the watermark (no snapshot, and no later visible
-    /// timestamp, reads below `t`), and any later install would have rewritten the mirror.
+    /// from an emptied chain. Reading it as absent when `t <= s` is right: pruning empties a
+    /// chain only when everything it held reads as absent (tombstones, nothing below them),
+    /// so the key was absent at `s`, and any later install would have rewritten the mirror.
     fn read_latest<V>(
         &self,
         key: &[u8],
