@@ -67,7 +67,11 @@ fn scenario_queue(scale: u64) {
         let s = db.stats();
         println!(
             "  {:<22} {:>9.0} commits/s {:>8} keys {:>8} versions {:>8.2} MiB",
-            if hold { "old snapshot open" } else { "no snapshot" },
+            if hold {
+                "old snapshot open"
+            } else {
+                "no snapshot"
+            },
             rate,
             s.keys,
             s.versions,
@@ -116,7 +120,9 @@ fn ns_per(n: u64, mut f: impl FnMut(u64)) -> f64 {
 
 fn scenario_snapshot_peak(_scale: u64) {
     const PEAK: usize = 100_000;
-    println!("snapshot-peak: snapshot+drop and a one-key update before and after {PEAK} live snapshots");
+    println!(
+        "snapshot-peak: snapshot+drop and a one-key update before and after {PEAK} live snapshots"
+    );
     let db = Db::new();
     db.put(b"counter", 0u64.to_be_bytes()).unwrap();
     let measure = |label: &str| {
@@ -152,7 +158,9 @@ fn scenario_snapshot_peak(_scale: u64) {
 fn scenario_old_snapshot(scale: u64) {
     const KEYS: u64 = 100_000;
     let per_thread = 2_000_000 * scale;
-    println!("old-snapshot: 2 threads x {per_thread} puts to random keys of {KEYS}, alternating runs");
+    println!(
+        "old-snapshot: 2 threads x {per_thread} puts to random keys of {KEYS}, alternating runs"
+    );
     let db = Db::new();
     for i in 0..KEYS {
         db.put(key(i), [7u8; 100]).unwrap();
@@ -221,7 +229,11 @@ fn scenario_peak_keys(scale: u64) {
 fn main() {
     let mut args = std::env::args().skip(1);
     let which = args.next().unwrap_or_else(|| "all".into());
-    let scale = args.next().and_then(|a| a.parse().ok()).unwrap_or(1u64).max(1);
+    let scale = args
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1u64)
+        .max(1);
     let scenarios: [(&str, fn(u64)); 5] = [
         ("queue", scenario_queue),
         ("two-dbs", scenario_two_dbs),

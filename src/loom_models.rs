@@ -934,3 +934,62 @@ fn check_head_copies(rebuilds: usize) {
         w.chains[0].lock().prune_and_retire(&horizon, &guard);
     });
 }
+
+/// Model 17: pruning strips a deleted key's tombstone once no transaction reads below it,
+/// racing a transaction whose snapshot predates the delete (it must still conflict: the
+/// tombstone stays for it) and a read-only snapshot as old (it reads the key as absent
+/// throughout, then the chain empties under it).
+#[test]
+fn tombstone_strip_keeps_conflicts_and_views() {
+    faults::inject(Fault::None);
+    model(check_tombstone_strip);
+}
+
+/// Negative control for model 17: stripping up to the visible timestamp, ignoring the
+/// transaction, loses its write-write conflict.
+#[test]
+#[ignore = "negative control: run alone, must fail"]
+fn broken_strip_ignoring_writer_floor_is_caught() {
+    faults::inject(Fault::StripIgnoringWriterFloor);
+    model(check_tombstone_strip);
+}
+
+fn check_tombstone_strip() {
+    let w = World::new(&[b"x"]);
+    // Read-only snapshots in `w.registry`, transactions in their own (as `Db` keeps them).
+    let writers = Arc::new(Registry::new());
+    let (reader_slot, r) = w.registry.register(&w.clock);
+    let (writer_slot, t) = writers.register(&w.clock);
+    w.commit(&[0], b"v1", None, &NO_GC).unwrap();
+    let delete = [(&b"x"[..], None)];
+    commit(&w.clock, &*w, &delete, Checks::default(), &NO_GC).unwrap();
+    let (w2, writers2) = (Arc::clone(&w), Arc::clone(&writers));
+    let pruner = loom::thread::spawn(move || {
+        let h = Horizon::merge(w2.registry.horizon(&w2.clock), writers2.horizon(&w2.clock));
+        let guard = crossbeam_epoch::pin();
+        w2.chains[0].lock().prune_and_retire(&h, &guard);
+        drop(guard);
+        crossbeam_epoch::pin().flush();
+    });
+    assert_eq!(w.read(0, r), None, "the old reader saw a key it predates");
+    let mine = w.commit(&[0], b"mine", Some(t), &NO_GC);
+    assert!(
+        matches!(mine, Err(Error::Conflict { .. })),
+        "lost a write-write conflict with the delete: {mine:?}"
+    );
+    writers.release(writer_slot);
+    pruner.join().unwrap();
+    // No transaction left: the lone tombstone goes, and the chain reads as absent to all.
+    let h = Horizon::merge(w.registry.horizon(&w.clock), writers.horizon(&w.clock));
+    let guard = crossbeam_epoch::pin();
+    w.chains[0].lock().prune_and_retire(&h, &guard);
+    assert_eq!(
+        w.chains[0].version_count(&guard),
+        0,
+        "the lone tombstone stayed"
+    );
+    drop(guard);
+    assert_eq!(w.read(0, r), None);
+    assert_eq!(w.read(0, w.clock.visible()), None);
+    w.registry.release(reader_slot);
+}

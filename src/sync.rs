@@ -219,6 +219,9 @@ pub(crate) mod faults {
         /// A committer marks its keys changed only in the current run's set, not in the
         /// newest set (of a run being built).
         NoteOnlyCurrentRun = 14,
+        /// Pruning strips a chain's oldest tombstones up to the horizon's visible timestamp,
+        /// ignoring the transactions that read below them (the writer floor).
+        StripIgnoringWriterFloor = 15,
     }
 
     static ACTIVE: AtomicU8 = AtomicU8::new(0);

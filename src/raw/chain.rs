@@ -388,7 +388,7 @@ impl<'a> ChainWriter<'a> {
     /// safety does not depend on it.
     pub(crate) fn prune(&self, horizon: &Horizon, retired: &mut Retired, guard: &Guard) -> Pruned {
         let watermark = horizon.watermark();
-        let floor = horizon.writer_floor().min(horizon.now());
+        let floor = strip_floor(horizon);
         // `link` is the link that points to the node under inspection: `head` or the `next` of
         // the nearest kept node above it.
         let mut link = &self.chain.head;
@@ -490,6 +490,15 @@ impl<'a> ChainWriter<'a> {
             above_horizon,
         }
     }
+}
+
+/// Up to where [`ChainWriter::prune`] strips a chain's oldest tombstones.
+fn strip_floor(horizon: &Horizon) -> u64 {
+    #[cfg(loom)]
+    if crate::sync::faults::active(crate::sync::faults::Fault::StripIgnoringWriterFloor) {
+        return horizon.now();
+    }
+    horizon.writer_floor().min(horizon.now())
 }
 
 impl ChainWriter<'_> {
