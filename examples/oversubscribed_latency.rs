@@ -70,7 +70,7 @@ fn run(
                 let stop = &stop;
                 s.spawn(move || -> Result<Histogram<u64>, Error> {
                     let mut rng = fastrand::Rng::with_seed(t + 1);
-                    let mut latencies = Histogram::<u64>::new(3).expect("3 significant figures");
+                    let mut latencies = latency_histogram();
                     while !stop.load(Ordering::Relaxed) {
                         let k = key(rng.u64(0..KEYS));
                         let op = Instant::now();
@@ -99,11 +99,16 @@ fn run(
             .collect()
     })?;
     let elapsed = started.elapsed().as_secs_f64();
-    let mut all = Histogram::<u64>::new(3).expect("3 significant figures");
+    let mut all = latency_histogram();
     for h in &histograms {
         all.add(h).expect("same bounds");
     }
     Ok((all.len() as f64 / elapsed, all))
+}
+
+/// Nanoseconds from 1 to a minute, to 3 significant figures.
+fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds")
 }
 
 fn micros(nanos: u64) -> f64 {
