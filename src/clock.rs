@@ -231,7 +231,11 @@ impl Clock {
     fn advance_from(&self, v: u64) -> u64 {
         let (v, moved) = self.step_over_finished(v);
         if moved {
-            self.wake_sleepers();
+            // The count's first load inline: nearly always nobody sleeps.
+            order_seq_cst_accesses_for_loom();
+            if self.sleepers.load(Ordering::SeqCst) != 0 {
+                self.wake_sleepers();
+            }
         }
         v
     }
@@ -246,6 +250,7 @@ impl Clock {
     /// One wake per thread, in a chain, rather than all at once: a woken thread often takes
     /// its waker's CPU at once, and the waker, descheduled in the middle of a batch of wakes,
     /// would leave the rest asleep for a time slice or more.
+    #[cold]
     fn wake_sleepers(&self) {
         #[cfg(loom)]
         if crate::sync::faults::active(crate::sync::faults::Fault::SkipWake) {
