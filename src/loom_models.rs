@@ -367,7 +367,8 @@ fn broken_finished_mark_without_release_is_caught() {
 }
 
 /// Negative control for model 12: marking a reused slot before its previous timestamp is
-/// visible overwrites that timestamp's mark, and nobody can ever make it visible.
+/// visible overwrites that timestamp's mark, and nobody can ever make it visible: its committer
+/// sleeps forever (loom reports the deadlock).
 #[test]
 #[ignore = "negative control: must fail; run by .ci/run"]
 fn broken_ring_reuse_without_waiting_is_caught() {
@@ -382,6 +383,54 @@ fn broken_ring_reuse_without_waiting_is_caught() {
 fn broken_advance_over_unfinished_is_caught() {
     faults::inject(Fault::AdvanceOverUnfinished);
     check_publication_ring(2);
+}
+
+/// Model 17: three committers through a ring of four, so that a committer whose predecessor
+/// has not finished sleeps (a wait is one spin under loom) and must be woken: by the thread
+/// that moves the visible timestamp past it, or by a sleeper woken before it (wakes are passed
+/// on one at a time). A lost wake-up leaves a thread asleep forever, which loom reports as a
+/// deadlock; a premature one returns before the commit is visible, which the model asserts.
+#[test]
+fn publication_sleepers_are_always_woken() {
+    faults::inject(Fault::None);
+    check_publication_sleepers();
+}
+
+fn check_publication_sleepers() {
+    // Three threads: one preemption already reaches a sleeper woken by a helper's move, and
+    // the chain of wakes between two sleepers.
+    model_with_bounds(0, 1, || {
+        let clock = Arc::new(Clock::with_ring(4));
+        let commit = |clock: &Clock| {
+            let p = clock.allocate();
+            let ts = p.ts();
+            assert_eq!(p.publish(), ts);
+            assert!(
+                clock.visible() >= ts,
+                "publish of {ts} returned before it was visible"
+            );
+        };
+        let others: Vec<_> = (0..2)
+            .map(|_| {
+                let clock = Arc::clone(&clock);
+                loom::thread::spawn(move || commit(&clock))
+            })
+            .collect();
+        commit(&clock);
+        for t in others {
+            t.join().unwrap();
+        }
+        assert_eq!(clock.visible(), 3);
+    });
+}
+
+/// Negative control for model 17: a thread that moves the visible timestamp without waking
+/// the sleepers it passed leaves them asleep.
+#[test]
+#[ignore = "negative control: must fail; run by .ci/run"]
+fn broken_publish_skipping_the_wake_is_caught() {
+    faults::inject(Fault::SkipWake);
+    check_publication_sleepers();
 }
 
 /// Model 4: the collector unlinking and freeing versions races a registered reader walking
@@ -935,7 +984,7 @@ fn check_head_copies(rebuilds: usize) {
     });
 }
 
-/// Model 17: pruning strips a deleted key's tombstone once no transaction reads below it,
+/// Model 18: pruning strips a deleted key's tombstone once no transaction reads below it,
 /// racing a transaction whose snapshot predates the delete (it must still conflict: the
 /// tombstone stays for it) and a read-only snapshot as old (it reads the key as absent
 /// throughout, then the chain empties under it).
@@ -945,7 +994,7 @@ fn tombstone_strip_keeps_conflicts_and_views() {
     model(check_tombstone_strip);
 }
 
-/// Negative control for model 17: stripping up to the visible timestamp, ignoring the
+/// Negative control for model 18: stripping up to the visible timestamp, ignoring the
 /// transaction, loses its write-write conflict.
 #[test]
 #[ignore = "negative control: run alone, must fail"]

@@ -140,6 +140,22 @@ impl RwLock {
     }
 }
 
+/// Makes loom order the `SeqCst` accesses around it as the memory model does: nothing in
+/// production, a `SeqCst` fence under loom.
+///
+/// A store-buffering handshake of `SeqCst` accesses (on each side, a `SeqCst` read-modify-write
+/// of one word, then a `SeqCst` load of the other) is sound: both sides' accesses are in the
+/// single total order, so one side's load sees the other's write. loom, though, treats
+/// `SeqCst` accesses as `AcqRel` (its README, "Unsupported features") and would explore lost
+/// wake-ups that cannot happen; it does model `SeqCst` fences, which give the handshake the
+/// same guarantee. In production a fence would add an `mfence` to every commit on x86, where
+/// the `lock`ed instruction before it already orders.
+#[inline(always)]
+pub(crate) fn order_seq_cst_accesses_for_loom() {
+    #[cfg(loom)]
+    fence(Ordering::SeqCst);
+}
+
 /// Waits politely for another thread to make progress: exponential spinning, then yielding
 /// the time slice (crossbeam's `Backoff`). Under loom every step yields to the model scheduler,
 /// which is what lets loom explore the schedules in which the awaited thread runs.
@@ -163,6 +179,70 @@ impl Backoff {
         self.inner.snooze();
         #[cfg(loom)]
         loom::thread::yield_now();
+    }
+
+    /// Spins a little longer than last time, up to a cap, never giving up the time slice: for
+    /// waits that sleep (see [`WaitQueue`]) once spinning did not do.
+    pub(crate) fn spin(&self) {
+        #[cfg(not(loom))]
+        self.inner.spin();
+        #[cfg(loom)]
+        loom::thread::yield_now();
+    }
+}
+
+/// Threads asleep until a counter reaches their target: `parking_lot_core`'s queues keyed by
+/// the counter's address in production (`raw::wait_queue`), a loom mutex and condition
+/// variable here, with the same wake-by-target semantics, so a lost wake-up is a deadlock loom
+/// reports.
+#[cfg(not(loom))]
+pub(crate) use crate::raw::WaitQueue;
+
+/// loom's stand-in for `raw::WaitQueue` (see there for the contract).
+#[cfg(loom)]
+pub(crate) struct WaitQueue {
+    /// The next sleeper's id, and the `(id, target)` of each sleeper not yet woken.
+    sleepers: loom::sync::Mutex<(usize, Vec<(usize, u64)>)>,
+    woken: loom::sync::Condvar,
+}
+
+#[cfg(loom)]
+impl WaitQueue {
+    /// An empty queue.
+    pub(crate) fn new() -> Self {
+        Self {
+            sleepers: loom::sync::Mutex::new((0, Vec::new())),
+            woken: loom::sync::Condvar::new(),
+        }
+    }
+
+    /// Sleeps until woken with a value `>= target`, unless `counter` (loaded `SeqCst` under
+    /// the queue's lock) already reached `target`; returns whether it slept.
+    pub(crate) fn sleep_until(&self, counter: &AtomicU64, target: u64) -> bool {
+        let mut sleepers = self.sleepers.lock().unwrap();
+        if counter.load(Ordering::SeqCst) >= target {
+            return false;
+        }
+        let id = sleepers.0;
+        sleepers.0 += 1;
+        sleepers.1.push((id, target));
+        while sleepers.1.iter().any(|&(sleeper, _)| sleeper == id) {
+            sleepers = self.woken.wait(sleepers).unwrap();
+        }
+        true
+    }
+
+    /// Wakes the longest-asleep sleeper whose target is `<= reached`; returns whether there
+    /// was one.
+    pub(crate) fn wake_one_up_to(&self, _counter: &AtomicU64, reached: u64) -> bool {
+        let mut sleepers = self.sleepers.lock().unwrap();
+        let Some(i) = sleepers.1.iter().position(|&(_, target)| target <= reached) else {
+            return false;
+        };
+        sleepers.1.remove(i);
+        // Every sleeper wakes and looks for itself in the list; only the removed one leaves.
+        self.woken.notify_all();
+        true
     }
 }
 
@@ -222,6 +302,9 @@ pub(crate) mod faults {
         /// Pruning strips a chain's oldest tombstones up to the horizon's visible timestamp,
         /// ignoring the transactions that read below them (the writer floor).
         StripIgnoringWriterFloor = 15,
+        /// A committer that moved the visible timestamp does not wake the publishers asleep
+        /// waiting for it to reach theirs.
+        SkipWake = 16,
     }
 
     static ACTIVE: AtomicU8 = AtomicU8::new(0);

@@ -34,6 +34,8 @@ mod node_pool;
 mod retired;
 mod run_heads;
 mod version;
+#[cfg(not(loom))]
+mod wait_queue;
 
 pub(crate) use chain::{prefetch_line, prefetch_lines, Chain, ChainWriter, VersionRef};
 pub(crate) use epoch_cell::EpochCell;
@@ -45,3 +47,5 @@ pub(crate) use node_pool::trim as trim_node_pool;
 pub(crate) use retired::tests as test_values;
 pub(crate) use retired::Retired;
 pub(crate) use run_heads::{Changes, CopiedHead, HeadCopier, HeadsSlice, RunHeads};
+#[cfg(not(loom))]
+pub(crate) use wait_queue::WaitQueue;
