@@ -4,6 +4,8 @@ use bytes::Bytes;
 
 use crate::clock::Clock;
 use crate::commit::{self, ChainSource, Checks};
+use crate::contention::{Contention, Turn, QUEUE_AFTER};
+use crate::error::ConflictKind;
 use crate::error::{Error, Result};
 use crate::gc::{Collector, GcReport, Parts};
 use crate::isolation::Isolation;
@@ -49,6 +51,8 @@ pub(crate) struct Shared {
     pub(crate) registry: Registry,
     pub(crate) store: Store,
     pub(crate) gc: Collector,
+    /// Turns for calls of `update` that keep losing on a hot key.
+    pub(crate) contention: Contention,
 }
 
 impl ChainSource for Store {
@@ -166,6 +170,7 @@ impl Db {
                 registry: Registry::new(),
                 store: Store::new(),
                 gc: Collector::new(),
+                contention: Contention::new(),
             }),
         }
     }
@@ -352,9 +357,18 @@ impl Db {
     /// Each attempt gets a fresh transaction. A conflict (at commit, or an
     /// [`is_retryable`](Error::is_retryable) error returned by `f`) leads to another attempt after
     /// a jittered, exponentially growing pause; any other error from `f` aborts and is
-    /// returned. After `max_attempts` (see [`DbBuilder::max_attempts`]) it returns
-    /// [`Error::RetriesExhausted`] carrying the last conflict. If `f` panics, the transaction is
-    /// dropped (nothing is installed, no lock is held) and the panic continues.
+    /// returned. If `f` panics, the transaction is dropped (nothing is installed, no lock is
+    /// held) and the panic continues.
+    ///
+    /// Hot keys are served fairly: a call that has lost a few times waits its turn on the key
+    /// it conflicted on (first come, first served) and then retries, without a random pause,
+    /// while other calls of `update` writing that key stand aside, so it does not keep losing to threads that
+    /// commit in a tight loop. The turn starts a fresh budget of `max_attempts` (see
+    /// [`DbBuilder::max_attempts`]); after that many conflicts in a row while holding it (which
+    /// takes writers that bypass `update`, such as [`put`](Self::put) or a hand-driven
+    /// [`Transaction`], or more threads than `max_attempts`) it returns
+    /// [`Error::RetriesExhausted`] carrying the last conflict. An attempt that stands aside
+    /// counts as lost to a [`ConflictKind::WriteWrite`] conflict on the key it wanted to write.
     ///
     /// `f` may run several times, so it should have no side effects outside the transaction.
     ///
@@ -397,24 +411,74 @@ impl Db {
         isolation: Isolation,
         mut f: impl FnMut(&mut Transaction) -> Result<T>,
     ) -> Result<T> {
-        let attempts = self.shared.opts.max_attempts;
-        let mut attempt = 0;
+        let budget = self.shared.opts.max_attempts;
+        // Attempts in this budget (racing, then again once it is this call's turn), and in all.
+        let (mut attempt, mut total) = (0, 0);
+        let mut turn: Option<Turn<'_>> = None;
+        let mut snapshot_ts = 0;
         loop {
             attempt += 1;
-            let mut txn = self.begin_with(isolation);
-            let outcome = f(&mut txn).and_then(|out| txn.commit().map(|_| out));
-            match outcome {
+            total += 1;
+            let e = match self.attempt(isolation, &mut f, turn.is_some(), &mut snapshot_ts) {
                 Ok(out) => return Ok(out),
-                Err(e) if e.is_retryable() && attempt < attempts => crate::retry::backoff(attempt),
-                Err(e) if e.is_retryable() => {
-                    return Err(Error::RetriesExhausted {
-                        attempts: attempt,
-                        last: Box::new(e),
-                    })
-                }
+                Err(e) if e.is_retryable() => e,
                 Err(e) => return Err(e),
+            };
+            if attempt >= budget {
+                return Err(Error::RetriesExhausted {
+                    attempts: total,
+                    last: Box::new(e),
+                });
+            }
+            if turn.is_none() && attempt >= QUEUE_AFTER {
+                if let Error::Conflict { key, .. } = &e {
+                    turn = self.shared.contention.wait_turn(key);
+                    if turn.is_some() {
+                        attempt = 0;
+                        continue;
+                    }
+                }
+            }
+            if turn.is_some() {
+                // Others stand aside, so the holder retries as soon as it can win.
+                let clock = &self.shared.clock;
+                crate::contention::await_visible_past(|| clock.visible(), snapshot_ts);
+            } else {
+                crate::retry::backoff(attempt);
             }
         }
+    }
+
+    /// One attempt of [`update_with`](Self::update_with): runs `f` in a fresh transaction and
+    /// commits it, unless (for a call without a turn, `my_turn` false) a turn holder is being
+    /// served on the stripe of a key it writes: then it stands aside, reporting a write-write
+    /// conflict on that key. The transaction (and its snapshot) is gone when this returns, so
+    /// a call never holds a snapshot while it backs off or waits for its turn; `snapshot_ts`
+    /// is set to its snapshot's timestamp.
+    fn attempt<T>(
+        &self,
+        isolation: Isolation,
+        f: &mut impl FnMut(&mut Transaction) -> Result<T>,
+        my_turn: bool,
+        snapshot_ts: &mut Ts,
+    ) -> Result<T> {
+        let mut txn = self.begin_with(isolation);
+        *snapshot_ts = txn.snapshot_ts();
+        let out = f(&mut txn)?;
+        if !my_turn {
+            if let Some(key) = self
+                .shared
+                .contention
+                .stand_aside(|hot| txn.find_written_key(hot))
+            {
+                return Err(Error::Conflict {
+                    key: Bytes::copy_from_slice(key),
+                    kind: ConflictKind::WriteWrite,
+                    range: None,
+                });
+            }
+        }
+        txn.commit().map(|_| out)
     }
 
     /// Runs a full collection now: recomputes the watermark, prunes every chain down to what

@@ -99,6 +99,7 @@
 
 mod clock;
 mod commit;
+mod contention;
 mod db;
 mod error;
 mod gc;
