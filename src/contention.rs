@@ -9,26 +9,27 @@
 //! caches, or is descheduled mid-attempt, and loses again to a thread committing in a tight
 //! loop).
 //!
-//! So a call that has lost [`QUEUE_AFTER`] times stops racing and *waits its turn* on the key
+//! So a call that has lost [`QUEUE_AFTER`] races stops racing and *waits its turn* on the key
 //! it conflicted on: the key hashes to one of [`STRIPES`] stripes, each a lock handed over in
 //! arrival order ([`FairMutex`]), so waiting calls are served first come, first served. While
 //! served, the turn holder marks its stripe, and every other attempt in `update` that is about
 //! to commit a write to a key of a marked stripe stands aside instead: it commits nothing and
-//! counts as lost, as if it had conflicted with the holder's write (which it would have). The
+//! counts as an attempt lost to the holder's write (which it would have conflicted with),
+//! and waits for the holder's attempt to end ([`Contention::await_served`]). The
 //! holder so runs practically alone on the key: it can lose only to attempts that had already
 //! passed their check when it took its turn (at most one per other thread), to writers
 //! outside `update` (`put`, a hand-driven [`Transaction`](crate::Transaction)), or, when
-//! serializable, to a conflict on some other key. It starts a fresh budget of `max_attempts`
-//! when it gets its turn, so with default settings `RetriesExhausted` needs `max_attempts`
-//! such losses in a row while holding it.
+//! serializable, to a conflict on some other key. So with default settings (32 attempts, of
+//! which [`QUEUE_AFTER`] are spent racing) `RetriesExhausted` needs writers that bypass
+//! `update` or dozens of threads on one key.
 //!
 //! After a loss the holder does not back off at random: it retries as soon as the visible
 //! timestamp has passed its failed snapshot's ([`await_visible_past`]). What beat it is a
 //! version newer than its snapshot, and a snapshot taken before that version is visible
 //! meets it again: its committer may have taken its timestamp and then been descheduled
 //! before publishing, which stalls every writer of the key for a time slice. Retrying in a
-//! tight loop would burn the budget on that stall (the first version of this module did, and
-//! failed more calls than plain backoff); a random pause would leave the key idle after it.
+//! tight loop would spend every remaining attempt on that stall (more calls then fail than
+//! with plain backoff); a random pause would leave the key idle after it.
 //!
 //! Why a call races [`QUEUE_AFTER`] times before it queues, and why the mark is set only while
 //! the holder runs (not while it waits for the lock, nor while the lock is being handed to a
@@ -57,7 +58,7 @@ use crossbeam_utils::CachePadded;
 use crate::sync::{AtomicBool, AtomicUsize, FairMutex, FairMutexGuard, Ordering};
 
 /// Conflicts a call of `update` loses racing before it waits for its turn.
-pub(crate) const QUEUE_AFTER: u32 = 3;
+pub(crate) const QUEUE_AFTER: u32 = 8;
 
 /// How many turn queues a database has; keys share one when their hashes do.
 const STRIPES: usize = 64;
@@ -96,14 +97,19 @@ struct Stripe {
 /// not come from any commit, and then the visible timestamp may not move.
 const STALL_CAP: Duration = Duration::from_millis(10);
 
-/// Waits until `visible()` is past `ts` (or [`STALL_CAP`] has passed): yielding first, as the
-/// commit awaited is usually a few instructions from being published, then sleeping briefly,
-/// as its thread may be waiting for a core.
+/// Waits until `visible()` is past `ts` (or [`STALL_CAP`] has passed).
 pub(crate) fn await_visible_past(visible: impl Fn() -> u64, ts: u64) {
+    wait_until(|| visible() > ts);
+}
+
+/// Waits until `done()` (or [`STALL_CAP`] has passed): yielding first, as what is awaited is
+/// usually a few instructions away, then sleeping briefly, as the thread that will do it may
+/// be waiting for a core.
+fn wait_until(done: impl Fn() -> bool) {
     const YIELDS: u32 = 16;
     let start = Instant::now();
     let mut round = 0u32;
-    while visible() <= ts && start.elapsed() < STALL_CAP {
+    while !done() && start.elapsed() < STALL_CAP {
         if round < YIELDS {
             std::thread::yield_now();
         } else {
@@ -155,6 +161,17 @@ impl Contention {
         }
         let stripes = self.stripes.get()?;
         find(&mut |key| stripes[stripe_of(key)].serving.load(Ordering::SeqCst))
+    }
+
+    /// After standing aside for `key`: waits until the turn holder on its stripe is done (or
+    /// [`STALL_CAP`] has passed). Its attempt takes about as long as this one's, so waiting
+    /// for it beats a random pause; and the stand-aside is not counted as a lost race, which
+    /// would soon queue this call behind the holder (a convoy).
+    pub(crate) fn await_served(&self, key: &[u8]) {
+        if let Some(stripes) = self.stripes.get() {
+            let stripe = &stripes[stripe_of(key)];
+            wait_until(|| !stripe.serving.load(Ordering::SeqCst));
+        }
     }
 
     /// Blocks until it is this call's turn on `key`'s stripe, and marks the stripe served.

@@ -133,6 +133,15 @@ impl std::fmt::Debug for Db {
     }
 }
 
+/// How an attempt of [`Db::update_with`] went, beyond its result.
+#[derive(Default)]
+struct Attempt {
+    /// The timestamp its snapshot read at.
+    snapshot_ts: Ts,
+    /// The key it stood aside for (a turn holder was being served on its stripe), if it did.
+    stood_aside_for: Option<Bytes>,
+}
+
 /// A point-in-time summary of the database, for monitoring and tests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -360,15 +369,15 @@ impl Db {
     /// returned. If `f` panics, the transaction is dropped (nothing is installed, no lock is
     /// held) and the panic continues.
     ///
-    /// Hot keys are served fairly: a call that has lost a few times waits its turn on the key
+    /// Hot keys are served fairly: a call that has lost a few races waits its turn on the key
     /// it conflicted on (first come, first served) and then retries, without a random pause,
-    /// while other calls of `update` writing that key stand aside, so it does not keep losing to threads that
-    /// commit in a tight loop. The turn starts a fresh budget of `max_attempts` (see
-    /// [`DbBuilder::max_attempts`]); after that many conflicts in a row while holding it (which
-    /// takes writers that bypass `update`, such as [`put`](Self::put) or a hand-driven
-    /// [`Transaction`], or more threads than `max_attempts`) it returns
-    /// [`Error::RetriesExhausted`] carrying the last conflict. An attempt that stands aside
-    /// counts as lost to a [`ConflictKind::WriteWrite`] conflict on the key it wanted to write.
+    /// while other calls of `update` writing that key stand aside (and wait for its attempt), so it does not keep losing to threads that
+    /// commit in a tight loop. After `max_attempts` attempts (see [`DbBuilder::max_attempts`])
+    /// it returns [`Error::RetriesExhausted`] carrying the last conflict; with a turn that
+    /// takes writers that bypass `update` (such as [`put`](Self::put) or a hand-driven
+    /// [`Transaction`]) or about as many threads as `max_attempts`. An attempt that stands
+    /// aside counts as lost to a [`ConflictKind::WriteWrite`] conflict on the key it wanted to
+    /// write.
     ///
     /// `f` may run several times, so it should have no side effects outside the transaction.
     ///
@@ -411,40 +420,45 @@ impl Db {
         isolation: Isolation,
         mut f: impl FnMut(&mut Transaction) -> Result<T>,
     ) -> Result<T> {
-        let budget = self.shared.opts.max_attempts;
-        // Attempts in this budget (racing, then again once it is this call's turn), and in all.
-        let (mut attempt, mut total) = (0, 0);
+        let attempts = self.shared.opts.max_attempts;
+        let contention = &self.shared.contention;
+        // Attempts in all, and conflicts lost racing (not standing aside for a turn holder).
+        let (mut attempt, mut lost_races) = (0, 0);
         let mut turn: Option<Turn<'_>> = None;
-        let mut snapshot_ts = 0;
+        let mut last = Attempt::default();
         loop {
             attempt += 1;
-            total += 1;
-            let e = match self.attempt(isolation, &mut f, turn.is_some(), &mut snapshot_ts) {
+            let e = match self.attempt(isolation, &mut f, turn.is_some(), &mut last) {
                 Ok(out) => return Ok(out),
                 Err(e) if e.is_retryable() => e,
                 Err(e) => return Err(e),
             };
-            if attempt >= budget {
+            if attempt >= attempts {
                 return Err(Error::RetriesExhausted {
-                    attempts: total,
+                    attempts: attempt,
                     last: Box::new(e),
                 });
             }
-            if turn.is_none() && attempt >= QUEUE_AFTER {
-                if let Error::Conflict { key, .. } = &e {
-                    turn = self.shared.contention.wait_turn(key);
-                    if turn.is_some() {
-                        attempt = 0;
-                        continue;
+            if let Some(key) = &last.stood_aside_for {
+                // The holder needs one attempt; then the key is open to a fresh race.
+                contention.await_served(key);
+                continue;
+            }
+            if turn.is_none() {
+                lost_races += 1;
+                if lost_races >= QUEUE_AFTER {
+                    if let Error::Conflict { key, .. } = &e {
+                        turn = contention.wait_turn(key);
                     }
                 }
             }
             if turn.is_some() {
                 // Others stand aside, so the holder retries as soon as it can win.
                 let clock = &self.shared.clock;
-                crate::contention::await_visible_past(|| clock.visible(), snapshot_ts);
+                crate::contention::await_visible_past(|| clock.visible(), last.snapshot_ts);
             } else {
-                crate::retry::backoff(attempt);
+                // Paced by the races lost: standing aside already waited.
+                crate::retry::backoff(lost_races);
             }
         }
     }
@@ -453,17 +467,18 @@ impl Db {
     /// commits it, unless (for a call without a turn, `my_turn` false) a turn holder is being
     /// served on the stripe of a key it writes: then it stands aside, reporting a write-write
     /// conflict on that key. The transaction (and its snapshot) is gone when this returns, so
-    /// a call never holds a snapshot while it backs off or waits for its turn; `snapshot_ts`
-    /// is set to its snapshot's timestamp.
+    /// a call never holds a snapshot while it backs off or waits for its turn. `last` says how
+    /// the attempt went.
     fn attempt<T>(
         &self,
         isolation: Isolation,
         f: &mut impl FnMut(&mut Transaction) -> Result<T>,
         my_turn: bool,
-        snapshot_ts: &mut Ts,
+        last: &mut Attempt,
     ) -> Result<T> {
         let mut txn = self.begin_with(isolation);
-        *snapshot_ts = txn.snapshot_ts();
+        last.snapshot_ts = txn.snapshot_ts();
+        last.stood_aside_for = None;
         let out = f(&mut txn)?;
         if !my_turn {
             if let Some(key) = self
@@ -471,8 +486,10 @@ impl Db {
                 .contention
                 .stand_aside(|hot| txn.find_written_key(hot))
             {
+                let key = Bytes::copy_from_slice(key);
+                last.stood_aside_for = Some(key.clone());
                 return Err(Error::Conflict {
-                    key: Bytes::copy_from_slice(key),
+                    key,
                     kind: ConflictKind::WriteWrite,
                     range: None,
                 });
