@@ -2,14 +2,15 @@
 //! from giving up.
 //!
 //! Optimistic retries alone cannot be fair. When several threads update one key, each
-//! attempt races the others' commits and the loser retries after a backoff. A cap on attempts
+//! attempt races the others' commits and the loser tries again. A cap on attempts
 //! without any priority must then fail some calls: with eight racers and a random winner a call
 //! loses 32 rounds in a row with probability (7/8)^32, about 1.4%, and the real odds are worse,
-//! because losses are correlated (a thread that slept in backoff runs its closure with cold
-//! caches, or is descheduled mid-attempt, and loses again to a thread committing in a tight
-//! loop).
+//! because losses are correlated (a thread that slept between attempts runs its closure with
+//! cold caches, or is descheduled mid-attempt, and loses again to a thread committing in a
+//! tight loop).
 //!
-//! So a call that has lost [`QUEUE_AFTER`] races stops racing and *waits its turn* on the key
+//! So a call that has lost [`QUEUE_AFTER`] attempts (races, or standing aside as below) stops
+//! racing and *waits its turn* on the key
 //! it conflicted on: the key hashes to one of [`STRIPES`] stripes, each a lock handed over in
 //! arrival order ([`FairMutex`]), so waiting calls are served first come, first served. While
 //! served, the turn holder marks its stripe, and every other attempt in `update` that is about
@@ -29,7 +30,7 @@
 //! meets it again: its committer may have taken its timestamp and then been descheduled
 //! before publishing, which stalls every writer of the key for a time slice. Retrying in a
 //! tight loop would spend every remaining attempt on that stall (more calls then fail than
-//! with plain backoff); a random pause would leave the key idle after it.
+//! with no turns at all); a random pause would leave the key idle after it.
 //!
 //! Why a call races [`QUEUE_AFTER`] times before it queues, and why the mark is set only while
 //! the holder runs (not while it waits for the lock, nor while the lock is being handed to a
@@ -57,8 +58,12 @@ use crossbeam_utils::CachePadded;
 
 use crate::sync::{AtomicBool, AtomicUsize, FairMutex, FairMutexGuard, Ordering};
 
-/// Conflicts a call of `update` loses racing before it waits for its turn.
-pub(crate) const QUEUE_AFTER: u32 = 8;
+/// Attempts a call of `update` loses (racing, or standing aside for a turn holder) before it
+/// waits for its turn. Fewer queue calls
+/// that would have won the next race, and each turn makes the others stand aside; more leave
+/// calls yielding in a losing streak. 4 had the lowest p99.9 of 2, 3, 4, 6 and 8 in
+/// `examples/hot_key.rs`.
+pub(crate) const QUEUE_AFTER: u32 = 4;
 
 /// How many turn queues a database has; keys share one when their hashes do.
 const STRIPES: usize = 64;
@@ -165,8 +170,7 @@ impl Contention {
 
     /// After standing aside for `key`: waits until the turn holder on its stripe is done (or
     /// [`STALL_CAP`] has passed). Its attempt takes about as long as this one's, so waiting
-    /// for it beats a random pause; and the stand-aside is not counted as a lost race, which
-    /// would soon queue this call behind the holder (a convoy).
+    /// for it beats a random pause.
     pub(crate) fn await_served(&self, key: &[u8]) {
         if let Some(stripes) = self.stripes.get() {
             let stripe = &stripes[stripe_of(key)];

@@ -364,9 +364,8 @@ impl Db {
     /// Runs `f` in a transaction and commits it, retrying on conflicts.
     ///
     /// Each attempt gets a fresh transaction. A conflict (at commit, or an
-    /// [`is_retryable`](Error::is_retryable) error returned by `f`) leads to another attempt after
-    /// a jittered, exponentially growing pause; any other error from `f` aborts and is
-    /// returned. If `f` panics, the transaction is dropped (nothing is installed, no lock is
+    /// [`is_retryable`](Error::is_retryable) error returned by `f`) leads to another attempt
+    /// after the thread yields the CPU; any other error from `f` aborts and is returned. If `f` panics, the transaction is dropped (nothing is installed, no lock is
     /// held) and the panic continues.
     ///
     /// Hot keys are served fairly: a call that has lost a few races waits its turn on the key
@@ -422,8 +421,8 @@ impl Db {
     ) -> Result<T> {
         let attempts = self.shared.opts.max_attempts;
         let contention = &self.shared.contention;
-        // Attempts in all, and conflicts lost racing (not standing aside for a turn holder).
-        let (mut attempt, mut lost_races) = (0, 0);
+        // Attempts in all, and attempts lost before getting a turn (racing or standing aside).
+        let (mut attempt, mut lost) = (0, 0);
         let mut turn: Option<Turn<'_>> = None;
         let mut last = Attempt::default();
         loop {
@@ -439,27 +438,26 @@ impl Db {
                     last: Box::new(e),
                 });
             }
-            if let Some(key) = &last.stood_aside_for {
-                // The holder needs one attempt; then the key is open to a fresh race.
-                contention.await_served(key);
-                continue;
-            }
             if turn.is_none() {
-                lost_races += 1;
-                if lost_races >= QUEUE_AFTER {
+                lost += 1;
+                if lost >= QUEUE_AFTER {
                     if let Error::Conflict { key, .. } = &e {
                         turn = contention.wait_turn(key);
+                        if turn.is_some() {
+                            continue;
+                        }
                     }
                 }
+                match &last.stood_aside_for {
+                    // The holder needs one attempt; then the key is open to a fresh race.
+                    Some(key) => contention.await_served(key),
+                    None => crate::retry::after_lost_race(),
+                }
+                continue;
             }
-            if turn.is_some() {
-                // Others stand aside, so the holder retries as soon as it can win.
-                let clock = &self.shared.clock;
-                crate::contention::await_visible_past(|| clock.visible(), last.snapshot_ts);
-            } else {
-                // Paced by the races lost: standing aside already waited.
-                crate::retry::backoff(lost_races);
-            }
+            // Others stand aside, so the holder retries as soon as it can win.
+            let clock = &self.shared.clock;
+            crate::contention::await_visible_past(|| clock.visible(), last.snapshot_ts);
         }
     }
 
