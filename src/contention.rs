@@ -59,10 +59,10 @@ use crossbeam_utils::CachePadded;
 use crate::sync::{AtomicBool, AtomicUsize, FairMutex, FairMutexGuard, Ordering};
 
 /// Attempts a call of `update` loses (racing, or standing aside for a turn holder) before it
-/// waits for its turn. Fewer queue calls
-/// that would have won the next race, and each turn makes the others stand aside; more leave
-/// calls yielding in a losing streak. 4 had the lowest p99.9 of 2, 3, 4, 6 and 8 in
-/// `examples/hot_key.rs`.
+/// waits for its turn. Fewer queue calls that would have won the next race, and each turn
+/// makes the others stand aside; more leave calls yielding in a losing streak. Measured with
+/// `examples/hot_key.rs` for 2, 3, 4 and 6: p99.9 within noise of each other (30-80 µs on a
+/// loaded 2-core host), 4 the lowest.
 pub(crate) const QUEUE_AFTER: u32 = 4;
 
 /// How many turn queues a database has; keys share one when their hashes do.

@@ -365,18 +365,19 @@ impl Db {
     ///
     /// Each attempt gets a fresh transaction. A conflict (at commit, or an
     /// [`is_retryable`](Error::is_retryable) error returned by `f`) leads to another attempt
-    /// after the thread yields the CPU; any other error from `f` aborts and is returned. If `f` panics, the transaction is dropped (nothing is installed, no lock is
-    /// held) and the panic continues.
+    /// after the thread yields the CPU; any other error from `f` aborts and is returned. If `f`
+    /// panics, the transaction is dropped (nothing is installed, no lock is held) and the
+    /// panic continues.
     ///
-    /// Hot keys are served fairly: a call that has lost a few races waits its turn on the key
-    /// it conflicted on (first come, first served) and then retries, without a random pause,
-    /// while other calls of `update` writing that key stand aside (and wait for its attempt), so it does not keep losing to threads that
-    /// commit in a tight loop. After `max_attempts` attempts (see [`DbBuilder::max_attempts`])
-    /// it returns [`Error::RetriesExhausted`] carrying the last conflict; with a turn that
-    /// takes writers that bypass `update` (such as [`put`](Self::put) or a hand-driven
-    /// [`Transaction`]) or about as many threads as `max_attempts`. An attempt that stands
-    /// aside counts as lost to a [`ConflictKind::WriteWrite`] conflict on the key it wanted to
-    /// write.
+    /// Hot keys are served fairly: a call that has lost a few attempts waits its turn on the
+    /// key it conflicted on (first come, first served), then retries while other calls of
+    /// `update` writing that key stand aside (and wait for its attempt), so it does not keep
+    /// losing to threads that commit in a tight loop. An attempt that stands aside counts as
+    /// lost to a [`ConflictKind::WriteWrite`] conflict on the key it wanted to write. After
+    /// `max_attempts` attempts (see [`DbBuilder::max_attempts`]) the call returns
+    /// [`Error::RetriesExhausted`] carrying the last conflict; once it has its turn, that takes
+    /// writers that bypass `update` (such as [`put`](Self::put) or a hand-driven
+    /// [`Transaction`]), or about as many threads on the key as `max_attempts`.
     ///
     /// `f` may run several times, so it should have no side effects outside the transaction.
     ///
