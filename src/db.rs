@@ -4,6 +4,8 @@ use bytes::Bytes;
 
 use crate::clock::Clock;
 use crate::commit::{self, ChainSource, Checks};
+use crate::contention::{Contention, Turn, QUEUE_AFTER};
+use crate::error::ConflictKind;
 use crate::error::{Error, Result};
 use crate::gc::{Collector, GcReport, Parts};
 use crate::isolation::Isolation;
@@ -53,6 +55,8 @@ pub(crate) struct Shared {
     pub(crate) writers: Registry,
     pub(crate) store: Store,
     pub(crate) gc: Collector,
+    /// Turns for calls of `update` that keep losing on a hot key.
+    pub(crate) contention: Contention,
 }
 
 impl Shared {
@@ -145,6 +149,15 @@ impl std::fmt::Debug for Db {
     }
 }
 
+/// How an attempt of [`Db::update_with`] went, beyond its result.
+#[derive(Default)]
+struct Attempt {
+    /// The timestamp its snapshot read at.
+    snapshot_ts: Ts,
+    /// The key it stood aside for (a turn holder was being served on its stripe), if it did.
+    stood_aside_for: Option<Bytes>,
+}
+
 /// A point-in-time summary of the database, for monitoring and tests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -183,6 +196,7 @@ impl Db {
                 writers: Registry::new(),
                 store: Store::new(),
                 gc: Collector::new(),
+                contention: Contention::new(),
             }),
         }
     }
@@ -367,11 +381,20 @@ impl Db {
     /// Runs `f` in a transaction and commits it, retrying on conflicts.
     ///
     /// Each attempt gets a fresh transaction. A conflict (at commit, or an
-    /// [`is_retryable`](Error::is_retryable) error returned by `f`) leads to another attempt after
-    /// a jittered, exponentially growing pause; any other error from `f` aborts and is
-    /// returned. After `max_attempts` (see [`DbBuilder::max_attempts`]) it returns
-    /// [`Error::RetriesExhausted`] carrying the last conflict. If `f` panics, the transaction is
-    /// dropped (nothing is installed, no lock is held) and the panic continues.
+    /// [`is_retryable`](Error::is_retryable) error returned by `f`) leads to another attempt
+    /// after the thread yields the CPU; any other error from `f` aborts and is returned. If `f`
+    /// panics, the transaction is dropped (nothing is installed, no lock is held) and the
+    /// panic continues.
+    ///
+    /// Hot keys are served fairly: a call that has lost a few attempts waits its turn on the
+    /// key it conflicted on (first come, first served), then retries while other calls of
+    /// `update` writing that key stand aside (and wait for its attempt), so it does not keep
+    /// losing to threads that commit in a tight loop. An attempt that stands aside counts as
+    /// lost to a [`ConflictKind::WriteWrite`] conflict on the key it wanted to write. After
+    /// `max_attempts` attempts (see [`DbBuilder::max_attempts`]) the call returns
+    /// [`Error::RetriesExhausted`] carrying the last conflict; once it has its turn, that takes
+    /// writers that bypass `update` (such as [`put`](Self::put) or a hand-driven
+    /// [`Transaction`]), or about as many threads on the key as `max_attempts`.
     ///
     /// `f` may run several times, so it should have no side effects outside the transaction.
     ///
@@ -415,23 +438,80 @@ impl Db {
         mut f: impl FnMut(&mut Transaction) -> Result<T>,
     ) -> Result<T> {
         let attempts = self.shared.opts.max_attempts;
-        let mut attempt = 0;
+        let contention = &self.shared.contention;
+        // Attempts in all, and attempts lost before getting a turn (racing or standing aside).
+        let (mut attempt, mut lost) = (0, 0);
+        let mut turn: Option<Turn<'_>> = None;
+        let mut last = Attempt::default();
         loop {
             attempt += 1;
-            let mut txn = self.begin_with(isolation);
-            let outcome = f(&mut txn).and_then(|out| txn.commit().map(|_| out));
-            match outcome {
+            let e = match self.attempt(isolation, &mut f, turn.is_some(), &mut last) {
                 Ok(out) => return Ok(out),
-                Err(e) if e.is_retryable() && attempt < attempts => crate::retry::backoff(attempt),
-                Err(e) if e.is_retryable() => {
-                    return Err(Error::RetriesExhausted {
-                        attempts: attempt,
-                        last: Box::new(e),
-                    })
-                }
+                Err(e) if e.is_retryable() => e,
                 Err(e) => return Err(e),
+            };
+            if attempt >= attempts {
+                return Err(Error::RetriesExhausted {
+                    attempts: attempt,
+                    last: Box::new(e),
+                });
+            }
+            if turn.is_none() {
+                lost += 1;
+                if lost >= QUEUE_AFTER {
+                    if let Error::Conflict { key, .. } = &e {
+                        turn = contention.wait_turn(key);
+                        if turn.is_some() {
+                            continue;
+                        }
+                    }
+                }
+                match &last.stood_aside_for {
+                    // The holder needs one attempt; then the key is open to a fresh race.
+                    Some(key) => contention.await_served(key),
+                    None => crate::retry::after_lost_race(),
+                }
+                continue;
+            }
+            // Others stand aside, so the holder retries as soon as it can win.
+            let clock = &self.shared.clock;
+            crate::contention::await_visible_past(|| clock.visible(), last.snapshot_ts);
+        }
+    }
+
+    /// One attempt of [`update_with`](Self::update_with): runs `f` in a fresh transaction and
+    /// commits it, unless (for a call without a turn, `my_turn` false) a turn holder is being
+    /// served on the stripe of a key it writes: then it stands aside, reporting a write-write
+    /// conflict on that key. The transaction (and its snapshot) is gone when this returns, so
+    /// a call never holds a snapshot while it backs off or waits for its turn. `last` says how
+    /// the attempt went.
+    fn attempt<T>(
+        &self,
+        isolation: Isolation,
+        f: &mut impl FnMut(&mut Transaction) -> Result<T>,
+        my_turn: bool,
+        last: &mut Attempt,
+    ) -> Result<T> {
+        let mut txn = self.begin_with(isolation);
+        last.snapshot_ts = txn.snapshot_ts();
+        last.stood_aside_for = None;
+        let out = f(&mut txn)?;
+        if !my_turn {
+            if let Some(key) = self
+                .shared
+                .contention
+                .stand_aside(|hot| txn.find_written_key(hot))
+            {
+                let key = Bytes::copy_from_slice(key);
+                last.stood_aside_for = Some(key.clone());
+                return Err(Error::Conflict {
+                    key,
+                    kind: ConflictKind::WriteWrite,
+                    range: None,
+                });
             }
         }
+        txn.commit().map(|_| out)
     }
 
     /// Runs a full collection now: recomputes the watermark, prunes every chain down to what

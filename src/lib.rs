@@ -58,8 +58,9 @@
 //! ## Retrying
 //!
 //! Conflicts are normal under contention. [`Db::update`] runs a closure in a fresh
-//! transaction, commits, and on a conflict runs it again after a jittered backoff, up to a
-//! bounded number of attempts. The closure must be free of outside side effects.
+//! transaction, commits, and on a conflict runs it again, up to a bounded number of attempts;
+//! a call that keeps losing on a hot key waits its turn on it, first come, first served. The
+//! closure must be free of outside side effects.
 //!
 //! ```
 //! use snapkv::Db;
@@ -99,6 +100,7 @@
 
 mod clock;
 mod commit;
+mod contention;
 mod db;
 mod error;
 mod gc;

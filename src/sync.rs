@@ -82,6 +82,47 @@ impl<T: Default> Default for Mutex<T> {
     }
 }
 
+/// A lock that is handed over in arrival order: `parking_lot`'s `FairMutex` in production
+/// (every unlock passes the lock to the longest waiter, if any), loom's mutex under
+/// `cfg(loom)`. Guards only `()`: it orders turns, the data lives elsewhere.
+pub(crate) struct FairMutex {
+    #[cfg(not(loom))]
+    inner: parking_lot::FairMutex<()>,
+    #[cfg(loom)]
+    inner: loom::sync::Mutex<()>,
+}
+
+/// The guard returned by [`FairMutex::lock`].
+#[cfg(not(loom))]
+pub(crate) type FairMutexGuard<'a> = parking_lot::FairMutexGuard<'a, ()>;
+/// The guard returned by [`FairMutex::lock`].
+#[cfg(loom)]
+pub(crate) type FairMutexGuard<'a> = loom::sync::MutexGuard<'a, ()>;
+
+impl FairMutex {
+    /// An unlocked lock.
+    pub(crate) fn new() -> Self {
+        Self {
+            #[cfg(not(loom))]
+            inner: parking_lot::FairMutex::new(()),
+            #[cfg(loom)]
+            inner: loom::sync::Mutex::new(()),
+        }
+    }
+
+    /// Blocks until the lock is held, after every thread that was already waiting for it.
+    pub(crate) fn lock(&self) -> FairMutexGuard<'_> {
+        #[cfg(not(loom))]
+        {
+            self.inner.lock()
+        }
+        #[cfg(loom)]
+        {
+            self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        }
+    }
+}
+
 /// A reader-writer lock with one API in both worlds: `parking_lot` in production, loom's under
 /// `cfg(loom)`. Guards only `()`: it orders critical sections, the data lives elsewhere.
 pub(crate) struct RwLock {

@@ -255,6 +255,11 @@ impl Transaction {
             .with_writes(|writes| self.snapshot.db().commit_writes(writes, checks, own))
     }
 
+    /// The first key this transaction writes for which `pred` holds.
+    pub(crate) fn find_written_key(&self, pred: impl FnMut(&[u8]) -> bool) -> Option<&[u8]> {
+        self.writes.find_key(pred)
+    }
+
     /// Discards the buffered writes (what dropping the transaction does too).
     pub fn rollback(self) {}
 }

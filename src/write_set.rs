@@ -198,6 +198,15 @@ impl WriteSet {
         }
     }
 
+    /// The first written key, in key order, for which `pred` holds.
+    pub(crate) fn find_key(&self, mut pred: impl FnMut(&[u8]) -> bool) -> Option<&[u8]> {
+        match &self.0 {
+            Repr::Empty => None,
+            Repr::One(k, _) => pred(k).then_some(&k[..]),
+            Repr::Many(many) => many.map.keys().map(|k| &k[..]).find(|k| pred(k)),
+        }
+    }
+
     /// Whether nothing is buffered.
     pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
