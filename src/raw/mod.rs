@@ -44,3 +44,4 @@ pub(crate) use head_cache::{HeadCache, Lent};
 pub(crate) use retired::tests as test_values;
 pub(crate) use retired::Retired;
 pub(crate) use run_heads::{Changes, CopiedHead, HeadCopier, HeadsSlice, RunHeads};
+pub(crate) use version::Unlinked;
