@@ -444,8 +444,8 @@ impl Db {
         }
     }
 
-    /// Commits sorted, validated writes with the given checks (copying each value into its
-    /// version). `own` is the committing transaction's snapshot slot, if any.
+    /// Commits sorted, validated writes with the given checks (linking each write's node).
+    /// `own` is the committing transaction's snapshot slot, if any.
     pub(crate) fn commit_writes(
         &self,
         writes: &mut [Write<'_>],
