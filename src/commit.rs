@@ -7,7 +7,7 @@ use crossbeam_epoch::Guard;
 use crate::clock::{Clock, Publication};
 use crate::error::{ConflictKind, Error};
 use crate::horizon::Horizon;
-use crate::raw::{Chain, ChainWriter, HeadCache, Retired};
+use crate::raw::{Chain, ChainWriter, HeadCache, Retired, Unlinked};
 use crate::store::KeyRange;
 use crate::sync::Arc;
 
@@ -56,10 +56,44 @@ pub(crate) trait ChainSource {
     fn note_installed(&self, writes: &[Write<'_>], guard: &Guard);
 }
 
-/// One write: a key and its value, or `None` for a delete, both borrowed. The install copies
-/// the value into its version node (one allocation per version: see `raw::version`), so
-/// neither the caller's buffer nor an auto-commit `put` needs an owned copy.
-pub(crate) type Write<'k> = (&'k [u8], Option<&'k [u8]>);
+/// One write: a key (borrowed) and its version node, built when the write was made (see
+/// [`Unlinked`]): the value is copied once on its way in, and the install, which runs while
+/// later committers wait for this commit's timestamp, only stamps and links the node.
+pub(crate) struct Write<'k> {
+    pub(crate) key: &'k [u8],
+    /// Taken by the install (`None` from then on).
+    node: Option<Unlinked>,
+    /// Whether the write is a delete (kept apart from `node`, which the install takes).
+    delete: bool,
+}
+
+impl<'k> Write<'k> {
+    /// A write of `value` (`None`: a delete) to `key`, copying `value` into its node.
+    pub(crate) fn new(key: &'k [u8], value: Option<&[u8]>) -> Self {
+        Self::of(key, Unlinked::new(value))
+    }
+
+    /// A write of the node `node` (built when the write was buffered) to `key`.
+    pub(crate) fn of(key: &'k [u8], node: Unlinked) -> Self {
+        let delete = node.value().is_none();
+        Self {
+            key,
+            node: Some(node),
+            delete,
+        }
+    }
+
+    /// Whether the write deletes its key.
+    pub(crate) fn is_delete(&self) -> bool {
+        self.delete
+    }
+
+    /// The value written (`None`: a delete, or a write already installed).
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn value(&self) -> Option<&[u8]> {
+        self.node.as_ref().and_then(Unlinked::value)
+    }
+}
 
 /// A successful commit.
 #[derive(Clone, Copy, Debug)]
@@ -129,17 +163,18 @@ type Small<T> = smallvec::SmallVec<[T; 4]>;
 pub(crate) fn commit(
     clock: &Clock,
     source: &impl ChainSource,
-    writes: &[Write<'_>],
+    writes: &mut [Write<'_>],
     checks: Checks<'_>,
     horizon: &Horizon,
 ) -> Result<Committed, Error> {
-    debug_assert!(writes.windows(2).all(|w| w[0].0 < w[1].0));
+    debug_assert!(writes.windows(2).all(|w| w[0].key < w[1].key));
     let guard = crossbeam_epoch::pin();
     // The fast path of the most common commit: one key, already in the map, its lock free, and
     // no reads to validate (read validation looks other keys up, which must not happen while
     // the map's shard lock is held). Same steps, minus the second lookup of the mirror and the
     // chain's reference count.
-    if let [(key, _)] = writes {
+    if writes.len() == 1 {
+        let key = writes[0].key;
         if checks.reads.is_none_or(ReadSet::is_empty) {
             let fast = source.with_locked(key, |writer, mirror| {
                 // As `lock_all` does: the prune reads the superseded head's node.
@@ -157,8 +192,8 @@ pub(crate) fn commit(
         }
     }
     let mut chains: Small<Arc<Chain>> = Small::with_capacity(writes.len());
-    for (key, _) in writes.iter() {
-        chains.push(source.resolve(key));
+    for write in writes.iter() {
+        chains.push(source.resolve(write.key));
     }
     loop {
         let stale = match lock_all(&chains, &guard) {
@@ -182,7 +217,7 @@ pub(crate) fn commit(
             Err(stale) => stale,
         };
         // The collector removed this chain after we resolved it: get the new one.
-        chains[stale] = source.resolve(writes[stale].0);
+        chains[stale] = source.resolve(writes[stale].key);
     }
 }
 
@@ -221,40 +256,41 @@ impl Installed<'_> {
 fn validate_and_install<'c>(
     clock: &'c Clock,
     source: &impl ChainSource,
-    writes: &[Write<'_>],
+    writes: &mut [Write<'_>],
     writers: &[ChainWriter<'_>],
     mirrors: Mirrors<'_>,
     checks: Checks<'_>,
     horizon: &Horizon,
     guard: &Guard,
 ) -> Result<Installed<'c>, Error> {
-    let abandon = |err: Error| {
+    let abandon = |writes: &[Write<'_>], err: Error| {
         // The fast path found the chain in the map, so did not create it, and holds the
         // map's shard lock, which discarding would take. An empty chain it found was created
         // by a general-path committer still in flight, which installs into it or discards
         // it itself.
         if let Mirrors::Lookup = mirrors {
-            for (w, (key, _)) in writers.iter().zip(writes.iter()) {
-                source.discard_if_empty(key, w, guard);
+            for (w, write) in writers.iter().zip(writes.iter()) {
+                source.discard_if_empty(write.key, w, guard);
             }
         }
         Err(err)
     };
     if let Err(e) = validate_writes(writes, writers, checks, guard) {
-        return abandon(e);
+        return abandon(writes, e);
     }
     let serializable = checks.snapshot.zip(checks.reads);
-    let validate = |(s, reads)| validate_reads(source, writes, reads, s, guard);
+    let validate =
+        |writes: &[Write<'_>], (s, reads)| validate_reads(source, writes, reads, s, guard);
     if reads_before_timestamp() {
-        if let Some(Err(e)) = serializable.map(validate) {
-            return abandon(e);
+        if let Some(Err(e)) = serializable.map(|sr| validate(writes, sr)) {
+            return abandon(writes, e);
         }
     }
     let publication = clock.allocate();
     if !reads_before_timestamp() {
-        if let Some(Err(e)) = serializable.map(validate) {
+        if let Some(Err(e)) = serializable.map(|sr| validate(writes, sr)) {
             // `publication` publishes on drop, with nothing installed.
-            return abandon(e);
+            return abandon(writes, e);
         }
     }
     let outcome = install(
@@ -289,7 +325,7 @@ fn reads_before_timestamp() -> bool {
 /// the panic that unwound an install (after noting the keys: see below).
 fn install(
     source: &impl ChainSource,
-    writes: &[Write<'_>],
+    writes: &mut [Write<'_>],
     writers: &[ChainWriter<'_>],
     mirrors: Mirrors<'_>,
     ts: u64,
@@ -304,12 +340,13 @@ fn install(
     // wait on a committer that waits for them.
     use std::panic::{catch_unwind, AssertUnwindSafe};
     let installed = catch_unwind(AssertUnwindSafe(|| {
-        for (w, &(key, value)) in writers.iter().zip(writes) {
+        for (w, write) in writers.iter().zip(writes.iter_mut()) {
+            let node = write.node.take().expect("each write is installed once");
             match mirrors {
-                Mirrors::Lookup => source.with_mirror(key, w.chain(), |mirror| {
-                    w.install(ts, value, mirror, guard);
+                Mirrors::Lookup => source.with_mirror(write.key, w.chain(), |mirror| {
+                    w.install_node(ts, node, mirror, guard);
                 }),
-                Mirrors::Found(mirror) => w.install(ts, value, mirror, guard),
+                Mirrors::Found(mirror) => w.install_node(ts, node, mirror, guard),
             }
         }
     }));
@@ -317,7 +354,7 @@ fn install(
     // scan index's copies of the heads we just superseded must read as stale from then on
     // (for whoever later prunes and retires those heads, and for every snapshot that can see
     // this commit). Noting a key whose install did not happen is harmless.
-    let noted = catch_unwind(AssertUnwindSafe(|| source.note_installed(writes, guard)));
+    let noted = catch_unwind(AssertUnwindSafe(|| source.note_installed(&*writes, guard)));
     installed?;
     noted?;
     catch_unwind(AssertUnwindSafe(|| {
@@ -341,7 +378,7 @@ fn validate_writes(
     guard: &Guard,
 ) -> Result<(), Error> {
     if let Some(expected) = checks.expect {
-        for (w, (key, _)) in writers.iter().zip(writes) {
+        for (w, Write { key, .. }) in writers.iter().zip(writes) {
             let current = w
                 .chain()
                 .lend_at(u64::MAX, guard)
@@ -360,7 +397,7 @@ fn validate_writes(
             .position(|w| w.newest_ts(guard).is_some_and(|ts| ts > s))
         {
             return Err(Error::Conflict {
-                key: Bytes::copy_from_slice(writes[i].0),
+                key: Bytes::copy_from_slice(writes[i].key),
                 kind: ConflictKind::WriteWrite,
                 range: None,
             });
@@ -385,7 +422,7 @@ fn validate_reads(
     s: u64,
     guard: &Guard,
 ) -> Result<(), Error> {
-    let own = |key: &[u8]| writes.binary_search_by(|(k, _)| k[..].cmp(key)).is_ok();
+    let own = |key: &[u8]| writes.binary_search_by(|w| w.key.cmp(key)).is_ok();
     for key in &reads.keys {
         if own(key) {
             continue;
@@ -523,13 +560,13 @@ mod panic_mid_install {
         let clock = Clock::new();
         let keep_all = Horizon::at(0);
         let a1 = counted(drops, 1);
-        let w1 = [(&b"a"[..], Some(&a1[..])), (&b"b"[..], Some(&b"b1"[..]))];
-        commit(&clock, &store, &w1, Checks::default(), &keep_all).unwrap();
+        let mut w1 = [Write::new(b"a", Some(&a1)), Write::new(b"b", Some(b"b1"))];
+        commit(&clock, &store, &mut w1, Checks::default(), &keep_all).unwrap();
         store.maintain_index(Reason::Sweep);
         let unwound = catch_unwind(AssertUnwindSafe(|| {
-            let w2 = [(&b"a"[..], Some(&b"a2"[..])), (&b"b"[..], Some(&b"b2"[..]))];
+            let mut w2 = [Write::new(b"a", Some(b"a2")), Write::new(b"b", Some(b"b2"))];
             let source = PanicsOnB(&store);
-            commit(&clock, &source, &w2, Checks::default(), &keep_all)
+            commit(&clock, &source, &mut w2, Checks::default(), &keep_all)
         }));
         assert!(unwound.is_err());
         assert_eq!(clock.visible(), 2, "the unwinding commit published");
@@ -602,8 +639,8 @@ mod one_key_fast_path {
     use crate::clock::Clock;
     use crate::store::Store;
 
-    fn put<'a>(key: &'a [u8], value: &'a [u8]) -> [Write<'a>; 1] {
-        [(key, Some(value))]
+    fn put<'a>(key: &'a [u8], value: &[u8]) -> [Write<'a>; 1] {
+        [Write::new(key, Some(value))]
     }
 
     /// Commits `key = value` blindly, keeping every version.
@@ -616,7 +653,7 @@ mod one_key_fast_path {
         commit(
             clock,
             store,
-            &put(key, value),
+            &mut put(key, value),
             Checks::default(),
             &Horizon::at(0),
         )
@@ -702,7 +739,7 @@ mod one_key_fast_path {
             snapshot: Some(0),
             ..Checks::default()
         };
-        let err = commit(&clock, &store, &put(b"k", b"2"), stale, &keep_all).unwrap_err();
+        let err = commit(&clock, &store, &mut put(b"k", b"2"), stale, &keep_all).unwrap_err();
         assert!(err.is_retryable(), "{err}");
         assert_eq!(
             clock.visible(),

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use crate::clock::Clock;
-use crate::commit::{self, ChainSource, Checks};
+use crate::commit::{self, ChainSource, Checks, Write};
 use crate::contention::{Contention, Turn, QUEUE_AFTER};
 use crate::error::ConflictKind;
 use crate::error::{Error, Result};
@@ -129,8 +129,8 @@ impl ChainSource for Store {
         Store::with_locked(self, key, |writer, mirror| f(writer, Some(mirror)))
     }
 
-    fn note_installed(&self, writes: &[crate::commit::Write<'_>], guard: &crossbeam_epoch::Guard) {
-        self.note_changed(writes.iter().map(|(k, _)| *k), guard);
+    fn note_installed(&self, writes: &[Write<'_>], guard: &crossbeam_epoch::Guard) {
+        self.note_changed(writes.iter().map(|w| w.key), guard);
     }
 }
 
@@ -208,7 +208,7 @@ impl Db {
         self.check_key(key)?;
         let value = value.as_ref();
         self.check_value(value)?;
-        self.commit_writes(&[(key, Some(value))], Checks::default(), None)
+        self.commit_writes(&mut [Write::new(key, Some(value))], Checks::default(), None)
     }
 
     /// Deletes `key` as its own transaction and returns the commit timestamp (deleting an
@@ -216,7 +216,7 @@ impl Db {
     pub fn delete(&self, key: impl AsRef<[u8]>) -> Result<Ts> {
         let key = key.as_ref();
         self.check_key(key)?;
-        self.commit_writes(&[(key, None)], Checks::default(), None)
+        self.commit_writes(&mut [Write::new(key, None)], Checks::default(), None)
     }
 
     /// Writes `new` (`None` deletes) only if `key`'s current version — the commit timestamp of
@@ -249,7 +249,7 @@ impl Db {
             expect: Some(expected),
             ..Checks::default()
         };
-        self.commit_writes(&[(key, value)], checks, None)
+        self.commit_writes(&mut [Write::new(key, value)], checks, None)
     }
 
     /// [`compare_and_swap`](Self::compare_and_swap) that deletes.
@@ -545,11 +545,11 @@ impl Db {
         }
     }
 
-    /// Commits sorted, validated writes with the given checks (copying each value into its
-    /// version). `own` is the committing transaction's snapshot slot, if any.
+    /// Commits sorted, validated writes with the given checks (linking each write's node).
+    /// `own` is the committing transaction's snapshot slot, if any.
     pub(crate) fn commit_writes(
         &self,
-        writes: &[commit::Write<'_>],
+        writes: &mut [Write<'_>],
         checks: Checks<'_>,
         own: Option<&SlotId>,
     ) -> Result<Ts> {
@@ -559,11 +559,16 @@ impl Db {
         let guard = crossbeam_epoch::pin();
         let horizon = s.gc.horizon(&guard);
         let done = commit::commit(&s.clock, &s.store, writes, checks, &horizon)?;
-        for (key, _) in writes.iter().filter(|(_, value)| value.is_none()) {
-            s.gc.note_tombstone(Bytes::copy_from_slice(key), done.ts);
+        for write in writes.iter().filter(|w| w.is_delete()) {
+            s.gc.note_tombstone(Bytes::copy_from_slice(write.key), done.ts);
         }
         s.gc.after_commit(done, &horizon, own, s.gc_parts());
         Ok(done.ts)
+    }
+
+    /// The largest write set a transaction may buffer (see `DbBuilder::max_write_set_bytes`).
+    pub(crate) fn max_write_set_bytes(&self) -> usize {
+        self.shared.opts.max_write_set_bytes
     }
 
     /// A valid key, copied inline (no allocation up to 24 bytes).

@@ -86,6 +86,15 @@ pub enum Error {
         /// The configured limit.
         max: usize,
     },
+    /// A transaction's write set would exceed the database's `max_write_set_bytes` with this
+    /// write (counted as its keys' and values' lengths); the write was not buffered and the
+    /// transaction is as it was before it. Not retryable: the same writes exceed it again.
+    WriteSetTooLarge {
+        /// Bytes the write set would count with the rejected write.
+        bytes: usize,
+        /// The configured limit.
+        max: usize,
+    },
     /// A builder option is out of range.
     InvalidConfig(&'static str),
     /// [`Db::update`](crate::Db::update) ran out of attempts; `last` is the final conflict.
@@ -120,6 +129,10 @@ impl std::fmt::Display for Error {
             Error::ValueTooLarge { len, max } => {
                 write!(f, "value of {len} bytes exceeds the limit of {max} bytes")
             }
+            Error::WriteSetTooLarge { bytes, max } => write!(
+                f,
+                "transaction write set of {bytes} bytes exceeds the limit of {max} bytes"
+            ),
             Error::InvalidConfig(why) => write!(f, "invalid configuration: {why}"),
             Error::RetriesExhausted { attempts, .. } => {
                 write!(f, "transaction still conflicted after {attempts} attempts")

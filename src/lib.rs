@@ -135,6 +135,9 @@ pub use error::{ConflictKind, Error, Result};
 pub use gc::GcReport;
 pub use isolation::Isolation;
 pub use iter::{Iter, TxnIter};
-pub use options::{DbBuilder, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_KEY_LEN, DEFAULT_MAX_VALUE_LEN};
+pub use options::{
+    DbBuilder, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_KEY_LEN, DEFAULT_MAX_VALUE_LEN,
+    DEFAULT_MAX_WRITE_SET_BYTES,
+};
 pub use snapshot::Snapshot;
 pub use txn::Transaction;

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use crossbeam_epoch::Guard;
 
 use crate::clock::Clock;
-use crate::commit::{commit, ChainSource, Checks, ReadSet};
+use crate::commit::{commit, ChainSource, Checks, ReadSet, Write};
 use crate::error::Error;
 use crate::horizon::Horizon;
 use crate::index::{Index, Reads};
@@ -91,7 +91,7 @@ impl ChainSource for World {
 
     fn note_installed(&self, writes: &[crate::commit::Write<'_>], guard: &Guard) {
         if let Some(index) = &self.index {
-            index.note_changed(writes.iter().map(|(k, _)| *k), guard);
+            index.note_changed(writes.iter().map(|w| w.key), guard);
         }
     }
 }
@@ -147,11 +147,11 @@ impl World {
         checks: Checks<'_>,
         horizon: &Horizon,
     ) -> Result<u64, Error> {
-        let writes: Vec<_> = keys
+        let mut writes: Vec<_> = keys
             .iter()
-            .map(|&i| (&self.keys[i][..], Some(value)))
+            .map(|&i| Write::new(&self.keys[i], Some(value)))
             .collect();
-        commit(&self.clock, self, &writes, checks, horizon).map(|done| done.ts)
+        commit(&self.clock, self, &mut writes, checks, horizon).map(|done| done.ts)
     }
 
     /// A serializable commit of `value` to `writes` having read `reads` at snapshot `s`.
@@ -976,8 +976,8 @@ fn check_head_copies(rebuilds: usize) {
         // The replaced runs, freed through the epoch, hold the chain: empty it now (delete
         // `x` and prune), so that its drop, which may run during loom's shutdown, needs no
         // pin.
-        let delete = [(&b"x"[..], None)];
-        commit(&w.clock, &*w, &delete, Checks::default(), &NO_GC).unwrap();
+        let mut delete = [Write::new(b"x", None)];
+        commit(&w.clock, &*w, &mut delete, Checks::default(), &NO_GC).unwrap();
         let horizon = w.registry.horizon(&w.clock);
         let guard = crossbeam_epoch::pin();
         w.chains[0].lock().prune_and_retire(&horizon, &guard);

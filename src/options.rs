@@ -8,6 +8,9 @@ use crate::isolation::Isolation;
 pub const DEFAULT_MAX_KEY_LEN: usize = 64 * 1024;
 /// Default limit on value length: 64 MiB.
 pub const DEFAULT_MAX_VALUE_LEN: usize = 64 * 1024 * 1024;
+/// Default limit on a transaction's write set: 256 MiB, counted as the sum of its written
+/// keys' and values' lengths (see [`DbBuilder::max_write_set_bytes`]).
+pub const DEFAULT_MAX_WRITE_SET_BYTES: usize = 256 * 1024 * 1024;
 /// Default number of attempts [`Db::update`] makes before giving up on conflicts.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 32;
 
@@ -16,6 +19,7 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 32;
 pub(crate) struct Options {
     pub(crate) max_key_len: usize,
     pub(crate) max_value_len: usize,
+    pub(crate) max_write_set_bytes: usize,
     pub(crate) max_attempts: u32,
     pub(crate) isolation: Isolation,
 }
@@ -25,6 +29,7 @@ impl Default for Options {
         Self {
             max_key_len: DEFAULT_MAX_KEY_LEN,
             max_value_len: DEFAULT_MAX_VALUE_LEN,
+            max_write_set_bytes: DEFAULT_MAX_WRITE_SET_BYTES,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             isolation: Isolation::default(),
         }
@@ -63,6 +68,34 @@ impl DbBuilder {
         self
     }
 
+    /// Largest write set a transaction may buffer, in bytes (default
+    /// [`DEFAULT_MAX_WRITE_SET_BYTES`]); at least 1. A write set counts the lengths of its
+    /// keys and values (a delete counts its key; a key written twice counts its last write):
+    /// the payload, so that a caller can predict it. Its heap is larger by a few dozen bytes
+    /// per key (the version node's header and the sorted map's entry), and a commit takes
+    /// about as much again while it installs. A [`Transaction`](crate::Transaction)'s `put`,
+    /// `delete` or `compare_and_swap` that would go over it fails with
+    /// [`Error::WriteSetTooLarge`] and buffers nothing; the transaction stays usable. One
+    /// bound in bytes rather than a key count too: every write costs at least its key's
+    /// byte, and a count would not bound a set of large values. Writes outside transactions
+    /// ([`Db::put`] and the like) write one key and are bounded by `max_value_len` alone.
+    ///
+    /// ```
+    /// use snapkv::{Db, Error};
+    ///
+    /// let db = Db::builder().max_write_set_bytes(1024).build()?;
+    /// let mut txn = db.begin();
+    /// txn.put(b"a", [0u8; 1000])?;
+    /// let err = txn.put(b"b", [0u8; 100]).unwrap_err();
+    /// assert!(matches!(err, Error::WriteSetTooLarge { bytes: 1102, max: 1024 }));
+    /// txn.commit()?; // with `a` alone
+    /// # Ok::<(), snapkv::Error>(())
+    /// ```
+    pub fn max_write_set_bytes(mut self, bytes: usize) -> Self {
+        self.opts.max_write_set_bytes = bytes;
+        self
+    }
+
     /// How many times [`Db::update`] runs its closure before reporting
     /// [`Error::RetriesExhausted`] (default [`DEFAULT_MAX_ATTEMPTS`]); at least 1.
     pub fn max_attempts(mut self, attempts: u32) -> Self {
@@ -82,6 +115,11 @@ impl DbBuilder {
     pub fn build(self) -> Result<Db> {
         if self.opts.max_key_len == 0 {
             return Err(Error::InvalidConfig("max_key_len must be at least 1"));
+        }
+        if self.opts.max_write_set_bytes == 0 {
+            return Err(Error::InvalidConfig(
+                "max_write_set_bytes must be at least 1",
+            ));
         }
         if self.opts.max_attempts == 0 {
             return Err(Error::InvalidConfig("max_attempts must be at least 1"));

@@ -145,19 +145,31 @@ impl Transaction {
     }
 
     /// Buffers `key = value`; visible to this transaction now, to others after commit.
+    ///
+    /// The value is copied once, into the version the commit will install. Fails with
+    /// [`Error::WriteSetTooLarge`], buffering nothing, if the transaction's writes would then
+    /// exceed the database's [`max_write_set_bytes`](crate::DbBuilder::max_write_set_bytes).
     pub fn put(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
         let key = self.db().checked_map_key(key.as_ref())?;
         let value = value.as_ref();
         self.db().check_value(value)?;
-        self.writes.insert(key, Some(value));
-        Ok(())
+        self.buffer(key, Some(value))
     }
 
     /// Buffers a delete of `key`.
     pub fn delete(&mut self, key: impl AsRef<[u8]>) -> Result<()> {
         let key = self.db().checked_map_key(key.as_ref())?;
-        self.writes.insert(key, None);
-        Ok(())
+        self.buffer(key, None)
+    }
+
+    /// Buffers a write (`None`: a delete) unless the write set would outgrow the database's
+    /// `max_write_set_bytes`: then fails with [`Error::WriteSetTooLarge`] and buffers nothing
+    /// (an earlier write of `key` stays).
+    fn buffer(&mut self, key: MapKey, value: Option<&[u8]>) -> Result<()> {
+        let max = self.db().max_write_set_bytes();
+        self.writes
+            .insert(key, value, max)
+            .map_err(|bytes| Error::WriteSetTooLarge { bytes, max })
     }
 
     /// Buffers a write of `new` (`None` deletes) if `key`'s committed version in this
@@ -199,8 +211,7 @@ impl Transaction {
                 current,
             });
         }
-        self.writes.insert(MapKey::from_slice(key), value);
-        Ok(())
+        self.buffer(MapKey::from_slice(key), value)
     }
 
     /// The live pairs in `range` as this transaction sees them, in key order (`.rev()` for
@@ -251,8 +262,9 @@ impl Transaction {
             expect: None,
         };
         let own = self.snapshot.slot();
+        let db = self.snapshot.db();
         self.writes
-            .with_writes(|writes| self.snapshot.db().commit_writes(writes, checks, own))
+            .commit_with(|writes| db.commit_writes(writes, checks, own))
     }
 
     /// The first key this transaction writes for which `pred` holds.

@@ -5,7 +5,7 @@ use crossbeam_epoch::{Atomic, Guard, Pointer, Shared};
 use crate::horizon::Horizon;
 
 use super::head_cache::{HeadCache, Lent};
-use super::version::Version;
+use super::version::{Unlinked, Version};
 use super::Retired;
 use crate::sync::{AtomicU32, Backoff, Ordering};
 
@@ -335,10 +335,23 @@ impl<'a> ChainWriter<'a> {
     /// readers rely on, exactly as for the chain's cache (see `HeadCache`). It is never
     /// cleared: a mirror left describing a head tombstone that pruning unlinked holds no
     /// value pointer and still reads as absent, which the emptied chain agrees with.
+    #[cfg(test)]
     pub(crate) fn install(
         &self,
         ts: u64,
         value: Option<&[u8]>,
+        mirror: Option<&HeadCache>,
+        guard: &Guard,
+    ) {
+        self.install_node(ts, Unlinked::new(value), mirror, guard);
+    }
+
+    /// [`install`](Self::install) of a node built ahead (the value already copied into it):
+    /// stamps it with `ts` and links it.
+    pub(crate) fn install_node(
+        &self,
+        ts: u64,
+        node: Unlinked,
         mirror: Option<&HeadCache>,
         guard: &Guard,
     ) {
@@ -348,8 +361,7 @@ impl<'a> ChainWriter<'a> {
             unsafe { head.as_ref() }.is_none_or(|h| h.ts() < ts),
             "versions must be installed in timestamp order"
         );
-        // The value is copied into the node (one allocation per version).
-        let node = Version::alloc(ts, value);
+        let node = node.stamp(ts);
         node.next().store(head, Ordering::Relaxed);
         // Release: a reader that loads the new head sees the node's fields and its `next`.
         let node = node.into_shared(guard);

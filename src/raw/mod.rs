@@ -47,5 +47,6 @@ pub(crate) use node_pool::trim as trim_node_pool;
 pub(crate) use retired::tests as test_values;
 pub(crate) use retired::Retired;
 pub(crate) use run_heads::{Changes, CopiedHead, HeadCopier, HeadsSlice, RunHeads};
+pub(crate) use version::Unlinked;
 #[cfg(not(loom))]
 pub(crate) use wait_queue::WaitQueue;

@@ -26,7 +26,8 @@ const TOMBSTONE: usize = usize::MAX;
 /// The fixed part of a version node. The value's bytes follow it in the same allocation.
 #[repr(C)]
 struct Header {
-    /// The commit timestamp of the transaction that wrote the version. Immutable.
+    /// The commit timestamp of the transaction that wrote the version. Immutable once the
+    /// node is shared (an [`Unlinked`] node gets it when stamped, before it is linked).
     ts: u64,
     /// The next older version, or null. Written only by the chain's lock holder.
     next: Atomic<Version>,
@@ -97,6 +98,37 @@ impl Version {
     #[inline]
     pub(super) fn is_tombstone(&self) -> bool {
         self.header.len == TOMBSTONE
+    }
+}
+
+/// A version node built ahead of its commit: it holds its value (or is a tombstone) but no
+/// timestamp yet, and is linked into no chain, so its holder owns it alone.
+///
+/// Why: a transaction builds the node when it buffers the write, so the value is copied once
+/// on its way in (from the caller's slice into its final node), and the commit, which holds
+/// locks and then a timestamp that later committers wait for, only stamps and links it
+/// ([`ChainWriter::install_node`](super::ChainWriter::install_node)). Dropped unlinked (an
+/// aborted or conflicting transaction), the node is freed at once: no reader ever saw it.
+pub(crate) struct Unlinked(Owned<Version>);
+
+impl Unlinked {
+    /// A node holding a copy of `value` (`None`: a tombstone).
+    pub(crate) fn new(value: Option<&[u8]>) -> Self {
+        // Timestamp 0 stands until `stamp`: nobody reads the node before it is linked.
+        Self(Version::alloc(0, value))
+    }
+
+    /// The value, or `None` for a tombstone.
+    #[inline]
+    pub(crate) fn value(&self) -> Option<&[u8]> {
+        self.0.value()
+    }
+
+    /// The node with its commit timestamp, ready to link.
+    pub(super) fn stamp(mut self, ts: u64) -> Owned<Version> {
+        // The node is ours alone (`Owned`, never shared): a plain write of the header.
+        self.0.header.ts = ts;
+        self.0
     }
 }
 
@@ -266,6 +298,19 @@ mod tests {
             // SAFETY: just made, never shared with another thread.
             let back = unsafe { shared.into_owned() };
             assert_eq!(back.value(), value);
+        }
+    }
+
+    /// A node built ahead keeps its value, takes its timestamp when stamped, and is freed
+    /// whole when dropped unlinked (Miri checks the frees).
+    #[test]
+    fn an_unlinked_node_is_stamped_or_freed() {
+        for value in [Some(&b"value"[..]), Some(&b""[..]), None] {
+            let dropped = Unlinked::new(value);
+            assert_eq!(dropped.value(), value);
+            drop(dropped);
+            let node = Unlinked::new(value).stamp(42);
+            assert_eq!((node.ts(), node.value()), (42, value));
         }
     }
 
