@@ -25,13 +25,51 @@ const PROBES: usize = 4;
 /// Value of a slot no snapshot holds.
 const FREE: u64 = u64::MAX;
 
-/// Identifies a registration; released with [`Registry::release`].
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum SlotId {
-    /// The fixed slot with this index.
-    Fixed(usize),
-    /// One of the overflow's registrations at this timestamp.
-    Overflow(u64),
+/// Identifies a registration; released with [`Registry::release`]. One word, so that
+/// [`Registry::register`] returns it with the timestamp in two registers.
+///
+/// | value | meaning |
+/// |---|---|
+/// | `i` (below `OVERFLOW`) | the fixed slot `i` |
+/// | `OVERFLOW \| ts` | one of the overflow's registrations at `ts` |
+#[derive(PartialEq, Eq)]
+pub(crate) struct SlotId(u64);
+
+/// The tag bit of an overflow registration's [`SlotId`] (timestamps stay far below it).
+const OVERFLOW: u64 = 1 << 63;
+
+impl SlotId {
+    fn fixed(index: usize) -> Self {
+        Self(index as u64)
+    }
+
+    fn overflow(ts: u64) -> Self {
+        assert!(
+            ts < OVERFLOW,
+            "timestamp {ts} collides with the overflow tag"
+        );
+        Self(OVERFLOW | ts)
+    }
+
+    /// The fixed slot's index, if this is a fixed registration.
+    fn fixed_index(&self) -> Option<usize> {
+        (self.0 & OVERFLOW == 0).then_some(self.0 as usize)
+    }
+
+    /// The timestamp, if this is an overflow registration.
+    fn overflow_ts(&self) -> Option<u64> {
+        (self.0 & OVERFLOW != 0).then_some(self.0 & !OVERFLOW)
+    }
+}
+
+impl std::fmt::Debug for SlotId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.fixed_index(), self.overflow_ts()) {
+            (Some(i), _) => write!(f, "Fixed({i})"),
+            (_, Some(ts)) => write!(f, "Overflow({ts})"),
+            (None, None) => unreachable!("a registration is fixed or in the overflow"),
+        }
+    }
 }
 
 /// Snapshots that found no free fixed slot, counted per distinct timestamp: their memory and
@@ -127,6 +165,15 @@ fn skips_floor_check() -> bool {
     }
 }
 
+/// Claims `slot` for a snapshot at `s` (a CAS from `FREE`), if it is free.
+#[inline]
+fn try_claim(slot: &AtomicU64, s: u64) -> bool {
+    slot.load(Ordering::Relaxed) == FREE
+        && slot
+            .compare_exchange(FREE, s, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+}
+
 /// Spreads threads' first probes over the slots.
 static NEXT_HINT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
@@ -149,46 +196,58 @@ impl Registry {
         }
     }
 
-    /// Claims a fixed slot holding `s` (a CAS from `FREE`): the hint, else the next few.
-    /// `None` if all of them are taken.
-    fn claim(&self, s: u64) -> Option<usize> {
-        let n = self.slots.len();
-        if n == 0 {
-            return None;
-        }
-        // The hint may come from another database's registry, of another size. No division
-        // on the common path: it would cost about as much as the CAS.
-        let hint = match HINT.with(Cell::get) {
-            Some(h) if h < n => h,
-            _ => NEXT_HINT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % n,
-        };
-        let wrap = |i: usize| if i >= n { i - n } else { i };
-        let id = (0..PROBES.min(n)).map(|k| wrap(hint + k)).find(|&i| {
-            let slot = &self.slots[i];
-            slot.load(Ordering::Relaxed) == FREE
-                && slot
-                    .compare_exchange(FREE, s, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_ok()
-        })?;
-        HINT.with(|h| h.set(Some(id)));
-        Some(id)
-    }
-
     /// Registers a snapshot and returns its registration and timestamp. O(1) in the common
-    /// case (one CAS, one fence, two loads); at most [`PROBES`] slot loads and one overflow
-    /// insertion otherwise.
+    /// case, this thread's last slot free again: one CAS, one fence, two loads. Otherwise at
+    /// most [`PROBES`] slot loads and, if they are all taken, one overflow insertion.
+    #[inline]
     pub(crate) fn register(&self, clock: &Clock) -> (SlotId, u64) {
         let s = clock.visible();
-        match self.claim(s) {
-            Some(id) => (SlotId::Fixed(id), self.confirm(id, s, clock)),
+        if let Some(h) = HINT.with(Cell::get) {
+            // The hint may come from another database's registry, of another size.
+            if let Some(slot) = self.slots.get(h) {
+                if try_claim(slot, s) {
+                    return (SlotId::fixed(h), self.confirm(slot, s, clock));
+                }
+            }
+        }
+        self.register_elsewhere(s, clock)
+    }
+
+    /// [`register`](Self::register) when the hint slot is taken (or there is no hint): the
+    /// next few fixed slots, else the overflow. Out of line, to keep the common case small.
+    #[inline(never)]
+    fn register_elsewhere(&self, s: u64, clock: &Clock) -> (SlotId, u64) {
+        match self.claim_near_hint(s) {
+            Some(id) => (SlotId::fixed(id), self.confirm(&self.slots[id], s, clock)),
             None => self.register_overflow(s, clock),
         }
     }
 
-    /// Completes the registration of the fixed slot `id` claimed at `s`: the floor check.
+    /// Claims a fixed slot holding `s` among the [`PROBES`] from the hint on (the hint itself
+    /// already tried), and makes it the hint. `None` if all of them are taken.
+    fn claim_near_hint(&self, s: u64) -> Option<usize> {
+        let n = self.slots.len();
+        if n == 0 {
+            return None;
+        }
+        let (start, probes) = match HINT.with(Cell::get) {
+            Some(h) if h < n => (h + 1, (PROBES - 1).min(n - 1)),
+            _ => (
+                NEXT_HINT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % n,
+                PROBES.min(n),
+            ),
+        };
+        let id = (0..probes)
+            .map(|k| (start + k) % n)
+            .find(|&i| try_claim(&self.slots[i], s))?;
+        HINT.with(|h| h.set(Some(id)));
+        Some(id)
+    }
+
+    /// Completes the registration of the fixed `slot` claimed at `s`: the floor check.
     /// Returns the timestamp the snapshot reads at.
-    fn confirm(&self, id: usize, mut s: u64, clock: &Clock) -> u64 {
-        let slot = &self.slots[id];
+    #[inline]
+    fn confirm(&self, slot: &AtomicU64, mut s: u64, clock: &Clock) -> u64 {
         if skips_floor_check() {
             return s;
         }
@@ -223,27 +282,32 @@ impl Registry {
             s
         };
         *by_ts.entry(s).or_insert(0) += 1;
-        (SlotId::Overflow(s), s)
+        (SlotId::overflow(s), s)
     }
 
     /// Ends a snapshot's registration. `Release` (or the overflow's lock): the snapshot's
     /// reads happen before a collector that sees it gone prunes what they read.
+    #[inline]
     pub(crate) fn release(&self, id: SlotId) {
-        match id {
-            SlotId::Fixed(i) => self.slots[i].store(FREE, Ordering::Release),
-            SlotId::Overflow(ts) => {
-                let overflow = &*self.overflow;
-                let mut by_ts = overflow.by_ts.lock();
-                let count = by_ts
-                    .get_mut(&ts)
-                    .expect("an overflow registration has its timestamp's entry");
-                *count -= 1;
-                if *count == 0 {
-                    by_ts.remove(&ts);
-                }
-                overflow.snapshots.fetch_sub(1, Ordering::Release);
-            }
+        match id.fixed_index() {
+            Some(i) => self.slots[i].store(FREE, Ordering::Release),
+            None => self.release_overflow(id.0 & !OVERFLOW),
         }
+    }
+
+    /// Ends one of the overflow's registrations at `ts`.
+    #[inline(never)]
+    fn release_overflow(&self, ts: u64) {
+        let overflow = &*self.overflow;
+        let mut by_ts = overflow.by_ts.lock();
+        let count = by_ts
+            .get_mut(&ts)
+            .expect("an overflow registration has its timestamp's entry");
+        *count -= 1;
+        if *count == 0 {
+            by_ts.remove(&ts);
+        }
+        overflow.snapshots.fetch_sub(1, Ordering::Release);
     }
 
     /// The collection horizon: the visible timestamp `c` plus every live snapshot's timestamp
@@ -261,10 +325,8 @@ impl Registry {
         let c = clock.visible();
         self.floor.fetch_max(c, Ordering::AcqRel);
         fence(Ordering::SeqCst);
-        let except_fixed = match except {
-            Some(SlotId::Fixed(id)) => Some(*id),
-            _ => None,
-        };
+        let except_fixed = except.and_then(SlotId::fixed_index);
+        let except_ts = except.and_then(SlotId::overflow_ts);
         let mut live = Vec::new();
         for (id, slot) in self.slots.iter().enumerate() {
             let s = slot.load(Ordering::Acquire);
@@ -277,7 +339,7 @@ impl Registry {
             let by_ts = overflow.by_ts.lock();
             for (&ts, &count) in by_ts.range(..c) {
                 // `except` is one of the `count` registrations at `ts`.
-                if count > 1 || except != Some(&SlotId::Overflow(ts)) {
+                if count > 1 || except_ts != Some(ts) {
                     live.push(ts);
                 }
             }
@@ -375,10 +437,7 @@ mod tests {
         let clock = Clock::new();
         let reg = Registry::new();
         let ids = register_n(&reg, &clock, PROBES);
-        assert!(
-            ids.iter().all(|id| matches!(id, SlotId::Fixed(_))),
-            "{ids:?}"
-        );
+        assert!(ids.iter().all(|id| id.fixed_index().is_some()), "{ids:?}");
         let distinct: std::collections::HashSet<_> = ids.iter().map(|i| format!("{i:?}")).collect();
         assert_eq!(distinct.len(), PROBES);
         for id in ids {
@@ -392,13 +451,10 @@ mod tests {
         let clock = Clock::new();
         let reg = Registry::with_slots(2);
         let ids = register_n(&reg, &clock, 5);
-        let fixed = ids
-            .iter()
-            .filter(|id| matches!(id, SlotId::Fixed(_)))
-            .count();
+        let fixed = ids.iter().filter(|id| id.fixed_index().is_some()).count();
         assert_eq!(fixed, 2, "{ids:?}");
         assert_eq!(
-            ids.iter().filter(|id| **id == SlotId::Overflow(0)).count(),
+            ids.iter().filter(|id| **id == SlotId::overflow(0)).count(),
             3
         );
         assert_eq!(reg.live(), 5);
@@ -416,10 +472,7 @@ mod tests {
         assert_eq!(reg.overflow_timestamps(), 0);
         assert_eq!(reg.overflow.snapshots.load(Ordering::Relaxed), 0);
         let (id, _) = reg.register(&clock);
-        assert!(
-            matches!(id, SlotId::Fixed(_)),
-            "freed fixed slots come first"
-        );
+        assert!(id.fixed_index().is_some(), "freed fixed slots come first");
         reg.release(id);
     }
 
@@ -431,7 +484,7 @@ mod tests {
         clock.allocate().publish();
         assert_eq!(reg.horizon(&clock).watermark(), 2);
         let (id, s) = reg.register(&clock);
-        assert_eq!((&id, s), (&SlotId::Overflow(2), 2));
+        assert_eq!((&id, s), (&SlotId::overflow(2), 2));
         assert_eq!(reg.live(), 1);
         reg.release(id);
         assert_eq!(reg.live(), 0);
@@ -442,14 +495,14 @@ mod tests {
         let clock = Clock::new();
         let reg = Registry::with_slots(1);
         let (a, _) = reg.register(&clock);
-        assert_eq!(a, SlotId::Fixed(0));
+        assert_eq!(a, SlotId::fixed(0));
         clock.allocate().publish();
         let (b, _) = reg.register(&clock);
         let (c, _) = reg.register(&clock);
-        assert_eq!((&b, &c), (&SlotId::Overflow(1), &SlotId::Overflow(1)));
+        assert_eq!((&b, &c), (&SlotId::overflow(1), &SlotId::overflow(1)));
         clock.allocate().publish();
         let (d, _) = reg.register(&clock);
-        assert_eq!(d, SlotId::Overflow(2));
+        assert_eq!(d, SlotId::overflow(2));
         // At the visible timestamp: not an old snapshot, and not listed.
         let (e, _) = reg.register(&clock);
         assert_eq!(reg.overflow_timestamps(), 2);
@@ -494,19 +547,11 @@ mod tests {
             ids.push(reg.register(&clock).0);
         }
         assert_eq!(reg.live(), PEAK);
-        let overflowed = ids
-            .iter()
-            .filter(|id| matches!(id, SlotId::Overflow(_)))
-            .count();
+        let overflowed = ids.iter().filter(|id| id.overflow_ts().is_some()).count();
         // The hint follows the last slot claimed, so one thread's probes walk over all slots.
         assert_eq!(overflowed, PEAK - SLOTS);
-        let overflow_ts: std::collections::BTreeSet<_> = ids
-            .iter()
-            .filter_map(|id| match id {
-                SlotId::Overflow(ts) => Some(*ts),
-                SlotId::Fixed(_) => None,
-            })
-            .collect();
+        let overflow_ts: std::collections::BTreeSet<_> =
+            ids.iter().filter_map(SlotId::overflow_ts).collect();
         // The first `SLOTS` registrations, `SLOTS / 10` whole timestamps, took the fixed slots.
         assert_eq!(overflow_ts.len(), PEAK / 10 - SLOTS / 10);
         assert_eq!(reg.overflow_timestamps(), overflow_ts.len());
