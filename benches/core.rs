@@ -7,7 +7,8 @@
 
 use std::hint::black_box;
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkGroup, Criterion};
 use snapkv::Db;
 
 const KEYS: u64 = 100_000;
@@ -147,10 +148,48 @@ fn atomics(c: &mut Criterion) {
     g.finish();
 }
 
+/// Live snapshots at the peak of [`registry_peak`].
+const PEAK_SNAPSHOTS: usize = 100_000;
+
+/// Snapshot creation + drop and a one-key `update`, before and after a peak of
+/// [`PEAK_SNAPSHOTS`] live snapshots in the same run: once the peak is dropped, the snapshot
+/// registry must cost what it cost before (it neither keeps nor scans the peak's slots).
+/// During the peak a commit every 100 snapshots spreads them over 1,000 timestamps.
+fn registry_peak(c: &mut Criterion) {
+    let db = loaded(1_000);
+    let mut g = c.benchmark_group("registry_peak");
+    let mut i = 0u64;
+    let mut measure = |g: &mut BenchmarkGroup<'_, WallTime>, phase: &str| {
+        g.bench_function(format!("snapshot_drop/{phase}"), |b| {
+            b.iter(|| drop(black_box(db.snapshot())))
+        });
+        g.bench_function(format!("update/{phase}"), |b| {
+            b.iter(|| {
+                i = (i + 7) % 1_000;
+                db.update(|t| t.put(key(i), [3u8; 100])).unwrap()
+            })
+        });
+    };
+    measure(&mut g, "before_peak");
+    let peak: Vec<_> = (0..PEAK_SNAPSHOTS)
+        .map(|n| {
+            if n % 100 == 0 {
+                db.put(key(0), [4u8; 100]).unwrap();
+            }
+            db.snapshot()
+        })
+        .collect();
+    assert_eq!(db.stats().live_snapshots, PEAK_SNAPSHOTS);
+    drop(peak);
+    measure(&mut g, "after_peak");
+    g.finish();
+}
+
 criterion_group!(
     benches,
     point_ops,
     snapshot_creation,
+    registry_peak,
     write_working_set,
     atomics
 );

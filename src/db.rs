@@ -361,7 +361,9 @@ impl Db {
         }
     }
 
-    /// A consistent read-only view of the database as of now. O(1): one slot claim, no lock.
+    /// A consistent read-only view of the database as of now. O(1): one slot claim, no lock,
+    /// while the process holds few snapshots at a time; beyond the registry's fixed slots (64),
+    /// a short lock and an entry per distinct timestamp, freed with its last snapshot.
     /// The snapshot keeps what it can see alive until it is dropped.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot::new(self.clone())
