@@ -226,6 +226,9 @@ fn scenario_peak_keys(scale: u64) {
     );
 }
 
+/// A scenario's name on the command line, and the function that runs it at a scale.
+type Scenario = (&'static str, fn(u64));
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let which = args.next().unwrap_or_else(|| "all".into());
@@ -234,7 +237,7 @@ fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(1u64)
         .max(1);
-    let scenarios: [(&str, fn(u64)); 5] = [
+    let scenarios: [Scenario; 5] = [
         ("queue", scenario_queue),
         ("two-dbs", scenario_two_dbs),
         ("snapshot-peak", scenario_snapshot_peak),
