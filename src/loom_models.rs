@@ -1036,8 +1036,8 @@ fn check_tombstone_strip() {
     let (reader_slot, r) = w.registry.register(&w.clock);
     let (writer_slot, t) = writers.register(&w.clock);
     w.commit(&[0], b"v1", None, &NO_GC).unwrap();
-    let delete = [(&b"x"[..], None)];
-    commit(&w.clock, &*w, &delete, Checks::default(), &NO_GC).unwrap();
+    let mut delete = [Write::new(b"x", None)];
+    commit(&w.clock, &*w, &mut delete, Checks::default(), &NO_GC).unwrap();
     let (w2, writers2) = (Arc::clone(&w), Arc::clone(&writers));
     let pruner = loom::thread::spawn(move || {
         let h = Horizon::merge(w2.registry.horizon(&w2.clock), writers2.horizon(&w2.clock));

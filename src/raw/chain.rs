@@ -335,7 +335,8 @@ impl<'a> ChainWriter<'a> {
     /// readers rely on, exactly as for the chain's cache (see `HeadCache`). It is never
     /// cleared: a mirror left describing a head tombstone that pruning unlinked holds no
     /// value pointer and still reads as absent, which the emptied chain agrees with.
-    #[cfg(test)]
+    /// (Commits install prebuilt nodes with `install_node`; this is for the unit tests.)
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn install(
         &self,
         ts: u64,
