@@ -160,6 +160,7 @@ type Small<T> = smallvec::SmallVec<[T; 4]>;
 /// 6. publish: mark the timestamp finished and return once it is visible, which needs every
 ///    smaller one finished (a failed step 4 publishes too, with nothing installed: timestamps
 ///    have no holes). Any committer makes finished timestamps visible, not only their own.
+#[cfg(test)]
 pub(crate) fn commit(
     clock: &Clock,
     source: &impl ChainSource,
@@ -167,8 +168,27 @@ pub(crate) fn commit(
     checks: Checks<'_>,
     horizon: &Horizon,
 ) -> Result<Committed, Error> {
+    commit_pinned(
+        clock,
+        source,
+        writes,
+        checks,
+        horizon,
+        &crossbeam_epoch::pin(),
+    )
+}
+
+/// [`commit`] under the caller's epoch pin (which may also be what keeps `horizon` alive: a
+/// second pin would cost a thread-local lookup per commit).
+pub(crate) fn commit_pinned(
+    clock: &Clock,
+    source: &impl ChainSource,
+    writes: &mut [Write<'_>],
+    checks: Checks<'_>,
+    horizon: &Horizon,
+    guard: &Guard,
+) -> Result<Committed, Error> {
     debug_assert!(writes.windows(2).all(|w| w[0].key < w[1].key));
-    let guard = crossbeam_epoch::pin();
     // The fast path of the most common commit: one key, already in the map, its lock free, and
     // no reads to validate (read validation looks other keys up, which must not happen while
     // the map's shard lock is held). Same steps, minus the second lookup of the mirror and the
@@ -178,11 +198,11 @@ pub(crate) fn commit(
         if checks.reads.is_none_or(ReadSet::is_empty) {
             let fast = source.with_locked(key, |writer, mirror| {
                 // As `lock_all` does: the prune reads the superseded head's node.
-                writer.prefetch_head(&guard);
+                writer.prefetch_head(guard);
                 let writers = std::slice::from_ref(writer);
                 let mirrors = Mirrors::Found(mirror);
                 validate_and_install(
-                    clock, source, writes, writers, mirrors, checks, horizon, &guard,
+                    clock, source, writes, writers, mirrors, checks, horizon, guard,
                 )
             });
             // Unlocked (and the shard lock released) before publishing.
@@ -196,7 +216,7 @@ pub(crate) fn commit(
         chains.push(source.resolve(write.key));
     }
     loop {
-        let stale = match lock_all(&chains, &guard) {
+        let stale = match lock_all(&chains, guard) {
             Ok(writers) => {
                 let installed = validate_and_install(
                     clock,
@@ -206,7 +226,7 @@ pub(crate) fn commit(
                     Mirrors::Lookup,
                     checks,
                     horizon,
-                    &guard,
+                    guard,
                 );
                 // Unlock before publishing (which may wait for smaller timestamps): a committer
                 // that locks a key now sees our version (newer than its snapshot) and

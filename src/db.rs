@@ -556,15 +556,17 @@ impl Db {
         own: Option<&SlotId>,
     ) -> Result<Ts> {
         let s = &self.shared;
-        // Pinned across the commit (which pins again, cheaply) so the cached horizon can be
-        // borrowed instead of cloned.
+        // One pin for the commit and the cached horizon it borrows (instead of cloning it).
         let guard = crossbeam_epoch::pin();
         let horizon = s.gc.horizon(&guard);
-        let done = commit::commit(&s.clock, &s.store, writes, checks, &horizon)?;
+        let done = commit::commit_pinned(&s.clock, &s.store, writes, checks, &horizon, &guard)?;
+        let horizon_now = horizon.now();
+        // Unpinned before maintenance, which may run for a while.
+        drop(guard);
         for write in writes.iter().filter(|w| w.is_delete()) {
             s.gc.note_tombstone(Bytes::copy_from_slice(write.key), done.ts);
         }
-        s.gc.after_commit(done, &horizon, own, s.gc_parts());
+        s.gc.after_commit(done, horizon_now, own, s.gc_parts());
         Ok(done.ts)
     }
 

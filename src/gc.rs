@@ -183,7 +183,8 @@ impl Collector {
         self.fresh.lock().push((ts, key));
     }
 
-    /// Counts one commit of this thread, `done`, made with `horizon`, and runs maintenance
+    /// Counts one commit of this thread, `done`, made with a horizon computed when the visible
+    /// timestamp was `horizon_now`, and runs maintenance
     /// when the interval is up or the commit found a backlog above a stale horizon.
     ///
     /// `own` is the committing transaction's snapshot, if any: it reads nothing more, so the
@@ -192,7 +193,7 @@ impl Collector {
     pub(crate) fn after_commit(
         &self,
         done: Committed,
-        horizon: &Horizon,
+        horizon_now: u64,
         own: Option<&SlotId>,
         db: Parts<'_>,
     ) {
@@ -207,7 +208,7 @@ impl Collector {
             if let Some(_running) = self.running.try_lock() {
                 self.maintain_locked(db, own);
             }
-        } else if done.backlog > BACKLOG && horizon.now() + STALE_LAG < done.ts {
+        } else if done.backlog > BACKLOG && horizon_now + STALE_LAG < done.ts {
             // Only the horizon: the tombstones can wait for the interval.
             if let Some(_running) = self.running.try_lock() {
                 self.refresh(db, own);

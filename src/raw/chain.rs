@@ -402,6 +402,9 @@ impl<'a> ChainWriter<'a> {
     pub(crate) fn prune(&self, horizon: &Horizon, retired: &mut Retired, guard: &Guard) -> Pruned {
         let watermark = horizon.watermark();
         let floor = strip_floor(horizon);
+        // Kept tombstones above the watermark can go only when the floor is above it (old
+        // read-only snapshots): otherwise the walk skips that bookkeeping.
+        let strip_above = floor > watermark;
         // `link` is the link that points to the node under inspection: `head` or the `next` of
         // the nearest kept node above it.
         let mut link = &self.chain.head;
@@ -446,10 +449,12 @@ impl<'a> ChainWriter<'a> {
             }
             let above = node.ts() > horizon.now();
             if above || horizon.needs(node.ts(), newer) {
-                if node.is_tombstone() && node.ts() <= floor {
-                    strip.get_or_insert((link, kept));
-                } else {
-                    strip = None;
+                if strip_above {
+                    if node.is_tombstone() && node.ts() <= floor {
+                        strip.get_or_insert((link, kept));
+                    } else {
+                        strip = None;
+                    }
                 }
                 kept += 1;
                 above_horizon += usize::from(above);
