@@ -93,8 +93,7 @@ fn snapshot_creation(c: &mut Criterion) {
 /// 100K loaded keys: 16 keys stay in the first-level cache, so that run costs what the
 /// commit's instructions and atomics cost; 16K keys (the peer suite's `write_txn_1`) add the
 /// commit's cache misses. A raw `DashMap::insert` over the same keys is the floor of one
-/// striped-map write. See docs/benchmarks.md ("The 2026-12-03 afternoon runs, and what a
-/// single-key commit costs").
+/// striped-map write. See docs/benchmarks.md (conclusions: what a single-key commit costs).
 fn write_working_set(c: &mut Criterion) {
     let db = loaded(KEYS);
     let map: dashmap::DashMap<Vec<u8>, Vec<u8>, foldhash::fast::RandomState> =
