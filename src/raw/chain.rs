@@ -438,10 +438,9 @@ impl<'a> ChainWriter<'a> {
                         // alternating runs).
                         prefetch_line(std::ptr::with_exposed_provenance(next.into_usize()));
                         node.next().store(Shared::null(), Ordering::Release);
-                        // SAFETY: `next` (non-null, from `Version::alloc`) and the nodes
-                        // behind it were all still linked until the store above cut them off,
-                        // so no batch holds any of them yet, and nobody writes unlinked
-                        // nodes' links.
+                        // SAFETY: `next` (non-null, from `Version::alloc`) and its tail were
+                        // linked until the store above cut them off (so in no batch yet), and
+                        // nobody writes unlinked nodes' links.
                         unsafe { retired.push_list(next) };
                     }
                 }
@@ -486,11 +485,11 @@ impl<'a> ChainWriter<'a> {
             let first = cut.load(Ordering::Relaxed, guard);
             // Release pairs with readers' Acquire loads of `cut`, as above.
             cut.store(Shared::null(), Ordering::Release);
-            // SAFETY: `first` is non-null (the strip starts at a node) and from
-            // `Version::alloc`; it and everything behind it was reachable only through `cut`
-            // (kept nodes, and the tail behind a watermark tombstone, none in a batch yet:
-            // the nodes unlinked one by one above are no longer behind any kept node), so
-            // the store above unlinked them all, and nobody writes unlinked nodes' links.
+            // `first` and everything behind it (kept nodes, and the tail behind a watermark
+            // tombstone) was reachable only through `cut`: the nodes unlinked one by one above
+            // are behind no kept node, so none of these is in a batch yet.
+            // SAFETY: non-null (the strip starts at a node), from `Version::alloc`, unlinked
+            // by the store above with its tail, in no batch; nobody writes unlinked links.
             unsafe { retired.push_list(first) };
             kept = above_cut;
         }

@@ -34,10 +34,10 @@ impl WaitQueue {
     pub(crate) fn sleep_until(&self, counter: &AtomicU64, target: u64) -> bool {
         let key = std::ptr::from_ref(counter) as usize;
         let token = ParkToken(saturate(target));
-        // SAFETY: `key` is the counter's address, which only this queue parks on (the counter
-        // is a plain atomic, not another primitive's lock word). `validate` only loads an
-        // atomic: it cannot panic or call into parking_lot while the bucket is locked; the
-        // other callbacks do nothing.
+        // `key` is the counter's address, which only this queue parks on (the counter is a
+        // plain atomic, not another primitive's lock word).
+        // SAFETY: as above; `validate` only loads an atomic (it cannot panic or call into
+        // parking_lot while the bucket is locked); the other callbacks do nothing.
         let slept = unsafe {
             parking_lot_core::park(
                 key,
@@ -57,10 +57,10 @@ impl WaitQueue {
     pub(crate) fn wake_one_up_to(&self, counter: &AtomicU64, reached: u64) -> bool {
         let key = std::ptr::from_ref(counter) as usize;
         let reached = saturate(reached);
+        let mut found = false;
         // SAFETY: the key is the counter's address, as in `sleep_until`; the filter and the
         // callback only compare integers and return tokens: they cannot panic or call into
         // parking_lot while the bucket is locked.
-        let mut found = false;
         let woken = unsafe {
             parking_lot_core::unpark_filter(
                 key,
