@@ -346,6 +346,9 @@ pub(crate) mod faults {
         /// A committer that moved the visible timestamp does not wake the publishers asleep
         /// waiting for it to reach theirs.
         SkipWake = 16,
+        /// A big commit publishes its timestamp before stamping its pending versions, so a
+        /// snapshot that includes the commit can read a version still marked pending.
+        PublishBeforeStamp = 18,
     }
 
     static ACTIVE: AtomicU8 = AtomicU8::new(0);

@@ -247,3 +247,128 @@ fn a_commit_of_many_keys_takes_at_most_its_write_set_again() {
     drop(db);
     quiesce();
 }
+
+/// Keys of the concurrent big-commit tests: enough for a write set that installs as pending
+/// before its timestamp (see `commit::pending`).
+const BIG: u32 = 300;
+
+/// Readers racing big commits (each rewrites all `BIG` keys with its round number) see, in
+/// every snapshot, all keys at one round, through point reads and a scan alike. The writer
+/// goes on until the readers have seen the round change several times (the race happened),
+/// or a deadline.
+#[test]
+fn a_snapshot_never_sees_part_of_a_big_commit() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+    let _alone = alone();
+    const CHANGES: usize = 6;
+    let db = Db::new();
+    let writing = AtomicBool::new(true);
+    let (checked, changes) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                let mut last = None;
+                while writing.load(Ordering::Acquire) {
+                    let snap = db.snapshot();
+                    let scanned: Vec<_> = snap.iter().map(|(_, v)| v).collect();
+                    assert!(
+                        scanned.is_empty() || scanned.len() == BIG as usize,
+                        "a scan at {:?} saw {} of {BIG} keys",
+                        snap.ts(),
+                        scanned.len()
+                    );
+                    let mut got: Vec<_> = (0..BIG).map(|i| snap.get(key(i)).unwrap()).collect();
+                    got.extend(scanned.into_iter().map(Some));
+                    assert!(
+                        got.windows(2).all(|w| w[0] == w[1]),
+                        "a snapshot at {:?} saw part of a big commit",
+                        snap.ts()
+                    );
+                    let round = got[0].as_ref().map(|v| v[0]);
+                    if round.is_some() && round != last {
+                        changes.fetch_add(1, Ordering::Relaxed);
+                        last = round;
+                    }
+                    checked.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut round = 0u8;
+        while changes.load(Ordering::Relaxed) < CHANGES && Instant::now() < deadline {
+            let mut txn = db.begin();
+            for i in 0..BIG {
+                txn.put(key(i), [round; 8]).unwrap();
+            }
+            txn.commit().unwrap();
+            round = round.wrapping_add(1);
+        }
+        writing.store(false, Ordering::Release);
+    });
+    let (checked, changes) = (checked.into_inner(), changes.into_inner());
+    println!("{checked} snapshots checked, {changes} round changes seen");
+    assert!(
+        changes >= CHANGES,
+        "the readers saw {changes} round changes in {checked} snapshots: the race did not happen"
+    );
+}
+
+/// A big serializable transaction whose read changed after its snapshot fails at commit,
+/// after it linked its versions: none of them is ever visible, the keys keep their values,
+/// and the next commit to them succeeds.
+#[test]
+fn a_failed_big_serializable_commit_leaves_its_keys_as_they_were() {
+    let _alone = alone();
+    let db = Db::new();
+    let mut init = db.begin();
+    for i in 0..BIG {
+        init.put(key(i), b"init").unwrap();
+    }
+    init.commit().unwrap();
+    db.put(b"read", b"r1").unwrap();
+    let mut txn = db.begin_with(snapkv::Isolation::Serializable);
+    assert_eq!(txn.get(b"read").unwrap().as_deref(), Some(&b"r1"[..]));
+    for i in 0..BIG {
+        txn.put(key(i), b"lost").unwrap();
+    }
+    db.put(b"read", b"r2").unwrap();
+    let err = txn.commit().unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+    let snap = db.snapshot();
+    for i in 0..BIG {
+        assert_eq!(snap.get(key(i)).unwrap().as_deref(), Some(&b"init"[..]));
+    }
+    assert_eq!(snap.iter().count(), BIG as usize + 1);
+    let mut again = db.begin();
+    for i in 0..BIG {
+        again.put(key(i), b"again").unwrap();
+    }
+    again.commit().unwrap();
+    assert_eq!(
+        db.get(key(BIG - 1)).unwrap().as_deref(),
+        Some(&b"again"[..])
+    );
+}
+
+/// Two big transactions from one snapshot writing overlapping keys: the second to commit
+/// loses (first committer wins), and installs nothing.
+#[test]
+fn big_commits_from_one_snapshot_first_committer_wins() {
+    let _alone = alone();
+    let db = Db::new();
+    let (mut first, mut second) = (db.begin(), db.begin());
+    for i in 0..BIG {
+        first.put(key(i), b"first").unwrap();
+        second.put(key(i + BIG / 2), b"second").unwrap();
+    }
+    first.commit().unwrap();
+    let err = second.commit().unwrap_err();
+    assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
+    assert_eq!(
+        db.get(key(BIG - 1)).unwrap().as_deref(),
+        Some(&b"first"[..])
+    );
+    assert_eq!(db.get(key(BIG + 1)).unwrap(), None);
+    assert_eq!(db.snapshot().iter().count(), BIG as usize);
+}

@@ -5,7 +5,7 @@ use crossbeam_epoch::{Atomic, Guard, Pointer, Shared};
 use crate::horizon::Horizon;
 
 use super::head_cache::{HeadCache, Lent};
-use super::version::{Unlinked, Version};
+use super::version::{Unlinked, Version, PENDING};
 use super::Retired;
 use crate::sync::{AtomicU32, Backoff, Ordering};
 
@@ -52,15 +52,15 @@ pub(crate) struct Chain {
     /// only under the lock, so `Relaxed` suffices: the lock orders every access. It lets a
     /// prune cut off a chain's tail without reading it and still say how many versions it
     /// unlinked. Sits in the padding after `state`.
-    len: AtomicU32,
+    pub(super) len: AtomicU32,
     /// The newest version, or null for a chain with no versions.
     ///
     /// Published with `Release` by the lock holder, read with `Acquire` by everyone, so a reader
     /// that sees a node sees its initialised `ts`, `value` and `next`.
-    head: Atomic<Version>,
+    pub(super) head: Atomic<Version>,
     /// A copy of the head's timestamp and value, rewritten by the lock holder whenever `head`
     /// changes, before the old head can be retired (see [`HeadCache`]).
-    cache: HeadCache,
+    pub(super) cache: HeadCache,
 }
 
 impl Chain {
@@ -165,8 +165,10 @@ impl Chain {
     /// locked after the validator's `is_locked` check, so it took a larger timestamp.
     pub(crate) fn newest_ts(&self, guard: &Guard) -> Option<u64> {
         match self.cache.get(guard) {
-            Some(head) => Some(head.ts),
-            None => self.newest(guard).map(|v| v.ts),
+            // A cache that says `PENDING` holds no timestamp (see `raw::pending`): the node
+            // does, once stamped.
+            Some(head) if head.ts != PENDING => Some(head.ts),
+            _ => self.newest(guard).map(|v| v.ts),
         }
     }
 

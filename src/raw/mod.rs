@@ -31,6 +31,7 @@ mod chain;
 mod epoch_cell;
 mod head_cache;
 mod node_pool;
+mod pending;
 mod retired;
 mod run_heads;
 mod version;
@@ -41,6 +42,7 @@ pub(crate) use chain::{prefetch_line, prefetch_lines, Chain, ChainWriter, Versio
 pub(crate) use epoch_cell::EpochCell;
 pub(crate) use head_cache::{HeadCache, Lent};
 pub(crate) use node_pool::trim as trim_node_pool;
+pub(crate) use pending::Pending;
 /// Values that count their drops, and waits for the epoch to free them: for tests of code
 /// that frees values outside `raw` too.
 #[cfg(all(test, not(loom)))]

@@ -18,17 +18,34 @@ use std::ptr::{self, NonNull};
 use crossbeam_epoch::{Atomic, Owned, Pointable};
 
 use super::node_pool;
+use crate::sync::{AtomicU64, Ordering};
 
 /// [`Header::len`] of a tombstone (a delete): it has no value, which differs from an empty
 /// one.
 const TOMBSTONE: usize = usize::MAX;
 
+/// [`Header::ts`] of a version linked before its commit took a timestamp (see
+/// `raw::pending`): above every timestamp the clock hands out, so every reader, at any
+/// snapshot or visible timestamp, skips it.
+pub(super) const PENDING: u64 = u64::MAX;
+
 /// The fixed part of a version node. The value's bytes follow it in the same allocation.
 #[repr(C)]
 struct Header {
-    /// The commit timestamp of the transaction that wrote the version. Immutable once the
-    /// node is shared (an [`Unlinked`] node gets it when stamped, before it is linked).
-    ts: u64,
+    /// The commit timestamp of the transaction that wrote the version.
+    ///
+    /// | value | meaning |
+    /// |---|---|
+    /// | `0` | an [`Unlinked`] node, not yet stamped (no reader can reach it) |
+    /// | `1..PENDING` | the commit timestamp; immutable from then on |
+    /// | [`PENDING`] | linked by a big commit before it took its timestamp: invisible to every reader |
+    ///
+    /// A node gets its timestamp before it is linked, or, linked as [`PENDING`], once (a
+    /// `Relaxed` store by the chain's lock holder) before its commit publishes the timestamp:
+    /// a reader whose snapshot includes the commit took it from the clock after that
+    /// publication, so it reads the stamped value. Readers load it `Relaxed`: a reader that
+    /// reads `PENDING` or the stamp alike skips the node when its snapshot predates the commit.
+    ts: AtomicU64,
     /// The next older version, or null. Written only by the chain's lock holder.
     next: Atomic<Version>,
     /// The value's length, or [`TOMBSTONE`]. Immutable.
@@ -79,7 +96,14 @@ impl Version {
     /// The commit timestamp.
     #[inline]
     pub(super) fn ts(&self) -> u64 {
-        self.header.ts
+        self.header.ts.load(Ordering::Relaxed)
+    }
+
+    /// Gives a [`PENDING`] node its commit timestamp (see [`Header::ts`]).
+    pub(super) fn stamp_pending(&self, ts: u64) {
+        debug_assert_eq!(self.ts(), PENDING, "a node is stamped once");
+        debug_assert!(ts < PENDING);
+        self.header.ts.store(ts, Ordering::Relaxed);
     }
 
     /// The next older version's link.
@@ -125,9 +149,16 @@ impl Unlinked {
     }
 
     /// The node with its commit timestamp, ready to link.
-    pub(super) fn stamp(mut self, ts: u64) -> Owned<Version> {
-        // The node is ours alone (`Owned`, never shared): a plain write of the header.
-        self.0.header.ts = ts;
+    pub(super) fn stamp(self, ts: u64) -> Owned<Version> {
+        debug_assert!(ts < PENDING);
+        // The node is ours alone (`Owned`, never shared): no reader to order against.
+        self.0.header.ts.store(ts, Ordering::Relaxed);
+        self.0
+    }
+
+    /// The node marked [`PENDING`], ready to link before its commit has a timestamp.
+    pub(super) fn pending(self) -> Owned<Version> {
+        self.0.header.ts.store(PENDING, Ordering::Relaxed);
         self.0
     }
 }
@@ -187,7 +218,7 @@ impl Pointable for Version {
         // The two writes below fill the whole node (header, then the value's bytes), so it is
         // fully initialised before anyone can see it.
         let header = Header {
-            ts: init.ts,
+            ts: AtomicU64::new(init.ts),
             next: Atomic::null(),
             len: init.len,
         };

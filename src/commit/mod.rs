@@ -11,6 +11,8 @@ use crate::raw::{Chain, ChainWriter, HeadCache, Retired, Unlinked};
 use crate::store::KeyRange;
 use crate::sync::Arc;
 
+mod pending;
+
 /// Where the commit finds the chain of each key it writes, reads or scanned.
 pub(crate) trait ChainSource {
     /// The current chain of `key`, created empty if the key has none.
@@ -185,6 +187,10 @@ type Small<T> = smallvec::SmallVec<[T; 4]>;
 /// 6. publish: mark the timestamp finished and return once it is visible, which needs every
 ///    smaller one finished (a failed step 4 publishes too, with nothing installed: timestamps
 ///    have no holes). Any committer makes finished timestamps visible, not only their own.
+///
+/// Write sets of [`pending::MIN_KEYS`] keys or more link their versions before step 3 and
+/// publish before unlocking, so that later committers do not wait for their install (see
+/// `pending`).
 #[cfg(test)]
 pub(crate) fn commit(
     clock: &Clock,
@@ -242,6 +248,13 @@ pub(crate) fn commit_pinned(
     }
     loop {
         let stale = match lock_all(&chains, guard) {
+            Ok(writers) if writes.len() >= pending::MIN_KEYS => {
+                // A big write set installs before its timestamp, so later committers do not
+                // wait for its install; it keeps the locks until it has published.
+                return pending::commit_pending(
+                    clock, source, writes, &writers, checks, horizon, guard,
+                );
+            }
             Ok(writers) => {
                 let installed = validate_and_install(
                     clock,
