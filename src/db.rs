@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::gc::{Collector, GcReport, Parts};
 use crate::isolation::Isolation;
 use crate::options::{DbBuilder, Options};
-use crate::raw::{Chain, ChainWriter, HeadCache, VersionRef};
+use crate::raw::{Chain, ChainWriter, HeadCache, Lent};
 use crate::registry::{Registry, SlotId};
 use crate::snapshot::Snapshot;
 use crate::store::{MapKey, Store};
@@ -270,7 +270,8 @@ impl Db {
     ///
     /// Linearizable: it returns the value of the last commit visible at some instant during
     /// the call. Cheaper than [`snapshot`](Self::snapshot)`.get()`: it usually needs no
-    /// snapshot registration at all.
+    /// snapshot registration at all. It reads like [`get_with`](Self::get_with) and costs one
+    /// copy of the value more.
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
         self.with_latest(key.as_ref(), |v| v.value.map(Bytes::copy_from_slice))
     }
@@ -298,29 +299,24 @@ impl Db {
         key: impl AsRef<[u8]>,
         f: impl FnOnce(&[u8]) -> R,
     ) -> Result<Option<R>> {
-        let key = key.as_ref();
+        self.with_latest(key.as_ref(), |v| v.value.map(f))
+    }
+
+    /// Checks `key` and runs `f` on its newest visible version, lent (`None` if it has none):
+    /// the one read path of [`get`](Self::get), [`get_with`](Self::get_with) and
+    /// [`get_versioned`](Self::get_versioned).
+    #[inline]
+    fn with_latest<R>(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(Lent<'_>) -> Option<R>,
+    ) -> Result<Option<R>> {
         self.check_key(key)?;
         let guard = crossbeam_epoch::pin();
         let found = self.read_latest(
             key,
             |chain, mirror, visible| chain.lend_head_if_visible_mirrored(mirror, visible, &guard),
             |snap| snap.lent_version(key, &guard),
-        );
-        Ok(found.and_then(|v| v.value).map(f))
-    }
-
-    /// Checks `key` and runs `f` on its newest visible version (`None` if it has none).
-    fn with_latest<R>(
-        &self,
-        key: &[u8],
-        f: impl FnOnce(VersionRef<'_>) -> Option<R>,
-    ) -> Result<Option<R>> {
-        self.check_key(key)?;
-        let guard = crossbeam_epoch::pin();
-        let found = self.read_latest(
-            key,
-            |chain, _, visible| chain.read_head_if_visible(visible, &guard),
-            |snap| snap.version(key, &guard),
         );
         Ok(found.and_then(f))
     }

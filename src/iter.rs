@@ -103,6 +103,11 @@ impl<'a> Iter<'a> {
 
     /// Reads the next batch from the front (`forward`) or back end of `rest` into the matching
     /// buffer, and shrinks `rest` past what it examined.
+    ///
+    /// It reads the way the lending scans do ([`lend`]): each key's visible version from the
+    /// run's copy of the head or the chain's head cache when that is the version, walking
+    /// forward in the index's tight lending loop; an owned pair costs the lending read plus
+    /// the copy of its bytes.
     fn refill(&mut self, forward: bool) {
         let Some(rest) = &self.rest else { return };
         let end = usize::from(!forward);
@@ -112,53 +117,74 @@ impl<'a> Iter<'a> {
         // refill over a long run of dead keys still ends (the next refill resumes after it).
         let max_examined = want * 4;
         let ts = self.ts;
-        let buf = if forward {
-            &mut self.front
-        } else {
-            &mut self.back
-        };
         let guard = crossbeam_epoch::pin();
-        let mut entries = self
-            .store
-            .range(borrow_range(rest), Reads::Versions, &guard);
-        let mut examined = 0;
-        let mut last: Option<&[u8]> = None;
-        let mut exhausted = true;
-        while let Some(e) = if forward {
-            entries.next()
+        let entries = self.store.range(borrow_range(rest), Reads::Heads, &guard);
+        // A fresh copy of the short inline key costs less than touching the reference count
+        // of a shared one (a likely cache miss).
+        let copy =
+            |key: &[u8], value: &[u8]| (Bytes::copy_from_slice(key), Bytes::copy_from_slice(value));
+        // Where the rest of the range starts (or ends) after this batch; `None`: nothing left.
+        let edge = if forward {
+            let buf = &mut self.front;
+            let mut taken = 0;
+            let walk =
+                entries
+                    .expecting(want)
+                    .lend_forward(ts, &guard, max_examined, |key, version| {
+                        match version.and_then(|v| v.value) {
+                            Some(value) => {
+                                buf.push_back(copy(key, value));
+                                taken += 1;
+                                if taken >= want {
+                                    ControlFlow::Break(())
+                                } else {
+                                    ControlFlow::Continue(())
+                                }
+                            }
+                            None => ControlFlow::Continue(()),
+                        }
+                    });
+            match walk {
+                // Not yet examined: the rest starts at it.
+                Lending::Paused(key) => Some(Bound::Included(Bytes::copy_from_slice(key))),
+                // Broke right after taking a pair: the rest starts after it.
+                Lending::Broken => buf
+                    .back()
+                    .map(|(k, _)| Bound::Excluded(Bytes::copy_from_slice(k))),
+                Lending::Exhausted => None,
+            }
         } else {
-            entries.next_back()
-        } {
-            examined += 1;
-            last = Some(e.key());
-            if let Some(v) = e.read_at(ts, &guard) {
-                if let Some(value) = v.value {
-                    // A fresh copy of the short inline key costs less than touching the
-                    // reference count of a shared one (a likely cache miss).
-                    buf.push_back((
-                        Bytes::copy_from_slice(e.key()),
-                        Bytes::copy_from_slice(value),
-                    ));
+            let buf = &mut self.back;
+            let mut entries = entries;
+            let (mut examined, mut taken) = (0, 0);
+            let mut last: Option<&[u8]> = None;
+            let mut exhausted = true;
+            while let Some(g) = entries.next_back() {
+                examined += 1;
+                last = Some(g.key());
+                if let Some(value) = g.lend_at(ts, &guard).and_then(|v| v.value) {
+                    buf.push_back(copy(g.key(), value));
+                    taken += 1;
+                }
+                if taken >= want || examined >= max_examined {
+                    exhausted = false;
+                    break;
                 }
             }
-            if buf.len() >= want || examined >= max_examined {
-                exhausted = false;
-                break;
+            match (exhausted, last) {
+                (false, Some(last)) => Some(Bound::Excluded(Bytes::copy_from_slice(last))),
+                _ => None,
             }
-        }
-        let next_rest = match (exhausted, last) {
-            (false, Some(last)) => {
-                let mut r = rest.clone();
-                let edge = Bound::Excluded(Bytes::copy_from_slice(last));
-                if forward {
-                    r.0 = edge;
-                } else {
-                    r.1 = edge;
-                }
-                (!is_empty_range(&r)).then_some(r)
-            }
-            _ => None,
         };
+        let next_rest = edge.and_then(|edge| {
+            let mut r = rest.clone();
+            if forward {
+                r.0 = edge;
+            } else {
+                r.1 = edge;
+            }
+            (!is_empty_range(&r)).then_some(r)
+        });
         drop(guard);
         self.rest = next_rest;
     }

@@ -8,7 +8,7 @@ use crossbeam_epoch::Guard;
 use crate::db::{Db, Ts};
 use crate::error::Result;
 use crate::iter::{borrowed_range, owned_range, prefix_range, Iter};
-use crate::raw::{Lent, VersionRef};
+use crate::raw::Lent;
 use crate::registry::SlotId;
 use crate::store::KeyRange;
 
@@ -235,27 +235,30 @@ impl Snapshot {
         Iter::new(&self.db.shared.store, range, self.ts)
     }
 
-    /// Unchecked point read.
+    /// Unchecked point read: the lending read, copied once.
     pub(crate) fn read(&self, key: &[u8]) -> Option<Bytes> {
-        self.read_versioned(key).map(|(v, _)| v)
+        self.lend(key, Bytes::copy_from_slice)
     }
 
-    /// Unchecked point read with the version's commit timestamp.
+    /// Unchecked point read with the version's commit timestamp (lent, then copied).
     pub(crate) fn read_versioned(&self, key: &[u8]) -> Option<(Bytes, Ts)> {
         let guard = crossbeam_epoch::pin();
-        let v = self.version(key, &guard)?;
+        let v = self.lent_version(key, &guard)?;
         v.value.map(|val| (Bytes::copy_from_slice(val), v.ts))
     }
 
     /// Unchecked lending point read.
+    #[inline]
     pub(crate) fn lend<R>(&self, key: &[u8], f: impl FnOnce(&[u8]) -> R) -> Option<R> {
         let guard = crossbeam_epoch::pin();
         self.lent_version(key, &guard).and_then(|v| v.value).map(f)
     }
 
-    /// The version of `key` this snapshot sees, lent (from the head mirror in the key's map
-    /// entry, or the chain's head cache, when it is the head); valid while `guard` is pinned,
-    /// like [`version`](Self::version).
+    /// The version of `key` this snapshot sees (a tombstone included), lent (from the head
+    /// mirror in the key's map entry, or the chain's head cache, when it is the head); valid
+    /// while `guard` is pinned. The map's shard lock is released before this returns: the
+    /// version borrows from the guard, not from the chain (see `raw`).
+    #[inline]
     pub(crate) fn lent_version<'g>(&self, key: &[u8], guard: &'g Guard) -> Option<Lent<'g>> {
         self.db
             .shared
@@ -263,17 +266,6 @@ impl Snapshot {
             .with_mirrored_chain(key, |chain, mirror| {
                 chain.lend_at_mirrored(mirror, self.ts, guard)
             })
-            .flatten()
-    }
-
-    /// The version of `key` this snapshot sees (a tombstone included), valid while `guard` is
-    /// pinned. The map's shard lock is released before this returns: the version borrows from
-    /// the guard, not from the chain (see `raw`).
-    pub(crate) fn version<'g>(&self, key: &[u8], guard: &'g Guard) -> Option<VersionRef<'g>> {
-        self.db
-            .shared
-            .store
-            .with_chain(key, |chain| chain.read_at(self.ts, guard))
             .flatten()
     }
 }

@@ -89,11 +89,10 @@ impl Transaction {
 
     /// The value of `key`: this transaction's own write if it made one, else the snapshot's.
     /// Under serializable isolation the key enters the read set (present or absent).
+    ///
+    /// It reads like [`get_with`](Self::get_with) and costs one copy of the value more.
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
-        let key = key.as_ref();
-        let value = self.get_untracked(key)?;
-        self.track(key);
-        Ok(value)
+        self.get_with(key, Bytes::copy_from_slice)
     }
 
     /// Like [`get`](Self::get) (read set included), but *lends* the value to `f` instead of
