@@ -110,6 +110,7 @@ impl Transaction {
     /// assert_eq!(db.get(b"stock")?.as_deref(), Some(&2u32.to_le_bytes()[..]));
     /// # Ok::<(), snapkv::Error>(())
     /// ```
+    #[inline]
     pub fn get_with<R>(
         &self,
         key: impl AsRef<[u8]>,
@@ -125,6 +126,7 @@ impl Transaction {
     }
 
     /// Adds `key` to the read set if this transaction validates reads and has not written it.
+    #[inline]
     fn track(&self, key: &[u8]) {
         if self.tracking() && !self.writes.contains_key(key) {
             self.reads.borrow_mut().keys.push(MapKey::from_slice(key));

@@ -55,6 +55,7 @@ const INLINE_WRITES: usize = 16;
 
 impl WriteSet {
     /// The buffered write of `key`, if any: `Some(None)` for a delete.
+    #[inline]
     pub(crate) fn get(&self, key: &[u8]) -> Option<Option<&[u8]>> {
         match &self.repr {
             Repr::Empty => None,
