@@ -2,24 +2,21 @@
 
 use std::cmp::Ordering;
 use std::collections::VecDeque;
-use std::ops::{Bound, ControlFlow, RangeBounds};
+use std::ops::{Bound, ControlFlow};
 
 use bytes::Bytes;
 
+use crate::bounds::KeyBounds;
 use crate::index::{Ends, Lending, Reads, Reason};
 use crate::store::{borrow_range, KeyRange, KeyRangeRef, MapKey, Store};
 use crate::write_set::OwnRange;
 
 /// Converts user bounds into owned ones.
-pub(crate) fn owned_range<'k>(range: impl RangeBounds<&'k [u8]>) -> KeyRange {
-    fn own(b: Bound<&&[u8]>) -> Bound<Bytes> {
-        match b {
-            Bound::Included(k) => Bound::Included(Bytes::copy_from_slice(k)),
-            Bound::Excluded(k) => Bound::Excluded(Bytes::copy_from_slice(k)),
-            Bound::Unbounded => Bound::Unbounded,
-        }
+pub(crate) fn owned_range(range: &impl KeyBounds) -> KeyRange {
+    fn own(b: Bound<&[u8]>) -> Bound<Bytes> {
+        b.map(Bytes::copy_from_slice)
     }
-    (own(range.start_bound()), own(range.end_bound()))
+    (own(range.start_key()), own(range.end_key()))
 }
 
 /// The range of keys starting with `prefix`.
@@ -49,8 +46,8 @@ pub(crate) fn is_empty_range<K: AsRef<[u8]>>(range: &(Bound<K>, Bound<K>)) -> bo
 }
 
 /// A range of byte-string keys with its bounds borrowed (no copy, unlike [`owned_range`]).
-pub(crate) fn borrowed_range<'k>(range: &impl RangeBounds<&'k [u8]>) -> KeyRangeRef<'k> {
-    (range.start_bound().cloned(), range.end_bound().cloned())
+pub(crate) fn borrowed_range(range: &impl KeyBounds) -> KeyRangeRef<'_> {
+    (range.start_key(), range.end_key())
 }
 
 /// An ordered iterator over the live `(key, value)` pairs of a snapshot in a key range.
@@ -527,12 +524,12 @@ mod tests {
 
     #[test]
     fn empty_ranges() {
-        let r = |a: &[u8], b: &[u8]| owned_range(a..b);
+        let r = |a: &[u8], b: &[u8]| owned_range(&(a..b));
         assert!(is_empty_range(&r(b"b", b"a")));
         assert!(is_empty_range(&r(b"a", b"a")));
         assert!(!is_empty_range(&r(b"a", b"b")));
-        assert!(!is_empty_range(&owned_range(..)));
-        assert!(is_empty_range(&owned_range((
+        assert!(!is_empty_range(&owned_range(&..)));
+        assert!(is_empty_range(&owned_range(&(
             Bound::Excluded(&b"a"[..]),
             Bound::Included(&b"a"[..])
         ))));
