@@ -8,6 +8,7 @@ use bytes::Bytes;
 
 use crate::bounds::KeyBounds;
 use crate::index::{Ends, Lending, Reads, Reason};
+use crate::raw::{prefetch_line, prefetch_lines};
 use crate::store::{borrow_range, KeyRange, KeyRangeRef, MapKey, Store};
 use crate::write_set::OwnRange;
 
@@ -62,6 +63,12 @@ pub(crate) fn borrowed_range(range: &impl KeyBounds) -> KeyRangeRef<'_> {
 /// reclamation. Batches start small (a scan that stops at its first item reads little) and
 /// grow to 128 items. A snapshot's view never changes, so reading ahead cannot return
 /// anything a step-by-step walk would not.
+///
+/// A batch is read the way [`Snapshot::scan_with`](crate::Snapshot::scan_with) reads, then
+/// copied into one buffer that its pairs share (keys, and values up to 512 bytes; longer
+/// values are copied on their own): one allocation per batch, not two per pair. So a pair
+/// kept after the others are dropped holds its batch's buffer, at most a few tens of KiB
+/// for small keys, alive; copy it (`Bytes::copy_from_slice`) to keep only its bytes.
 pub struct Iter<'a> {
     store: &'a Store,
     ts: u64,
@@ -116,54 +123,49 @@ impl<'a> Iter<'a> {
         let ts = self.ts;
         let guard = crossbeam_epoch::pin();
         let entries = self.store.range(borrow_range(rest), Reads::Heads, &guard);
-        // A fresh copy of the short inline key costs less than touching the reference count
-        // of a shared one (a likely cache miss).
-        let copy =
-            |key: &[u8], value: &[u8]| (Bytes::copy_from_slice(key), Bytes::copy_from_slice(value));
+        // The batch's pairs, borrowed while `guard` is pinned, and copied once the walk is
+        // done: each value is usually a cache miss (its bytes live in the version node), and
+        // prefetching them all before the first copy lets those misses overlap instead of
+        // each copy waiting for its own.
+        let mut lent: Vec<(&[u8], &[u8])> = Vec::with_capacity(want);
+        let mut take = |key, value| {
+            prefetch_value(value);
+            lent.push((key, value));
+            lent.len() >= want
+        };
         // Where the rest of the range starts (or ends) after this batch; `None`: nothing left.
         let edge = if forward {
-            let buf = &mut self.front;
-            let mut taken = 0;
             let walk =
                 entries
                     .expecting(want)
                     .lend_forward(ts, &guard, max_examined, |key, version| {
                         match version.and_then(|v| v.value) {
-                            Some(value) => {
-                                buf.push_back(copy(key, value));
-                                taken += 1;
-                                if taken >= want {
-                                    ControlFlow::Break(())
-                                } else {
-                                    ControlFlow::Continue(())
-                                }
-                            }
-                            None => ControlFlow::Continue(()),
+                            Some(value) if take(key, value) => ControlFlow::Break(()),
+                            _ => ControlFlow::Continue(()),
                         }
                     });
             match walk {
                 // Not yet examined: the rest starts at it.
                 Lending::Paused(key) => Some(Bound::Included(Bytes::copy_from_slice(key))),
                 // Broke right after taking a pair: the rest starts after it.
-                Lending::Broken => buf
-                    .back()
+                Lending::Broken => lent
+                    .last()
                     .map(|(k, _)| Bound::Excluded(Bytes::copy_from_slice(k))),
                 Lending::Exhausted => None,
             }
         } else {
-            let buf = &mut self.back;
             let mut entries = entries;
-            let (mut examined, mut taken) = (0, 0);
+            let mut examined = 0;
             let mut last: Option<&[u8]> = None;
             let mut exhausted = true;
             while let Some(g) = entries.next_back() {
                 examined += 1;
                 last = Some(g.key());
-                if let Some(value) = g.lend_at(ts, &guard).and_then(|v| v.value) {
-                    buf.push_back(copy(g.key(), value));
-                    taken += 1;
-                }
-                if taken >= want || examined >= max_examined {
+                let full = match g.lend_at(ts, &guard).and_then(|v| v.value) {
+                    Some(value) => take(g.key(), value),
+                    None => false,
+                };
+                if full || examined >= max_examined {
                     exhausted = false;
                     break;
                 }
@@ -173,6 +175,12 @@ impl<'a> Iter<'a> {
                 _ => None,
             }
         };
+        let buf = if forward {
+            &mut self.front
+        } else {
+            &mut self.back
+        };
+        copy_batch(&lent, buf);
         let next_rest = edge.and_then(|edge| {
             let mut r = rest.clone();
             if forward {
@@ -223,6 +231,57 @@ impl std::fmt::Debug for Iter<'_> {
         f.debug_struct("Iter")
             .field("ts", &self.ts)
             .finish_non_exhaustive()
+    }
+}
+
+/// Values up to this long are copied into their batch's shared buffer; longer ones get an
+/// allocation of their own, so that a pair the caller keeps holds at most
+/// `MAX_BATCH * (max key length + SHARED_VALUE_MAX)` bytes of other pairs alive.
+const SHARED_VALUE_MAX: usize = 512;
+
+/// Copies a batch of lent pairs into `buf` as owned ones: the keys and the values up to
+/// [`SHARED_VALUE_MAX`] bytes into one buffer, which the pairs share (each a slice of it).
+/// One allocation per batch instead of two per pair: besides the allocator's own cost, a
+/// batch's worth of live small allocations drives the allocator off its per-thread cache
+/// into its slow paths, which cost an owned scan several times what it spends reading.
+fn copy_batch(lent: &[(&[u8], &[u8])], buf: &mut VecDeque<(Bytes, Bytes)>) {
+    let shared = |v: &[u8]| v.len() <= SHARED_VALUE_MAX;
+    let size = lent
+        .iter()
+        .map(|(k, v)| k.len() + if shared(v) { v.len() } else { 0 })
+        .sum();
+    let mut bytes = Vec::with_capacity(size);
+    for (k, v) in lent {
+        bytes.extend_from_slice(k);
+        if shared(v) {
+            bytes.extend_from_slice(v);
+        }
+    }
+    let bytes = Bytes::from(bytes);
+    let mut at = 0;
+    let mut next = |len: usize| {
+        at += len;
+        bytes.slice(at - len..at)
+    };
+    for (k, v) in lent {
+        let key = next(k.len());
+        let value = if shared(v) {
+            next(v.len())
+        } else {
+            Bytes::copy_from_slice(v)
+        };
+        buf.push_back((key, value));
+    }
+}
+
+/// Hints the processor to load the start of `value` (up to four cache lines): for a batch of
+/// values about to be copied.
+fn prefetch_value(value: &[u8]) {
+    let head = &value[..value.len().min(256)];
+    prefetch_lines(head);
+    if let Some(last) = head.last() {
+        // `prefetch_lines` steps from the first byte, which may leave the last line out.
+        prefetch_line(last);
     }
 }
 
@@ -497,6 +556,34 @@ mod tests {
                     }
                 });
                 assert_eq!((n, seen), (want.len().min(stop), want.len().min(stop)));
+            }
+        }
+    }
+
+    #[test]
+    fn a_batch_shares_one_buffer_for_small_pairs_only() {
+        let db = crate::Db::new();
+        let big = vec![b'x'; SHARED_VALUE_MAX + 1];
+        for i in 0..300u32 {
+            let value: &[u8] = if i % 7 == 0 { &big } else { b"small" };
+            db.put(format!("k{i:03}"), value).unwrap();
+        }
+        let snap = db.snapshot();
+        for pairs in [
+            snap.iter().collect::<Vec<_>>(),
+            snap.iter().rev().collect::<Vec<_>>(),
+        ] {
+            assert_eq!(pairs.len(), 300);
+            for (k, v) in &pairs {
+                let i: u32 = std::str::from_utf8(&k[1..]).unwrap().parse().unwrap();
+                // A small value sits right after its key in the batch's buffer; a large one
+                // has its own allocation.
+                let adjacent = v.as_ptr() == k.as_ptr().wrapping_add(k.len());
+                if i % 7 == 0 {
+                    assert_eq!((&v[..], adjacent), (&big[..], false), "{i}");
+                } else {
+                    assert_eq!((&v[..], adjacent), (&b"small"[..], true), "{i}");
+                }
             }
         }
     }
