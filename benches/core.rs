@@ -6,6 +6,7 @@
 //! ```
 
 use std::hint::black_box;
+use std::ops::ControlFlow;
 
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkGroup, Criterion};
@@ -27,52 +28,94 @@ fn loaded(n: u64) -> Db {
     db
 }
 
+/// Point reads and writes over 100K keys. Each read comes in its two forms side by side: the
+/// owned one (`get`, `range`: a copy of the bytes) and the lending one (`get_with`,
+/// `scan_with`: borrowed), with a raw `DashMap::get` (borrowed, same hasher) as the floor of a
+/// lookup. The owned forms read through the lending paths, so the gap between the two is the
+/// copy; `examples/owned_reads` puts both next to the floor and surrealmx in random key order.
 fn point_ops(c: &mut Criterion) {
     let db = loaded(KEYS);
+    let map: dashmap::DashMap<Vec<u8>, Vec<u8>, foldhash::fast::RandomState> =
+        dashmap::DashMap::default();
+    for i in 0..KEYS {
+        map.insert(key(i).to_vec(), vec![7u8; 100]);
+    }
     let mut g = c.benchmark_group("point_100k");
     let snap = db.snapshot();
     let mut i = 0u64;
+    let mut next = move || {
+        i = (i + 7919) % KEYS;
+        i
+    };
+    g.bench_function("dashmap_get", |b| {
+        b.iter(|| black_box(map.get(&key(next())[..]).map(|v| v.len())))
+    });
     g.bench_function("snapshot_get", |b| {
-        b.iter(|| {
-            i = (i + 7919) % KEYS;
-            black_box(snap.get(key(i)).unwrap())
-        })
+        b.iter(|| black_box(snap.get(key(next())).unwrap()))
+    });
+    g.bench_function("snapshot_get_with", |b| {
+        b.iter(|| black_box(snap.get_with(key(next()), |v| v.len()).unwrap()))
     });
     drop(snap);
+    drop(map);
     g.bench_function("db_get", |b| {
+        b.iter(|| black_box(db.get(key(next())).unwrap()))
+    });
+    g.bench_function("db_get_with", |b| {
+        b.iter(|| black_box(db.get_with(key(next()), |v| v.len()).unwrap()))
+    });
+    g.bench_function("txn_read_10", |b| {
         b.iter(|| {
-            i = (i + 7919) % KEYS;
-            black_box(db.get(key(i)).unwrap())
+            let t = db.begin();
+            for _ in 0..10 {
+                black_box(t.get(key(next())).unwrap());
+            }
+            black_box(t.commit().unwrap())
+        })
+    });
+    g.bench_function("txn_read_10_with", |b| {
+        b.iter(|| {
+            let t = db.begin();
+            for _ in 0..10 {
+                black_box(t.get_with(key(next()), |v| v.len()).unwrap());
+            }
+            black_box(t.commit().unwrap())
         })
     });
     g.bench_function("put", |b| {
-        b.iter(|| {
-            i = (i + 7919) % KEYS;
-            black_box(db.put(key(i), [1u8; 100]).unwrap())
-        })
+        b.iter(|| black_box(db.put(key(next()), [1u8; 100]).unwrap()))
     });
     g.bench_function("txn_put_commit", |b| {
         b.iter(|| {
-            i = (i + 7919) % KEYS;
             let mut t = db.begin();
-            t.put(key(i), [2u8; 100]).unwrap();
+            t.put(key(next()), [2u8; 100]).unwrap();
             black_box(t.commit().unwrap())
         })
     });
     g.bench_function("txn_read_modify_write", |b| {
         b.iter(|| {
-            i = (i + 7919) % KEYS;
+            let k = key(next());
             let mut t = db.begin();
-            let v = t.get(key(i)).unwrap().unwrap();
-            t.put(key(i), &v[..]).unwrap();
+            let v = t.get(k).unwrap().unwrap();
+            t.put(k, &v[..]).unwrap();
             black_box(t.commit().unwrap())
         })
     });
+    let snap = db.snapshot();
+    let mut start = 0u64;
+    let mut next_start = move || {
+        start = (start + 7919) % (KEYS - 100);
+        key(start)
+    };
     g.bench_function("scan_100", |b| {
-        let snap = db.snapshot();
+        b.iter(|| black_box(snap.range(next_start()..).take(100).count()))
+    });
+    g.bench_function("scan_with_100", |b| {
         b.iter(|| {
-            i = (i + 7919) % (KEYS - 100);
-            black_box(snap.range(&key(i)[..]..).take(100).count())
+            black_box(snap.scan_with_limit(next_start().., 100, |k, v| {
+                black_box((k, v));
+                ControlFlow::Continue(())
+            }))
         })
     });
     g.finish();

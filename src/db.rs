@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::gc::{Collector, GcReport, Parts};
 use crate::isolation::Isolation;
 use crate::options::{DbBuilder, Options};
-use crate::raw::{Chain, ChainWriter, HeadCache, VersionRef};
+use crate::raw::{Chain, ChainWriter, HeadCache, Lent};
 use crate::registry::{Registry, SlotId};
 use crate::snapshot::Snapshot;
 use crate::store::{MapKey, Store};
@@ -149,13 +149,19 @@ impl std::fmt::Debug for Db {
     }
 }
 
-/// How an attempt of [`Db::update_with`] went, beyond its result.
+/// How an attempt of [`Db::retry`] went, beyond its result.
 #[derive(Default)]
 struct Attempt {
     /// The timestamp its snapshot read at.
     snapshot_ts: Ts,
     /// The key it stood aside for (a turn holder was being served on its stripe), if it did.
     stood_aside_for: Option<Bytes>,
+}
+
+/// Why an attempt of [`Db::retry`] failed: its closure's error, or the database's.
+enum Failed<E> {
+    Closure(E),
+    Db(Error),
 }
 
 /// A point-in-time summary of the database, for monitoring and tests.
@@ -270,7 +276,8 @@ impl Db {
     ///
     /// Linearizable: it returns the value of the last commit visible at some instant during
     /// the call. Cheaper than [`snapshot`](Self::snapshot)`.get()`: it usually needs no
-    /// snapshot registration at all.
+    /// snapshot registration at all. It reads like [`get_with`](Self::get_with) and costs one
+    /// copy of the value more.
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
         self.with_latest(key.as_ref(), |v| v.value.map(Bytes::copy_from_slice))
     }
@@ -298,29 +305,24 @@ impl Db {
         key: impl AsRef<[u8]>,
         f: impl FnOnce(&[u8]) -> R,
     ) -> Result<Option<R>> {
-        let key = key.as_ref();
+        self.with_latest(key.as_ref(), |v| v.value.map(f))
+    }
+
+    /// Checks `key` and runs `f` on its newest visible version, lent (`None` if it has none):
+    /// the one read path of [`get`](Self::get), [`get_with`](Self::get_with) and
+    /// [`get_versioned`](Self::get_versioned).
+    #[inline]
+    fn with_latest<R>(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(Lent<'_>) -> Option<R>,
+    ) -> Result<Option<R>> {
         self.check_key(key)?;
         let guard = crossbeam_epoch::pin();
         let found = self.read_latest(
             key,
             |chain, mirror, visible| chain.lend_head_if_visible_mirrored(mirror, visible, &guard),
             |snap| snap.lent_version(key, &guard),
-        );
-        Ok(found.and_then(|v| v.value).map(f))
-    }
-
-    /// Checks `key` and runs `f` on its newest visible version (`None` if it has none).
-    fn with_latest<R>(
-        &self,
-        key: &[u8],
-        f: impl FnOnce(VersionRef<'_>) -> Option<R>,
-    ) -> Result<Option<R>> {
-        self.check_key(key)?;
-        let guard = crossbeam_epoch::pin();
-        let found = self.read_latest(
-            key,
-            |chain, _, visible| chain.read_head_if_visible(visible, &guard),
-            |snap| snap.version(key, &guard),
         );
         Ok(found.and_then(f))
     }
@@ -386,7 +388,8 @@ impl Db {
     /// [`is_retryable`](Error::is_retryable) error returned by `f`) leads to another attempt
     /// after the thread yields the CPU; any other error from `f` aborts and is returned. If `f`
     /// panics, the transaction is dropped (nothing is installed, no lock is held) and the
-    /// panic continues.
+    /// panic continues. For a closure that fails with an error type of its own, see
+    /// [`try_update`](Self::try_update).
     ///
     /// Hot keys are served fairly: a call that has lost a few attempts waits its turn on the
     /// key it conflicted on (first come, first served), then retries while other calls of
@@ -439,6 +442,78 @@ impl Db {
         isolation: Isolation,
         mut f: impl FnMut(&mut Transaction) -> Result<T>,
     ) -> Result<T> {
+        self.retry(isolation, &mut f, |e: Error| {
+            if e.is_retryable() {
+                Ok(e)
+            } else {
+                Err(e)
+            }
+        })
+    }
+
+    /// [`update`](Self::update) for a closure that fails with an error type of its own, `E`:
+    /// an error from `f` ends the call and comes back as it is (not boxed into
+    /// [`Error::Aborted`]). The database's own errors reach the caller as `E` through
+    /// `From<Error>` (which the closure's `?` on transaction calls needs too): a commit's
+    /// conflicts are retried as in `update`, and the last one comes back as
+    /// [`Error::RetriesExhausted`] converted to `E`.
+    ///
+    /// ```
+    /// use snapkv::Db;
+    ///
+    /// #[derive(Debug)]
+    /// enum TransferError {
+    ///     InsufficientFunds { balance: u64 },
+    ///     Db(snapkv::Error),
+    /// }
+    /// impl From<snapkv::Error> for TransferError {
+    ///     fn from(e: snapkv::Error) -> Self {
+    ///         TransferError::Db(e)
+    ///     }
+    /// }
+    ///
+    /// let db = Db::new();
+    /// db.put("alice", 30u64.to_be_bytes())?;
+    /// let res = db.try_update(|txn| {
+    ///     let balance = txn
+    ///         .get_with("alice", |v| u64::from_be_bytes(v.try_into().unwrap()))?
+    ///         .unwrap_or(0);
+    ///     if balance < 50 {
+    ///         return Err(TransferError::InsufficientFunds { balance });
+    ///     }
+    ///     txn.put("alice", (balance - 50).to_be_bytes())?;
+    ///     Ok(balance - 50)
+    /// });
+    /// assert!(matches!(res, Err(TransferError::InsufficientFunds { balance: 30 })));
+    /// # Ok::<(), snapkv::Error>(())
+    /// ```
+    pub fn try_update<T, E: From<Error>>(
+        &self,
+        f: impl FnMut(&mut Transaction) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.try_update_with(self.shared.opts.isolation, f)
+    }
+
+    /// [`try_update`](Self::try_update) at the given isolation level.
+    pub fn try_update_with<T, E: From<Error>>(
+        &self,
+        isolation: Isolation,
+        mut f: impl FnMut(&mut Transaction) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.retry(isolation, &mut f, Err)
+    }
+
+    /// The retry loop of [`update_with`](Self::update_with) and
+    /// [`try_update_with`](Self::try_update_with). The conflicts it retries are the
+    /// database's own, seen before they become `E`: those of the commit (and of standing
+    /// aside), and those `closure_conflict` finds in an error of `f` (`Ok`: retry on that
+    /// conflict; `Err`: return the error as it is).
+    fn retry<T, E: From<Error>>(
+        &self,
+        isolation: Isolation,
+        f: &mut impl FnMut(&mut Transaction) -> Result<T, E>,
+        closure_conflict: impl Fn(E) -> Result<Error, E>,
+    ) -> Result<T, E> {
         let attempts = self.shared.opts.max_attempts;
         let contention = &self.shared.contention;
         // Attempts in all, and attempts lost before getting a turn (racing or standing aside).
@@ -447,16 +522,18 @@ impl Db {
         let mut last = Attempt::default();
         loop {
             attempt += 1;
-            let e = match self.attempt(isolation, &mut f, turn.is_some(), &mut last) {
+            let e = match self.attempt(isolation, f, turn.is_some(), &mut last) {
                 Ok(out) => return Ok(out),
-                Err(e) if e.is_retryable() => e,
-                Err(e) => return Err(e),
+                Err(Failed::Db(e)) if e.is_retryable() => e,
+                Err(Failed::Db(e)) => return Err(e.into()),
+                Err(Failed::Closure(e)) => closure_conflict(e)?,
             };
             if attempt >= attempts {
                 return Err(Error::RetriesExhausted {
                     attempts: attempt,
                     last: Box::new(e),
-                });
+                }
+                .into());
             }
             if turn.is_none() {
                 lost += 1;
@@ -481,23 +558,23 @@ impl Db {
         }
     }
 
-    /// One attempt of [`update_with`](Self::update_with): runs `f` in a fresh transaction and
-    /// commits it, unless (for a call without a turn, `my_turn` false) a turn holder is being
-    /// served on the stripe of a key it writes: then it stands aside, reporting a write-write
-    /// conflict on that key. The transaction (and its snapshot) is gone when this returns, so
-    /// a call never holds a snapshot while it backs off or waits for its turn. `last` says how
-    /// the attempt went.
-    fn attempt<T>(
+    /// One attempt of [`retry`](Self::retry): runs `f` in a fresh transaction and commits it,
+    /// unless (for a call without a turn, `my_turn` false) a turn holder is being served on
+    /// the stripe of a key it writes: then it stands aside, reporting a write-write conflict
+    /// on that key. The transaction (and its snapshot) is gone when this returns, so a call
+    /// never holds a snapshot while it backs off or waits for its turn. `last` says how the
+    /// attempt went.
+    fn attempt<T, E>(
         &self,
         isolation: Isolation,
-        f: &mut impl FnMut(&mut Transaction) -> Result<T>,
+        f: &mut impl FnMut(&mut Transaction) -> Result<T, E>,
         my_turn: bool,
         last: &mut Attempt,
-    ) -> Result<T> {
+    ) -> Result<T, Failed<E>> {
         let mut txn = self.begin_with(isolation);
         last.snapshot_ts = txn.snapshot_ts();
         last.stood_aside_for = None;
-        let out = f(&mut txn)?;
+        let out = f(&mut txn).map_err(Failed::Closure)?;
         if !my_turn {
             if let Some(key) = self
                 .shared
@@ -506,14 +583,14 @@ impl Db {
             {
                 let key = Bytes::copy_from_slice(key);
                 last.stood_aside_for = Some(key.clone());
-                return Err(Error::Conflict {
+                return Err(Failed::Db(Error::Conflict {
                     key,
                     kind: ConflictKind::WriteWrite,
                     range: None,
-                });
+                }));
             }
         }
-        txn.commit().map(|_| out)
+        txn.commit().map(|_| out).map_err(Failed::Db)
     }
 
     /// Runs a full collection now: recomputes the watermark, prunes every chain down to what

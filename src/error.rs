@@ -104,7 +104,8 @@ pub enum Error {
         /// The conflict that ended the last attempt.
         last: Box<Error>,
     },
-    /// The caller's transaction closure chose to abort with its own error.
+    /// The caller's transaction closure chose to abort with its own error, boxed
+    /// ([`Db::try_update`](crate::Db::try_update) returns a closure's error as it is instead).
     Aborted(Box<dyn std::error::Error + Send + Sync + 'static>),
 }
 

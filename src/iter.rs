@@ -2,24 +2,22 @@
 
 use std::cmp::Ordering;
 use std::collections::VecDeque;
-use std::ops::{Bound, ControlFlow, RangeBounds};
+use std::ops::{Bound, ControlFlow};
 
 use bytes::Bytes;
 
+use crate::bounds::KeyBounds;
 use crate::index::{Ends, Lending, Reads, Reason};
+use crate::raw::{prefetch_line, prefetch_lines};
 use crate::store::{borrow_range, KeyRange, KeyRangeRef, MapKey, Store};
 use crate::write_set::OwnRange;
 
 /// Converts user bounds into owned ones.
-pub(crate) fn owned_range<'k>(range: impl RangeBounds<&'k [u8]>) -> KeyRange {
-    fn own(b: Bound<&&[u8]>) -> Bound<Bytes> {
-        match b {
-            Bound::Included(k) => Bound::Included(Bytes::copy_from_slice(k)),
-            Bound::Excluded(k) => Bound::Excluded(Bytes::copy_from_slice(k)),
-            Bound::Unbounded => Bound::Unbounded,
-        }
+pub(crate) fn owned_range(range: &impl KeyBounds) -> KeyRange {
+    fn own(b: Bound<&[u8]>) -> Bound<Bytes> {
+        b.map(Bytes::copy_from_slice)
     }
-    (own(range.start_bound()), own(range.end_bound()))
+    (own(range.start_key()), own(range.end_key()))
 }
 
 /// The range of keys starting with `prefix`.
@@ -49,8 +47,8 @@ pub(crate) fn is_empty_range<K: AsRef<[u8]>>(range: &(Bound<K>, Bound<K>)) -> bo
 }
 
 /// A range of byte-string keys with its bounds borrowed (no copy, unlike [`owned_range`]).
-pub(crate) fn borrowed_range<'k>(range: &impl RangeBounds<&'k [u8]>) -> KeyRangeRef<'k> {
-    (range.start_bound().cloned(), range.end_bound().cloned())
+pub(crate) fn borrowed_range(range: &impl KeyBounds) -> KeyRangeRef<'_> {
+    (range.start_key(), range.end_key())
 }
 
 /// An ordered iterator over the live `(key, value)` pairs of a snapshot in a key range.
@@ -65,6 +63,12 @@ pub(crate) fn borrowed_range<'k>(range: &impl RangeBounds<&'k [u8]>) -> KeyRange
 /// reclamation. Batches start small (a scan that stops at its first item reads little) and
 /// grow to 128 items. A snapshot's view never changes, so reading ahead cannot return
 /// anything a step-by-step walk would not.
+///
+/// A batch is read the way [`Snapshot::scan_with`](crate::Snapshot::scan_with) reads, then
+/// copied into one buffer that its pairs share (keys, and values up to 512 bytes; longer
+/// values are copied on their own): one allocation per batch, not two per pair. So a pair
+/// kept after the others are dropped holds its batch's buffer, at most a few tens of KiB
+/// for small keys, alive; copy it (`Bytes::copy_from_slice`) to keep only its bytes.
 pub struct Iter<'a> {
     store: &'a Store,
     ts: u64,
@@ -103,6 +107,11 @@ impl<'a> Iter<'a> {
 
     /// Reads the next batch from the front (`forward`) or back end of `rest` into the matching
     /// buffer, and shrinks `rest` past what it examined.
+    ///
+    /// It reads the way the lending scans do ([`lend`]): each key's visible version from the
+    /// run's copy of the head or the chain's head cache when that is the version, walking
+    /// forward in the index's tight lending loop; an owned pair costs the lending read plus
+    /// the copy of its bytes.
     fn refill(&mut self, forward: bool) {
         let Some(rest) = &self.rest else { return };
         let end = usize::from(!forward);
@@ -112,53 +121,75 @@ impl<'a> Iter<'a> {
         // refill over a long run of dead keys still ends (the next refill resumes after it).
         let max_examined = want * 4;
         let ts = self.ts;
+        let guard = crossbeam_epoch::pin();
+        let entries = self.store.range(borrow_range(rest), Reads::Heads, &guard);
+        // The batch's pairs, borrowed while `guard` is pinned, and copied once the walk is
+        // done: each value is usually a cache miss (its bytes live in the version node), and
+        // prefetching them all before the first copy lets those misses overlap instead of
+        // each copy waiting for its own.
+        let mut lent: Vec<(&[u8], &[u8])> = Vec::with_capacity(want);
+        let mut take = |key, value| {
+            prefetch_value(value);
+            lent.push((key, value));
+            lent.len() >= want
+        };
+        // Where the rest of the range starts (or ends) after this batch; `None`: nothing left.
+        let edge = if forward {
+            let walk =
+                entries
+                    .expecting(want)
+                    .lend_forward(ts, &guard, max_examined, |key, version| {
+                        match version.and_then(|v| v.value) {
+                            Some(value) if take(key, value) => ControlFlow::Break(()),
+                            _ => ControlFlow::Continue(()),
+                        }
+                    });
+            match walk {
+                // Not yet examined: the rest starts at it.
+                Lending::Paused(key) => Some(Bound::Included(Bytes::copy_from_slice(key))),
+                // Broke right after taking a pair: the rest starts after it.
+                Lending::Broken => lent
+                    .last()
+                    .map(|(k, _)| Bound::Excluded(Bytes::copy_from_slice(k))),
+                Lending::Exhausted => None,
+            }
+        } else {
+            let mut entries = entries;
+            let mut examined = 0;
+            let mut last: Option<&[u8]> = None;
+            let mut exhausted = true;
+            while let Some(g) = entries.next_back() {
+                examined += 1;
+                last = Some(g.key());
+                let full = match g.lend_at(ts, &guard).and_then(|v| v.value) {
+                    Some(value) => take(g.key(), value),
+                    None => false,
+                };
+                if full || examined >= max_examined {
+                    exhausted = false;
+                    break;
+                }
+            }
+            match (exhausted, last) {
+                (false, Some(last)) => Some(Bound::Excluded(Bytes::copy_from_slice(last))),
+                _ => None,
+            }
+        };
         let buf = if forward {
             &mut self.front
         } else {
             &mut self.back
         };
-        let guard = crossbeam_epoch::pin();
-        let mut entries = self
-            .store
-            .range(borrow_range(rest), Reads::Versions, &guard);
-        let mut examined = 0;
-        let mut last: Option<&[u8]> = None;
-        let mut exhausted = true;
-        while let Some(e) = if forward {
-            entries.next()
-        } else {
-            entries.next_back()
-        } {
-            examined += 1;
-            last = Some(e.key());
-            if let Some(v) = e.read_at(ts, &guard) {
-                if let Some(value) = v.value {
-                    // A fresh copy of the short inline key costs less than touching the
-                    // reference count of a shared one (a likely cache miss).
-                    buf.push_back((
-                        Bytes::copy_from_slice(e.key()),
-                        Bytes::copy_from_slice(value),
-                    ));
-                }
+        copy_batch(&lent, buf);
+        let next_rest = edge.and_then(|edge| {
+            let mut r = rest.clone();
+            if forward {
+                r.0 = edge;
+            } else {
+                r.1 = edge;
             }
-            if buf.len() >= want || examined >= max_examined {
-                exhausted = false;
-                break;
-            }
-        }
-        let next_rest = match (exhausted, last) {
-            (false, Some(last)) => {
-                let mut r = rest.clone();
-                let edge = Bound::Excluded(Bytes::copy_from_slice(last));
-                if forward {
-                    r.0 = edge;
-                } else {
-                    r.1 = edge;
-                }
-                (!is_empty_range(&r)).then_some(r)
-            }
-            _ => None,
-        };
+            (!is_empty_range(&r)).then_some(r)
+        });
         drop(guard);
         self.rest = next_rest;
     }
@@ -200,6 +231,57 @@ impl std::fmt::Debug for Iter<'_> {
         f.debug_struct("Iter")
             .field("ts", &self.ts)
             .finish_non_exhaustive()
+    }
+}
+
+/// Values up to this long are copied into their batch's shared buffer; longer ones get an
+/// allocation of their own, so that a pair the caller keeps holds at most
+/// `MAX_BATCH * (max key length + SHARED_VALUE_MAX)` bytes of other pairs alive.
+const SHARED_VALUE_MAX: usize = 512;
+
+/// Copies a batch of lent pairs into `buf` as owned ones: the keys and the values up to
+/// [`SHARED_VALUE_MAX`] bytes into one buffer, which the pairs share (each a slice of it).
+/// One allocation per batch instead of two per pair: besides the allocator's own cost, a
+/// batch's worth of live small allocations drives the allocator off its per-thread cache
+/// into its slow paths, which cost an owned scan several times what it spends reading.
+fn copy_batch(lent: &[(&[u8], &[u8])], buf: &mut VecDeque<(Bytes, Bytes)>) {
+    let shared = |v: &[u8]| v.len() <= SHARED_VALUE_MAX;
+    let size = lent
+        .iter()
+        .map(|(k, v)| k.len() + if shared(v) { v.len() } else { 0 })
+        .sum();
+    let mut bytes = Vec::with_capacity(size);
+    for (k, v) in lent {
+        bytes.extend_from_slice(k);
+        if shared(v) {
+            bytes.extend_from_slice(v);
+        }
+    }
+    let bytes = Bytes::from(bytes);
+    let mut at = 0;
+    let mut next = |len: usize| {
+        at += len;
+        bytes.slice(at - len..at)
+    };
+    for (k, v) in lent {
+        let key = next(k.len());
+        let value = if shared(v) {
+            next(v.len())
+        } else {
+            Bytes::copy_from_slice(v)
+        };
+        buf.push_back((key, value));
+    }
+}
+
+/// Hints the processor to load the start of `value` (up to four cache lines): for a batch of
+/// values about to be copied.
+fn prefetch_value(value: &[u8]) {
+    let head = &value[..value.len().min(256)];
+    prefetch_lines(head);
+    if let Some(last) = head.last() {
+        // `prefetch_lines` steps from the first byte, which may leave the last line out.
+        prefetch_line(last);
     }
 }
 
@@ -479,6 +561,34 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_shares_one_buffer_for_small_pairs_only() {
+        let db = crate::Db::new();
+        let big = vec![b'x'; SHARED_VALUE_MAX + 1];
+        for i in 0..300u32 {
+            let value: &[u8] = if i % 7 == 0 { &big } else { b"small" };
+            db.put(format!("k{i:03}"), value).unwrap();
+        }
+        let snap = db.snapshot();
+        for pairs in [
+            snap.iter().collect::<Vec<_>>(),
+            snap.iter().rev().collect::<Vec<_>>(),
+        ] {
+            assert_eq!(pairs.len(), 300);
+            for (k, v) in &pairs {
+                let i: u32 = std::str::from_utf8(&k[1..]).unwrap().parse().unwrap();
+                // A small value sits right after its key in the batch's buffer; a large one
+                // has its own allocation.
+                let adjacent = v.as_ptr() == k.as_ptr().wrapping_add(k.len());
+                if i % 7 == 0 {
+                    assert_eq!((&v[..], adjacent), (&big[..], false), "{i}");
+                } else {
+                    assert_eq!((&v[..], adjacent), (&b"small"[..], true), "{i}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn prefix_bounds() {
         let b = |s: &[u8]| Bytes::copy_from_slice(s);
         assert_eq!(
@@ -501,12 +611,12 @@ mod tests {
 
     #[test]
     fn empty_ranges() {
-        let r = |a: &[u8], b: &[u8]| owned_range(a..b);
+        let r = |a: &[u8], b: &[u8]| owned_range(&(a..b));
         assert!(is_empty_range(&r(b"b", b"a")));
         assert!(is_empty_range(&r(b"a", b"a")));
         assert!(!is_empty_range(&r(b"a", b"b")));
-        assert!(!is_empty_range(&owned_range(..)));
-        assert!(is_empty_range(&owned_range((
+        assert!(!is_empty_range(&owned_range(&..)));
+        assert!(is_empty_range(&owned_range(&(
             Bound::Excluded(&b"a"[..]),
             Bound::Included(&b"a"[..])
         ))));

@@ -98,6 +98,7 @@
 #![deny(unsafe_op_in_unsafe_fn, missing_docs)]
 #![warn(missing_debug_implementations)]
 
+mod bounds;
 mod clock;
 mod commit;
 mod contention;
@@ -129,6 +130,7 @@ mod loom_models;
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+pub use bounds::KeyBounds;
 pub use bytes::Bytes;
 pub use db::{Db, Stats, Ts};
 pub use error::{ConflictKind, Error, Result};

@@ -1,14 +1,15 @@
 //! Read-only snapshots.
 
-use std::ops::{ControlFlow, RangeBounds};
+use std::ops::ControlFlow;
 
 use bytes::Bytes;
 use crossbeam_epoch::Guard;
 
+use crate::bounds::KeyBounds;
 use crate::db::{Db, Ts};
 use crate::error::Result;
 use crate::iter::{borrowed_range, owned_range, prefix_range, Iter};
-use crate::raw::{Lent, VersionRef};
+use crate::raw::Lent;
 use crate::registry::SlotId;
 use crate::store::KeyRange;
 
@@ -31,7 +32,7 @@ use crate::store::KeyRange;
 /// // The snapshot still sees both users, in key order, forwards and backwards.
 /// let names: Vec<_> = snap.scan_prefix(b"user/").map(|(_, v)| v).collect();
 /// assert_eq!(names, [&b"ada"[..], &b"grace"[..]]);
-/// let last = snap.range(b"user/".as_slice()..).next_back().unwrap();
+/// let last = snap.range("user/"..).next_back().unwrap();
 /// assert_eq!(&last.0[..], b"user/2");
 /// assert_eq!(db.snapshot().scan_prefix(b"user/").count(), 1);
 /// # Ok::<(), snapkv::Error>(())
@@ -134,10 +135,13 @@ impl Snapshot {
 
     /// The live key-value pairs with keys in `range`, in key order (`.rev()` for descending).
     ///
-    /// Bounds are byte slices: `snap.range(b"a".as_slice()..b"m".as_slice())`, `snap.range(..)`.
-    /// A range whose start lies after its end is empty.
-    pub fn range<'k>(&self, range: impl RangeBounds<&'k [u8]>) -> Iter<'_> {
-        self.iter_range(owned_range(range))
+    /// Any standard range of byte-string keys: `snap.range(b"a"..b"m")`, `snap.range("user/"..)`,
+    /// `snap.range(..)` (see [`KeyBounds`]). A range whose start lies after its end is empty.
+    ///
+    /// Each pair is read the way [`scan_with`](Self::scan_with) reads it, then copied: the
+    /// iterator costs the lending scan plus the copies of the keys and values it returns.
+    pub fn range(&self, range: impl KeyBounds) -> Iter<'_> {
+        self.iter_range(owned_range(&range))
     }
 
     /// The live key-value pairs whose keys start with `prefix`, in key order.
@@ -171,16 +175,16 @@ impl Snapshot {
     /// let snap = db.snapshot();
     /// // Sum the first two readings under `temp/` without copying keys or values.
     /// let mut sum = 0;
-    /// let seen = snap.scan_with(b"temp/".as_slice()..b"temp0".as_slice(), |_key, value| {
+    /// let seen = snap.scan_with("temp/".."temp0", |_key, value| {
     ///     sum += std::str::from_utf8(value).unwrap().parse::<i32>().unwrap();
     ///     if sum > 30 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
     /// });
     /// assert_eq!((seen, sum), (2, 40));
     /// # Ok::<(), snapkv::Error>(())
     /// ```
-    pub fn scan_with<'k>(
+    pub fn scan_with(
         &self,
-        range: impl RangeBounds<&'k [u8]>,
+        range: impl KeyBounds,
         f: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
     ) -> usize {
         self.scan_with_limit(range, usize::MAX, f)
@@ -202,7 +206,7 @@ impl Snapshot {
     /// }
     /// db.delete("page/2")?;
     /// let mut keys = Vec::new();
-    /// let seen = db.snapshot().scan_with_limit(b"page/".as_slice().., 2, |key, _| {
+    /// let seen = db.snapshot().scan_with_limit("page/".., 2, |key, _| {
     ///     keys.push(key.to_vec());
     ///     ControlFlow::Continue(())
     /// });
@@ -211,9 +215,9 @@ impl Snapshot {
     /// assert_eq!(keys, [b"page/1".to_vec(), b"page/3".to_vec()]);
     /// # Ok::<(), snapkv::Error>(())
     /// ```
-    pub fn scan_with_limit<'k>(
+    pub fn scan_with_limit(
         &self,
-        range: impl RangeBounds<&'k [u8]>,
+        range: impl KeyBounds,
         limit: usize,
         f: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
     ) -> usize {
@@ -235,27 +239,30 @@ impl Snapshot {
         Iter::new(&self.db.shared.store, range, self.ts)
     }
 
-    /// Unchecked point read.
+    /// Unchecked point read: the lending read, copied once.
     pub(crate) fn read(&self, key: &[u8]) -> Option<Bytes> {
-        self.read_versioned(key).map(|(v, _)| v)
+        self.lend(key, Bytes::copy_from_slice)
     }
 
-    /// Unchecked point read with the version's commit timestamp.
+    /// Unchecked point read with the version's commit timestamp (lent, then copied).
     pub(crate) fn read_versioned(&self, key: &[u8]) -> Option<(Bytes, Ts)> {
         let guard = crossbeam_epoch::pin();
-        let v = self.version(key, &guard)?;
+        let v = self.lent_version(key, &guard)?;
         v.value.map(|val| (Bytes::copy_from_slice(val), v.ts))
     }
 
     /// Unchecked lending point read.
+    #[inline]
     pub(crate) fn lend<R>(&self, key: &[u8], f: impl FnOnce(&[u8]) -> R) -> Option<R> {
         let guard = crossbeam_epoch::pin();
         self.lent_version(key, &guard).and_then(|v| v.value).map(f)
     }
 
-    /// The version of `key` this snapshot sees, lent (from the head mirror in the key's map
-    /// entry, or the chain's head cache, when it is the head); valid while `guard` is pinned,
-    /// like [`version`](Self::version).
+    /// The version of `key` this snapshot sees (a tombstone included), lent (from the head
+    /// mirror in the key's map entry, or the chain's head cache, when it is the head); valid
+    /// while `guard` is pinned. The map's shard lock is released before this returns: the
+    /// version borrows from the guard, not from the chain (see `raw`).
+    #[inline]
     pub(crate) fn lent_version<'g>(&self, key: &[u8], guard: &'g Guard) -> Option<Lent<'g>> {
         self.db
             .shared
@@ -263,17 +270,6 @@ impl Snapshot {
             .with_mirrored_chain(key, |chain, mirror| {
                 chain.lend_at_mirrored(mirror, self.ts, guard)
             })
-            .flatten()
-    }
-
-    /// The version of `key` this snapshot sees (a tombstone included), valid while `guard` is
-    /// pinned. The map's shard lock is released before this returns: the version borrows from
-    /// the guard, not from the chain (see `raw`).
-    pub(crate) fn version<'g>(&self, key: &[u8], guard: &'g Guard) -> Option<VersionRef<'g>> {
-        self.db
-            .shared
-            .store
-            .with_chain(key, |chain| chain.read_at(self.ts, guard))
             .flatten()
     }
 }

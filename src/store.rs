@@ -83,14 +83,8 @@ impl Store {
         }
     }
 
-    /// Runs `f` on the chain of `key` if it has one (holding the shard's read lock, so the
-    /// chain stays in the map meanwhile).
-    #[inline]
-    pub(crate) fn with_chain<R>(&self, key: &[u8], f: impl FnOnce(&Chain) -> R) -> Option<R> {
-        self.map.get(key).map(|e| f(&e.chain))
-    }
-
-    /// Like [`with_chain`](Self::with_chain), with the chain's head mirror (see [`MapEntry`]).
+    /// Runs `f` on the chain of `key` and its head mirror (see [`MapEntry`]), if it has one
+    /// (holding the shard's read lock, so the chain stays in the map meanwhile).
     #[inline]
     pub(crate) fn with_mirrored_chain<R>(
         &self,

@@ -1,18 +1,19 @@
 //! Transactions: snapshot isolation, or serializable with read-set and range validation.
 
 use std::cell::RefCell;
-use std::ops::RangeBounds;
+use std::ops::ControlFlow;
 
 use bytes::Bytes;
 
+use crate::bounds::KeyBounds;
 use crate::commit::{Checks, ReadSet};
 use crate::db::{Db, Ts};
 use crate::error::{Error, Result};
 use crate::isolation::Isolation;
-use crate::iter::{is_empty_range, owned_range, prefix_range, TxnIter};
+use crate::iter::{borrowed_range, is_empty_range, owned_range, prefix_range, TxnIter};
 use crate::snapshot::Snapshot;
-use crate::store::{KeyRange, MapKey};
-use crate::write_set::WriteSet;
+use crate::store::{borrow_range, KeyRange, MapKey};
+use crate::write_set::{OwnRange, WriteSet};
 
 /// A read-write transaction.
 ///
@@ -89,11 +90,10 @@ impl Transaction {
 
     /// The value of `key`: this transaction's own write if it made one, else the snapshot's.
     /// Under serializable isolation the key enters the read set (present or absent).
+    ///
+    /// It reads like [`get_with`](Self::get_with) and costs one copy of the value more.
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
-        let key = key.as_ref();
-        let value = self.get_untracked(key)?;
-        self.track(key);
-        Ok(value)
+        self.get_with(key, Bytes::copy_from_slice)
     }
 
     /// Like [`get`](Self::get) (read set included), but *lends* the value to `f` instead of
@@ -111,6 +111,7 @@ impl Transaction {
     /// assert_eq!(db.get(b"stock")?.as_deref(), Some(&2u32.to_le_bytes()[..]));
     /// # Ok::<(), snapkv::Error>(())
     /// ```
+    #[inline]
     pub fn get_with<R>(
         &self,
         key: impl AsRef<[u8]>,
@@ -126,6 +127,7 @@ impl Transaction {
     }
 
     /// Adds `key` to the read set if this transaction validates reads and has not written it.
+    #[inline]
     fn track(&self, key: &[u8]) {
         if self.tracking() && !self.writes.contains_key(key) {
             self.reads.borrow_mut().keys.push(MapKey::from_slice(key));
@@ -218,8 +220,8 @@ impl Transaction {
     /// descending). See [`Snapshot::range`] for the bounds. Under serializable isolation the
     /// whole requested range enters the read set, however much of it is consumed: a commit by
     /// another transaction into it fails this one's commit (no phantoms).
-    pub fn range<'k>(&self, range: impl RangeBounds<&'k [u8]>) -> TxnIter<'_> {
-        self.iter_range(owned_range(range))
+    pub fn range(&self, range: impl KeyBounds) -> TxnIter<'_> {
+        self.iter_range(owned_range(&range))
     }
 
     /// The live pairs whose keys start with `prefix` as this transaction sees them (tracked
@@ -233,8 +235,94 @@ impl Transaction {
         if self.tracking() && !empty {
             self.reads.borrow_mut().ranges.push(range.clone());
         }
-        let own = (!empty).then(|| self.writes.range(&range));
+        let own = (!empty).then(|| self.writes.range(borrow_range(&range)));
         TxnIter::new(self.snapshot.iter_range(range), own)
+    }
+
+    /// Calls `f` with each live pair in `range` as this transaction sees them (its snapshot
+    /// with its own writes laid over it), in key order, *lending* them: see
+    /// [`Snapshot::scan_with`]. Tracked like [`range`](Self::range): under serializable
+    /// isolation the whole requested range enters the read set, wherever `f` stops. Returns
+    /// how many pairs `f` saw.
+    ///
+    /// ```
+    /// use std::ops::ControlFlow;
+    /// use snapkv::Db;
+    ///
+    /// let db = Db::new();
+    /// db.put("item/a", "1")?;
+    /// db.put("item/b", "2")?;
+    /// let mut txn = db.begin();
+    /// txn.delete("item/a")?;
+    /// txn.put("item/c", "3")?;
+    /// let mut seen = Vec::new();
+    /// txn.scan_with("item/"..="item/z", |k, v| {
+    ///     seen.push((k.to_vec(), v.to_vec()));
+    ///     ControlFlow::Continue(())
+    /// });
+    /// assert_eq!(seen, [(b"item/b".to_vec(), b"2".to_vec()), (b"item/c".to_vec(), b"3".to_vec())]);
+    /// # Ok::<(), snapkv::Error>(())
+    /// ```
+    pub fn scan_with(
+        &self,
+        range: impl KeyBounds,
+        f: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
+    ) -> usize {
+        self.scan_with_limit(range, usize::MAX, f)
+    }
+
+    /// Like [`scan_with`](Self::scan_with), but lends at most `limit` pairs (see
+    /// [`Snapshot::scan_with_limit`]). The read set gets the whole requested range, as with
+    /// `scan_with`.
+    pub fn scan_with_limit(
+        &self,
+        range: impl KeyBounds,
+        limit: usize,
+        mut f: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
+    ) -> usize {
+        let bounds = borrowed_range(&range);
+        if is_empty_range(&bounds) {
+            return 0;
+        }
+        if self.tracking() {
+            self.reads.borrow_mut().ranges.push(owned_range(&range));
+        }
+        let mut own = self.writes.range(bounds).peekable();
+        if own.peek().is_none() {
+            // No own write in the range: the snapshot's scan as it is.
+            return self.snapshot.scan_with_limit(bounds, limit, f);
+        }
+        if limit == 0 {
+            return 0;
+        }
+        let mut lent = 0;
+        // Lends one pair; breaks once `f` did or `limit` pairs were lent.
+        let mut lend = |key: &[u8], value: &[u8]| {
+            lent += 1;
+            let flow = f(key, value);
+            if lent == limit {
+                ControlFlow::Break(())
+            } else {
+                flow
+            }
+        };
+        let mut broken = false;
+        // Own deletes may hide snapshot pairs, so the snapshot's scan is not limited.
+        self.snapshot.scan_with(bounds, |key, value| {
+            let flow = merge_own(&mut own, key, value, &mut lend);
+            broken = flow.is_break();
+            flow
+        });
+        if !broken {
+            for (key, value) in own {
+                if let Some(value) = value {
+                    if lend(key, value).is_break() {
+                        break;
+                    }
+                }
+            }
+        }
+        lent
     }
 
     /// Whether the transaction has buffered no writes.
@@ -284,4 +372,34 @@ impl std::fmt::Debug for Transaction {
             .field("writes", &self.writes.len())
             .finish_non_exhaustive()
     }
+}
+
+/// Lends the snapshot's pair `(key, value)` merged with a transaction's own writes `own` (in
+/// key order): first every own put before `key`, then `key`'s own write if there is one (a
+/// delete hides the pair), else the snapshot's pair. Stops at the first `lend` that breaks.
+fn merge_own<'a>(
+    own: &mut std::iter::Peekable<OwnRange<'a>>,
+    key: &[u8],
+    value: &[u8],
+    lend: &mut impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
+) -> ControlFlow<()> {
+    while let Some(&(own_key, own_value)) = own.peek() {
+        match own_key[..].cmp(key) {
+            std::cmp::Ordering::Less => {
+                own.next();
+                if let Some(v) = own_value {
+                    lend(own_key, v)?;
+                }
+            }
+            std::cmp::Ordering::Equal => {
+                own.next();
+                return match own_value {
+                    Some(v) => lend(own_key, v),
+                    None => ControlFlow::Continue(()),
+                };
+            }
+            std::cmp::Ordering::Greater => break,
+        }
+    }
+    lend(key, value)
 }

@@ -8,7 +8,7 @@ use smallvec::SmallVec;
 
 use crate::commit::Write;
 use crate::raw::Unlinked;
-use crate::store::{borrow_range, KeyRange, MapKey};
+use crate::store::{KeyRangeRef, MapKey};
 
 /// Buffered writes, sorted by key (the commit locks them in this order), each already in the
 /// version node the commit will link (see [`Unlinked`]): a put's value is copied once, from
@@ -55,6 +55,7 @@ const INLINE_WRITES: usize = 16;
 
 impl WriteSet {
     /// The buffered write of `key`, if any: `Some(None)` for a delete.
+    #[inline]
     pub(crate) fn get(&self, key: &[u8]) -> Option<Option<&[u8]>> {
         match &self.repr {
             Repr::Empty => None,
@@ -150,8 +151,7 @@ impl WriteSet {
     }
 
     /// The writes in `range`, in key order from either end.
-    pub(crate) fn range(&self, range: &KeyRange) -> OwnRange<'_> {
-        let range = borrow_range(range);
+    pub(crate) fn range(&self, range: KeyRangeRef<'_>) -> OwnRange<'_> {
         OwnRange(match &self.repr {
             Repr::Empty => RangeRepr::One(None),
             Repr::One(k, node) => RangeRepr::One(
@@ -219,6 +219,8 @@ mod tests {
     use bytes::Bytes;
     use std::ops::Bound;
 
+    use crate::store::{borrow_range, KeyRange};
+
     /// Against a `BTreeMap` model: random puts (empty, short and longer) and deletes over a
     /// few keys, under a random write-set limit, with point and range lookups (from both
     /// ends) after each. A write is rejected exactly when the model's size with it in place
@@ -280,9 +282,12 @@ mod tests {
                     .range(lo.clone()..hi.clone())
                     .map(|(k, v)| (k, v.as_deref()))
                     .collect();
-                assert_eq!(set.range(&range).collect::<Vec<_>>(), want);
+                assert_eq!(set.range(borrow_range(&range)).collect::<Vec<_>>(), want);
                 let back: Vec<_> = want.iter().rev().copied().collect();
-                assert_eq!(set.range(&range).rev().collect::<Vec<_>>(), back);
+                assert_eq!(
+                    set.range(borrow_range(&range)).rev().collect::<Vec<_>>(),
+                    back
+                );
             }
             let all: Vec<(MapKey, Option<Bytes>)> = model.into_iter().collect();
             let handed: Vec<(MapKey, Option<Bytes>)> = set.commit_with(|writes| {

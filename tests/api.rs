@@ -572,6 +572,86 @@ fn update_retries_retryable_errors_from_the_closure_and_not_others() {
     ));
 }
 
+/// An application's own error for `try_update`.
+#[derive(Debug)]
+enum AppError {
+    NoFunds { balance: u64 },
+    Db(Error),
+}
+
+impl From<Error> for AppError {
+    fn from(e: Error) -> Self {
+        AppError::Db(e)
+    }
+}
+
+#[test]
+fn try_update_returns_the_closures_own_error_as_it_is_and_writes_nothing() {
+    let db = Db::new();
+    db.put(b"k", b"old").unwrap();
+    let visible = db.stats().visible_ts;
+    let mut runs = 0;
+    let r: Result<(), AppError> = db.try_update(|txn| {
+        runs += 1;
+        txn.put(b"k", b"new")?;
+        Err(AppError::NoFunds { balance: 7 })
+    });
+    assert!(matches!(r, Err(AppError::NoFunds { balance: 7 })), "{r:?}");
+    assert_eq!(runs, 1, "the closure's error is not retried");
+    assert_eq!(db.get(b"k").unwrap().as_deref(), Some(&b"old"[..]));
+    assert_eq!(db.stats().visible_ts, visible);
+    // The database's own errors reach the caller through `From`, unretried unless conflicts.
+    let r: Result<(), AppError> = db.try_update_with(Isolation::Serializable, |txn| {
+        txn.put(b"", b"v")?;
+        Ok(())
+    });
+    assert!(matches!(r, Err(AppError::Db(Error::EmptyKey))), "{r:?}");
+    assert_eq!(db.stats().live_snapshots, 0);
+}
+
+#[test]
+fn try_update_retries_commit_conflicts_and_converts_the_last_one() {
+    let db = Db::builder().max_attempts(3).build().unwrap();
+    // A concurrent commit to the written key during the first attempt: retried, then done.
+    let mut runs = 0;
+    let out: Result<u32, AppError> = db.try_update(|txn| {
+        runs += 1;
+        txn.put(b"k", b"mine")?;
+        if runs == 1 {
+            txn.db().put(b"k", b"theirs")?;
+        }
+        Ok(runs)
+    });
+    assert_eq!(out.unwrap(), 2);
+    assert_eq!(db.get(b"k").unwrap().as_deref(), Some(&b"mine"[..]));
+    // Losing every attempt: `RetriesExhausted` with the last conflict, as `AppError::Db`.
+    let mut runs = 0;
+    let r: Result<(), AppError> = db.try_update(|txn| {
+        runs += 1;
+        txn.put(b"k", b"mine")?;
+        txn.db().put(b"k", b"theirs")?;
+        Ok(())
+    });
+    assert_eq!(runs, 3);
+    match r {
+        Err(AppError::Db(Error::RetriesExhausted { attempts: 3, last })) => {
+            assert!(last.is_retryable(), "{last:?}")
+        }
+        other => panic!("expected exhausted retries, got {other:?}"),
+    }
+    assert_eq!(db.get(b"k").unwrap().as_deref(), Some(&b"theirs"[..]));
+    // A panic in the closure installs nothing and leaves no registration.
+    let r = catch_unwind(AssertUnwindSafe(|| {
+        let _: Result<(), AppError> = db.try_update(|txn| {
+            txn.put(b"k", b"panicked")?;
+            panic!("boom");
+        });
+    }));
+    assert!(r.is_err());
+    assert_eq!(db.get(b"k").unwrap().as_deref(), Some(&b"theirs"[..]));
+    assert_eq!(db.stats().live_snapshots, 0);
+}
+
 #[test]
 fn retries_are_bounded_and_report_the_last_conflict() {
     let db = Db::builder().max_attempts(3).build().unwrap();
@@ -1147,7 +1227,31 @@ fn range_accepts_every_form_of_bounds() {
                 "txn rev {}",
                 stringify!($range)
             );
+            assert_eq!(
+                lent_keys(&snap, &txn, $range),
+                [want.clone(), want],
+                "lending {}",
+                stringify!($range)
+            );
         }};
+    }
+    /// The keys the lending scans of `snap` and `txn` see in `range`.
+    fn lent_keys(
+        snap: &Snapshot,
+        txn: &Transaction,
+        range: impl snapkv::KeyBounds + Clone,
+    ) -> [Vec<Vec<u8>>; 2] {
+        let mut out = [Vec::new(), Vec::new()];
+        let [a, b] = &mut out;
+        snap.scan_with(range.clone(), |k, _| {
+            a.push(k.to_vec());
+            ControlFlow::Continue(())
+        });
+        txn.scan_with(range, |k, _| {
+            b.push(k.to_vec());
+            ControlFlow::Continue(())
+        });
+        out
     }
     check!(.., ["a", "b", "c", "d", "e"]);
     check!(b.., ["b", "c", "d", "e"]);
@@ -1175,6 +1279,16 @@ fn range_accepts_every_form_of_bounds() {
     check!(c..=c, ["c"]);
     check!(b"f".as_slice().., []);
     check!(..b"a".as_slice(), []);
+    // Any key type that is `AsRef<[u8]>`: literals, strings, vectors, `Bytes`, arrays.
+    check!(b"b"..b"d", ["b", "c"]);
+    check!(b"bb"..=b"cc", ["c"]);
+    check!("b".."d", ["b", "c"]);
+    check!(String::from("c").., ["c", "d", "e"]);
+    check!(..=b"c".to_vec(), ["a", "b", "c"]);
+    check!(Bytes::from_static(b"b")..Bytes::from_static(b"c"), ["b"]);
+    check!([b'b']..[b'd'], ["b", "c"]);
+    check!((Excluded("b"), Included("d")), ["c", "d"]);
+    check!((Excluded(String::from("d")), Unbounded), ["e"]);
     assert_eq!(keys(snap.iter()), keys(snap.range(..)));
     assert_eq!(
         pairs(snap.range(c..=c)),
@@ -1538,6 +1652,91 @@ fn transaction_scans_read_their_own_writes() {
         assert_eq!(keys(wipe.range(..)), strs(&["z"]));
         wipe.rollback();
         txn.rollback();
+    }
+}
+
+#[test]
+fn transaction_lending_scans_merge_their_own_writes_like_the_iterator() {
+    let mut rng = fastrand::Rng::with_seed(23);
+    let key = |i: u8| format!("k{i:02}");
+    for round in 0..200 {
+        let db = Db::new();
+        for i in 0..40 {
+            if rng.bool() {
+                db.put(key(i), format!("old{i}")).unwrap();
+            }
+        }
+        let iso = if round % 2 == 0 {
+            Isolation::Snapshot
+        } else {
+            Isolation::Serializable
+        };
+        let mut txn = db.begin_with(iso);
+        for _ in 0..rng.usize(0..12) {
+            let i = rng.u8(0..40);
+            if rng.bool() {
+                txn.put(key(i), format!("new{i}")).unwrap();
+            } else {
+                txn.delete(key(i)).unwrap();
+            }
+        }
+        let (lo, hi) = (key(rng.u8(0..40)), key(rng.u8(0..41)));
+        let range = (Bound::Included(lo.as_str()), Bound::Excluded(hi.as_str()));
+        let want = pairs(txn.range(range));
+        for limit in [0, 1, 2, 5, usize::MAX] {
+            let mut got = Vec::new();
+            let n = txn.scan_with_limit(range, limit, |k, v| {
+                got.push((k.to_vec(), v.to_vec()));
+                ControlFlow::Continue(())
+            });
+            let expected = &want[..want.len().min(limit)];
+            assert_eq!((n, &got[..]), (expected.len(), expected), "limit {limit}");
+        }
+        // Stopping early: exactly as many as `f` took.
+        for stop in 1..4 {
+            let mut got = Vec::new();
+            let n = txn.scan_with(range, |k, v| {
+                got.push((k.to_vec(), v.to_vec()));
+                if got.len() == stop {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            });
+            let expected = &want[..want.len().min(stop)];
+            assert_eq!((n, &got[..]), (expected.len(), expected), "stop {stop}");
+        }
+    }
+}
+
+#[test]
+fn a_serializable_lending_scan_enters_the_read_set() {
+    let db = Db::new();
+    db.put("item/a", "1").unwrap();
+    for (iso, conflicts) in [
+        (Isolation::Snapshot, false),
+        (Isolation::Serializable, true),
+    ] {
+        let mut txn = db.begin_with(iso);
+        // The scan stops at its first pair, but the whole requested range is tracked.
+        let seen = txn.scan_with_limit("item/".."item0", 1, |_, _| ControlFlow::Continue(()));
+        assert_eq!(seen, 1);
+        txn.put("summary", "1 item").unwrap();
+        db.put(format!("item/{iso:?}"), "inserted").unwrap();
+        let r = txn.commit();
+        assert_eq!(r.is_err(), conflicts, "{iso:?}: {r:?}");
+        if let Err(e) = r {
+            assert!(
+                matches!(
+                    e,
+                    Error::Conflict {
+                        kind: ConflictKind::Phantom,
+                        ..
+                    }
+                ),
+                "{e:?}"
+            );
+        }
     }
 }
 

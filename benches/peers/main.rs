@@ -1,7 +1,9 @@
 //! The peer comparison suite: the same workloads, in the same run, against snapkv (SI and
 //! serializable), skipdb (optimistic and serializable), surrealmx (SI and SSI), a global-lock
 //! `RwLock<BTreeMap>` and a copy-on-write `imbl::OrdMap`, with raw `dashmap` as the floor of a
-//! point read. Every store is driven through `snapkv::workload::Engine`.
+//! point read. Every store is driven through `snapkv::workload::Engine`, which reads with the
+//! lending forms; `snapkv-si-owned` runs the owned forms (`get`, a copy per value) beside them
+//! in the point-read and read-transaction groups.
 //!
 //! ```text
 //! cargo bench --features workload --bench peers                  # everything, 100K records
@@ -12,6 +14,8 @@
 //! ```
 //!
 //! Figures: docs/benchmarks.md. Read ratios between stores in one run, not absolute times.
+//! The project's targets (`targets.txt`) are checked against a run's results by
+//! `cargo run --release --features cli -- report --targets benches/peers/targets.txt`.
 
 mod engines;
 mod micro;

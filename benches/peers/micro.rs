@@ -1,6 +1,7 @@
 //! Micro workloads: point read at a snapshot, read-only transactions of 1 and 10 reads,
 //! single-key and 10-key write transactions, read-modify-write, a 100-key scan, and snapshot
-//! creation at 1K and 1M keys.
+//! creation at 1K and 1M keys. The reads come in their lending forms (the engines'), and for
+//! snapkv in their owned forms too (`snapkv-si-owned`).
 
 use std::hint::black_box;
 
@@ -183,13 +184,35 @@ pub fn bench(c: &mut Criterion) {
     };
     let stores = Stores::selected();
     stores.each(&mut Load(records));
+    // The engines read with the lending forms (`get_with`); the owned forms (`get`, a copy
+    // of the value) run beside them on snapkv-si's database, as `snapkv-si-owned`.
+    let owned = stores.snapkv_si.as_ref().map(|e| e.db().clone());
     group(c, &stores, (Workload::PointRead, records, keys), |g| {
         g.bench_function("dashmap-raw", |b| {
             b.iter(|| assert!(black_box(map.get(&keys[next()][..])).is_some()))
         });
+        if let Some(db) = &owned {
+            let snap = db.snapshot();
+            g.bench_function("snapkv-si-owned", |b| {
+                b.iter(|| assert!(black_box(snap.get(keys[next()]).unwrap()).is_some()))
+            });
+        }
     });
     for reads in [1, 10] {
-        group(c, &stores, (Workload::ReadTxn(reads), records, keys), none);
+        group(c, &stores, (Workload::ReadTxn(reads), records, keys), |g| {
+            let Some(db) = &owned else { return };
+            g.bench_function("snapkv-si-owned", |b| {
+                b.iter(|| {
+                    let txn = db.begin();
+                    let start = next();
+                    for j in 0..reads {
+                        let k = &keys[(start + j) % keys.len()];
+                        assert!(black_box(txn.get(k).unwrap()).is_some());
+                    }
+                    black_box(txn.commit().unwrap())
+                })
+            });
+        });
     }
     group(c, &stores, (Workload::WriteTxn(1), records, keys), |g| {
         g.bench_function("dashmap-raw", |b| {

@@ -10,7 +10,7 @@ use super::fences::bisect;
 use super::order;
 use super::run::RunEntry;
 use super::run::{Run, RunSlice};
-use crate::raw::{Chain, CopiedHead, HeadsSlice, Lent, VersionRef};
+use crate::raw::{Chain, CopiedHead, HeadsSlice, Lent};
 use crate::store::KeyRangeRef;
 use crate::sync::Arc;
 
@@ -88,7 +88,7 @@ pub(crate) enum Reads {
     /// the chains of keys changed since the run was built are prefetched (a snapshot older
     /// than the copies reads chains that were not prefetched).
     Heads,
-    /// Versions from the chains ([`Group::read_at`], validation, maintenance): every chain
+    /// Versions from the chains (validation, maintenance): every chain
     /// is prefetched.
     Versions,
 }
@@ -102,11 +102,6 @@ impl<'g> Group<'g> {
     /// The key's chains (usually one).
     pub(crate) fn chains(&self) -> impl Iterator<Item = &'g Arc<Chain>> {
         self.chains.into_iter().flatten()
-    }
-
-    /// The key's version visible at `at` (see [`Chain::read_at`]).
-    pub(crate) fn read_at(&self, at: u64, guard: &'g Guard) -> Option<VersionRef<'g>> {
-        self.chains().find_map(|c| c.read_at(at, guard))
     }
 
     /// The key's version visible at `at`, lent (see [`Chain::lend_at`]): from the run's copy

@@ -16,7 +16,7 @@
 //! of the chain's write lock) and only freed through the epoch after being unlinked (a
 //! [`Retired`] batch becomes one deferred call), so a reader that loaded a pointer while pinned
 //! can dereference it until it unpins: it was pinned when the batch was deferred.
-//! `Drop for Chain` frees its remaining list through the epoch as well: a [`VersionRef`]
+//! `Drop for Chain` frees its remaining list through the epoch as well: a `VersionRef`
 //! borrows from the reader's guard, not from the chain, so it stays valid while the guard is
 //! pinned even if the chain it came from is dropped meanwhile (a point read finds the version
 //! under the map's shard lock and lends the value after releasing the lock).
@@ -38,7 +38,7 @@ mod version;
 #[cfg(not(loom))]
 mod wait_queue;
 
-pub(crate) use chain::{prefetch_line, prefetch_lines, Chain, ChainWriter, VersionRef};
+pub(crate) use chain::{prefetch_line, prefetch_lines, Chain, ChainWriter};
 pub(crate) use epoch_cell::EpochCell;
 pub(crate) use head_cache::{HeadCache, Lent};
 pub(crate) use node_pool::trim as trim_node_pool;

@@ -101,7 +101,7 @@ pub fn load<E: Engine>(
                 let mut done = 0;
                 let mut i = t;
                 while i < records {
-                    let v = value(&mut rng);
+                    let v = value(rng.u64(..));
                     while engine.insert(&key(i), &v) == Outcome::Conflict {}
                     done += 1;
                     if done % 1024 == 0 {
@@ -132,7 +132,7 @@ impl<'k> Requests<'k> {
     fn new(mix: Mix, keys: &'k Keyspace, seed: u64) -> Self {
         let mut rng = fastrand::Rng::with_seed(seed);
         let items = keys.count().max(1);
-        let value = value(&mut rng);
+        let value = value(rng.u64(..));
         Self {
             mix,
             keys,
@@ -160,8 +160,8 @@ impl<'k> Requests<'k> {
             }
         }
         match self.mix.distribution() {
-            Distribution::Zipfian => self.zipfian.next(&mut self.rng),
-            Distribution::Latest => self.latest.next(&mut self.rng),
+            Distribution::Zipfian => self.zipfian.sample(self.rng.f64()),
+            Distribution::Latest => self.latest.sample(self.rng.f64()),
             Distribution::Uniform => self.rng.u64(0..items),
         }
     }

@@ -91,11 +91,6 @@ impl Zipfian {
         let v = (self.items as f64 * (self.eta * u - self.eta + 1.0).powf(self.alpha)) as u64;
         v.min(self.items - 1)
     }
-
-    /// The next draw using `rng`.
-    pub fn next(&self, rng: &mut fastrand::Rng) -> u64 {
-        self.sample(rng.f64())
-    }
 }
 
 /// YCSB's FNV-1a 64 hash of a `u64`, byte by byte, least significant first.
@@ -137,10 +132,11 @@ impl ScrambledZipfian {
         self.items = items.max(1);
     }
 
-    /// The next draw in `0..items`.
-    pub fn next(&self, rng: &mut fastrand::Rng) -> u64 {
+    /// The next draw in `0..items`, from a uniform sample `u` in `[0, 1)` (any source of
+    /// randomness will do: the distribution does not tie its callers to a generator).
+    pub fn sample(&self, u: f64) -> u64 {
         // YCSB takes Math.abs of the signed hash; clearing the sign bit does the same job.
-        (fnv_hash64(self.inner.next(rng)) & (u64::MAX >> 1)) % self.items
+        (fnv_hash64(self.inner.sample(u)) & (u64::MAX >> 1)) % self.items
     }
 }
 
@@ -163,9 +159,9 @@ impl Latest {
         self.inner.set_items(items);
     }
 
-    /// The next draw in `0..items`.
-    pub fn next(&self, rng: &mut fastrand::Rng) -> u64 {
-        self.inner.items() - 1 - self.inner.next(rng)
+    /// The next draw in `0..items`, from a uniform sample `u` in `[0, 1)`.
+    pub fn sample(&self, u: f64) -> u64 {
+        self.inner.items() - 1 - self.inner.sample(u)
     }
 }
 
@@ -190,7 +186,7 @@ mod tests {
         let z = Zipfian::new(n);
         let mut rng = fastrand::Rng::with_seed(7);
         let draws = 200_000;
-        let h = histogram(n, draws, || z.next(&mut rng));
+        let h = histogram(n, draws, || z.sample(rng.f64()));
         let p0 = 1.0 / zeta(0, n, ZIPFIAN_CONSTANT, 0.0);
         let observed = h[0] as f64 / draws as f64;
         assert!(
@@ -222,7 +218,7 @@ mod tests {
         let n = 1000;
         let z = ScrambledZipfian::new(n);
         let mut rng = fastrand::Rng::with_seed(11);
-        let h = histogram(n, 100_000, || z.next(&mut rng));
+        let h = histogram(n, 100_000, || z.sample(rng.f64()));
         let hottest = (0..n as usize).max_by_key(|&i| h[i]).unwrap_or(0);
         // Still skewed: the hottest item gets far more than a uniform share (100)...
         assert!(h[hottest] > 1000, "hottest item got {}", h[hottest]);
@@ -235,14 +231,14 @@ mod tests {
     fn latest_prefers_the_newest() {
         let mut l = Latest::new(100);
         let mut rng = fastrand::Rng::with_seed(3);
-        let h = histogram(100, 50_000, || l.next(&mut rng));
+        let h = histogram(100, 50_000, || l.sample(rng.f64()));
         assert!(
             h[99] > h[98] && h[98] > h[50] && h[50] >= h[0],
             "{:?}",
             &h[90..]
         );
         l.set_items(200);
-        let h = histogram(200, 50_000, || l.next(&mut rng));
+        let h = histogram(200, 50_000, || l.sample(rng.f64()));
         assert!(h[199] > h[99], "after growth the newest item must lead");
     }
 

@@ -45,6 +45,10 @@ enum Command {
         /// Where to write peers.md and the charts.
         #[arg(long, default_value = "target/snapkv-report")]
         out: PathBuf,
+        /// A file of performance targets to check the results against (the project's own:
+        /// benches/peers/targets.txt); without it, no targets table.
+        #[arg(long)]
+        targets: Option<PathBuf>,
     },
 }
 
@@ -106,7 +110,11 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Bench(args) => bench(&args),
-        Command::Report { criterion, out } => report::run(&criterion, &out),
+        Command::Report {
+            criterion,
+            out,
+            targets,
+        } => report::run(&criterion, &out, targets.as_deref()),
     };
     if let Err(e) = result {
         eprintln!("snapkv: {e}");

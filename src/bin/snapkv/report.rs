@@ -1,5 +1,6 @@
 //! `snapkv report`: turns the peer suite's criterion results (`cargo bench --features workload
-//! --bench peers`) into markdown tables, ratio tables, the performance targets, and SVG charts,
+//! --bench peers`) into markdown tables, ratio tables, a table of performance targets (read
+//! from a file: `--targets benches/peers/targets.txt` for the project's own), and SVG charts,
 //! so that docs/benchmarks.md is regenerated from one run instead of copied by hand.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -119,8 +120,9 @@ fn tables(results: &Results, groups: &[&String], engines: &[String], out: &mut S
 
 fn engines_of(results: &Results, groups: &[&String]) -> Vec<String> {
     // Fixed order: ours first, then the peers, then the baselines.
-    const ORDER: [&str; 9] = [
+    const ORDER: [&str; 10] = [
         "snapkv-si",
+        "snapkv-si-owned",
         "snapkv-ser",
         "skipdb-opt",
         "skipdb-ser",
@@ -171,98 +173,142 @@ fn chart(
     plot::render(&bars, path)
 }
 
-/// `ours` time ÷ `theirs` time for one group: < 1 means ours is faster.
-fn time_ratio(results: &Results, group: &str, ours: &str, theirs: &str) -> Option<f64> {
-    let g = results.get(group)?;
-    Some(g.get(ours)?.ns_per_iter / g.get(theirs)?.ns_per_iter)
+/// One performance target, read from a targets file (see [`parse_targets`]).
+struct Target {
+    /// The measured side: a group (or a group prefix, ending in `*`) and an engine.
+    group: String,
+    engine: String,
+    check: Check,
+    description: String,
 }
 
-fn targets(results: &Results, out: &mut String) {
+/// What a target requires of its measured side.
+enum Check {
+    /// `time(measured) / time(reference)` at most (`at_most`) or at least `bound`; the
+    /// reference group `None` is the measured one.
+    Ratio {
+        at_most: bool,
+        bound: f64,
+        group: Option<String>,
+        engine: String,
+    },
+    /// Throughput of at least `bound` operations per second.
+    OpsPerSec(f64),
+}
+
+/// Parses a targets file: one target a line, blank lines and `#` comments ignored. Fields,
+/// separated by whitespace:
+///
+/// ```text
+/// <group> <engine> <= <bound> <reference group | => <reference engine> <description...>
+/// <group> <engine> >= <bound> <reference group | => <reference engine> <description...>
+/// <group> <engine> ops/s>= <bound> - - <description...>
+/// ```
+///
+/// A ratio target compares the medians' times, `time(engine) / time(reference)`; a group
+/// ending in `*` stands for every group with that prefix (one line of the table each), and the
+/// reference group `=` for the measured one.
+fn parse_targets(text: &str) -> Result<Vec<Target>, String> {
+    let mut targets = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let bad = |why: &str| format!("targets line {}: {why}: {line}", n + 1);
+        if fields.len() < 7 {
+            return Err(bad("expected 6 fields and a description"));
+        }
+        let bound: f64 = fields[3]
+            .parse()
+            .map_err(|_| bad("the bound is not a number"))?;
+        let check = match fields[2] {
+            "<=" | ">=" => Check::Ratio {
+                at_most: fields[2] == "<=",
+                bound,
+                group: (fields[4] != "=").then(|| fields[4].to_owned()),
+                engine: fields[5].to_owned(),
+            },
+            "ops/s>=" => Check::OpsPerSec(bound),
+            _ => return Err(bad("the comparison is one of <=, >=, ops/s>=")),
+        };
+        targets.push(Target {
+            group: fields[0].to_owned(),
+            engine: fields[1].to_owned(),
+            check,
+            description: fields[6..].join(" "),
+        });
+    }
+    Ok(targets)
+}
+
+/// The groups `pattern` names: itself, or every group with its prefix if it ends in `*`.
+fn groups_matching<'r>(results: &'r Results, pattern: &str) -> Vec<&'r String> {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => results.keys().filter(|g| g.starts_with(prefix)).collect(),
+        None => results.keys().filter(|g| *g == pattern).collect(),
+    }
+}
+
+/// The targets table: one line per target and matching group with results for both sides.
+fn targets(results: &Results, targets: &[Target], out: &mut String) {
     let _ = writeln!(out, "| target | measured | met |\n|---|---|---|");
-    let mut line = |what: String, measured: String, met: bool| {
-        let _ = writeln!(
-            out,
-            "| {what} | {measured} | {} |",
-            if met { "yes" } else { "**no**" }
-        );
-    };
-    for g in results
-        .keys()
-        .filter(|g| g.starts_with("micro/point_read_snapshot/"))
-    {
-        if let Some(r) = time_ratio(results, g, OURS, "dashmap-raw") {
-            line(
-                format!("point read at a snapshot within 1.5x of a raw dashmap get ({g})"),
-                format!("{r:.2}x the dashmap time"),
-                r <= 1.5,
+    for t in targets {
+        for g in groups_matching(results, &t.group) {
+            let Some(ours) = results[g].get(&t.engine) else {
+                continue;
+            };
+            let (measured, met) = match &t.check {
+                Check::Ratio {
+                    at_most,
+                    bound,
+                    group,
+                    engine,
+                } => {
+                    let reference = group
+                        .as_deref()
+                        .map_or(Some(g), |r| results.get_key_value(r).map(|(k, _)| k));
+                    let Some(theirs) = reference.and_then(|r| results[r].get(engine)) else {
+                        continue;
+                    };
+                    let r = ours.ns_per_iter / theirs.ns_per_iter;
+                    let met = if *at_most { r <= *bound } else { r >= *bound };
+                    (
+                        format!(
+                            "{r:.2}x ({:.0} ns vs {:.0} ns)",
+                            ours.ns_per_iter, theirs.ns_per_iter
+                        ),
+                        met,
+                    )
+                }
+                Check::OpsPerSec(bound) => (
+                    format!("{}/s", mops(ours.ops_per_sec())),
+                    ours.ops_per_sec() >= *bound,
+                ),
+            };
+            let _ = writeln!(
+                out,
+                "| {} ({g}) | {measured} | {} |",
+                t.description,
+                if met { "yes" } else { "**no**" }
             );
         }
-    }
-    for g in results
-        .keys()
-        .filter(|g| g.starts_with("micro/write_txn_1/"))
-    {
-        if let Some(x) = results[g].get(OURS) {
-            line(
-                format!("single-key write transactions >= 3 M/s on one thread ({g})"),
-                format!("{}/s", mops(x.ops_per_sec())),
-                x.ops_per_sec() >= 3e6,
-            );
-        }
-        for peer in ["skipdb-opt", "skipdb-ser"] {
-            if let Some(r) = time_ratio(results, g, peer, OURS) {
-                line(
-                    format!("single-key write transaction >= 3x {peer}"),
-                    format!("{r:.1}x"),
-                    r >= 3.0,
-                );
-            }
-        }
-    }
-    for g in results.keys().filter(|g| g.starts_with("ycsb/")) {
-        let mut parts = Vec::new();
-        let mut met = true;
-        for (peer, need) in [
-            ("skipdb-opt", 3.0),
-            ("skipdb-ser", 3.0),
-            ("surrealmx-si", 1.5),
-            ("surrealmx-ssi", 1.5),
-            ("rwlock-btree", 1.0),
-        ] {
-            if let Some(r) = time_ratio(results, g, peer, OURS) {
-                parts.push(format!("{r:.2}x {peer}"));
-                met &= r >= need;
-            }
-        }
-        line(
-            format!("{g}: >= 3x skipdb, >= 1.5x surrealmx, >= 1x rwlock-btree"),
-            parts.join(", "),
-            met,
-        );
-    }
-    if let (Some(small), Some(large)) = (
-        results
-            .get("micro/snapshot_create/1k")
-            .and_then(|g| g.get(OURS)),
-        results
-            .get("micro/snapshot_create/1000k")
-            .and_then(|g| g.get(OURS)),
-    ) {
-        let r = large.ns_per_iter / small.ns_per_iter;
-        line(
-            "snapshot creation at 1M keys within 1.2x of 1K keys".into(),
-            format!(
-                "{r:.2}x ({:.0} ns vs {:.0} ns)",
-                large.ns_per_iter, small.ns_per_iter
-            ),
-            r <= 1.2,
-        );
     }
 }
 
-/// Writes `peers.md` (tables, ratios, targets) and the charts into `out`.
-pub fn run(criterion: &Path, out: &Path) -> Result<(), Box<dyn std::error::Error>> {
+/// Writes `peers.md` (tables, ratios, and the targets of `targets_file` if given) and the
+/// charts into `out`.
+pub fn run(
+    criterion: &Path,
+    out: &Path,
+    targets_file: Option<&Path>,
+) -> Result<(), Box<dyn std::error::Error>> {
     let results = load(criterion)?;
+    let wanted = match targets_file {
+        Some(path) => parse_targets(&fs::read_to_string(path)?)?,
+        None => Vec::new(),
+    };
     fs::create_dir_all(out)?;
     let mut md = String::new();
     let families: [(&str, &str); 2] = [("micro/", "Micro workloads"), ("ycsb/", "YCSB")];
@@ -276,8 +322,10 @@ pub fn run(criterion: &Path, out: &Path) -> Result<(), Box<dyn std::error::Error
         tables(&results, &groups, &engines, &mut md);
         let _ = writeln!(md);
     }
-    let _ = writeln!(md, "### Targets\n");
-    targets(&results, &mut md);
+    if !wanted.is_empty() {
+        let _ = writeln!(md, "### Targets\n");
+        targets(&results, &wanted, &mut md);
+    }
     fs::write(out.join("peers.md"), &md)?;
 
     for threads in ["t1", "t2"] {
@@ -324,4 +372,73 @@ pub fn run(criterion: &Path, out: &Path) -> Result<(), Box<dyn std::error::Error
     print!("{md}");
     println!("\nwrote {}", out.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn results(cells: &[(&str, &str, f64)]) -> Results {
+        let mut r = Results::new();
+        for (group, engine, ns) in cells {
+            r.entry(group.to_string()).or_default().insert(
+                engine.to_string(),
+                Estimate {
+                    ns_per_iter: *ns,
+                    elements: 1.0,
+                },
+            );
+        }
+        r
+    }
+
+    #[test]
+    fn targets_come_from_the_file_and_are_checked_per_matching_group() {
+        let file = "# comment\n\n\
+            micro/read/* ours <= 1.5 = floor read within 1.5x of the floor\n\
+            micro/read/* peer >= 2 = ours 2x the peer\n\
+            micro/write/1k ours ops/s>= 1e6 - - a million writes\n\
+            micro/snap/big ours <= 1.2 micro/snap/small ours flat snapshots\n";
+        let wanted = parse_targets(file).unwrap();
+        assert_eq!(wanted.len(), 4);
+        let r = results(&[
+            ("micro/read/100k", "ours", 100.0),
+            ("micro/read/100k", "floor", 80.0),
+            ("micro/read/100k", "peer", 150.0),
+            ("micro/read/1000k", "ours", 300.0),
+            ("micro/read/1000k", "floor", 100.0),
+            ("micro/write/1k", "ours", 500.0),
+            ("micro/snap/big", "ours", 110.0),
+            ("micro/snap/small", "ours", 100.0),
+        ]);
+        let mut out = String::new();
+        targets(&r, &wanted, &mut out);
+        let lines: Vec<&str> = out.lines().skip(2).collect();
+        let met = |what: &str| -> Vec<bool> {
+            lines
+                .iter()
+                .filter(|l| l.starts_with(&format!("| {what}")))
+                .map(|l| l.ends_with("| yes |"))
+                .collect()
+        };
+        // One line per matching group with both sides measured (the peer only in 100k), in
+        // the groups' order (1000k sorts first).
+        assert_eq!(met("read within 1.5x of the floor"), [false, true]);
+        assert_eq!(met("2x the peer"), [false]);
+        assert_eq!(met("a million writes"), [true]);
+        assert_eq!(met("flat snapshots"), [true]);
+        assert_eq!(lines.len(), 5, "{out}");
+    }
+
+    #[test]
+    fn malformed_target_lines_are_rejected_with_their_line_number() {
+        for bad in [
+            "micro/x ours <= 1.5 = floor",
+            "micro/x ours <= fast = floor description",
+            "micro/x ours < 1.5 = floor description",
+        ] {
+            let e = parse_targets(&format!("# ok\n{bad}\n")).err().unwrap();
+            assert!(e.starts_with("targets line 2:"), "{e}");
+        }
+    }
 }
