@@ -147,6 +147,27 @@ impl Clock {
         self.visible.load(Ordering::Acquire)
     }
 
+    /// Returns once `visible >= target`, helping and sleeping meanwhile as committers do.
+    /// `target` must be an allocated timestamp (its committer publishes it), and the caller
+    /// must hold no chain lock and no timestamp.
+    pub(crate) fn wait_visible(&self, target: u64) {
+        if self.visible() < target {
+            self.wait_until_visible(target);
+        }
+    }
+
+    /// The last allocated timestamp: every commit that has locked its write set and validated
+    /// has one at or below it.
+    pub(crate) fn allocated(&self) -> u64 {
+        self.allocated.load(Ordering::Acquire)
+    }
+
+    /// How many threads sleep or are about to, waiting for `visible` to move (for tests).
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn sleepers(&self) -> u32 {
+        self.sleepers.load(Ordering::SeqCst)
+    }
+
     /// Allocates the next commit timestamp. The caller must call [`Clock::publish`] with it
     /// exactly once, whether or not it installs anything (see [`Publication`]).
     pub(crate) fn allocate(&self) -> Publication<'_> {

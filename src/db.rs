@@ -548,13 +548,29 @@ impl Db {
                 match &last.stood_aside_for {
                     // The holder needs one attempt; then the key is open to a fresh race.
                     Some(key) => contention.await_served(key),
-                    None => crate::retry::after_lost_race(),
+                    None => self.after_lost_race(),
                 }
                 continue;
             }
             // Others stand aside, so the holder retries as soon as it can win.
             let clock = &self.shared.clock;
             crate::contention::await_visible_past(|| clock.visible(), last.snapshot_ts);
+        }
+    }
+
+    /// Before the next attempt of a call that lost a race: the version that beat it has a
+    /// timestamp no larger than the last allocated one. Until that is visible, every new
+    /// snapshot reads below it and loses against it again: when its committer was descheduled
+    /// before publishing (many more threads than cores), retrying at once would spend every
+    /// remaining attempt on that one stall. So wait for it, asleep if need be; else just let
+    /// the winner run.
+    fn after_lost_race(&self) {
+        let clock = &self.shared.clock;
+        let beaten_by = clock.allocated();
+        if clock.visible() < beaten_by {
+            clock.wait_visible(beaten_by);
+        } else {
+            crate::retry::after_lost_race();
         }
     }
 
@@ -691,5 +707,98 @@ impl Db {
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod update_after_losing_to_an_unpublished_commit {
+    //! A committer descheduled between installing a version and publishing it keeps every
+    //! new snapshot below that version, so an `update` of the key loses against it on every
+    //! attempt until it is published. The update must wait for it rather than spend its
+    //! attempts: with 64 threads on 2 cores, calls returned `RetriesExhausted`.
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    #[test]
+    fn an_update_beaten_by_an_unpublished_version_waits_for_it_then_commits() {
+        let db = Db::new();
+        db.put(b"k", b"1").unwrap();
+        let shared = &db.shared;
+        // Stands for the descheduled committer: timestamp 2 allocated, k's version installed,
+        // not published.
+        let held = shared.clock.allocate();
+        assert_eq!(held.ts(), 2);
+        {
+            let guard = crossbeam_epoch::pin();
+            let chain = shared.store.get(b"k").unwrap();
+            chain.lock().install(held.ts(), Some(b"2"), None, &guard);
+        }
+        let attempts = AtomicU32::new(0);
+        let committed = std::thread::scope(|s| {
+            let updater = s.spawn(|| {
+                db.update(|txn| {
+                    attempts.fetch_add(1, Ordering::SeqCst);
+                    txn.put(b"k", b"3")
+                })
+            });
+            // Its first attempt reads at 1 and loses against 2; then it waits for 2 to be
+            // visible, asleep in the clock after a few spins. Without the wait it would retry
+            // at 1 until its attempts ran out.
+            while shared.clock.sleepers() == 0 && !updater.is_finished() {
+                std::thread::yield_now();
+            }
+            assert!(
+                !updater.is_finished(),
+                "the update returned while the version that beat it was unpublished: {:?}",
+                updater.join().unwrap()
+            );
+            assert_eq!(
+                attempts.load(Ordering::SeqCst),
+                1,
+                "it retried below the version"
+            );
+            assert_eq!(held.publish(), 2);
+            updater.join().unwrap()
+        });
+        committed.unwrap();
+        assert_eq!(attempts.load(Ordering::SeqCst), 2);
+        assert_eq!(db.get(b"k").unwrap().as_deref(), Some(&b"3"[..]));
+        assert_eq!(db.get_versioned(b"k").unwrap().map(|(_, ts)| ts), Some(3));
+    }
+
+    /// A conflict from a commit into another database, made by the closure, is waited out on
+    /// this database's clock only: the other one's timestamps may be far ahead of it.
+    #[test]
+    fn a_conflict_the_closure_met_elsewhere_is_not_waited_for() {
+        let (here, elsewhere) = (Db::new(), Db::new());
+        for i in 0..10u8 {
+            elsewhere.put(b"k", [i]).unwrap();
+        }
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let attempts = std::sync::Arc::new(AtomicU32::new(0));
+        {
+            let (here, attempts) = (here.clone(), attempts.clone());
+            // Detached, with a deadline: a wait for the other database's timestamp would
+            // never end.
+            std::thread::spawn(move || {
+                let out = here.update(|txn| {
+                    if attempts.fetch_add(1, Ordering::SeqCst) == 0 {
+                        let mut lost = elsewhere.begin();
+                        lost.put(b"k", b"mine")?;
+                        elsewhere.put(b"k", b"theirs")?;
+                        return lost.commit().map(|_| ());
+                    }
+                    txn.put(b"k", b"v")
+                });
+                let _ = done_tx.send(out);
+            });
+        }
+        let out = done_rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("the update waited for another database's timestamp");
+        out.unwrap();
+        assert_eq!(attempts.load(Ordering::SeqCst), 2);
+        assert_eq!(here.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
     }
 }

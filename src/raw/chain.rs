@@ -87,9 +87,11 @@ impl Chain {
         // SAFETY: `cur` came from `head` or a `next` link while `guard` is pinned, so by the
         // above the node outlives `'g`, even if the chain itself is dropped meanwhile.
         while let Some(node) = unsafe { cur.as_ref() } {
-            if node.ts() <= at {
+            // One load: the timestamp is an atomic (see `raw::pending`).
+            let ts = node.ts();
+            if ts <= at {
                 return Some(VersionRef {
-                    ts: node.ts(),
+                    ts,
                     value: node.value(),
                 });
             }
@@ -421,7 +423,8 @@ impl<'a> ChainWriter<'a> {
         // we look at it.
         while let Some(node) = unsafe { cur.as_ref() } {
             let next = node.next().load(Ordering::Relaxed, guard);
-            if node.ts() <= watermark {
+            let ts = node.ts();
+            if ts <= watermark {
                 // The oldest version any snapshot reads (`needs` holds for it: the watermark
                 // lies in `[its ts, newer)`); nothing behind it is needed.
                 if node.is_tombstone() {
@@ -448,10 +451,10 @@ impl<'a> ChainWriter<'a> {
                 }
                 break;
             }
-            let above = node.ts() > horizon.now();
-            if above || horizon.needs(node.ts(), newer) {
+            let above = ts > horizon.now();
+            if above || horizon.needs(ts, newer) {
                 if strip_above {
-                    if node.is_tombstone() && node.ts() <= floor {
+                    if node.is_tombstone() && ts <= floor {
                         strip.get_or_insert((link, kept));
                     } else {
                         strip = None;
@@ -475,7 +478,7 @@ impl<'a> ChainWriter<'a> {
                 // once: we move past it.
                 unsafe { retired.push(cur) };
             }
-            newer = node.ts();
+            newer = ts;
             cur = next;
         }
         if let Some((cut, above_cut)) = strip {
