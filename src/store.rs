@@ -7,7 +7,7 @@ use bytes::Bytes;
 use crossbeam_epoch::Guard;
 use dashmap::DashMap;
 
-use crate::index::{Entries, Index, Reads, Reason};
+use crate::index::{Entries, Index, Reads, Reason, ScanNeeds};
 use crate::raw::{Chain, ChainWriter, HeadCache};
 use crate::sync::Arc;
 
@@ -27,7 +27,12 @@ use crate::sync::Arc;
 /// therefore read in short batches, each under one guard (see `iter.rs`).
 pub(crate) struct Store {
     map: DashMap<MapKey, MapEntry, foldhash::fast::RandomState>,
-    index: Index,
+    /// Shared (std's `Arc`, not the loom facade's: loom never sees a `Store`) with the
+    /// builder thread, which holds it weakly.
+    index: std::sync::Arc<Index>,
+    /// Rebuilds the index off the scans' threads (see `index::builder`).
+    #[cfg(not(loom))]
+    builder: crate::index::Builder,
 }
 
 /// A key's entry in the hashed map: its chain, and a mirror of the chain's head cache.
@@ -79,7 +84,9 @@ impl Store {
     pub(crate) fn new() -> Self {
         Self {
             map: DashMap::with_hasher(foldhash::fast::RandomState::default()),
-            index: Index::new(),
+            index: std::sync::Arc::new(Index::new()),
+            #[cfg(not(loom))]
+            builder: crate::index::Builder::new(),
         }
     }
 
@@ -214,9 +221,63 @@ impl Store {
         self.index.note_changed(keys, guard);
     }
 
-    /// Lets the index rebuild its sorted run if `reason` calls for it (see [`Reason`]).
+    /// Lets the index rebuild its sorted run if `reason` calls for it (see [`Reason`]). For
+    /// a scan about to walk the index, the rebuild (and freeing the runs it replaces) goes to
+    /// the background builder: the scan walks the index as it is. Only after a bulk of
+    /// inserts that no scan placed does the scan sort them into a run itself (see
+    /// [`ScanNeeds::BuildHere`]).
     pub(crate) fn maintain_index(&self, reason: Reason) {
-        self.index.rebuild_if_due(reason);
+        match reason {
+            Reason::Sweep => {
+                self.index.rebuild_if_due(reason);
+            }
+            // Once a scan started the builder thread, it rebuilds and frees for the collector
+            // too: the collector runs on a committer's thread.
+            Reason::Maintenance => {
+                if !self.has_builder() {
+                    self.index.rebuild_if_due(reason);
+                } else if self.index.has_work(reason) {
+                    self.request_build();
+                }
+            }
+            Reason::Scan => match self.index.scan_needs() {
+                ScanNeeds::Nothing => {}
+                ScanNeeds::BuildHere => {
+                    self.index.build_bulk();
+                }
+                ScanNeeds::Rebuild | ScanNeeds::Free => {
+                    if !self.request_build() {
+                        // No builder thread: rebuild here, as a last resort.
+                        self.index.rebuild_if_due(reason);
+                    }
+                }
+            },
+        }
+    }
+
+    /// Whether the builder thread was started.
+    fn has_builder(&self) -> bool {
+        #[cfg(not(loom))]
+        {
+            self.builder.is_started()
+        }
+        #[cfg(loom)]
+        {
+            false
+        }
+    }
+
+    /// Asks the builder thread to rebuild if due and free replaced runs (starting it if need
+    /// be); `false` if there is none.
+    fn request_build(&self) -> bool {
+        #[cfg(not(loom))]
+        {
+            self.builder.request(&self.index)
+        }
+        #[cfg(loom)]
+        {
+            false
+        }
     }
 
     /// Calls `f` on every key in the index with its live chain (a key may still have an old,
@@ -225,6 +286,10 @@ impl Store {
     /// long, and `f` runs unpinned, free to lock shards and remove keys).
     pub(crate) fn for_each(&self, mut f: impl FnMut(&[u8], &Arc<Chain>)) {
         const BATCH: usize = 256;
+        // A walk of every key after a load sorts the bulk rather than place it.
+        if self.index.scan_needs() == ScanNeeds::BuildHere {
+            self.index.build_bulk();
+        }
         let mut from: Option<MapKey> = None;
         let mut batch: Vec<(MapKey, Arc<Chain>)> = Vec::with_capacity(BATCH);
         loop {
