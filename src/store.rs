@@ -234,10 +234,10 @@ impl Store {
             // Once a scan started the builder thread, it rebuilds and frees for the collector
             // too: the collector runs on a committer's thread.
             Reason::Maintenance => {
-                if !self.has_builder() {
+                let handed_over =
+                    self.has_builder() && (!self.index.has_work(reason) || self.request_build());
+                if !handed_over {
                     self.index.rebuild_if_due(reason);
-                } else if self.index.has_work(reason) {
-                    self.request_build();
                 }
             }
             Reason::Scan => match self.index.scan_needs() {
@@ -333,5 +333,63 @@ impl Store {
         if capacity > min_capacity && self.map.len().saturating_mul(factor) < capacity {
             self.map.shrink_to_fit();
         }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// Retries `done` (sleeping between tries) until it holds; returns whether it did within
+    /// a generous bound. Waits for the builder thread's progress, asserts nothing about time.
+    fn eventually(mut done: impl FnMut() -> bool) -> bool {
+        for _ in 0..20_000 {
+            if done() {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        false
+    }
+
+    #[test]
+    fn only_a_scan_needing_a_rebuild_starts_the_builder_and_dropping_the_store_ends_it() {
+        let store = Store::new();
+        let key = |i: u32| format!("k{i:05}").into_bytes();
+        let whole = (Bound::Unbounded, Bound::Unbounded);
+        let walk = |store: &Store| {
+            let guard = crossbeam_epoch::pin();
+            store.range(whole, Reads::Versions, &guard).count()
+        };
+        for i in 0..2_000 {
+            store.resolve(&key(i));
+        }
+        store.maintain_index(Reason::Maintenance);
+        let watch = store.builder.watch();
+        // The first scan sorts the bulk itself.
+        store.maintain_index(Reason::Scan);
+        assert_eq!(store.index.sizes(), (2_000, 0, 0));
+        assert!(
+            !store.builder.is_started(),
+            "no thread without a due rebuild"
+        );
+        for i in 2_000..2_300 {
+            store.resolve(&key(i));
+        }
+        assert_eq!(walk(&store), 2_300);
+        // Placed by the walk, but past the delta's share of the run: the builder's job.
+        store.maintain_index(Reason::Scan);
+        assert!(store.builder.is_started());
+        assert!(
+            eventually(|| store.index.sizes() == (2_300, 0, 0)),
+            "the builder never rebuilt"
+        );
+        assert_eq!(walk(&store), 2_300);
+        assert_eq!(watch.strong_count(), 2);
+        drop(store);
+        assert!(
+            eventually(|| watch.strong_count() == 0),
+            "the builder thread outlived its store"
+        );
     }
 }

@@ -56,11 +56,16 @@ impl Builder {
     }
 
     /// Asks the thread to rebuild `index` if due and free what it can, starting the thread
-    /// if need be. Returns `false` if there is no thread (it could not be spawned).
+    /// if need be. Returns `false` if there is no thread (it could not be spawned, or it
+    /// died).
     pub(crate) fn request(&self, index: &Arc<Index>) -> bool {
         let Some(thread) = self.thread.get_or_init(|| self.spawn(index)) else {
             return false;
         };
+        if Arc::strong_count(&self.shared) == 1 {
+            // The thread is gone (a rebuild panicked on it): the caller rebuilds instead.
+            return false;
+        }
         // Checked first, so that the scans arriving while a rebuild runs only read the flag.
         if !self.shared.requested.load(Ordering::Relaxed)
             && !self.shared.requested.swap(true, Ordering::Relaxed)
