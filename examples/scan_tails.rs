@@ -5,8 +5,14 @@
 //! over the key space, between the keys of the index's sorted run. Also times the first scan
 //! after the load (the index has not been built yet then).
 //!
+//! On a shared host, a scan's latency is mostly the time its thread waited for a CPU. With
+//! `net=1` (Linux), each scan also reads its thread's run-queue wait from
+//! `/proc/thread-self/schedstat` before and after, and the figures are printed a second time
+//! with that wait subtracted: what remains is the scan's own work and any wait for a lock
+//! (a thread blocked on a lock is not on the run queue). The two reads cost some µs a scan.
+//!
 //! ```text
-//! cargo run --release --example scan_tails -- [records=1000000] [seconds=10] [threads=2]
+//! cargo run --release --example scan_tails -- [records=1000000] [seconds=10] [threads=2] [net=0]
 //! ```
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -30,7 +36,16 @@ fn key(i: u64) -> [u8; 20] {
 
 /// What a worker thread measured: each scan's latency, pairs read, the slowest insert, and
 /// when each scan over 20 ms started (since the run began) with its latency.
-type Thread = (Vec<u64>, u64, u64, Vec<(Duration, u64)>);
+/// With `net`, also each scan's latency less its run-queue wait.
+type Thread = (Vec<u64>, u64, u64, Vec<(Duration, u64)>, Vec<u64>);
+
+/// The calling thread's total wait on the run queue so far (runnable, not running), if the
+/// kernel reports it.
+fn run_queue_wait() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns = stat.split_whitespace().nth(1)?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
+}
 
 /// The latency at quantile `q` of sorted `ns`.
 fn quantile(ns: &[u64], q: f64) -> Duration {
@@ -45,6 +60,7 @@ fn main() -> Result<(), Error> {
     let mut args = std::env::args().skip(1).map(|a| a.parse::<u64>());
     let mut arg = |default: u64| args.next().and_then(Result::ok).unwrap_or(default);
     let (records, seconds, threads) = (arg(1_000_000).max(1), arg(10), arg(2).max(1));
+    let net = arg(0) == 1 && run_queue_wait().is_some();
 
     let db = Db::new();
     let load = Instant::now();
@@ -72,6 +88,7 @@ fn main() -> Result<(), Error> {
                     let mut rng = fastrand::Rng::with_seed(t);
                     let mut scans = Vec::with_capacity(1 << 20);
                     let mut slow = Vec::new();
+                    let mut nets = Vec::new();
                     let (mut pairs, mut slowest_insert) = (0u64, 0u64);
                     while !stop.load(Ordering::Relaxed) {
                         if rng.u8(0..100) < 5 {
@@ -82,9 +99,14 @@ fn main() -> Result<(), Error> {
                         } else {
                             let start = key(rng.u64(0..next.load(Ordering::Relaxed)));
                             let len = rng.usize(1..=MAX_SCAN);
+                            let waited = net.then(run_queue_wait).flatten();
                             let t0 = Instant::now();
                             let got = db.snapshot().range(&start[..]..).take(len).count();
                             let ns = t0.elapsed().as_nanos() as u64;
+                            if let Some(w0) = waited {
+                                let w = run_queue_wait().map_or(Duration::ZERO, |w1| w1 - w0);
+                                nets.push(ns.saturating_sub(w.as_nanos() as u64));
+                            }
                             scans.push(ns);
                             if ns > 20_000_000 {
                                 slow.push((t0.duration_since(started), ns));
@@ -92,7 +114,7 @@ fn main() -> Result<(), Error> {
                             pairs += got as u64;
                         }
                     }
-                    Ok((scans, pairs, slowest_insert, slow))
+                    Ok((scans, pairs, slowest_insert, slow, nets))
                 })
             })
             .collect();
@@ -105,14 +127,10 @@ fn main() -> Result<(), Error> {
     })?;
     let elapsed = started.elapsed();
 
-    let mut all: Vec<u64> = per_thread
-        .iter()
-        .flat_map(|(s, _, _, _)| s)
-        .copied()
-        .collect();
+    let mut all: Vec<u64> = per_thread.iter().flat_map(|t| &t.0).copied().collect();
     all.sort_unstable();
-    let pairs: u64 = per_thread.iter().map(|(_, p, _, _)| p).sum();
-    let slowest_insert = per_thread.iter().map(|(_, _, i, _)| *i).max().unwrap_or(0);
+    let pairs: u64 = per_thread.iter().map(|t| t.1).sum();
+    let slowest_insert = per_thread.iter().map(|t| t.2).max().unwrap_or(0);
     let inserted = next.load(Ordering::Relaxed) - records;
     println!(
         "{threads} threads, {:.1}s: {} scans ({:.0}/s, {pairs} pairs), {inserted} inserts (slowest {:.2?})",
@@ -130,6 +148,19 @@ fn main() -> Result<(), Error> {
         all.iter().filter(|&&ns| ns > 20_000_000).count(),
         all.iter().filter(|&&ns| ns > 100_000_000).count(),
     );
+    if net {
+        let mut nets: Vec<u64> = per_thread.iter().flat_map(|t| &t.4).copied().collect();
+        nets.sort_unstable();
+        println!(
+            "less run-queue wait: p50 {:.1?}  p99 {:.1?}  p99.9 {:.1?}  max {:.2?}  (over 20 ms: {}, over 100 ms: {})",
+            quantile(&nets, 0.5),
+            quantile(&nets, 0.99),
+            quantile(&nets, 0.999),
+            quantile(&nets, 1.0),
+            nets.iter().filter(|&&ns| ns > 20_000_000).count(),
+            nets.iter().filter(|&&ns| ns > 100_000_000).count(),
+        );
+    }
     let mut slow: Vec<(Duration, u64)> = per_thread.iter().flat_map(|t| t.3.clone()).collect();
     // The slowest first.
     slow.sort_unstable_by_key(|&(_, ns)| std::cmp::Reverse(ns));
