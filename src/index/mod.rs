@@ -35,11 +35,15 @@
 //! after its list inserts, and a scan that reads zero (Acquire) walks the list as it is
 //! (model 14 and its negative controls).
 //!
-//! A rebuild reads a sealed delta's list and a *copy* of its bag holding the delta's placer
-//! lock, so no entry is in a placer's hands meanwhile (model 13, negative control
-//! `broken_rebuild_reading_while_placing_is_caught`). It leaves the count up (the list still
-//! lacks those keys); a scan that meets that sealed delta places the bag itself (harmless:
-//! the rebuild has its copy).
+//! A rebuild reads a sealed delta holding the delta's placer lock, so no entry is in a
+//! placer's hands meanwhile (model 13, negative control
+//! `broken_rebuild_reading_while_placing_is_caught`), but only briefly ([`Delta::to_vec`]):
+//! it places a small bag itself (scans keep bags small), releases the lock, and reads the
+//! list, now complete and no longer changing; so a scan or validation placing that delta
+//! meanwhile waits only for that placing, not for the list's copy. A bulk bag it copies with
+//! the list under the lock instead, leaving the count up (the list still lacks those keys);
+//! a scan that meets that sealed delta places the bag itself (harmless: the rebuild has its
+//! copy).
 //!
 //! ## Who rebuilds
 //!
