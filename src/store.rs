@@ -7,7 +7,7 @@ use bytes::Bytes;
 use crossbeam_epoch::Guard;
 use dashmap::DashMap;
 
-use crate::index::{Entries, Index, Reads, Reason};
+use crate::index::{Entries, Index, Reads, Reason, ScanNeeds};
 use crate::raw::{Chain, ChainWriter, HeadCache};
 use crate::sync::Arc;
 
@@ -27,7 +27,12 @@ use crate::sync::Arc;
 /// therefore read in short batches, each under one guard (see `iter.rs`).
 pub(crate) struct Store {
     map: DashMap<MapKey, MapEntry, foldhash::fast::RandomState>,
-    index: Index,
+    /// Shared (std's `Arc`, not the loom facade's: loom never sees a `Store`) with the
+    /// builder thread, which holds it weakly.
+    index: std::sync::Arc<Index>,
+    /// Rebuilds the index off the scans' threads (see `index::builder`).
+    #[cfg(not(loom))]
+    builder: crate::index::Builder,
 }
 
 /// A key's entry in the hashed map: its chain, and a mirror of the chain's head cache.
@@ -79,7 +84,9 @@ impl Store {
     pub(crate) fn new() -> Self {
         Self {
             map: DashMap::with_hasher(foldhash::fast::RandomState::default()),
-            index: Index::new(),
+            index: std::sync::Arc::new(Index::new()),
+            #[cfg(not(loom))]
+            builder: crate::index::Builder::new(),
         }
     }
 
@@ -208,9 +215,63 @@ impl Store {
         self.index.note_changed(keys, guard);
     }
 
-    /// Lets the index rebuild its sorted run if `reason` calls for it (see [`Reason`]).
+    /// Lets the index rebuild its sorted run if `reason` calls for it (see [`Reason`]). For
+    /// a scan about to walk the index, the rebuild (and freeing the runs it replaces) goes to
+    /// the background builder: the scan walks the index as it is. Only after a bulk of
+    /// inserts that no scan placed does the scan sort them into a run itself (see
+    /// [`ScanNeeds::BuildHere`]).
     pub(crate) fn maintain_index(&self, reason: Reason) {
-        self.index.rebuild_if_due(reason);
+        match reason {
+            Reason::Sweep => {
+                self.index.rebuild_if_due(reason);
+            }
+            // Once a scan started the builder thread, it rebuilds and frees for the collector
+            // too: the collector runs on a committer's thread.
+            Reason::Maintenance => {
+                let handed_over =
+                    self.has_builder() && (!self.index.has_work(reason) || self.request_build());
+                if !handed_over {
+                    self.index.rebuild_if_due(reason);
+                }
+            }
+            Reason::Scan => match self.index.scan_needs() {
+                ScanNeeds::Nothing => {}
+                ScanNeeds::BuildHere => {
+                    self.index.build_bulk();
+                }
+                ScanNeeds::Rebuild | ScanNeeds::Free => {
+                    if !self.request_build() {
+                        // No builder thread: rebuild here, as a last resort.
+                        self.index.rebuild_if_due(reason);
+                    }
+                }
+            },
+        }
+    }
+
+    /// Whether the builder thread was started.
+    fn has_builder(&self) -> bool {
+        #[cfg(not(loom))]
+        {
+            self.builder.is_started()
+        }
+        #[cfg(loom)]
+        {
+            false
+        }
+    }
+
+    /// Asks the builder thread to rebuild if due and free replaced runs (starting it if need
+    /// be); `false` if there is none.
+    fn request_build(&self) -> bool {
+        #[cfg(not(loom))]
+        {
+            self.builder.request(&self.index)
+        }
+        #[cfg(loom)]
+        {
+            false
+        }
     }
 
     /// Calls `f` on every key in the index with its live chain (a key may still have an old,
@@ -219,6 +280,10 @@ impl Store {
     /// long, and `f` runs unpinned, free to lock shards and remove keys).
     pub(crate) fn for_each(&self, mut f: impl FnMut(&[u8], &Arc<Chain>)) {
         const BATCH: usize = 256;
+        // A walk of every key after a load sorts the bulk rather than place it.
+        if self.index.scan_needs() == ScanNeeds::BuildHere {
+            self.index.build_bulk();
+        }
         let mut from: Option<MapKey> = None;
         let mut batch: Vec<(MapKey, Arc<Chain>)> = Vec::with_capacity(BATCH);
         loop {
@@ -262,5 +327,63 @@ impl Store {
         if capacity > min_capacity && self.map.len().saturating_mul(factor) < capacity {
             self.map.shrink_to_fit();
         }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// Retries `done` (sleeping between tries) until it holds; returns whether it did within
+    /// a generous bound. Waits for the builder thread's progress, asserts nothing about time.
+    fn eventually(mut done: impl FnMut() -> bool) -> bool {
+        for _ in 0..20_000 {
+            if done() {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        false
+    }
+
+    #[test]
+    fn only_a_scan_needing_a_rebuild_starts_the_builder_and_dropping_the_store_ends_it() {
+        let store = Store::new();
+        let key = |i: u32| format!("k{i:05}").into_bytes();
+        let whole = (Bound::Unbounded, Bound::Unbounded);
+        let walk = |store: &Store| {
+            let guard = crossbeam_epoch::pin();
+            store.range(whole, Reads::Versions, &guard).count()
+        };
+        for i in 0..2_000 {
+            store.resolve(&key(i));
+        }
+        store.maintain_index(Reason::Maintenance);
+        let watch = store.builder.watch();
+        // The first scan sorts the bulk itself.
+        store.maintain_index(Reason::Scan);
+        assert_eq!(store.index.sizes(), (2_000, 0, 0));
+        assert!(
+            !store.builder.is_started(),
+            "no thread without a due rebuild"
+        );
+        for i in 2_000..2_300 {
+            store.resolve(&key(i));
+        }
+        assert_eq!(walk(&store), 2_300);
+        // Placed by the walk, but past the delta's share of the run: the builder's job.
+        store.maintain_index(Reason::Scan);
+        assert!(store.builder.is_started());
+        assert!(
+            eventually(|| store.index.sizes() == (2_300, 0, 0)),
+            "the builder never rebuilt"
+        );
+        assert_eq!(walk(&store), 2_300);
+        assert_eq!(watch.strong_count(), 2);
+        drop(store);
+        assert!(
+            eventually(|| watch.strong_count() == 0),
+            "the builder thread outlived its store"
+        );
     }
 }

@@ -124,6 +124,12 @@ impl Delta {
     /// take turns, so an entry an earlier placer took is in the list before this one starts.
     pub(crate) fn place(&self, guard: &Guard) {
         let _placer = self.placer.lock();
+        self.place_holding_placer(guard);
+    }
+
+    /// [`Delta::place`], the caller holding the placer lock (or, under an injected fault,
+    /// not).
+    fn place_holding_placer(&self, guard: &Guard) {
         let taken = std::mem::take(&mut *self.bag.lock());
         if taken.is_empty() {
             return;
@@ -178,19 +184,36 @@ impl Delta {
     /// A copy of every entry, placed or not, whose chain is not removed, in key order (keys
     /// unique: a key has at most one chain not removed). For a rebuild, once the delta is
     /// sealed (nothing is pushed any more).
+    ///
+    /// Holds the placer lock only briefly, so that a scan (or a validation) placing the
+    /// sealed delta meanwhile waits for no rebuild: a bag of at most [`PLACE_BEFORE_READING`]
+    /// entries (scans place bags as they go, so that is the usual case) is placed under the
+    /// lock, after which the list holds every entry and is read without it; a larger bag (a
+    /// bulk no scan placed) is copied under the lock with the list, since placing it would
+    /// take longer than the copy.
     pub(crate) fn to_vec(&self) -> Vec<RunEntry> {
         // No placer holds entries taken from the bag and not yet in the list while we read.
         let placer = (!read_while_placing()).then(|| self.placer.lock());
-        let mut all = self.list_entries();
-        // Copied, not taken: a scan may still place them (harmlessly, into this sealed list),
-        // and nothing is lost if this rebuild does not finish.
-        all.extend(
-            self.bag
-                .lock()
-                .iter()
-                .map(|(k, c)| (copy_key(k), Arc::clone(c))),
-        );
-        drop(placer);
+        let guard = crossbeam_epoch::pin();
+        let mut all = if self.bag.lock().len() <= PLACE_BEFORE_READING {
+            self.place_holding_placer(&guard);
+            // Every entry is in the list now, and none is pushed or taken any more.
+            drop(placer);
+            self.list_entries()
+        } else {
+            let mut all = self.list_entries();
+            // Copied, not taken: a scan may still place them (harmlessly, into this sealed
+            // list), and nothing is lost if this rebuild does not finish.
+            all.extend(
+                self.bag
+                    .lock()
+                    .iter()
+                    .map(|(k, c)| (copy_key(k), Arc::clone(c))),
+            );
+            drop(placer);
+            all
+        };
+        drop(guard);
         all.retain(|(_, c)| !c.is_removed());
         all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         debug_assert!(
@@ -200,6 +223,10 @@ impl Delta {
         all
     }
 }
+
+/// The largest bag a rebuild places into a sealed delta's list before reading the list (a
+/// larger one it copies, holding the placer lock meanwhile).
+const PLACE_BEFORE_READING: usize = 4_096;
 
 /// The entries a placer took from the bag. On drop, whatever is not yet in the list (only
 /// after a panic mid-way) goes back to the front of the bag, ahead of later pushes as

@@ -35,14 +35,27 @@
 //! after its list inserts, and a scan that reads zero (Acquire) walks the list as it is
 //! (model 14 and its negative controls).
 //!
-//! A rebuild reads a sealed delta's list and a *copy* of its bag holding the delta's placer
-//! lock, so no entry is in a placer's hands meanwhile (model 13, negative control
-//! `broken_rebuild_reading_while_placing_is_caught`). It leaves the count up (the list still
-//! lacks those keys); a scan that meets that sealed delta places the bag itself (harmless:
-//! the rebuild has its copy) unless it is past the rebuild threshold, in which case it waits
-//! once for the rebuild to publish. Likewise a scan that finds the active bag past the
-//! threshold rebuilds instead of placing: sorting many keys into a run is far cheaper than
-//! inserting them one by one into a skip list.
+//! A rebuild reads a sealed delta holding the delta's placer lock, so no entry is in a
+//! placer's hands meanwhile (model 13, negative control
+//! `broken_rebuild_reading_while_placing_is_caught`), but only briefly ([`Delta::to_vec`]):
+//! it places a small bag itself (scans keep bags small), releases the lock, and reads the
+//! list, now complete and no longer changing; so a scan or validation placing that delta
+//! meanwhile waits only for that placing, not for the list's copy. A bulk bag it copies with
+//! the list under the lock instead, leaving the count up (the list still lacks those keys);
+//! a scan that meets that sealed delta places the bag itself (harmless: the rebuild has its
+//! copy).
+//!
+//! ## Who rebuilds
+//!
+//! Never a walk ([`Index::range`]): scans and serializable validation (which walks holding
+//! chain locks) neither rebuild nor wait for a rebuild. A scan asks first
+//! ([`Index::scan_needs`]); a due rebuild, and freeing the runs it replaces, goes to the
+//! database's background thread ([`Builder`], started by the first scan that needs it), and
+//! the scan walks the run and deltas as they are, placing the small bag. Only a bulk of keys
+//! that no scan placed (a load with no scan since: more than half the run) is sorted into a
+//! run by the scan itself, since inserting them one by one into a skip list would take longer
+//! ([`Index::build_bulk`]). The collector's rebuilds (to drop removed keys) go to that thread
+//! too once it runs; an explicit sweep rebuilds on its own thread.
 //!
 //! ## Head copies
 //!
@@ -63,6 +76,8 @@
 //! delta's list at once, but stays in a run, a sealed delta or a bag until the next rebuild
 //! (placing skips it). Removed chains are empty, so scans skip them.
 
+#[cfg(not(loom))]
+mod builder;
 mod delta;
 mod fences;
 mod merge;
@@ -79,6 +94,8 @@ use crate::sync::{Arc, AtomicUsize, Mutex, Ordering, RwLock};
 
 use delta::Delta;
 
+#[cfg(not(loom))]
+pub(crate) use builder::Builder;
 #[cfg(all(test, not(loom)))]
 use merge::Group;
 pub(crate) use merge::{Ends, Entries, Lending, Reads};
@@ -90,6 +107,12 @@ use run::Run;
 const DELTA_FRACTION: usize = 32;
 /// ... but never for fewer delta keys than this: tiny runs are rebuilt rarely.
 const MIN_DELTA: usize = 256;
+/// A scan builds the run itself, rather than place the bags key by key, once they hold more
+/// unplaced keys than this fraction of the run (or [`MIN_DELTA`]): only after a bulk of
+/// inserts with no scan between (a load), since scans place the bags as they go. Sorting
+/// keys into a run costs a fraction of inserting them one by one into a skip list, so past
+/// about half the run the build is the shorter wait.
+const BULK_FRACTION: usize = 2;
 /// Rebuild (to drop them) once removed keys left in the run exceed this fraction of it.
 const DEAD_FRACTION: usize = 4;
 /// Rebuild (to copy the heads afresh) once committers marked more than this fraction of the
@@ -98,6 +121,21 @@ const DEAD_FRACTION: usize = 4;
 /// (a pass over the run) costs each of those writes about `STALE_FRACTION` entries' worth of
 /// work. Only scans rebuild for this: a workload that never scans never pays for copies.
 const STALE_FRACTION: usize = 4;
+
+/// What a scan should do before it walks the index ([`Index::scan_needs`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum ScanNeeds {
+    /// Nothing: the walk places the few unplaced keys itself.
+    Nothing,
+    /// A rebuild (the deltas outgrew their share, or the head copies went stale): to be
+    /// done off the scan's thread, the scan walks the index as it is meanwhile.
+    Rebuild,
+    /// Replaced runs wait to be freed (a pass over each): off the scan's thread too.
+    Free,
+    /// A build here, now ([`Index::build_bulk`]): a bulk of keys arrived unplaced, and
+    /// placing them one by one would take longer than sorting them into a run.
+    BuildHere,
+}
 
 /// One published configuration of the index. Immutable once published.
 struct State {
@@ -140,8 +178,9 @@ pub(crate) struct Index {
 /// Why a rebuild is being considered.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Reason {
-    /// A scan is about to walk the index: rebuild if the deltas have grown past their share,
-    /// or if committers changed so many keys that the run's head copies mostly went stale.
+    /// A scan is about to walk the index (or the builder thread was asked to look): rebuild
+    /// if the deltas have grown past their share, or if committers changed so many keys that
+    /// the run's head copies mostly went stale (or to drop many removed keys).
     Scan,
     /// Periodic maintenance: rebuild only to drop many removed keys (a workload that never
     /// scans pays for no run, except to drop the chains of keys it deleted).
@@ -201,81 +240,111 @@ impl Index {
     /// while `guard` is pinned.
     ///
     /// Walks only deltas whose lists hold every key inserted before the walk started: places
-    /// a bag that is not empty first. A bag past the rebuild threshold is sorted into a run
-    /// rather than placed key by key: a scan runs (or waits for) that rebuild instead.
+    /// a bag that is not empty first. Never rebuilds and never waits for a rebuild (scans
+    /// and serializable validation call this, the latter holding chain locks): a sealed
+    /// delta's bag is placed even while a rebuild sorts its copy into the next run (the
+    /// placed list is dropped with the delta), and an active bag however large is placed.
+    /// Scans keep bags small by asking for a rebuild before they walk
+    /// ([`Index::scan_needs`]).
     pub(crate) fn range<'g, 'r>(
         &'g self,
         range: KeyRangeRef<'r>,
         reads: Reads,
         guard: &'g Guard,
     ) -> Entries<'g, 'r> {
-        // Each wait happens once: afterwards whatever is unplaced is what arrived during one
-        // rebuild (or what a panicked one left), and placing it is bounded.
-        let (mut waited, mut rebuilt) = (false, false);
-        loop {
-            let state = self.state.load(guard);
-            let limit = MIN_DELTA.max(state.run.len() / DELTA_FRACTION);
-            if let Some(sealed) = state.sealed.as_deref().filter(|d| !d.is_placed()) {
-                if sealed.unplaced() > limit && !waited {
-                    // A rebuild is sorting that bag into the next run: wait for it to
-                    // publish rather than place the bag into a list about to be dropped.
-                    drop(self.builder.lock());
-                    waited = true;
-                    continue;
-                }
-                // The rebuild copies the bag, so placing it meanwhile is harmless.
-                sealed.place(guard);
-            }
-            if !state.active.is_placed() {
-                if state.active.unplaced() > limit && !rebuilt {
-                    self.rebuild(true);
-                    rebuilt = true;
-                    continue;
-                }
-                // Keys pushed after `place` took the bag were inserted after this walk
-                // started: it need not see them, so it never waits for a quiet bag
-                // (inserters could keep it from ever being empty).
-                state.active.place(guard);
-            }
-            if state.active.is_untidy() {
-                state.active.tidy(guard);
-            }
-            return Entries::new(
-                &state.run,
-                [state.sealed.as_deref(), Some(&*state.active)],
-                range,
-                reads,
-                guard,
-            );
+        let state = self.state.load(guard);
+        if let Some(sealed) = state.sealed.as_deref().filter(|d| !d.is_placed()) {
+            // The rebuild copies the bag, so placing it meanwhile is harmless.
+            sealed.place(guard);
+        }
+        if !state.active.is_placed() {
+            // Keys pushed after `place` took the bag were inserted after this walk started:
+            // it need not see them, so it never waits for a quiet bag (inserters could keep
+            // it from ever being empty).
+            state.active.place(guard);
+        }
+        if state.active.is_untidy() {
+            state.active.tidy(guard);
+        }
+        Entries::new(
+            &state.run,
+            [state.sealed.as_deref(), Some(&*state.active)],
+            range,
+            reads,
+            guard,
+        )
+    }
+
+    /// What a scan about to walk the index should have done first (cheap: a few loads).
+    pub(crate) fn scan_needs(&self) -> ScanNeeds {
+        let guard = crossbeam_epoch::pin();
+        let state = self.state.load(&guard);
+        let unplaced = state.active.unplaced() + state.sealed.as_ref().map_or(0, |d| d.unplaced());
+        if unplaced > MIN_DELTA.max(state.run.len() / BULK_FRACTION) {
+            ScanNeeds::BuildHere
+        } else if self.is_due(state, Reason::Scan) {
+            ScanNeeds::Rebuild
+        } else if self.retired.load(Ordering::Relaxed) > 0 {
+            ScanNeeds::Free
+        } else {
+            ScanNeeds::Nothing
         }
     }
 
+    /// Sorts the unplaced keys into a new run now if they are still more than a scan should
+    /// place one by one ([`ScanNeeds::BuildHere`]); waits for a rebuild in progress first
+    /// (which may have sorted them already). Returns whether it rebuilt.
+    pub(crate) fn build_bulk(&self) -> bool {
+        let mut retired = self.builder.lock();
+        if self.scan_needs() != ScanNeeds::BuildHere {
+            return false;
+        }
+        self.rebuild_locked(&mut retired);
+        true
+    }
+
+    /// Whether `reason` calls for a rebuild now, or replaced runs wait to be freed.
+    pub(crate) fn has_work(&self, reason: Reason) -> bool {
+        let guard = crossbeam_epoch::pin();
+        self.retired.load(Ordering::Relaxed) > 0 || self.is_due(self.state.load(&guard), reason)
+    }
+
     /// Rebuilds the run if `reason` calls for it now; returns whether it did. Cheap when not
-    /// due (a few loads), so scans and maintenance call it freely.
+    /// due (a few loads), so maintenance and the background builder call it freely.
     pub(crate) fn rebuild_if_due(&self, reason: Reason) -> bool {
+        self.free_retired();
+        let due = {
+            let guard = crossbeam_epoch::pin();
+            self.is_due(self.state.load(&guard), reason)
+        };
+        due && self.rebuild(reason == Reason::Sweep)
+    }
+
+    /// Frees the replaced runs no state references any more, unless a rebuild holds them;
+    /// returns how many replaced runs still wait.
+    pub(crate) fn free_retired(&self) -> usize {
         if self.retired.load(Ordering::Relaxed) > 0 {
             if let Some(mut retired) = self.builder.try_lock() {
                 self.free_unreferenced(&mut retired);
             }
         }
-        let due = {
-            let guard = crossbeam_epoch::pin();
-            let state = self.state.load(&guard);
-            let run = state.run.len();
-            let delta = state.active.len() + state.sealed.as_ref().map_or(0, |d| d.len());
-            let dead = self.dead.load(Ordering::Relaxed);
-            let too_many_dead = dead > MIN_DELTA.max(run / DEAD_FRACTION);
-            let big_delta = delta > MIN_DELTA.max(run / DELTA_FRACTION);
-            // Committers changed so many keys that scans mostly read chains, not copies.
-            let stale_copies =
-                state.run.heads().changed_keys() > MIN_DELTA.max(run / STALE_FRACTION);
-            match reason {
-                Reason::Scan => big_delta || too_many_dead || stale_copies,
-                Reason::Maintenance => too_many_dead,
-                Reason::Sweep => delta > 0 || dead > 0 || stale_copies,
-            }
-        };
-        due && self.rebuild(reason == Reason::Sweep)
+        self.retired.load(Ordering::Relaxed)
+    }
+
+    /// Whether `reason` calls for a rebuild of `state` now.
+    fn is_due(&self, state: &State, reason: Reason) -> bool {
+        let run = state.run.len();
+        let delta = state.active.len() + state.sealed.as_ref().map_or(0, |d| d.len());
+        let dead = self.dead.load(Ordering::Relaxed);
+        let too_many_dead = dead > MIN_DELTA.max(run / DEAD_FRACTION);
+        let big_delta = delta > MIN_DELTA.max(run / DELTA_FRACTION);
+        // Committers changed so many keys that scans mostly read chains, not copies.
+        let stale_copies = state.run.heads().changed_keys() > MIN_DELTA.max(run / STALE_FRACTION);
+        match reason {
+            Reason::Scan => big_delta || too_many_dead || stale_copies,
+            Reason::Maintenance => too_many_dead,
+            Reason::Sweep => delta > 0 || dead > 0 || stale_copies,
+        }
     }
 
     /// Seals the active delta and merges it with the run into a new run. If another thread
@@ -286,7 +355,13 @@ impl Index {
             None if wait => self.builder.lock(),
             None => return false,
         };
-        self.free_unreferenced(&mut retired);
+        self.rebuild_locked(&mut retired);
+        true
+    }
+
+    /// [`Index::rebuild`], holding the builder's lock (`retired`).
+    fn rebuild_locked(&self, retired: &mut Vec<(Arc<Run>, Arc<Delta>)>) {
+        self.free_unreferenced(retired);
         let (run, sealed, active) = {
             let guard = crossbeam_epoch::pin();
             // Built before the gate: inserters wait while it is held. Its list is split at
@@ -344,7 +419,6 @@ impl Index {
         }
         retired.push((run, sealed));
         self.retired.store(retired.len(), Ordering::Relaxed);
-        true
     }
 
     /// Frees the retired runs and deltas no published state references any more (their last
@@ -800,28 +874,83 @@ mod tests {
         assert_eq!(keys_in(&index, whole, true), want);
     }
 
-    /// A walk that finds a bag past the rebuild threshold (a validation or a sweep after a
-    /// bulk load: they do not ask for a rebuild first) sorts it into a run rather than place
-    /// it key by key into the skip list.
+    /// A walk never rebuilds, however large the bag (validation walks holding chain locks):
+    /// it places the bag. A scan asks first, and sorts a bulk into a run itself.
     #[test]
-    fn a_walk_sorts_a_large_bag_into_a_run_instead_of_placing_it() {
-        let index = Index::new();
+    fn a_walk_never_rebuilds_a_scan_sorts_a_bulk_into_a_run() {
         let k = |i: u32| format!("k{:05}", (i * 7919) % 10_007).into_bytes();
-        for i in 0..5_000 {
-            index.insert(&k(i), Arc::new(Chain::new()));
-        }
-        let guard = crossbeam_epoch::pin();
         let whole = (Bound::Unbounded, Bound::Unbounded);
+        let loaded = || {
+            let index = Index::new();
+            for i in 0..5_000 {
+                index.insert(&k(i), Arc::new(Chain::new()));
+            }
+            index
+        };
+        let index = loaded();
+        assert_eq!(index.scan_needs(), ScanNeeds::BuildHere);
+        let guard = crossbeam_epoch::pin();
         assert_eq!(
             index.range(whole, Reads::Versions, &guard).take(3).count(),
             3
         );
         drop(guard);
+        assert_eq!(index.sizes(), (0, 0, 5_000), "the walk rebuilt");
+        assert_eq!(index.scan_needs(), ScanNeeds::Rebuild, "placed, still due");
+        assert!(!index.build_bulk());
+        assert_eq!(keys_in(&index, whole, true).len(), 5_000);
+
+        let index = loaded();
+        assert!(index.build_bulk());
         assert_eq!(index.sizes(), (5_000, 0, 0));
-        // A small bag is placed.
+        assert_eq!(
+            index.scan_needs(),
+            ScanNeeds::Free,
+            "the empty run waits to be freed"
+        );
+        // A small bag is placed, and asks for nothing.
         index.insert(b"zz", Arc::new(Chain::new()));
         assert_eq!(keys_in(&index, whole, true).len(), 5_001);
         assert_eq!(index.sizes(), (5_000, 0, 1));
+    }
+
+    /// A sealed delta whose rebuild has not published yet is walked (its bag placed) by
+    /// scans, which do not wait for that rebuild.
+    #[test]
+    fn a_walk_places_a_sealed_bag_instead_of_waiting_for_its_rebuild() {
+        let index = Index::new();
+        let k = |i: u32| format!("k{:05}", (i * 7919) % 10_007).into_bytes();
+        for i in 0..1_000 {
+            index.insert(&k(i), Arc::new(Chain::new()));
+        }
+        // Seal as a rebuild does, and hold the builder's lock as if it were still sorting.
+        let retired = index.builder.lock();
+        {
+            let guard = crossbeam_epoch::pin();
+            let old = index.state.load(&guard);
+            index.state.replace(
+                State {
+                    run: Arc::clone(&old.run),
+                    sealed: Some(Arc::clone(&old.active)),
+                    active: Arc::new(Delta::new()),
+                },
+                &guard,
+            );
+        }
+        for i in 1_000..1_100 {
+            index.insert(&k(i), Arc::new(Chain::new()));
+        }
+        let mut want: Vec<Vec<u8>> = (0..1_100).map(k).collect();
+        want.sort();
+        let whole = (Bound::Unbounded, Bound::Unbounded);
+        assert_eq!(keys_in(&index, whole, true), want);
+        assert_eq!(keys_in(&index, whole, false), want);
+        assert_eq!(index.sizes(), (0, 1_000, 100));
+        drop(retired);
+        // The rebuild finishes the sealed delta.
+        assert!(index.rebuild(false));
+        assert_eq!(index.sizes(), (1_000, 0, 100));
+        assert_eq!(keys_in(&index, whole, true), want);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use snapkv::workload::{
-    self, short_duration, Engine as _, Mix, Report, RunConfig, SnapkvEngine, Stop,
+    self, short_duration, Engine as _, Mix, Op, Report, RunConfig, SnapkvEngine, Stop,
 };
 use snapkv::{Db, Isolation};
 
@@ -157,8 +157,8 @@ fn bench(args: &BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
     );
     println!();
     println!(
-        "{:<11} {:>4} {:>7} {:>13} {:>9} {:>9} {:>8} {:>9}",
-        "engine", "mix", "threads", "ops/s", "p50", "p99", "aborts", "notfound"
+        "{:<11} {:>4} {:>7} {:>13} {:>9} {:>9} {:>9} {:>9} {:>8} {:>9}",
+        "engine", "mix", "threads", "ops/s", "p50", "p99", "p99.9", "max", "aborts", "notfound"
     );
 
     let mut reports = Vec::new();
@@ -167,6 +167,9 @@ fn bench(args: &BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
             for &t in &threads {
                 let report = run_one(args, mix, t, isolation, stop)?;
                 println!("{}", row(&report));
+                for line in per_op_rows(&report) {
+                    println!("{line}");
+                }
                 reports.push(report);
             }
         }
@@ -276,16 +279,42 @@ fn row(r: &Report) -> String {
             .map_or("-".into(), short_duration)
     };
     format!(
-        "{:<11} {:>4} {:>7} {:>13} {:>9} {:>9} {:>7.3}% {:>9}",
+        "{:<11} {:>4} {:>7} {:>13} {:>9} {:>9} {:>9} {:>9} {:>7.3}% {:>9}",
         r.engine,
         r.mix.to_string(),
         r.threads,
         format_rate(r.throughput()),
         q(0.5),
         q(0.99),
+        q(0.999),
+        q(1.0),
         r.abort_rate() * 100.0,
         r.not_found(),
     )
+}
+
+/// One line per operation kind the run did, under its row (when it did more than one kind):
+/// the latency tails of each kind, which the row's figures over all operations blur.
+fn per_op_rows(r: &Report) -> Vec<String> {
+    let kinds: Vec<Op> = Op::ALL.into_iter().filter(|&op| r.ops_of(op) > 0).collect();
+    if kinds.len() < 2 {
+        return Vec::new();
+    }
+    kinds
+        .into_iter()
+        .filter_map(|op| {
+            let q = |p| r.latency_quantile(Some(op), p).map(short_duration);
+            Some(format!(
+                "{:>24} {:>13} {:>9} {:>9} {:>9} {:>9}",
+                op.name(),
+                format_rate(r.ops_of(op) as f64 / r.elapsed.as_secs_f64().max(f64::MIN_POSITIVE)),
+                q(0.5)?,
+                q(0.99)?,
+                q(0.999)?,
+                q(1.0)?,
+            ))
+        })
+        .collect()
 }
 
 /// `1234567.8` -> `1,234,568`.
