@@ -95,7 +95,11 @@
 //! (write skew). The design and the guarantees are written down in `docs/design.md` and
 //! `docs/isolation.md` in the repository.
 
-#![deny(unsafe_op_in_unsafe_fn, missing_docs)]
+// Unsafe code lives in `raw` only (its module documentation gives the memory-safety argument);
+// everywhere else it is a compile error, so safe code cannot break what `raw` relies on
+// without going through `raw`'s `unsafe fn`s and their `# Safety` contracts.
+#![deny(unsafe_code, unsafe_op_in_unsafe_fn, missing_docs)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 #![warn(missing_debug_implementations)]
 
 mod bounds;
@@ -110,6 +114,7 @@ mod index;
 mod isolation;
 mod iter;
 mod options;
+#[allow(unsafe_code)]
 mod raw;
 mod registry;
 mod retry;
@@ -122,7 +127,10 @@ mod txn;
 pub mod workload;
 mod write_set;
 
+/// The loom models' own two `unsafe` blocks read and write loom's `UnsafeCell`, which is how
+/// a model asks loom to check that the protocol orders a plain write before a read.
 #[cfg(all(test, loom))]
+#[allow(unsafe_code)]
 mod loom_models;
 
 /// The README's example is compiled and run as a doc test.
