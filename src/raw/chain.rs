@@ -432,8 +432,12 @@ impl<'a> ChainWriter<'a> {
         let mut strip: Option<(&Atomic<Version>, usize)> = None;
         let shape = self.chain.shape.load(Ordering::Relaxed);
         let before = shape & !SETTLED_TAIL;
-        // Where the walk meets the settled oldest version, if there is one.
-        let settled_at = (shape & SETTLED_TAIL != 0).then(|| before as usize - 1);
+        // Where the walk meets the settled oldest version (`usize::MAX`: there is none).
+        let settled_at = if shape & SETTLED_TAIL != 0 {
+            before as usize - 1
+        } else {
+            usize::MAX
+        };
         // Which version the walk is at (counting those it unlinks), and whether the walk
         // ended on a value at or below the watermark, which is then the oldest one left.
         let (mut position, mut settled) = (0, false);
@@ -442,7 +446,7 @@ impl<'a> ChainWriter<'a> {
         // unlinks or frees nodes of this chain, so every node we reach stays allocated while
         // we look at it.
         while let Some(node) = unsafe { cur.as_ref() } {
-            if Some(position) == settled_at {
+            if position == settled_at {
                 // The oldest version, a value at or below an earlier prune's watermark, so at
                 // or below this one's (or this horizon is staler than that prune's, and
                 // keeping the version only keeps more): kept as the branch below keeps it,
@@ -574,13 +578,17 @@ impl ChainWriter<'_> {
     pub(crate) fn warm_for_prune(&self, horizon: &Horizon, guard: &Guard) {
         let watermark = horizon.watermark();
         let shape = self.chain.shape.load(Ordering::Relaxed);
-        let settled_at = (shape & SETTLED_TAIL != 0).then(|| (shape & !SETTLED_TAIL) as usize - 1);
+        let settled_at = if shape & SETTLED_TAIL != 0 {
+            (shape & !SETTLED_TAIL) as usize - 1
+        } else {
+            usize::MAX
+        };
         let mut position = 0;
         let mut cur = self.chain.head.load(Ordering::Relaxed, guard);
         // SAFETY: as in `prune`: `cur` is pinned by `guard`, and only the lock holder (us)
         // unlinks nodes, so every node we reach stays allocated while we look at it.
         while let Some(node) = unsafe { cur.as_ref() } {
-            if Some(position) == settled_at || node.ts() <= watermark {
+            if position == settled_at || node.ts() <= watermark {
                 break;
             }
             position += 1;
