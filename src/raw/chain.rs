@@ -574,7 +574,11 @@ impl ChainWriter<'_> {
     /// its walk stops, and changes nothing. A commit with an old snapshot's horizon calls this
     /// before it takes its timestamp: the prune after the install then finds those lines in
     /// the cache instead of missing on them one after another (each `next` is behind the
-    /// previous miss) while later committers wait for this commit's timestamp.
+    /// previous miss) while later committers wait for this commit's timestamp. When the
+    /// chain's oldest version is settled, the last version the prune reads (the one above it)
+    /// is only prefetched: its miss then overlaps the timestamp and the install instead of
+    /// stalling this thread (alternating resource_bounds runs: 0.82x/0.95x/1.14x against
+    /// 0.80x/0.84x/0.92x reading it here, loaded host).
     pub(crate) fn warm_for_prune(&self, horizon: &Horizon, guard: &Guard) {
         let watermark = horizon.watermark();
         let shape = self.chain.shape.load(Ordering::Relaxed);
@@ -588,6 +592,12 @@ impl ChainWriter<'_> {
         // SAFETY: as in `prune`: `cur` is pinned by `guard`, and only the lock holder (us)
         // unlinks nodes, so every node we reach stays allocated while we look at it.
         while let Some(node) = unsafe { cur.as_ref() } {
+            if position + 1 == settled_at {
+                // The last version the prune reads (it stops at the settled one below): its
+                // line need only be on its way, the install leaves it time to arrive.
+                prefetch_line(std::ptr::with_exposed_provenance(cur.into_usize()));
+                break;
+            }
             if position == settled_at || node.ts() <= watermark {
                 break;
             }
