@@ -344,6 +344,15 @@ fn validate_and_install<'c>(
             return abandon(writes, e);
         }
     }
+    if horizon.has_old_snapshots() {
+        // An old snapshot keeps a version deep in each chain, and the prune reads down to it
+        // (the superseded versions between are cold): take those misses now, not while later
+        // committers wait for our timestamp. Without one, the prune stops at the superseded
+        // head, whose prefetch (at lock time) overlaps the install.
+        for w in writers {
+            w.warm_for_prune(horizon, guard);
+        }
+    }
     let publication = clock.allocate();
     if !reads_before_timestamp() {
         if let Some(Err(e)) = serializable.map(|sr| validate(writes, sr)) {

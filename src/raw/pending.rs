@@ -88,8 +88,9 @@ impl ChainWriter<'_> {
         // Release: a reader that loads the new head sees the node's fields and its `next`.
         let node = node.into_shared(guard);
         chain.head.store(node, Ordering::Release);
-        let len = chain.len.load(Ordering::Relaxed);
-        chain.len.store(len + 1, Ordering::Relaxed);
+        // One more version; the oldest, and so its settled mark, stay as they were.
+        let shape = chain.shape.load(Ordering::Relaxed);
+        chain.shape.store(shape + 1, Ordering::Relaxed);
         // No value pointer: see the module's invariants.
         chain.cache.set(PENDING, None);
         if let Some(mirror) = mirror {
@@ -140,8 +141,10 @@ impl ChainWriter<'_> {
         let next = node.next().load(Ordering::Relaxed, guard);
         // Release, as for any head: a reader that loads it sees the node behind it.
         chain.head.store(next, Ordering::Release);
-        let len = chain.len.load(Ordering::Relaxed);
-        chain.len.store(len - 1, Ordering::Relaxed);
+        // One version fewer; the oldest, and so its settled mark, stay as they were (a chain
+        // left empty had none: the pending node was its only version).
+        let shape = chain.shape.load(Ordering::Relaxed);
+        chain.shape.store(shape - 1, Ordering::Relaxed);
         // SAFETY: `next` was linked behind the pending node, so it was the head before, and
         // only the lock holder (us) unlinks nodes: it is allocated while `guard` is pinned.
         let (ts, value) = unsafe { next.as_ref() }.map_or((0, None), |v| (v.ts(), v.value()));
@@ -222,7 +225,7 @@ mod tests {
         assert_eq!(seen(chain.cache.get(guard)), head(7, b"v2"));
         assert_eq!(reads(&chain, &mirror, 7), head(7, b"v2"));
         assert_eq!(chain.version_count(guard), 2);
-        assert_eq!(chain.len.load(Ordering::Relaxed), 2);
+        assert_eq!(chain.shape.load(Ordering::Relaxed), 2);
     }
 
     #[test]
@@ -242,7 +245,7 @@ mod tests {
             assert_eq!(seen(chain.cache.get(guard)), head(1, b"v1"));
             assert_eq!(w.newest_ts(guard), Some(1));
             assert_eq!(chain.version_count(guard), 1);
-            assert_eq!(chain.len.load(Ordering::Relaxed), 1);
+            assert_eq!(chain.shape.load(Ordering::Relaxed), 1);
         }
         for at in [1, PENDING - 1, PENDING] {
             assert_eq!(reads(&chain, &mirror, at), head(1, b"v1"));
