@@ -12,8 +12,10 @@
 //! ([`Fault`]) and must be *rejected* by loom; they are `#[ignore]`d and run one per process by
 //! `.ci/run`, which expects them to fail with the assertion message they name.
 
+use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::sync::atomic::{AtomicUsize, Ordering as StdOrdering};
+use std::sync::atomic::{AtomicBool as StdBool, AtomicUsize, Ordering as StdOrdering};
+use std::sync::Mutex as StdMutex;
 
 use bytes::Bytes;
 use crossbeam_epoch::Guard;
@@ -182,6 +184,51 @@ impl World {
     }
 }
 
+/// The outcomes a model's interleavings reached (which winner, whether a snapshot includes the
+/// racing commit, whether a prune ran before a read, ...), so the model can check that loom
+/// explored every outcome its assertions are meant for: a bounded search may never run a
+/// spawned thread far enough, and a model that never reaches the race passes vacuously. Only
+/// std locks and atomics record them, which loom does not schedule on: recording adds no
+/// interleavings.
+#[derive(Clone, Default)]
+struct Outcomes(std::sync::Arc<StdMutex<BTreeMap<String, usize>>>);
+
+impl Outcomes {
+    fn saw(&self, outcome: impl Into<String>) {
+        *self.0.lock().unwrap().entry(outcome.into()).or_default() += 1;
+    }
+
+    /// Prints how often each outcome was reached and fails unless each of `expected` is part
+    /// of an outcome reached.
+    fn assert_explored(&self, expected: &[&str]) {
+        let seen = self.0.lock().unwrap();
+        for (outcome, n) in seen.iter() {
+            println!("{n:>8} {outcome}");
+        }
+        for wanted in expected {
+            assert!(
+                seen.keys().any(|outcome| outcome.contains(wanted)),
+                "loom never explored an outcome with `{wanted}`: the model misses its race"
+            );
+        }
+    }
+}
+
+/// A progress mark one model thread sets (std, unscheduled: see [`Outcomes`]) and another
+/// reads to label its outcome with what had happened by then.
+#[derive(Clone, Default)]
+struct Mark(std::sync::Arc<StdBool>);
+
+impl Mark {
+    fn set(&self) {
+        self.0.store(true, StdOrdering::Relaxed);
+    }
+
+    fn is_set(&self) -> bool {
+        self.0.load(StdOrdering::Relaxed)
+    }
+}
+
 /// Runs `f` under loom and fails if loom explored a single interleaving (uninstrumented).
 fn model(f: impl Fn() + Sync + Send + 'static) {
     model_with_preemptions(0, f);
@@ -220,7 +267,9 @@ fn model_with_bounds(min: usize, max: usize, f: impl Fn() + Sync + Send + 'stati
 #[test]
 fn snapshot_never_sees_half_a_commit() {
     faults::inject(Fault::None);
-    model(|| {
+    let outcomes = Outcomes::default();
+    let seen = outcomes.clone();
+    model(move || {
         let w = World::new(&[b"x", b"y"]);
         w.commit(&[0, 1], b"old", None, &NO_GC).unwrap();
         let w2 = Arc::clone(&w);
@@ -232,9 +281,11 @@ fn snapshot_never_sees_half_a_commit() {
         let (x, y) = (w.read(0, s), w.read(1, s));
         assert_eq!(x, y, "snapshot at {s} saw half a commit");
         assert_eq!(x.map(|(ts, _)| ts), Some(s));
+        seen.saw(format!("snapshot at {s}"));
         w.registry.release(slot);
         assert_eq!(t.join().unwrap(), 2);
     });
+    outcomes.assert_explored(&["snapshot at 1", "snapshot at 2"]);
 }
 
 /// Model 2: two transactions from the same snapshot writing the same key: exactly one wins,
@@ -242,7 +293,9 @@ fn snapshot_never_sees_half_a_commit() {
 #[test]
 fn same_key_commits_exactly_one_wins() {
     faults::inject(Fault::None);
-    model(|| {
+    let outcomes = Outcomes::default();
+    let seen = outcomes.clone();
+    model(move || {
         let w = World::new(&[b"x"]);
         w.commit(&[0], b"v0", None, &NO_GC).unwrap();
         let w2 = Arc::clone(&w);
@@ -254,6 +307,10 @@ fn same_key_commits_exactly_one_wins() {
             (Err(e), Ok(_)) => (&b"a"[..], e),
             other => panic!("exactly one commit must win: {other:?}"),
         };
+        seen.saw(format!(
+            "{} won",
+            if winner == b"b" { "main" } else { "spawned" }
+        ));
         assert!(matches!(loser, Error::Conflict { .. }));
         assert_eq!(w.read(0, u64::MAX), Some((2, Bytes::from_static(winner))));
         let guard = crossbeam_epoch::pin();
@@ -263,6 +320,7 @@ fn same_key_commits_exactly_one_wins() {
             "the loser installed nothing"
         );
     });
+    outcomes.assert_explored(&["main won", "spawned won"]);
 }
 
 /// Model 3: commits that finish out of order leave no hole in the visible timestamp: a
@@ -275,11 +333,20 @@ fn visibility_has_no_holes() {
 }
 
 fn check_no_holes() {
-    model(|| {
+    let outcomes = Outcomes::default();
+    let seen = outcomes.clone();
+    model(move || {
         let w = World::new(&[b"x", b"y"]);
         let w2 = Arc::clone(&w);
-        let t = loom::thread::spawn(move || w2.commit(&[1], b"y", None, &NO_GC).unwrap());
+        let theirs_done = Mark::default();
+        let done = theirs_done.clone();
+        let t = loom::thread::spawn(move || {
+            let ts = w2.commit(&[1], b"y", None, &NO_GC).unwrap();
+            done.set();
+            ts
+        });
         let mine = w.commit(&[0], b"x", None, &NO_GC).unwrap();
+        let theirs_returned = theirs_done.is_set();
         // Real-time order: my commit returned, so a new snapshot sees it.
         let (slot, s) = w.registry.register(&w.clock);
         assert!(
@@ -288,9 +355,17 @@ fn check_no_holes() {
         );
         let visible = (0..2).filter(|&i| w.read(i, s).is_some()).count() as u64;
         assert_eq!(visible, s, "snapshot at {s} sees {visible} commits: a hole");
+        seen.saw(format!(
+            "mine {mine}, theirs returned first {theirs_returned}, snapshot at {s}"
+        ));
         w.registry.release(slot);
         t.join().unwrap();
     });
+    outcomes.assert_explored(&[
+        "mine 1, theirs returned first false, snapshot at 1",
+        "mine 1, theirs returned first false, snapshot at 2",
+        "mine 2, theirs returned first false, snapshot at 2",
+    ]);
 }
 
 /// Negative control for model 3: publishing without waiting for predecessors must be caught.
@@ -324,11 +399,14 @@ fn publication_ring_reuses_a_slot_only_once_consumed() {
 
 fn check_publication_ring(ring: usize) {
     use loom::cell::UnsafeCell;
+    let outcomes = Outcomes::default();
+    let seen = outcomes.clone();
     model(move || {
+        let seen2 = seen.clone();
         let clock = Arc::new(Clock::with_ring(ring));
         let installed: Arc<[UnsafeCell<u64>; 3]> =
             Arc::new(std::array::from_fn(|_| UnsafeCell::new(0)));
-        let commit = |clock: &Clock, installed: &[UnsafeCell<u64>; 3]| {
+        let commit = |clock: &Clock, installed: &[UnsafeCell<u64>; 3], seen: &Outcomes| {
             let p = clock.allocate();
             let ts = p.ts();
             installed[ts as usize].with_mut(|cell| {
@@ -336,17 +414,18 @@ fn check_publication_ring(ring: usize) {
                 unsafe { *cell = ts }
             });
             assert_eq!(p.publish(), ts);
-            assert!(
-                clock.visible() >= ts,
-                "publish of {ts} returned before it was visible"
-            );
+            let v = clock.visible();
+            assert!(v >= ts, "publish of {ts} returned before it was visible");
+            seen.saw(format!("publish of {ts} returned, visible {v}"));
+            ts
         };
         let other = {
             let (clock, installed) = (Arc::clone(&clock), Arc::clone(&installed));
-            loom::thread::spawn(move || commit(&clock, &installed))
+            loom::thread::spawn(move || commit(&clock, &installed, &seen2))
         };
-        commit(&clock, &installed);
+        let mine = commit(&clock, &installed, &seen);
         let v = clock.visible();
+        seen.saw(format!("main committed {mine}, then read visible {v}"));
         for ts in 1..=v {
             let seen = installed[ts as usize].with(|cell| {
                 // SAFETY: `ts <= v` was visible, so its install happened before this read;
@@ -361,6 +440,12 @@ fn check_publication_ring(ring: usize) {
         other.join().unwrap();
         assert_eq!(clock.visible(), 2);
     });
+    outcomes.assert_explored(&[
+        "main committed 1, then read visible 1",
+        "main committed 1, then read visible 2",
+        "main committed 2, then read visible 2",
+        "publish of 1 returned, visible 2",
+    ]);
 }
 
 /// Negative control for model 11: a finished mark stored `Relaxed` lets a helper publish a
@@ -405,29 +490,34 @@ fn publication_sleepers_are_always_woken() {
 fn check_publication_sleepers() {
     // Three threads: one preemption already reaches a sleeper woken by a helper's move, and
     // the chain of wakes between two sleepers.
-    model_with_bounds(0, 1, || {
+    let outcomes = Outcomes::default();
+    let seen = outcomes.clone();
+    model_with_bounds(0, 1, move || {
         let clock = Arc::new(Clock::with_ring(4));
-        let commit = |clock: &Clock| {
+        let commit = |clock: &Clock, seen: &Outcomes| {
             let p = clock.allocate();
             let ts = p.ts();
             assert_eq!(p.publish(), ts);
-            assert!(
-                clock.visible() >= ts,
-                "publish of {ts} returned before it was visible"
-            );
+            let v = clock.visible();
+            assert!(v >= ts, "publish of {ts} returned before it was visible");
+            seen.saw(format!("publish of {ts} returned, visible {v}"));
         };
         let others: Vec<_> = (0..2)
             .map(|_| {
-                let clock = Arc::clone(&clock);
-                loom::thread::spawn(move || commit(&clock))
+                let (clock, seen) = (Arc::clone(&clock), seen.clone());
+                loom::thread::spawn(move || commit(&clock, &seen))
             })
             .collect();
-        commit(&clock);
+        commit(&clock, &seen);
         for t in others {
             t.join().unwrap();
         }
         assert_eq!(clock.visible(), 3);
     });
+    outcomes.assert_explored(&[
+        "publish of 1 returned, visible 2",
+        "publish of 2 returned, visible 3",
+    ]);
 }
 
 /// Negative control for model 17: a thread that moves the visible timestamp without waking
@@ -445,23 +535,31 @@ fn broken_publish_skipping_the_wake_is_caught() {
 #[test]
 fn gc_unlink_races_reader() {
     faults::inject(Fault::None);
-    model(|| {
+    let outcomes = Outcomes::default();
+    let seen = outcomes.clone();
+    model(move || {
         let w = World::new(&[b"x"]);
         w.commit(&[0], b"v1", None, &NO_GC).unwrap();
         w.commit(&[0], b"v2", None, &NO_GC).unwrap();
         let w2 = Arc::clone(&w);
+        let progress = Progress::default();
+        let p2 = progress.clone();
         let t = loom::thread::spawn(move || {
             let h = w2.registry.horizon(&w2.clock);
             w2.commit(&[0], b"v3", None, &h).unwrap();
+            p2.committed.set();
             let h = w2.registry.horizon(&w2.clock);
             let guard = crossbeam_epoch::pin();
             w2.chains[0].lock().prune_and_retire(&h, &guard);
+            p2.pruned.set();
             drop(guard);
             crossbeam_epoch::pin().flush();
         });
         let (slot, s) = w.registry.register(&w.clock);
         let expected: &[u8] = if s == 2 { b"v2" } else { b"v3" };
+        let before = progress.describe();
         assert_eq!(w.read(0, s), Some((s, Bytes::from_static(expected))));
+        seen.saw(format!("snapshot at {s} read {before}"));
         {
             let guard = crossbeam_epoch::pin();
             let n = w.chains[0].version_count(&guard);
@@ -470,27 +568,60 @@ fn gc_unlink_races_reader() {
         w.registry.release(slot);
         t.join().unwrap();
     });
+    outcomes.assert_explored(&[
+        "snapshot at 2 read before the commit returned",
+        "snapshot at 2 read after the prune",
+        "snapshot at 3 read after the commit, before the prune",
+        "snapshot at 3 read after the prune",
+    ]);
+}
+
+/// How far the writer of models 4, 8 and 9 got (see [`Mark`]).
+#[derive(Clone, Default)]
+struct Progress {
+    committed: Mark,
+    pruned: Mark,
+}
+
+impl Progress {
+    fn describe(&self) -> &'static str {
+        match (self.committed.is_set(), self.pruned.is_set()) {
+            (false, _) => "before the commit returned",
+            (true, false) => "after the commit, before the prune",
+            (true, true) => "after the prune",
+        }
+    }
 }
 
 /// The race of models 8 and 9: `x` holds v1 (ts 1, seen by a registered old snapshot) and v2;
 /// a spawned thread commits v3 pruning with a fresh horizon, then prunes again and flushes its
 /// garbage. Returns the world, the old snapshot's slot and timestamp, and the thread.
-fn old_snapshot_and_pruning_writer() -> (Arc<World>, SlotId, u64, loom::thread::JoinHandle<()>) {
+fn old_snapshot_and_pruning_writer() -> (
+    Arc<World>,
+    SlotId,
+    u64,
+    loom::thread::JoinHandle<()>,
+    Progress,
+) {
     let w = World::new(&[b"x"]);
     w.commit(&[0], b"v1", None, &NO_GC).unwrap();
     let (old_slot, old) = w.registry.register(&w.clock);
     w.commit(&[0], b"v2", None, &NO_GC).unwrap();
     let w2 = Arc::clone(&w);
+    let progress = Progress::default();
+    let p2 = progress.clone();
     let t = loom::thread::spawn(move || {
         let h = w2.registry.horizon(&w2.clock);
         w2.commit(&[0], b"v3", None, &h).unwrap();
+        p2.committed.set();
         let h = w2.registry.horizon(&w2.clock);
         let guard = crossbeam_epoch::pin();
         w2.chains[0].lock().prune_and_retire(&h, &guard);
+        p2.pruned.set();
         drop(guard);
         crossbeam_epoch::pin().flush();
     });
-    (w, old_slot, old, t)
+    (w, old_slot, old, t, progress)
 }
 
 /// Model 8: pruning with a live old snapshot unlinks a version from the *middle* of a chain
@@ -499,25 +630,47 @@ fn old_snapshot_and_pruning_writer() -> (Arc<World>, SlotId, u64, loom::thread::
 #[test]
 fn interval_prune_races_old_and_new_readers() {
     faults::inject(Fault::None);
-    model(|| {
-        let (w, old_slot, old, t) = old_snapshot_and_pruning_writer();
-        let v1 = Some((1, Bytes::from_static(b"v1")));
-        assert_eq!(w.read(0, old), v1, "the old snapshot lost its version");
-        let (slot, s) = w.registry.register(&w.clock);
-        let expected: &[u8] = if s == 2 { b"v2" } else { b"v3" };
-        assert_eq!(w.read(0, s), Some((s, Bytes::from_static(expected))));
-        w.registry.release(slot);
-        t.join().unwrap();
-        // Only the old snapshot is left: it pins v1, new snapshots see v3, v2 goes.
-        let guard = crossbeam_epoch::pin();
-        w.chains[0]
-            .lock()
-            .prune_and_retire(&w.registry.horizon(&w.clock), &guard);
-        assert_eq!(w.chains[0].version_count(&guard), 2);
-        drop(guard);
-        assert_eq!(w.read(0, old), v1);
-        w.registry.release(old_slot);
-    });
+    let outcomes = Outcomes::default();
+    // Without letting the writer run first, no explored old read starts after the commit
+    // returned, let alone while the prune unlinks v2 from under it; with it, no new snapshot
+    // at 2 reads between the commit and the prune. The model explores both.
+    for writer_first in [false, true] {
+        let seen = outcomes.clone();
+        model(move || {
+            let (w, old_slot, old, t, progress) = old_snapshot_and_pruning_writer();
+            if writer_first {
+                loom::thread::yield_now();
+            }
+            let v1 = Some((1, Bytes::from_static(b"v1")));
+            let old_read = progress.describe();
+            assert_eq!(w.read(0, old), v1, "the old snapshot lost its version");
+            let (slot, s) = w.registry.register(&w.clock);
+            let expected: &[u8] = if s == 2 { b"v2" } else { b"v3" };
+            let new_read = progress.describe();
+            assert_eq!(w.read(0, s), Some((s, Bytes::from_static(expected))));
+            seen.saw(format!(
+                "old snapshot read {old_read}; snapshot at {s} read {new_read}"
+            ));
+            w.registry.release(slot);
+            t.join().unwrap();
+            // Only the old snapshot is left: it pins v1, new snapshots see v3, v2 goes.
+            let guard = crossbeam_epoch::pin();
+            w.chains[0]
+                .lock()
+                .prune_and_retire(&w.registry.horizon(&w.clock), &guard);
+            assert_eq!(w.chains[0].version_count(&guard), 2);
+            drop(guard);
+            assert_eq!(w.read(0, old), v1);
+            w.registry.release(old_slot);
+        });
+    }
+    outcomes.assert_explored(&[
+        "old snapshot read after the commit, before the prune",
+        "old snapshot read after the prune",
+        "snapshot at 2 read after the commit, before the prune",
+        "snapshot at 2 read after the prune",
+        "snapshot at 3 read after the prune",
+    ]);
 }
 
 /// Model 9: an unregistered latest read (`Db::get`'s fast path: load the visible timestamp,
@@ -561,11 +714,14 @@ enum LatestRead {
 }
 
 fn check_latest_read(how: LatestRead) {
+    let outcomes = Outcomes::default();
+    let seen = outcomes.clone();
     // The stale read needs the reader preempted between its two loads while the writer
     // commits, publishes and prunes: three preemptions.
     model_with_preemptions(3, move || {
-        let (w, old_slot, _, t) = old_snapshot_and_pruning_writer();
+        let (w, old_slot, _, t, progress) = old_snapshot_and_pruning_writer();
         let before = w.clock.visible();
+        let at_start = progress.describe();
         let guard = crossbeam_epoch::pin();
         let visible = w.clock.visible();
         let chain = &w.chains[0];
@@ -580,6 +736,10 @@ fn check_latest_read(how: LatestRead) {
         .map(|ts| ts.expect("x always has a value"));
         drop(guard);
         let after = w.clock.visible();
+        seen.saw(format!(
+            "read {got:?} in {before}..={after}, started {at_start}, ended {}",
+            progress.describe()
+        ));
         if let Some(ts) = got {
             // Linearizable: the version is the newest at some instant in [before, after].
             assert!(
@@ -590,6 +750,7 @@ fn check_latest_read(how: LatestRead) {
         t.join().unwrap();
         w.registry.release(old_slot);
     });
+    outcomes.assert_explored(&["read None", "read Some(2) in 2..=3", "read Some(3)"]);
 }
 
 /// Model 5: a snapshot registering while the collector computes the watermark never loses
@@ -627,24 +788,47 @@ fn broken_overflow_register_without_floor_check_is_caught() {
 }
 
 fn check_registration(registry: fn() -> Registry) {
-    model(move || {
-        let w = World::with_registry(&[b"x"], registry());
-        w.commit(&[0], b"v1", None, &NO_GC).unwrap();
-        let w2 = Arc::clone(&w);
-        let t = loom::thread::spawn(move || {
-            w2.commit(&[0], b"v2", None, &NO_GC).unwrap();
-            let h = w2.registry.horizon(&w2.clock);
-            let guard = crossbeam_epoch::pin();
-            w2.chains[0].lock().prune_and_retire(&h, &guard);
+    let outcomes = Outcomes::default();
+    // Without a yield between the registration and the read, an overflow registration at 1
+    // never has the prune run before its read; with it, fewer prunes race the registration
+    // itself. The model explores both.
+    for writer_between in [false, true] {
+        let seen = outcomes.clone();
+        model(move || {
+            let w = World::with_registry(&[b"x"], registry());
+            w.commit(&[0], b"v1", None, &NO_GC).unwrap();
+            let w2 = Arc::clone(&w);
+            let pruned = Mark::default();
+            let pruned2 = pruned.clone();
+            let t = loom::thread::spawn(move || {
+                w2.commit(&[0], b"v2", None, &NO_GC).unwrap();
+                let h = w2.registry.horizon(&w2.clock);
+                let guard = crossbeam_epoch::pin();
+                let p = w2.chains[0].lock().prune_and_retire(&h, &guard);
+                pruned2.set();
+                p.unlinked
+            });
+            let (slot, s) = w.registry.register(&w.clock);
+            if writer_between {
+                loom::thread::yield_now();
+            }
+            let pruned_first = pruned.is_set();
+            assert!(
+                w.read(0, s).is_some(),
+                "snapshot at {s} lost its version to a concurrent watermark"
+            );
+            w.registry.release(slot);
+            let unlinked = t.join().unwrap();
+            seen.saw(format!(
+                "snapshot at {s}, pruned before it read {pruned_first}, unlinked {unlinked}"
+            ));
         });
-        let (slot, s) = w.registry.register(&w.clock);
-        assert!(
-            w.read(0, s).is_some(),
-            "snapshot at {s} lost its version to a concurrent watermark"
-        );
-        w.registry.release(slot);
-        t.join().unwrap();
-    });
+    }
+    outcomes.assert_explored(&[
+        "snapshot at 1, pruned before it read true",
+        "snapshot at 1, pruned before it read false",
+        "snapshot at 2",
+    ]);
 }
 
 /// Model 6 (serializable): write skew from one snapshot — each transaction reads both keys
@@ -652,18 +836,26 @@ fn check_registration(registry: fn() -> Registry) {
 #[test]
 fn serializable_write_skew_cannot_both_commit() {
     faults::inject(Fault::None);
-    model(|| {
+    let outcomes = Outcomes::default();
+    let seen = outcomes.clone();
+    model(move || {
         let w = World::new(&[b"x", b"y"]);
         w.commit(&[0, 1], b"init", None, &NO_GC).unwrap();
         let w2 = Arc::clone(&w);
         let t = loom::thread::spawn(move || w2.commit_serializable(&[0, 1], &[1], 1));
         let mine = w.commit_serializable(&[0, 1], &[0], 1);
         let theirs = t.join().unwrap();
+        seen.saw(format!(
+            "main {:?}, spawned {:?}",
+            mine.is_ok(),
+            theirs.is_ok()
+        ));
         assert!(
             mine.is_err() || theirs.is_err(),
             "write skew: both serializable transactions committed"
         );
     });
+    outcomes.assert_explored(&["main false, spawned true", "main true, spawned false"]);
 }
 
 /// Model 7 (serializable): the validate/install race. A serializable transaction that read
@@ -676,13 +868,19 @@ fn serializable_reads_are_current_at_commit_timestamp() {
 }
 
 fn check_reads_current() {
-    model(|| {
+    let outcomes = Outcomes::default();
+    let seen = outcomes.clone();
+    model(move || {
         let w = World::new(&[b"k", b"w"]);
         w.commit(&[0, 1], b"init", None, &NO_GC).unwrap();
         let w2 = Arc::clone(&w);
         let writer = loom::thread::spawn(move || w2.commit(&[0], b"new", None, &NO_GC).unwrap());
         let mine = w.commit_serializable(&[0], &[1], 1);
         let theirs = writer.join().unwrap();
+        seen.saw(format!(
+            "serializable {:?}, writer {theirs}",
+            mine.as_ref().map_err(|_| ())
+        ));
         if let Ok(ts) = mine {
             assert!(
                 theirs > ts,
@@ -690,6 +888,10 @@ fn check_reads_current() {
             );
         }
     });
+    outcomes.assert_explored(&[
+        "serializable Ok(2), writer 3",
+        "serializable Err(()), writer 2",
+    ]);
 }
 
 /// Negative control for model 7: validating reads before taking the timestamp must be caught.
@@ -721,21 +923,33 @@ fn check_head_cache() {
     // Values of different lengths, so a torn read shows in the length too.
     const V1: &[u8] = b"one";
     const V2: &[u8] = b"version two";
-    model(|| {
+    let outcomes = Outcomes::default();
+    let seen = outcomes.clone();
+    model(move || {
         let w = World::new(&[b"x"]);
         w.commit(&[0], V1, None, &NO_GC).unwrap();
         let w2 = Arc::clone(&w);
+        let progress = Progress::default();
+        let p2 = progress.clone();
         let t = loom::thread::spawn(move || {
             w2.commit(&[0], V2, None, &NO_GC).unwrap();
+            p2.committed.set();
             let h = w2.registry.horizon(&w2.clock);
             let guard = crossbeam_epoch::pin();
             w2.chains[0].lock().prune_and_retire(&h, &guard);
+            p2.pruned.set();
         });
+        let at_start = progress.describe();
         let guard = crossbeam_epoch::pin();
         let got = w.chains[0]
             .lend_at(u64::MAX, &guard)
             .map(|v| (v.ts, v.value.map(<[u8]>::to_vec)));
         drop(guard);
+        seen.saw(format!(
+            "read ts {:?}, started {at_start}, ended {}",
+            got.as_ref().map(|g| g.0),
+            progress.describe()
+        ));
         let expected = |ts| match ts {
             1 => V1,
             _ => V2,
@@ -750,6 +964,10 @@ fn check_head_cache() {
         }
         t.join().unwrap();
     });
+    outcomes.assert_explored(&[
+        "read ts Some(1), started before the commit returned, ended after the prune",
+        "read ts Some(2), started before the commit returned, ended before the commit returned",
+    ]);
 }
 
 /// Model 13: a key inserted into the scan index while a rebuild seals and merges the delta it
@@ -834,9 +1052,13 @@ fn check_insert_race(
 ) {
     use crate::sync::AtomicBool;
 
+    let outcomes = Outcomes::default();
+    let seen = outcomes.clone();
     model(move || {
         let index = Arc::new(setup());
         let inserted = Arc::new(AtomicBool::new(false));
+        let second_done = Mark::default();
+        let done = second_done.clone();
         let inserter = {
             let (index, inserted) = (Arc::clone(&index), Arc::clone(&inserted));
             loom::thread::spawn(move || {
@@ -846,19 +1068,32 @@ fn check_insert_race(
         };
         let other = {
             let index = Arc::clone(&index);
-            loom::thread::spawn(move || second(&index))
+            loom::thread::spawn(move || {
+                second(&index);
+                done.set();
+            })
         };
-        if inserted.load(crate::sync::Ordering::Acquire) {
+        let saw_insert = inserted.load(crate::sync::Ordering::Acquire);
+        let second_ran = second_done.is_set();
+        if saw_insert {
             assert!(
                 finds(&index, b"k"),
                 "lost insert: a scan after it missed the key"
             );
         }
+        seen.saw(format!(
+            "saw the insert {saw_insert}, second done before {second_ran}, after {}",
+            second_done.is_set()
+        ));
         inserter.join().unwrap();
         other.join().unwrap();
         assert!(finds(&index, b"k"), "lost insert: the key left the index");
         after(&index);
     });
+    outcomes.assert_explored(&[
+        "saw the insert true, second done before false",
+        "saw the insert false",
+    ]);
 }
 
 /// Model 14: two scans racing to place a delta's bag. A scan that starts after an insert
@@ -963,22 +1198,44 @@ fn check_head_copies(rebuilds: usize) {
 
     let racing_scan = rebuilds == 1 && std::env::var_os("SNAPKV_MODEL15_RACING_SCAN").is_some();
     let max_preemptions = if rebuilds == 1 { usize::MAX } else { 1 };
+    let outcomes = Outcomes::default();
+    let seen = outcomes.clone();
     model_with_bounds(0, max_preemptions, move || {
+        // Rebuilds started and finished (std, unscheduled: see `Outcomes`), for the
+        // committer to label how its commit overlapped them.
+        let progress = std::sync::Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+        let rebuilding = move |p: &[AtomicUsize; 2]| {
+            let (started, finished) = (
+                p[0].load(StdOrdering::Relaxed),
+                p[1].load(StdOrdering::Relaxed),
+            );
+            format!("{started} rebuilds started, {finished} finished")
+        };
         let w = Arc::new(World::with_index(&[b"x"]));
         w.commit(&[0], b"v1", None, &NO_GC).unwrap();
         let index = w.index.as_ref().expect("models 15 and 16 have an index");
         // The run now holds `x` with a copy of v1.
         index.rebuild(false);
         let committer = {
-            let w = Arc::clone(&w);
-            loom::thread::spawn(move || w.commit(&[0], b"v2", None, &NO_GC).unwrap())
+            let (w, progress, seen) = (Arc::clone(&w), progress.clone(), seen.clone());
+            loom::thread::spawn(move || {
+                let at_start = rebuilding(&progress);
+                let ts = w.commit(&[0], b"v2", None, &NO_GC).unwrap();
+                seen.saw(format!(
+                    "commit from {at_start} to {}",
+                    rebuilding(&progress)
+                ));
+                ts
+            })
         };
         let rebuilder = {
-            let w = Arc::clone(&w);
+            let (w, progress) = (Arc::clone(&w), progress.clone());
             loom::thread::spawn(move || {
                 let index = w.index.as_ref().expect("models 15 and 16 have an index");
                 for _ in 0..rebuilds {
+                    progress[0].fetch_add(1, StdOrdering::Relaxed);
                     index.rebuild(false);
+                    progress[1].fetch_add(1, StdOrdering::Relaxed);
                 }
             })
         };
@@ -1006,6 +1263,16 @@ fn check_head_copies(rebuilds: usize) {
         let guard = crossbeam_epoch::pin();
         w.chains[0].lock().prune_and_retire(&horizon, &guard);
     });
+    // The commit inside the last rebuild (for model 16: after the first new run's set was
+    // published), and every rebuild inside the commit.
+    let last = format!("{rebuilds} rebuilds started");
+    let inside_rebuild = format!(
+        "commit from {last}, {0} finished to {last}, {0} finished",
+        rebuilds - 1
+    );
+    let rebuilds_inside =
+        format!("commit from 0 rebuilds started, 0 finished to {last}, {rebuilds} finished");
+    outcomes.assert_explored(&[&inside_rebuild, &rebuilds_inside]);
 }
 
 /// Model 18: pruning strips a deleted key's tombstone once no transaction reads below it,
@@ -1015,7 +1282,16 @@ fn check_head_copies(rebuilds: usize) {
 #[test]
 fn tombstone_strip_keeps_conflicts_and_views() {
     faults::inject(Fault::None);
-    model(check_tombstone_strip);
+    let outcomes = Outcomes::default();
+    for pruner_first in [false, true] {
+        let seen = outcomes.clone();
+        model(move || check_tombstone_strip(&seen, pruner_first));
+    }
+    outcomes.assert_explored(&[
+        "pruned before the read true",
+        "pruned before the read false, before the commit true",
+        "pruned before the read false, before the commit false",
+    ]);
 }
 
 /// Negative control for model 18: stripping up to the visible timestamp, ignoring the
@@ -1024,10 +1300,15 @@ fn tombstone_strip_keeps_conflicts_and_views() {
 #[ignore = "negative control: run alone, must fail"]
 fn broken_strip_ignoring_writer_floor_is_caught() {
     faults::inject(Fault::StripIgnoringWriterFloor);
-    model(check_tombstone_strip);
+    for pruner_first in [false, true] {
+        model(move || check_tombstone_strip(&Outcomes::default(), pruner_first));
+    }
 }
 
-fn check_tombstone_strip() {
+/// Model 18's race; `pruner_first` yields to the pruner after spawning it: without that, no
+/// explored read comes after the prune, and with it fewer commits race the prune, so the
+/// model explores both.
+fn check_tombstone_strip(seen: &Outcomes, pruner_first: bool) {
     let w = World::new(&[b"x"]);
     // Read-only snapshots in `w.registry`, transactions in their own (as `Db` keeps them).
     let writers = Arc::new(Registry::new());
@@ -1037,21 +1318,34 @@ fn check_tombstone_strip() {
     let mut delete = [Write::new(b"x", None)];
     commit(&w.clock, &*w, &mut delete, Checks::default(), &NO_GC).unwrap();
     let (w2, writers2) = (Arc::clone(&w), Arc::clone(&writers));
+    let pruned = Mark::default();
+    let pruned2 = pruned.clone();
     let pruner = loom::thread::spawn(move || {
         let h = Horizon::merge(w2.registry.horizon(&w2.clock), writers2.horizon(&w2.clock));
         let guard = crossbeam_epoch::pin();
-        w2.chains[0].lock().prune_and_retire(&h, &guard);
+        let p = w2.chains[0].lock().prune_and_retire(&h, &guard);
+        pruned2.set();
         drop(guard);
         crossbeam_epoch::pin().flush();
+        p.unlinked
     });
+    if pruner_first {
+        loom::thread::yield_now();
+    }
+    let pruned_before_read = pruned.is_set();
     assert_eq!(w.read(0, r), None, "the old reader saw a key it predates");
+    let pruned_before_commit = pruned.is_set();
     let mine = w.commit(&[0], b"mine", Some(t), &NO_GC);
     assert!(
         matches!(mine, Err(Error::Conflict { .. })),
         "lost a write-write conflict with the delete: {mine:?}"
     );
     writers.release(writer_slot);
-    pruner.join().unwrap();
+    let unlinked = pruner.join().unwrap();
+    seen.saw(format!(
+        "pruned before the read {pruned_before_read}, before the commit {pruned_before_commit}, \
+         unlinked {unlinked}"
+    ));
     // No transaction left: the lone tombstone goes, and the chain reads as absent to all.
     let h = Horizon::merge(w.registry.horizon(&w.clock), writers.horizon(&w.clock));
     let guard = crossbeam_epoch::pin();
@@ -1089,7 +1383,9 @@ fn broken_publish_before_stamp_is_caught() {
 }
 
 fn check_pending_commit() {
-    model(|| {
+    let outcomes = Outcomes::default();
+    let seen = outcomes.clone();
+    model(move || {
         let w = World::new(&[b"x", b"y"]);
         w.commit(&[0, 1], b"old", None, &NO_GC).unwrap();
         let w2 = Arc::clone(&w);
@@ -1115,6 +1411,7 @@ fn check_pending_commit() {
             Some((ts, Bytes::from_static(value))),
             "snapshot at {s} read y wrong"
         );
+        seen.saw(format!("snapshot at {s}"));
         w.registry.release(slot);
         assert_eq!(t.join().unwrap(), 2);
         let guard = crossbeam_epoch::pin();
@@ -1126,6 +1423,7 @@ fn check_pending_commit() {
             assert_eq!(chain.newest_ts(&guard), Some(2), "a cache was left pending");
         }
     });
+    outcomes.assert_explored(&["snapshot at 1", "snapshot at 2"]);
 }
 
 /// Model 20: a big serializable commit whose read validation fails after it linked its
@@ -1135,20 +1433,32 @@ fn check_pending_commit() {
 #[test]
 fn failed_pending_commit_installs_nothing() {
     faults::inject(Fault::None);
-    model(|| {
+    let outcomes = Outcomes::default();
+    let seen = outcomes.clone();
+    model(move || {
         let w = World::new(&[b"x", b"y", b"z"]);
         w.commit(&[0, 1, 2], b"init", None, &NO_GC).unwrap();
         // `z` changes after the snapshot (1) the serializable transaction reads it at.
         w.commit(&[2], b"z2", None, &NO_GC).unwrap();
         let w2 = Arc::clone(&w);
-        let t = loom::thread::spawn(move || w2.commit_serializable(&[2], &[0, 1], 1));
+        let done = Mark::default();
+        let done2 = done.clone();
+        let t = loom::thread::spawn(move || {
+            let r = w2.commit_serializable(&[2], &[0, 1], 1);
+            done2.set();
+            r
+        });
         // Lets the committer run first (see model 19).
         loom::thread::yield_now();
         let (slot, s) = w.registry.register(&w.clock);
+        let done_first = done.is_set();
         let guard = crossbeam_epoch::pin();
         let x = w.chains[0].lend_at(s, &guard).map(|v| v.ts);
         drop(guard);
         assert_eq!(x, Some(1), "snapshot at {s} saw a failed commit");
+        seen.saw(format!(
+            "snapshot at {s}, commit returned before {done_first}"
+        ));
         w.registry.release(slot);
         assert!(
             matches!(t.join().unwrap(), Err(Error::Conflict { .. })),
@@ -1170,4 +1480,8 @@ fn failed_pending_commit_installs_nothing() {
             visible + 1
         );
     });
+    outcomes.assert_explored(&[
+        "snapshot at 2, commit returned before false",
+        "snapshot at 3",
+    ]);
 }
