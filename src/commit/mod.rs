@@ -543,6 +543,54 @@ fn lock_all<'c>(chains: &'c [Arc<Chain>], guard: &Guard) -> Result<Small<ChainWr
     Ok(writers)
 }
 
+/// `Store`, except that looking up the head mirror of `poison` unwinds: stands for any panic
+/// while a commit installs or links (an allocation failure with `panic` OOM handling, a
+/// tripped debug assertion such as `with_mirror`'s).
+#[cfg(all(test, not(loom)))]
+pub(crate) struct Poisoned<'a> {
+    pub(crate) store: &'a crate::store::Store,
+    pub(crate) poison: &'a [u8],
+}
+
+#[cfg(all(test, not(loom)))]
+impl ChainSource for Poisoned<'_> {
+    fn resolve(&self, key: &[u8]) -> Arc<Chain> {
+        self.store.resolve(key)
+    }
+    fn lookup(&self, key: &[u8]) -> Option<Arc<Chain>> {
+        self.store.get(key)
+    }
+    fn find_in_range(
+        &self,
+        range: &KeyRange,
+        hit: &mut dyn FnMut(&[u8], &Chain) -> bool,
+    ) -> Option<Bytes> {
+        ChainSource::find_in_range(self.store, range, hit)
+    }
+    fn discard_if_empty(&self, key: &[u8], writer: &ChainWriter<'_>, guard: &Guard) {
+        ChainSource::discard_if_empty(self.store, key, writer, guard)
+    }
+    fn with_mirror<R>(
+        &self,
+        key: &[u8],
+        chain: &Chain,
+        f: impl FnOnce(Option<&HeadCache>) -> R,
+    ) -> R {
+        assert_ne!(key, self.poison, "injected panic mid-install");
+        self.store.with_mirror(key, chain, f)
+    }
+    fn with_locked<R>(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(&ChainWriter<'_>, Option<&HeadCache>) -> R,
+    ) -> Option<R> {
+        ChainSource::with_locked(self.store, key, f)
+    }
+    fn note_installed(&self, writes: &[Write<'_>], guard: &Guard) {
+        ChainSource::note_installed(self.store, writes, guard)
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod panic_mid_install {
     //! A commit that unwinds in the middle of its installs still publishes (`Publication`
@@ -560,49 +608,6 @@ mod panic_mid_install {
     use crate::raw::test_values::{counted, wait_for_drops};
 
     use crate::store::Store;
-
-    /// `Store`, except that the install of key `b` unwinds (stands for any panic in the
-    /// install loop: an allocation failure with `panic` OOM handling, a tripped debug
-    /// assertion such as `with_mirror`'s).
-    struct PanicsOnB<'a>(&'a Store);
-
-    impl ChainSource for PanicsOnB<'_> {
-        fn resolve(&self, key: &[u8]) -> Arc<Chain> {
-            self.0.resolve(key)
-        }
-        fn lookup(&self, key: &[u8]) -> Option<Arc<Chain>> {
-            self.0.get(key)
-        }
-        fn find_in_range(
-            &self,
-            range: &KeyRange,
-            hit: &mut dyn FnMut(&[u8], &Chain) -> bool,
-        ) -> Option<Bytes> {
-            <Store as ChainSource>::find_in_range(self.0, range, hit)
-        }
-        fn discard_if_empty(&self, key: &[u8], writer: &ChainWriter<'_>, guard: &Guard) {
-            <Store as ChainSource>::discard_if_empty(self.0, key, writer, guard)
-        }
-        fn with_mirror<R>(
-            &self,
-            key: &[u8],
-            chain: &Chain,
-            f: impl FnOnce(Option<&HeadCache>) -> R,
-        ) -> R {
-            assert_ne!(key, b"b", "injected panic mid-install");
-            self.0.with_mirror(key, chain, f)
-        }
-        fn with_locked<R>(
-            &self,
-            key: &[u8],
-            f: impl FnOnce(&ChainWriter<'_>, Option<&HeadCache>) -> R,
-        ) -> Option<R> {
-            <Store as ChainSource>::with_locked(self.0, key, f)
-        }
-        fn note_installed(&self, writes: &[Write<'_>], guard: &Guard) {
-            <Store as ChainSource>::note_installed(self.0, writes, guard)
-        }
-    }
 
     fn scan(store: &Store, at: u64) -> Vec<(Vec<u8>, Vec<u8>)> {
         let mut out = Vec::new();
@@ -632,7 +637,10 @@ mod panic_mid_install {
         store.maintain_index(Reason::Sweep);
         let unwound = catch_unwind(AssertUnwindSafe(|| {
             let mut w2 = [Write::new(b"a", Some(b"a2")), Write::new(b"b", Some(b"b2"))];
-            let source = PanicsOnB(&store);
+            let source = Poisoned {
+                store: &store,
+                poison: b"b",
+            };
             commit(&clock, &source, &mut w2, Checks::default(), &keep_all)
         }));
         assert!(unwound.is_err());

@@ -175,58 +175,9 @@ fn publish_before_stamp() -> bool {
 mod tests {
     use std::panic::{catch_unwind, AssertUnwindSafe};
 
-    use bytes::Bytes;
-
     use super::*;
-    use crate::commit::commit;
-    use crate::raw::{Chain, HeadCache};
-    use crate::store::{KeyRange, Store};
-    use crate::sync::Arc;
-
-    /// `Store`, except that looking up the mirror of `poison` unwinds: stands for any panic
-    /// while a big commit links its versions.
-    struct Poisoned<'a> {
-        store: &'a Store,
-        poison: Vec<u8>,
-    }
-
-    impl ChainSource for Poisoned<'_> {
-        fn resolve(&self, key: &[u8]) -> Arc<Chain> {
-            self.store.resolve(key)
-        }
-        fn lookup(&self, key: &[u8]) -> Option<Arc<Chain>> {
-            self.store.get(key)
-        }
-        fn find_in_range(
-            &self,
-            range: &KeyRange,
-            hit: &mut dyn FnMut(&[u8], &Chain) -> bool,
-        ) -> Option<Bytes> {
-            <Store as ChainSource>::find_in_range(self.store, range, hit)
-        }
-        fn discard_if_empty(&self, key: &[u8], writer: &ChainWriter<'_>, guard: &Guard) {
-            <Store as ChainSource>::discard_if_empty(self.store, key, writer, guard)
-        }
-        fn with_mirror<R>(
-            &self,
-            key: &[u8],
-            chain: &Chain,
-            f: impl FnOnce(Option<&HeadCache>) -> R,
-        ) -> R {
-            assert_ne!(key, self.poison, "injected panic while linking");
-            self.store.with_mirror(key, chain, f)
-        }
-        fn with_locked<R>(
-            &self,
-            key: &[u8],
-            f: impl FnOnce(&ChainWriter<'_>, Option<&HeadCache>) -> R,
-        ) -> Option<R> {
-            <Store as ChainSource>::with_locked(self.store, key, f)
-        }
-        fn note_installed(&self, writes: &[Write<'_>], guard: &Guard) {
-            <Store as ChainSource>::note_installed(self.store, writes, guard)
-        }
-    }
+    use crate::commit::{commit, Poisoned};
+    use crate::store::Store;
 
     fn keys() -> Vec<Vec<u8>> {
         (0..MIN_KEYS + 6)
@@ -266,9 +217,10 @@ mod tests {
     fn a_big_commit_unwinding_while_linking_installs_nothing_and_takes_no_timestamp() {
         let (store, clock) = (Store::new(), Clock::new());
         assert_eq!(commit_all(&clock, &store, b"v1"), Some(1));
+        let poison = keys()[40].clone();
         let poisoned = Poisoned {
             store: &store,
-            poison: keys()[40].clone(),
+            poison: &poison,
         };
         let unwound = catch_unwind(AssertUnwindSafe(|| commit_all(&clock, &poisoned, b"v2")));
         assert!(unwound.is_err());
