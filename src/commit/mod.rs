@@ -543,9 +543,10 @@ fn lock_all<'c>(chains: &'c [Arc<Chain>], guard: &Guard) -> Result<Small<ChainWr
     Ok(writers)
 }
 
-/// `Store`, except that looking up the head mirror of `poison` unwinds: stands for any panic
-/// while a commit installs or links (an allocation failure with `panic` OOM handling, a
-/// tripped debug assertion such as `with_mirror`'s).
+/// `Store`, except that looking up `poison` (its head mirror, or its chain for read
+/// validation) unwinds: stands for any panic while a commit installs, links or validates (an
+/// allocation failure with `panic` OOM handling, a tripped debug assertion such as
+/// `with_mirror`'s).
 #[cfg(all(test, not(loom)))]
 pub(crate) struct Poisoned<'a> {
     pub(crate) store: &'a crate::store::Store,
@@ -558,6 +559,7 @@ impl ChainSource for Poisoned<'_> {
         self.store.resolve(key)
     }
     fn lookup(&self, key: &[u8]) -> Option<Arc<Chain>> {
+        assert_ne!(key, self.poison, "injected panic mid-validation");
         self.store.get(key)
     }
     fn find_in_range(

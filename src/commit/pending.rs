@@ -52,11 +52,22 @@ pub(super) fn commit_pending(
     let linked = link_all(source, writes, writers, guard);
     let publication = clock.allocate();
     if let Some((s, reads)) = checks.snapshot.zip(checks.reads) {
-        if let Err(e) = validate_reads(source, writes, reads, s, guard) {
-            unlink_all(source, writes, writers, linked, guard);
-            // Publishes the timestamp with nothing installed (timestamps have no holes).
-            drop(publication);
-            return Err(abandon(source, writes, writers, e, guard));
+        // Caught: should the validation unwind (it walks the scan index, which allocates),
+        // the pending nodes must not outlive the commit unstamped (their chains would
+        // conflict with every later writer).
+        let validated = catch_unwind(AssertUnwindSafe(|| {
+            validate_reads(source, writes, reads, s, guard)
+        }));
+        match validated {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                take_back(source, writes, writers, linked, publication, guard);
+                return Err(abandon(source, writes, writers, e, guard));
+            }
+            Err(panic) => {
+                take_back(source, writes, writers, linked, publication, guard);
+                resume_unwind(panic);
+            }
         }
     }
     let ts = if publish_before_stamp() {
@@ -110,6 +121,20 @@ fn link_all<'g>(
         resume_unwind(panic);
     }
     linked
+}
+
+/// A commit that failed after it took its timestamp: its pending nodes are unlinked, then
+/// the timestamp is published with nothing installed (timestamps have no holes).
+fn take_back(
+    source: &impl ChainSource,
+    writes: &[Write<'_>],
+    writers: &[ChainWriter<'_>],
+    linked: Vec<Pending<'_>>,
+    publication: crate::clock::Publication<'_>,
+    guard: &Guard,
+) {
+    unlink_all(source, writes, writers, linked, guard);
+    drop(publication);
 }
 
 /// Takes back every pending node of a commit that failed (the first `linked.len()` writes).
@@ -176,7 +201,7 @@ mod tests {
     use std::panic::{catch_unwind, AssertUnwindSafe};
 
     use super::*;
-    use crate::commit::{commit, Poisoned};
+    use crate::commit::{commit, Poisoned, ReadSet};
     use crate::store::Store;
 
     fn keys() -> Vec<Vec<u8>> {
@@ -240,6 +265,45 @@ mod tests {
             read_all(&store, 2),
             vec![Some(b"v3".to_vec()); keys().len()]
         );
+    }
+
+    #[test]
+    fn a_big_commit_unwinding_in_read_validation_takes_its_versions_back() {
+        let (store, clock) = (Store::new(), Clock::new());
+        assert_eq!(commit_all(&clock, &store, b"v1"), Some(1));
+        let poisoned = Poisoned {
+            store: &store,
+            poison: b"read",
+        };
+        let reads = ReadSet {
+            keys: vec![crate::store::MapKey::from_slice(b"read")],
+            ranges: Vec::new(),
+        };
+        let unwound = catch_unwind(AssertUnwindSafe(|| {
+            let keys = keys();
+            let mut writes: Vec<_> = keys.iter().map(|k| Write::new(k, Some(b"v2"))).collect();
+            let checks = Checks {
+                snapshot: Some(1),
+                reads: Some(&reads),
+                expect: None,
+            };
+            commit(&clock, &poisoned, &mut writes, checks, &Horizon::at(0))
+        }));
+        assert!(unwound.is_err());
+        // Its timestamp was published with nothing installed.
+        assert_eq!(clock.visible(), 2);
+        assert_eq!(
+            read_all(&store, 2),
+            vec![Some(b"v1".to_vec()); keys().len()]
+        );
+        let guard = &crossbeam_epoch::pin();
+        for k in keys() {
+            let chain = store.get(&k).unwrap();
+            assert_eq!(chain.version_count(guard), 1, "a pending version stayed");
+            assert_eq!(chain.newest_ts(guard), Some(1));
+            assert!(!chain.is_locked(), "a lock stayed held");
+        }
+        assert_eq!(commit_all(&clock, &store, b"v3"), Some(3));
     }
 
     #[test]
