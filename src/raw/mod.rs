@@ -23,13 +23,15 @@
 //!
 //! Value pointers are also *copied* out of the chains: into each chain's head cache and the
 //! map's head mirror ([`HeadCache`], valid because a head is retired only after every cache
-//! describing it was rewritten), and into the scan index's runs ([`RunHeads`], valid because
+//! describing it was rewritten; a chain's one mirror lives beside it in a [`MirroredChain`],
+//! which its writer checks it is handed), and into the scan index's runs ([`RunHeads`], valid because
 //! a commit marks a key changed in every run a reader could consult before it retires the
 //! head it superseded; see `run_heads`).
 
 mod chain;
 mod epoch_cell;
 mod head_cache;
+mod mirrored_chain;
 mod node_pool;
 mod pending;
 mod retired;
@@ -41,6 +43,7 @@ mod wait_queue;
 pub(crate) use chain::{prefetch_line, prefetch_lines, Chain, ChainWriter};
 pub(crate) use epoch_cell::EpochCell;
 pub(crate) use head_cache::{HeadCache, Lent};
+pub(crate) use mirrored_chain::MirroredChain;
 pub(crate) use node_pool::trim as trim_node_pool;
 pub(crate) use pending::Pending;
 /// Values that count their drops, and waits for the epoch to free them: for tests of code
