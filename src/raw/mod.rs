@@ -51,7 +51,7 @@ pub(crate) use pending::Pending;
 #[cfg(all(test, not(loom)))]
 pub(crate) use retired::tests as test_values;
 pub(crate) use retired::Retired;
-pub(crate) use run_heads::{Changes, CopiedHead, HeadCopier, HeadsSlice, RunHeads};
+pub(crate) use run_heads::{Changes, CopiedHead, CurrentMask, HeadCopier, HeadsSlice, RunHeads};
 pub(crate) use version::Unlinked;
 #[cfg(not(loom))]
 pub(crate) use wait_queue::WaitQueue;
