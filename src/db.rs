@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::gc::{Collector, GcReport, Parts};
 use crate::isolation::Isolation;
 use crate::options::{DbBuilder, Options};
-use crate::raw::{Chain, ChainWriter, HeadCache, Lent};
+use crate::raw::{Chain, ChainWriter, HeadCache, Lent, MirroredChain};
 use crate::registry::{Registry, SlotId};
 use crate::snapshot::Snapshot;
 use crate::store::{MapKey, Store};
@@ -116,7 +116,7 @@ impl ChainSource for Store {
         &self,
         key: &[u8],
         chain: &Chain,
-        f: impl FnOnce(Option<&HeadCache>) -> R,
+        f: impl FnOnce(Option<&MirroredChain>) -> R,
     ) -> R {
         Store::with_mirror(self, key, chain, f)
     }
@@ -124,7 +124,7 @@ impl ChainSource for Store {
     fn with_locked<R>(
         &self,
         key: &[u8],
-        f: impl FnOnce(&ChainWriter<'_>, Option<&HeadCache>) -> R,
+        f: impl FnOnce(&ChainWriter<'_>, Option<&MirroredChain>) -> R,
     ) -> Option<R> {
         Store::with_locked(self, key, |writer, mirror| f(writer, Some(mirror)))
     }
@@ -732,7 +732,10 @@ mod update_after_losing_to_an_unpublished_commit {
         {
             let guard = crossbeam_epoch::pin();
             let chain = shared.store.get(b"k").unwrap();
-            chain.lock().install(held.ts(), Some(b"2"), None, &guard);
+            let w = chain.lock();
+            shared.store.with_mirror(b"k", &chain, |m| {
+                w.install(held.ts(), Some(b"2"), m, &guard);
+            });
         }
         let attempts = AtomicU32::new(0);
         let committed = std::thread::scope(|s| {

@@ -25,7 +25,7 @@ use crate::commit::{commit, ChainSource, Checks, ReadSet, Write};
 use crate::error::Error;
 use crate::horizon::Horizon;
 use crate::index::{Index, Reads};
-use crate::raw::{Chain, ChainWriter, HeadCache};
+use crate::raw::{Chain, ChainWriter, MirroredChain};
 use crate::registry::{Registry, SlotId};
 use crate::store::KeyRange;
 use crate::sync::faults::{self, Fault};
@@ -72,14 +72,19 @@ impl ChainSource for World {
     fn discard_if_empty(&self, _: &[u8], _: &ChainWriter<'_>, _: &Guard) {}
 
     /// The model world keeps no head mirrors: its readers read the chains.
-    fn with_mirror<R>(&self, _: &[u8], _: &Chain, f: impl FnOnce(Option<&HeadCache>) -> R) -> R {
+    fn with_mirror<R>(
+        &self,
+        _: &[u8],
+        _: &Chain,
+        f: impl FnOnce(Option<&MirroredChain>) -> R,
+    ) -> R {
         f(None)
     }
 
     fn with_locked<R>(
         &self,
         key: &[u8],
-        f: impl FnOnce(&ChainWriter<'_>, Option<&HeadCache>) -> R,
+        f: impl FnOnce(&ChainWriter<'_>, Option<&MirroredChain>) -> R,
     ) -> Option<R> {
         let i = self.keys.iter().position(|k| k == key)?;
         let writer = self.chains[i].try_lock()?;

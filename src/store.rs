@@ -8,7 +8,7 @@ use crossbeam_epoch::Guard;
 use dashmap::DashMap;
 
 use crate::index::{Entries, Index, Reads, Reason, ScanNeeds};
-use crate::raw::{Chain, ChainWriter, HeadCache};
+use crate::raw::{Chain, ChainWriter, HeadCache, MirroredChain};
 use crate::sync::Arc;
 
 /// Maps every key that has (or is about to receive) versions to its chain, twice: hashed for
@@ -40,14 +40,9 @@ pub(crate) struct Store {
 /// A point read whose answer is the newest version (nearly all of them) finds it in the
 /// mirror, in the map's bucket, without touching the chain: one dependent cache miss fewer.
 /// The committer installing a version rewrites the mirror under the chain's lock, right after
-/// the chain's own cache ([`ChainWriter::install`]). The entry lives exactly as long as the
-/// key maps to this chain, so the mirror never describes another chain. The map moves
-/// entries only under a shard's write lock (when it grows), and a mirror is read or written
-/// only under a read lock of its shard, so nobody holds a reference to one across a move.
-pub(crate) struct MapEntry {
-    mirror: HeadCache,
-    chain: Arc<Chain>,
-}
+/// the chain's own cache ([`ChainWriter::install_node`], which checks it is handed this
+/// entry). The entry lives exactly as long as the key maps to this chain.
+pub(crate) type MapEntry = MirroredChain;
 
 /// The key as both maps hold it: keys up to 24 bytes live inline in the map's bucket and in
 /// the index (its sorted run and delta nodes), so a lookup or a scan step compares the key
@@ -98,7 +93,7 @@ impl Store {
         key: &[u8],
         f: impl FnOnce(&Chain, &HeadCache) -> R,
     ) -> Option<R> {
-        self.map.get(key).map(|e| f(&e.chain, &e.mirror))
+        self.map.get(key).map(|e| f(e.chain(), e.mirror()))
     }
 
     /// Runs `f` with the head mirror of `key` if `key` maps to `chain` (always the case while
@@ -107,13 +102,12 @@ impl Store {
         &self,
         key: &[u8],
         chain: &Chain,
-        f: impl FnOnce(Option<&HeadCache>) -> R,
+        f: impl FnOnce(Option<&MapEntry>) -> R,
     ) -> R {
         let entry = self.map.get(key);
         let mirror = entry
-            .as_ref()
-            .filter(|e| std::ptr::eq(Arc::as_ptr(&e.chain), chain))
-            .map(|e| &e.mirror);
+            .as_deref()
+            .filter(|e| std::ptr::eq(Arc::as_ptr(e.chain()), chain));
         debug_assert!(mirror.is_some(), "a locked live chain left the map");
         f(mirror)
     }
@@ -125,13 +119,13 @@ impl Store {
     pub(crate) fn with_locked<R>(
         &self,
         key: &[u8],
-        f: impl FnOnce(&ChainWriter<'_>, &HeadCache) -> R,
+        f: impl FnOnce(&ChainWriter<'_>, &MapEntry) -> R,
     ) -> Option<R> {
         let entry = self.map.get(key)?;
-        let writer = entry.chain.try_lock()?;
+        let writer = entry.chain().try_lock()?;
         // A chain is marked removed only under its shard's write lock, as it leaves the map.
         debug_assert!(!writer.is_removed(), "a chain in the map is live");
-        let out = f(&writer, &entry.mirror);
+        let out = f(&writer, &entry);
         // Unlock before the shard lock is released (the order the locals would drop in too).
         drop(writer);
         Some(out)
@@ -149,24 +143,21 @@ impl Store {
 
     /// The chain of `key`, if it has one.
     pub(crate) fn get(&self, key: &[u8]) -> Option<Arc<Chain>> {
-        self.map.get(key).map(|e| Arc::clone(&e.chain))
+        self.map.get(key).map(|e| Arc::clone(e.chain()))
     }
 
     /// The chain of `key`, created empty (in both maps) if the key has none.
     pub(crate) fn resolve(&self, key: &[u8]) -> Arc<Chain> {
         if let Some(e) = self.map.get(key) {
-            return Arc::clone(&e.chain);
+            return Arc::clone(e.chain());
         }
         let entry = self.map.entry(MapKey::from_slice(key)).or_insert_with(|| {
-            let chain = Arc::new(Chain::new());
+            let entry = MapEntry::new();
             // Under the shard's write lock: see the type's documentation.
-            self.index.insert(key, Arc::clone(&chain));
-            MapEntry {
-                mirror: HeadCache::new(),
-                chain,
-            }
+            self.index.insert(key, Arc::clone(entry.chain()));
+            entry
         });
-        Arc::clone(&entry.chain)
+        Arc::clone(entry.chain())
     }
 
     /// Removes `key` from both maps if `writer` holds its current chain and that chain is
@@ -184,11 +175,11 @@ impl Store {
         let chain: *const Chain = writer.chain();
         self.map
             .remove_if(key, |_, e| {
-                let same = std::ptr::eq(Arc::as_ptr(&e.chain), chain);
+                let same = std::ptr::eq(Arc::as_ptr(e.chain()), chain);
                 if same {
                     writer.mark_removed();
                     // Under the shard's write lock: see the type's documentation.
-                    self.index.remove(key, &e.chain, guard);
+                    self.index.remove(key, e.chain(), guard);
                 }
                 same
             })

@@ -7,7 +7,7 @@ use crossbeam_epoch::Guard;
 use crate::clock::{Clock, Publication};
 use crate::error::{ConflictKind, Error};
 use crate::horizon::Horizon;
-use crate::raw::{Chain, ChainWriter, HeadCache, Retired, Unlinked};
+use crate::raw::{Chain, ChainWriter, MirroredChain, Retired, Unlinked};
 use crate::store::KeyRange;
 use crate::sync::Arc;
 
@@ -37,7 +37,7 @@ pub(crate) trait ChainSource {
         &self,
         key: &[u8],
         chain: &Chain,
-        f: impl FnOnce(Option<&HeadCache>) -> R,
+        f: impl FnOnce(Option<&MirroredChain>) -> R,
     ) -> R;
     /// Runs `f` with `key`'s chain locked and its head mirror (as `with_mirror` would hand
     /// it over), if the key has a chain and its lock is free right now; `None` otherwise,
@@ -50,7 +50,7 @@ pub(crate) trait ChainSource {
     fn with_locked<R>(
         &self,
         key: &[u8],
-        f: impl FnOnce(&ChainWriter<'_>, Option<&HeadCache>) -> R,
+        f: impl FnOnce(&ChainWriter<'_>, Option<&MirroredChain>) -> R,
     ) -> Option<R>;
     /// Called once a commit has installed versions of `writes`' keys, before it retires
     /// anything or publishes: a source whose scan index copies heads marks those keys changed
@@ -285,7 +285,7 @@ enum Mirrors<'m> {
     /// Through [`ChainSource::with_mirror`], key by key.
     Lookup,
     /// Already found by [`ChainSource::with_locked`], with the one chain of the write set.
-    Found(Option<&'m HeadCache>),
+    Found(Option<&'m MirroredChain>),
 }
 
 /// A commit that installed its versions (or unwound while installing) and holds its
@@ -576,7 +576,7 @@ impl ChainSource for Poisoned<'_> {
         &self,
         key: &[u8],
         chain: &Chain,
-        f: impl FnOnce(Option<&HeadCache>) -> R,
+        f: impl FnOnce(Option<&MirroredChain>) -> R,
     ) -> R {
         assert_ne!(key, self.poison, "injected panic mid-install");
         self.store.with_mirror(key, chain, f)
@@ -584,7 +584,7 @@ impl ChainSource for Poisoned<'_> {
     fn with_locked<R>(
         &self,
         key: &[u8],
-        f: impl FnOnce(&ChainWriter<'_>, Option<&HeadCache>) -> R,
+        f: impl FnOnce(&ChainWriter<'_>, Option<&MirroredChain>) -> R,
     ) -> Option<R> {
         ChainSource::with_locked(self.store, key, f)
     }
@@ -789,7 +789,8 @@ mod one_key_fast_path {
         {
             // A version from the future: the next commit's install trips the order check.
             let guard = crossbeam_epoch::pin();
-            chain.lock().install(100, Some(b"future"), None, &guard);
+            let w = chain.lock();
+            store.with_mirror(b"k", &chain, |m| w.install(100, Some(b"future"), m, &guard));
         }
         let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             put_blind(&store, &clock, b"k", b"2")

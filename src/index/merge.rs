@@ -10,7 +10,7 @@ use super::fences::bisect;
 use super::order;
 use super::run::RunEntry;
 use super::run::{Run, RunSlice};
-use crate::raw::{Chain, CopiedHead, HeadsSlice, Lent};
+use crate::raw::{Chain, CopiedHead, CurrentMask, HeadsSlice, Lent};
 use crate::store::KeyRangeRef;
 use crate::sync::Arc;
 
@@ -227,7 +227,7 @@ impl<'g> RunIter<'g> {
     /// register), starts the misses on the other entries' chains and the loads of the next
     /// stretch's entries and copies; a second pass lends, from the copy or, when there is no
     /// usable copy, the chain. `at` must have been taken before the walk loaded the index
-    /// state (see [`CopiedHead::lend_current`]).
+    /// state (see [`CurrentMask::lend`]).
     #[inline]
     fn lend_front<F>(&mut self, n: usize, at: u64, guard: &'g Guard, f: &mut F) -> ControlFlow<()>
     where
@@ -241,9 +241,9 @@ impl<'g> RunIter<'g> {
         let current = if self.reads == Reads::Heads {
             heads.current_mask(n)
         } else {
-            0
+            CurrentMask::none()
         };
-        let mut stale = !current & (u32::MAX >> (u32::BITS as usize - n));
+        let mut stale = !current.bits() & (u32::MAX >> (u32::BITS as usize - n));
         while stale != 0 {
             entries[stale.trailing_zeros() as usize].1.prefetch();
             stale &= stale - 1;
@@ -255,12 +255,7 @@ impl<'g> RunIter<'g> {
             heads.prefetch_range(ahead);
         }
         for (i, (key, chain)) in entries.iter().enumerate() {
-            let copy = if current & (1 << i) != 0 {
-                heads.get(i).and_then(|c| c.lend_current(at, guard))
-            } else {
-                None
-            };
-            let lent = match copy {
+            let lent = match current.lend(i, at, guard) {
                 Some(v) => Some(v),
                 None => chain.lend_at(at, guard),
             };

@@ -5,6 +5,7 @@ use crossbeam_epoch::{Atomic, Guard, Pointer, Shared};
 use crate::horizon::Horizon;
 
 use super::head_cache::{HeadCache, Lent};
+use super::mirrored_chain::MirroredChain;
 use super::version::{Unlinked, Version, PENDING};
 use super::Retired;
 use crate::sync::{AtomicU32, Backoff, Ordering};
@@ -32,6 +33,9 @@ impl<'g> VersionRef<'g> {
 const LOCKED: u32 = 1;
 /// Bit of [`Chain::state`]: the chain has left the key map and must not receive versions.
 const REMOVED: u32 = 2;
+/// Bit of [`Chain::state`], set at creation and never changed: the chain has a head mirror
+/// (see [`MirroredChain`]), which every write of its head must be handed.
+const MIRRORED: u32 = 4;
 
 /// Bit of [`Chain::shape`]: the chain's oldest version is a value at or below a watermark a
 /// prune used. Watermarks only grow, so every later prune would keep it and stop there
@@ -48,6 +52,9 @@ pub(crate) struct Chain {
     /// | `LOCKED`             | a committer or the collector is installing / pruning            |
     /// | `LOCKED \| REMOVED`  | the collector is unlinking the key from the map and index       |
     /// | `REMOVED`            | dead: the key left the map; a committer that locks it re-resolves the key |
+    ///
+    /// [`MIRRORED`] is or-ed into each of these for the whole life of a chain made with its
+    /// head mirror, and never into another chain's.
     ///
     /// `LOCKED` is taken with an `Acquire` CAS and released with a `Release` store, so each
     /// lock holder sees the previous holder's `head`/`next` writes. `REMOVED` is set only by the
@@ -76,14 +83,26 @@ pub(crate) struct Chain {
 }
 
 impl Chain {
-    /// An empty, live, unlocked chain.
+    /// An empty, live, unlocked chain without a head mirror (the store's chains are made
+    /// with theirs, by [`MirroredChain::new`]).
+    #[cfg(test)]
     pub(crate) fn new() -> Self {
+        Self::with_state(0)
+    }
+
+    /// An empty, unlocked chain with control word `state`.
+    fn with_state(state: u32) -> Self {
         Self {
-            state: AtomicU32::new(0),
+            state: AtomicU32::new(state),
             shape: AtomicU32::new(0),
             head: Atomic::null(),
             cache: HeadCache::new(),
         }
+    }
+
+    /// An empty chain with a head mirror: only [`MirroredChain::new`] makes one.
+    pub(super) fn new_mirrored() -> Self {
+        Self::with_state(MIRRORED)
     }
 
     /// The chain's head cache (for copies of the head, see `run_heads`).
@@ -326,6 +345,25 @@ impl<'a> ChainWriter<'a> {
         self.chain.is_removed()
     }
 
+    /// The head mirror to rewrite with the chain's own cache: `entry`'s, which must be this
+    /// chain's, or none for a chain made without one. Panics otherwise: a mirror left out,
+    /// or another chain's, would go on describing a head this writer may then free.
+    #[inline]
+    pub(super) fn own_mirror<'m>(&self, entry: Option<&'m MirroredChain>) -> Option<&'m HeadCache> {
+        match entry {
+            Some(entry) => Some(entry.mirror_of(self.chain)),
+            None => {
+                // The lock holder reads its own locked word: no other thread writes it now.
+                let state = self.chain.state.load(Ordering::Relaxed);
+                assert!(
+                    state & MIRRORED == 0,
+                    "a mirrored chain's head written without its mirror"
+                );
+                None
+            }
+        }
+    }
+
     /// Marks the chain dead; a committer that locks it afterwards re-resolves its key.
     pub(crate) fn mark_removed(&self) {
         self.chain.state.fetch_or(REMOVED, Ordering::Relaxed);
@@ -344,8 +382,9 @@ impl<'a> ChainWriter<'a> {
     /// Links a new newest version. `ts` must exceed every timestamp in the chain (commit
     /// timestamps are allocated after the lock is taken, so this holds for committers).
     ///
-    /// `mirror`, if given, is a second [`HeadCache`] for this chain kept elsewhere (the key's
-    /// map entry, so that point reads need not touch the chain). It is rewritten here too,
+    /// `mirror`, if given, is the entry holding this chain's second [`HeadCache`] (the key's
+    /// map entry, so that point reads need not touch the chain); it must be given exactly for
+    /// a chain made with a mirror, and be its own (checked: see [`MirroredChain`]). It is rewritten here too,
     /// right after the chain's own cache: before this returns, so before the old head can be
     /// pruned and retired, and before the commit's timestamp is published. That is all its
     /// readers rely on, exactly as for the chain's cache (see `HeadCache`). It is never
@@ -357,7 +396,7 @@ impl<'a> ChainWriter<'a> {
         &self,
         ts: u64,
         value: Option<&[u8]>,
-        mirror: Option<&HeadCache>,
+        mirror: Option<&MirroredChain>,
         guard: &Guard,
     ) {
         self.install_node(ts, Unlinked::new(value), mirror, guard);
@@ -369,9 +408,10 @@ impl<'a> ChainWriter<'a> {
         &self,
         ts: u64,
         node: Unlinked,
-        mirror: Option<&HeadCache>,
+        mirror: Option<&MirroredChain>,
         guard: &Guard,
     ) {
+        let mirror = self.own_mirror(mirror);
         let head = self.chain.head.load(Ordering::Relaxed, guard);
         debug_assert!(
             // SAFETY: `head` is pinned by `guard` and only the lock holder (us) unlinks nodes.
@@ -1009,18 +1049,20 @@ mod tests {
         // timestamps never go backwards.
         let rounds: u64 = if cfg!(miri) { 40 } else { 5_000 };
         // The chain and a head mirror kept beside it, as a map entry keeps one.
-        let c = Arc::new((Chain::new(), HeadCache::new()));
+        let c = Arc::new(MirroredChain::new());
         {
             let g = epoch::pin();
-            c.0.lock().install(1, b("1").as_deref(), Some(&c.1), &g);
+            c.chain()
+                .lock()
+                .install(1, b("1").as_deref(), Some(&*c), &g);
         }
         let writer = {
             let c = Arc::clone(&c);
             std::thread::spawn(move || {
                 for ts in 2..=rounds {
                     let g = epoch::pin();
-                    let w = c.0.lock();
-                    w.install(ts, b(&ts.to_string()).as_deref(), Some(&c.1), &g);
+                    let w = c.chain().lock();
+                    w.install(ts, b(&ts.to_string()).as_deref(), Some(&*c), &g);
                     if ts % 3 == 0 || ts == rounds {
                         prune(&w, &Horizon::at(ts), &g);
                     }
@@ -1032,7 +1074,7 @@ mod tests {
             std::thread::spawn(move || {
                 let mut last = 0;
                 while last < rounds {
-                    let (c, mirror) = &*c;
+                    let (c, mirror) = (&**c.chain(), c.mirror());
                     let g = epoch::pin();
                     let v = c.newest(&g).expect("the chain is never empty");
                     assert_eq!(v.value, Some(v.ts.to_string().as_bytes()));
@@ -1058,7 +1100,7 @@ mod tests {
         writer.join().unwrap();
         reader.join().unwrap();
         let g = epoch::pin();
-        assert_eq!(c.0.version_count(&g), 1);
+        assert_eq!(c.chain().version_count(&g), 1);
     }
 }
 

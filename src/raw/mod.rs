@@ -23,13 +23,15 @@
 //!
 //! Value pointers are also *copied* out of the chains: into each chain's head cache and the
 //! map's head mirror ([`HeadCache`], valid because a head is retired only after every cache
-//! describing it was rewritten), and into the scan index's runs ([`RunHeads`], valid because
+//! describing it was rewritten; a chain's one mirror lives beside it in a [`MirroredChain`],
+//! which its writer checks it is handed), and into the scan index's runs ([`RunHeads`], valid because
 //! a commit marks a key changed in every run a reader could consult before it retires the
 //! head it superseded; see `run_heads`).
 
 mod chain;
 mod epoch_cell;
 mod head_cache;
+mod mirrored_chain;
 mod node_pool;
 mod pending;
 mod retired;
@@ -41,6 +43,7 @@ mod wait_queue;
 pub(crate) use chain::{prefetch_line, prefetch_lines, Chain, ChainWriter};
 pub(crate) use epoch_cell::EpochCell;
 pub(crate) use head_cache::{HeadCache, Lent};
+pub(crate) use mirrored_chain::MirroredChain;
 pub(crate) use node_pool::trim as trim_node_pool;
 pub(crate) use pending::Pending;
 /// Values that count their drops, and waits for the epoch to free them: for tests of code
@@ -48,7 +51,7 @@ pub(crate) use pending::Pending;
 #[cfg(all(test, not(loom)))]
 pub(crate) use retired::tests as test_values;
 pub(crate) use retired::Retired;
-pub(crate) use run_heads::{Changes, CopiedHead, HeadCopier, HeadsSlice, RunHeads};
+pub(crate) use run_heads::{Changes, CopiedHead, CurrentMask, HeadCopier, HeadsSlice, RunHeads};
 pub(crate) use version::Unlinked;
 #[cfg(not(loom))]
 pub(crate) use wait_queue::WaitQueue;

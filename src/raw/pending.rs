@@ -35,7 +35,7 @@
 use crossbeam_epoch::{Guard, Pointer, Shared};
 
 use super::chain::{prefetch_line, ChainWriter};
-use super::head_cache::HeadCache;
+use super::mirrored_chain::MirroredChain;
 use super::version::{Unlinked, Version, PENDING};
 use super::Retired;
 use crate::sync::Ordering;
@@ -78,9 +78,10 @@ impl ChainWriter<'_> {
     pub(crate) fn link_pending<'g>(
         &self,
         node: Unlinked,
-        mirror: Option<&HeadCache>,
+        mirror: Option<&MirroredChain>,
         guard: &'g Guard,
     ) -> Pending<'g> {
+        let mirror = self.own_mirror(mirror);
         let chain = self.chain();
         let head = chain.head.load(Ordering::Relaxed, guard);
         let node = node.pending();
@@ -104,9 +105,10 @@ impl ChainWriter<'_> {
     pub(crate) fn finish_pending(
         &self,
         pending: Pending<'_>,
-        mirror: Option<&HeadCache>,
+        mirror: Option<&MirroredChain>,
         guard: &Guard,
     ) {
+        let mirror = self.own_mirror(mirror);
         let chain = self.chain();
         debug_assert!(
             chain.head.load(Ordering::Relaxed, guard).into_usize() == pending.node.into_usize(),
@@ -127,10 +129,11 @@ impl ChainWriter<'_> {
     pub(crate) fn unlink_pending(
         &self,
         pending: Pending<'_>,
-        mirror: Option<&HeadCache>,
+        mirror: Option<&MirroredChain>,
         retired: &mut Retired,
         guard: &Guard,
     ) {
+        let mirror = self.own_mirror(mirror);
         let chain = self.chain();
         let node = pending.node();
         debug_assert!(
@@ -165,7 +168,7 @@ mod tests {
 
     use super::*;
     use crate::raw::test_values::{counted, wait_for_drops};
-    use crate::raw::{Chain, Lent};
+    use crate::raw::{Chain, HeadCache, Lent};
     use std::sync::atomic::AtomicUsize;
     use std::sync::Arc;
 
@@ -197,17 +200,14 @@ mod tests {
 
     #[test]
     fn a_pending_version_is_seen_once_stamped_and_cached_once_finished() {
-        let (chain, mirror) = (Chain::new(), HeadCache::new());
+        let entry = MirroredChain::new();
+        let (chain, mirror) = (&**entry.chain(), entry.mirror());
         let guard = &crossbeam_epoch::pin();
         let w = chain.lock();
-        w.install(1, Some(b"v1"), Some(&mirror), guard);
-        let pending = w.link_pending(Unlinked::new(Some(b"v2")), Some(&mirror), guard);
+        w.install(1, Some(b"v1"), Some(&entry), guard);
+        let pending = w.link_pending(Unlinked::new(Some(b"v2")), Some(&entry), guard);
         for at in [1, 5, PENDING - 1] {
-            assert_eq!(
-                reads(&chain, &mirror, at),
-                head(1, b"v1"),
-                "pending, at {at}"
-            );
+            assert_eq!(reads(chain, mirror, at), head(1, b"v1"), "pending, at {at}");
         }
         assert_eq!(
             w.newest_ts(guard),
@@ -215,15 +215,15 @@ mod tests {
             "the lock holder sees its own node"
         );
         pending.stamp(7);
-        assert_eq!(reads(&chain, &mirror, 6), head(1, b"v1"));
-        assert_eq!(reads(&chain, &mirror, 7), head(7, b"v2"));
+        assert_eq!(reads(chain, mirror, 6), head(1, b"v1"));
+        assert_eq!(reads(chain, mirror, 7), head(7, b"v2"));
         assert_eq!(w.newest_ts(guard), Some(7));
         // The caches still send readers to the chain until finished.
         assert!(mirror.get(guard).is_some_and(|v| v.ts == PENDING));
-        w.finish_pending(pending, Some(&mirror), guard);
+        w.finish_pending(pending, Some(&entry), guard);
         assert_eq!(seen(mirror.get(guard)), head(7, b"v2"));
         assert_eq!(seen(chain.cache.get(guard)), head(7, b"v2"));
-        assert_eq!(reads(&chain, &mirror, 7), head(7, b"v2"));
+        assert_eq!(reads(chain, mirror, 7), head(7, b"v2"));
         assert_eq!(chain.version_count(guard), 2);
         assert_eq!(chain.shape.load(Ordering::Relaxed), 2);
     }
@@ -232,14 +232,15 @@ mod tests {
     fn an_unlinked_pending_version_restores_the_head_and_is_freed() {
         let drops = Arc::new(AtomicUsize::new(0));
         let value = counted(&drops, 9);
-        let (chain, mirror) = (Chain::new(), HeadCache::new());
+        let entry = MirroredChain::new();
+        let (chain, mirror) = (&**entry.chain(), entry.mirror());
         {
             let guard = &crossbeam_epoch::pin();
             let w = chain.lock();
-            w.install(1, Some(b"v1"), Some(&mirror), guard);
-            let pending = w.link_pending(Unlinked::new(Some(&value)), Some(&mirror), guard);
+            w.install(1, Some(b"v1"), Some(&entry), guard);
+            let pending = w.link_pending(Unlinked::new(Some(&value)), Some(&entry), guard);
             let mut retired = Retired::new();
-            w.unlink_pending(pending, Some(&mirror), &mut retired, guard);
+            w.unlink_pending(pending, Some(&entry), &mut retired, guard);
             retired.retire(guard);
             assert_eq!(seen(mirror.get(guard)), head(1, b"v1"));
             assert_eq!(seen(chain.cache.get(guard)), head(1, b"v1"));
@@ -248,24 +249,25 @@ mod tests {
             assert_eq!(chain.shape.load(Ordering::Relaxed), 1);
         }
         for at in [1, PENDING - 1, PENDING] {
-            assert_eq!(reads(&chain, &mirror, at), head(1, b"v1"));
+            assert_eq!(reads(chain, mirror, at), head(1, b"v1"));
         }
         wait_for_drops(&drops, 1);
     }
 
     #[test]
     fn a_pending_version_of_a_new_key_taken_back_leaves_the_chain_empty() {
-        let (chain, mirror) = (Chain::new(), HeadCache::new());
+        let entry = MirroredChain::new();
+        let (chain, mirror) = (&**entry.chain(), entry.mirror());
         let guard = &crossbeam_epoch::pin();
         let w = chain.lock();
-        let pending = w.link_pending(Unlinked::new(None), Some(&mirror), guard);
-        assert_eq!(reads(&chain, &mirror, 3), None);
+        let pending = w.link_pending(Unlinked::new(None), Some(&entry), guard);
+        assert_eq!(reads(chain, mirror, 3), None);
         let mut retired = Retired::new();
-        w.unlink_pending(pending, Some(&mirror), &mut retired, guard);
+        w.unlink_pending(pending, Some(&entry), &mut retired, guard);
         retired.retire(guard);
         assert!(w.is_empty(guard));
         assert_eq!(w.newest_ts(guard), None);
         assert!(mirror.get(guard).is_none() && chain.cache.get(guard).is_none());
-        assert_eq!(reads(&chain, &mirror, PENDING), None);
+        assert_eq!(reads(chain, mirror, PENDING), None);
     }
 }

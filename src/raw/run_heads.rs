@@ -99,7 +99,7 @@ pub(crate) struct HeadCopy {
     hash: u32,
 }
 
-// SAFETY: `ptr` is dereferenced only by `CopiedHead::lend`, under the module's protocol, and
+// SAFETY: `ptr` is dereferenced only by `lend_unmarked`, under the module's protocol, and
 // points to immutable bytes every thread may read (a version node's inline value), so the
 // copy may move across threads.
 unsafe impl Send for HeadCopy {}
@@ -258,17 +258,16 @@ impl<'a> HeadsSlice<'a> {
         super::chain::prefetch_lines(self.copies.get(range.start..end).unwrap_or(&[]));
     }
 
-    /// Which of the slice's first `n` copies (`n <= 32`) no committer marked changed, as bit
-    /// `i` for copy `i`: one pass over the copies and the changed-key set, for a walk that
-    /// lends a stretch of entries (none for a slice without copies; the walk prefetches the
-    /// chains of the others). A set bit lets the walk try the copy with
-    /// [`CopiedHead::lend_current`], under that method's contract, which also turns down a
-    /// slot without a copy and a copy newer than the snapshot. The mask leaves timestamps
+    /// Which of the slice's first `n` copies (`n <= 32`) no committer marked changed: one
+    /// pass over the copies and the changed-key set, for a walk that lends a stretch of
+    /// entries (none for a slice without copies; the walk prefetches the chains of the
+    /// others). The mask lends those copies itself ([`CurrentMask::lend`]), so a copy is
+    /// dereferenced only after this check, read under the caller's pin. It leaves timestamps
     /// out: checking them here cost a lending scan 3.5% more instructions, to prefetch the
     /// chains of those two rare cases (a snapshot older than the run's last rebuild reads
-    /// them unprefetched).
+    /// them unprefetched); `lend` turns them down.
     #[inline]
-    pub(crate) fn current_mask(&self, n: usize) -> u32 {
+    pub(crate) fn current_mask(&self, n: usize) -> CurrentMask<'a> {
         let copies = &self.copies[..n.min(self.copies.len()).min(u32::BITS as usize)];
         let mut current = 0;
         for (i, c) in copies.iter().enumerate() {
@@ -280,7 +279,7 @@ impl<'a> HeadsSlice<'a> {
             current |= u32::from(word.load(Ordering::Relaxed) & bit == 0) << i;
         }
         fence(Ordering::Acquire);
-        current
+        CurrentMask { current, copies }
     }
 
     /// The slice without its first `n` entries.
@@ -324,37 +323,76 @@ impl<'a> CopiedHead<'a> {
         if self.changed.is_marked(self.copy.hash) {
             return None;
         }
-        self.lend_current(at, guard)
+        lend_unmarked(self.copy, at, guard)
+    }
+}
+
+/// The copies of a stretch of a run's entries that no committer had marked changed when
+/// [`HeadsSlice::current_mask`] read their bits, as bit `i` for copy `i`. Only that method
+/// makes one, so holding one proves the check happened (after the caller's pin, which the
+/// caller's guard borrow of the slice stands for).
+#[derive(Clone, Copy)]
+pub(crate) struct CurrentMask<'a> {
+    /// Bit `i`: copy `i` was found unmarked (slots without a copy included).
+    current: u32,
+    /// The stretch's copies (at most 32).
+    copies: &'a [HeadCopy],
+}
+
+impl<'a> CurrentMask<'a> {
+    /// A mask of nothing: every entry is read from its chain.
+    pub(crate) fn none() -> Self {
+        Self {
+            current: 0,
+            copies: &[],
+        }
     }
 
-    /// [`lend`](Self::lend) for a copy the caller already found [current](Self::is_current)
-    /// under `guard`: it skips the changed-key set.
-    ///
-    /// The caller must have found the key's bit clear in the changed-key set (with
-    /// [`is_current`](Self::is_current) or [`HeadsSlice::current_mask`]) while `guard` was
-    /// pinned and after it loaded the index state holding this run (then after it took
-    /// `at`); the preconditions of [`lend`](Self::lend) apply. A bit read clear at any point
-    /// after the pin proves what `lend`'s own check proves: whatever superseded the copied
-    /// head retires it only after this reader pinned (see the module documentation).
-    pub(crate) fn lend_current<'g>(&self, at: u64, _guard: &'g Guard) -> Option<Lent<'g>> {
-        let c = self.copy;
-        if c.ts == 0 || c.ts > at {
+    /// Bit `i` set: entry `i`'s copy was found unmarked (a walk prefetches the others'
+    /// chains).
+    #[inline]
+    pub(crate) fn bits(&self) -> u32 {
+        self.current
+    }
+
+    /// [`CopiedHead::lend`] of the stretch's `i`th copy, on the bit this mask read instead of
+    /// reading it again: `None` when the bit was set, there is no copy, or the copy is newer
+    /// than `at`. A bit read clear at any point after the pin proves what `lend`'s own check
+    /// proves: whatever superseded the copied head retires it only after this reader pinned
+    /// (see the module documentation); the preconditions of `lend` on `guard` and `at` apply.
+    #[inline]
+    pub(crate) fn lend<'g>(&self, i: usize, at: u64, guard: &'g Guard) -> Option<Lent<'g>> {
+        // `i % 32` keeps the shift in range; an `i` past the stretch (at most 32 copies) then
+        // finds no copy below.
+        if self.current & (1 << (i % u32::BITS as usize)) == 0 {
             return None;
         }
-        // A tombstone is the one copy with a null pointer (a value's start is never null,
-        // even an empty one's): one test tells them apart.
-        let value = if c.ptr.is_null() {
-            None
-        } else {
-            // The bit is clear, so no install superseded the copied head before this read
-            // in a way this reader could miss: the head is still the head, or was superseded
-            // and retired only after we pinned (see the module documentation, and model 15).
-            // SAFETY: by the above, the head's value buffer (`len` bytes at `ptr`, non-null,
-            // immutable) stays allocated while `guard` is pinned, so for `'g`.
-            Some(unsafe { std::slice::from_raw_parts(c.ptr, c.len as usize) })
-        };
-        Some(Lent { ts: c.ts, value })
+        lend_unmarked(self.copies.get(i)?, at, guard)
     }
+}
+
+/// The copy `c` as the version visible at `at`, if it is that version. The caller found the
+/// copy's bit clear while `_guard` was pinned, after it loaded the index state holding its
+/// run (see [`CopiedHead::lend`]); private, so that only the checks in this module can vouch
+/// for that.
+#[inline]
+fn lend_unmarked<'g>(c: &HeadCopy, at: u64, _guard: &'g Guard) -> Option<Lent<'g>> {
+    if c.ts == 0 || c.ts > at {
+        return None;
+    }
+    // A tombstone is the one copy with a null pointer (a value's start is never null,
+    // even an empty one's): one test tells them apart.
+    let value = if c.ptr.is_null() {
+        None
+    } else {
+        // The bit is clear, so no install superseded the copied head before this read
+        // in a way this reader could miss: the head is still the head, or was superseded
+        // and retired only after we pinned (see the module documentation, and model 15).
+        // SAFETY: by the above, the head's value buffer (`len` bytes at `ptr`, non-null,
+        // immutable) stays allocated while `guard` is pinned, so for `'g`.
+        Some(unsafe { std::slice::from_raw_parts(c.ptr, c.len as usize) })
+    };
+    Some(Lent { ts: c.ts, value })
 }
 
 /// The index's newest changed-key set: see the module documentation.
@@ -584,7 +622,7 @@ mod tests {
     }
 
     /// The stretch-at-a-time path of a lending walk: the mask has a bit for every copy no
-    /// committer marked (slots without a copy included), and `lend_current` serves each such
+    /// committer marked (slots without a copy included), and the mask lends each such
     /// copy the snapshot sees, turning down the others. Under Miri this covers the unchecked
     /// word reads and the tombstone's null pointer.
     #[test]
@@ -602,11 +640,19 @@ mod tests {
         changes.note(|| &heads, [&b"k4"[..]], &guard);
         let all = heads.slice(0..5);
         // Not the marked key.
-        assert_eq!(all.current_mask(5), 0b01111);
-        assert_eq!(all.current_mask(2), 0b11);
-        assert_eq!(all.skip(3).current_mask(2), 0b01);
-        assert_eq!(RunHeads::none().slice(0..5).current_mask(5), 0);
-        let copy = |i: usize, at| lent(all.get(i).and_then(|c| c.lend_current(at, &guard)));
+        assert_eq!(all.current_mask(5).bits(), 0b01111);
+        assert_eq!(all.current_mask(2).bits(), 0b11);
+        assert_eq!(all.skip(3).current_mask(2).bits(), 0b01);
+        assert_eq!(RunHeads::none().slice(0..5).current_mask(5).bits(), 0);
+        let mask = all.current_mask(5);
+        let copy = |i: usize, at| lent(mask.lend(i, at, &guard));
+        assert_eq!(copy(4, 9), None, "the marked key is read from its chain");
+        assert_eq!(copy(5, 9), None, "past the stretch");
+        assert_eq!(
+            lent(all.current_mask(2).lend(3, 9, &guard)),
+            None,
+            "past the mask"
+        );
         assert_eq!(copy(0, 9), Some((2, Some(b"new".to_vec()))));
         assert_eq!(copy(1, 9), Some((2, None)));
         assert_eq!(copy(2, 9), None, "no copy of an empty chain");
@@ -626,7 +672,7 @@ mod tests {
             let want = (0..n).fold(0, |m, i| {
                 m | u32::from(stretch.get(i).is_some_and(|c| c.is_current())) << i
             });
-            assert_eq!(stretch.current_mask(n), want, "stretch at {start}");
+            assert_eq!(stretch.current_mask(n).bits(), want, "stretch at {start}");
             assert_ne!(want, 0);
         }
     }
