@@ -3,17 +3,18 @@
 use bytes::Bytes;
 
 use crate::clock::Clock;
-use crate::commit::{self, ChainSource, Checks, Write};
+use crate::commit::{self, Checks, Write};
 use crate::contention::{Contention, Turn, QUEUE_AFTER};
 use crate::error::ConflictKind;
 use crate::error::{Error, Result};
 use crate::gc::{Collector, GcReport, Parts};
 use crate::isolation::Isolation;
+use crate::key::MapKey;
 use crate::options::{DbBuilder, Options};
-use crate::raw::{Chain, ChainWriter, HeadCache, Lent, MirroredChain};
+use crate::raw::{Chain, HeadCache, Lent};
 use crate::registry::{Registry, SlotId};
 use crate::snapshot::Snapshot;
-use crate::store::{MapKey, Store};
+use crate::store::Store;
 use crate::sync::Arc;
 use crate::txn::Transaction;
 
@@ -68,69 +69,6 @@ impl Shared {
             writers: &self.writers,
             store: &self.store,
         }
-    }
-}
-
-impl ChainSource for Store {
-    fn resolve(&self, key: &[u8]) -> Arc<Chain> {
-        Store::resolve(self, key)
-    }
-
-    fn lookup(&self, key: &[u8]) -> Option<Arc<Chain>> {
-        self.get(key)
-    }
-
-    fn find_in_range(
-        &self,
-        range: &crate::store::KeyRange,
-        hit: &mut dyn FnMut(&[u8], &Chain) -> bool,
-    ) -> Option<Bytes> {
-        if crate::iter::is_empty_range(range) {
-            return None;
-        }
-        let guard = crossbeam_epoch::pin();
-        self.range(
-            crate::store::borrow_range(range),
-            crate::index::Reads::Versions,
-            &guard,
-        )
-        .find(|g| {
-            // A removed chain is empty for good (the key's new chain, if any, is in the
-            // group too); it may still be briefly locked by a committer about to
-            // re-resolve it, which is no conflict.
-            g.chains().any(|c| !c.is_removed() && hit(g.key(), c))
-        })
-        .map(|g| Bytes::copy_from_slice(g.key()))
-    }
-
-    fn discard_if_empty(
-        &self,
-        key: &[u8],
-        writer: &ChainWriter<'_>,
-        guard: &crossbeam_epoch::Guard,
-    ) {
-        self.remove_if_empty(key, writer, guard);
-    }
-
-    fn with_mirror<R>(
-        &self,
-        key: &[u8],
-        chain: &Chain,
-        f: impl FnOnce(Option<&MirroredChain>) -> R,
-    ) -> R {
-        Store::with_mirror(self, key, chain, f)
-    }
-
-    fn with_locked<R>(
-        &self,
-        key: &[u8],
-        f: impl FnOnce(&ChainWriter<'_>, Option<&MirroredChain>) -> R,
-    ) -> Option<R> {
-        Store::with_locked(self, key, |writer, mirror| f(writer, Some(mirror)))
-    }
-
-    fn note_installed(&self, writes: &[Write<'_>], guard: &crossbeam_epoch::Guard) {
-        self.note_changed(writes.iter().map(|w| w.key), guard);
     }
 }
 

@@ -8,8 +8,9 @@ use bytes::Bytes;
 
 use crate::bounds::KeyBounds;
 use crate::index::{Ends, Lending, Reads, Reason};
+use crate::key::{borrow_range, KeyRange, KeyRangeRef, MapKey};
 use crate::raw::{prefetch_line, prefetch_lines};
-use crate::store::{borrow_range, KeyRange, KeyRangeRef, MapKey, Store};
+use crate::store::Store;
 use crate::write_set::OwnRange;
 
 /// Converts user bounds into owned ones.

@@ -112,7 +112,9 @@ mod gc;
 mod horizon;
 mod index;
 mod isolation;
+
 mod iter;
+mod key;
 mod options;
 #[allow(unsafe_code)]
 mod raw;

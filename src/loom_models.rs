@@ -25,9 +25,9 @@ use crate::commit::{commit, ChainSource, Checks, ReadSet, Write};
 use crate::error::Error;
 use crate::horizon::Horizon;
 use crate::index::{Index, Reads};
+use crate::key::KeyRange;
 use crate::raw::{Chain, ChainWriter, MirroredChain};
 use crate::registry::{Registry, SlotId};
-use crate::store::KeyRange;
 use crate::sync::faults::{self, Fault};
 use crate::sync::Arc;
 
@@ -169,7 +169,7 @@ impl World {
         let read_set = ReadSet {
             keys: reads
                 .iter()
-                .map(|&i| crate::store::MapKey::from_slice(&self.keys[i]))
+                .map(|&i| crate::key::MapKey::from_slice(&self.keys[i]))
                 .collect(),
             ranges: Vec::new(),
         };

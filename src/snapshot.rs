@@ -9,9 +9,9 @@ use crate::bounds::KeyBounds;
 use crate::db::{Db, Ts};
 use crate::error::Result;
 use crate::iter::{borrowed_range, owned_range, prefix_range, Iter};
+use crate::key::KeyRange;
 use crate::raw::Lent;
 use crate::registry::SlotId;
-use crate::store::KeyRange;
 
 /// A consistent, read-only view of the database at one timestamp.
 ///

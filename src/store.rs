@@ -7,7 +7,9 @@ use bytes::Bytes;
 use crossbeam_epoch::Guard;
 use dashmap::DashMap;
 
+use crate::commit::{ChainSource, Write};
 use crate::index::{Entries, Index, Reads, Reason, ScanNeeds};
+use crate::key::{KeyRange, KeyRangeRef, MapKey};
 use crate::raw::{Chain, ChainWriter, HeadCache, MirroredChain};
 use crate::sync::Arc;
 
@@ -43,37 +45,6 @@ pub(crate) struct Store {
 /// the chain's own cache ([`ChainWriter::install_node`], which checks it is handed this
 /// entry). The entry lives exactly as long as the key maps to this chain.
 pub(crate) type MapEntry = MirroredChain;
-
-/// The key as both maps hold it: keys up to 24 bytes live inline in the map's bucket and in
-/// the index (its sorted run and delta nodes), so a lookup or a scan step compares the key
-/// without another cache miss
-/// (a `Bytes` key points to a separate allocation, and cloning one touches a shared
-/// reference count). Same size as `Bytes` (32 bytes); hashes and compares like `[u8]`.
-pub(crate) type MapKey = smallvec::SmallVec<[u8; 24]>;
-
-/// A copy of `key`: `SmallVec::clone` extends byte by byte (~180 instructions for a 16-byte
-/// key), `from_slice` copies in one go. For the passes that copy every key of a run.
-pub(crate) fn copy_key(key: &[u8]) -> MapKey {
-    MapKey::from_slice(key)
-}
-
-/// A range of keys with owned bounds, as the scans take it.
-pub(crate) type KeyRange = (Bound<Bytes>, Bound<Bytes>);
-
-/// A range of keys with borrowed bounds, as the index takes it.
-pub(crate) type KeyRangeRef<'r> = (Bound<&'r [u8]>, Bound<&'r [u8]>);
-
-/// Borrows an owned range's bounds.
-pub(crate) fn borrow_range(range: &KeyRange) -> KeyRangeRef<'_> {
-    fn b(bound: &Bound<Bytes>) -> Bound<&[u8]> {
-        match bound {
-            Bound::Included(k) => Bound::Included(k.as_ref()),
-            Bound::Excluded(k) => Bound::Excluded(k.as_ref()),
-            Bound::Unbounded => Bound::Unbounded,
-        }
-    }
-    (b(&range.0), b(&range.1))
-}
 
 impl Store {
     pub(crate) fn new() -> Self {
@@ -318,6 +289,69 @@ impl Store {
         if capacity > min_capacity && self.map.len().saturating_mul(factor) < capacity {
             self.map.shrink_to_fit();
         }
+    }
+}
+
+impl ChainSource for Store {
+    fn resolve(&self, key: &[u8]) -> Arc<Chain> {
+        Store::resolve(self, key)
+    }
+
+    fn lookup(&self, key: &[u8]) -> Option<Arc<Chain>> {
+        self.get(key)
+    }
+
+    fn find_in_range(
+        &self,
+        range: &KeyRange,
+        hit: &mut dyn FnMut(&[u8], &Chain) -> bool,
+    ) -> Option<Bytes> {
+        if crate::iter::is_empty_range(range) {
+            return None;
+        }
+        let guard = crossbeam_epoch::pin();
+        self.range(
+            crate::key::borrow_range(range),
+            crate::index::Reads::Versions,
+            &guard,
+        )
+        .find(|g| {
+            // A removed chain is empty for good (the key's new chain, if any, is in the
+            // group too); it may still be briefly locked by a committer about to
+            // re-resolve it, which is no conflict.
+            g.chains().any(|c| !c.is_removed() && hit(g.key(), c))
+        })
+        .map(|g| Bytes::copy_from_slice(g.key()))
+    }
+
+    fn discard_if_empty(
+        &self,
+        key: &[u8],
+        writer: &ChainWriter<'_>,
+        guard: &crossbeam_epoch::Guard,
+    ) {
+        self.remove_if_empty(key, writer, guard);
+    }
+
+    fn with_mirror<R>(
+        &self,
+        key: &[u8],
+        chain: &Chain,
+        f: impl FnOnce(Option<&MirroredChain>) -> R,
+    ) -> R {
+        Store::with_mirror(self, key, chain, f)
+    }
+
+    fn with_locked<R>(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(&ChainWriter<'_>, Option<&MirroredChain>) -> R,
+    ) -> Option<R> {
+        Store::with_locked(self, key, |writer, mirror| f(writer, Some(mirror)))
+    }
+
+    fn note_installed(&self, writes: &[Write<'_>], guard: &crossbeam_epoch::Guard) {
+        self.note_changed(writes.iter().map(|w| w.key), guard);
     }
 }
 

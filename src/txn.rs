@@ -11,8 +11,8 @@ use crate::db::{Db, Ts};
 use crate::error::{Error, Result};
 use crate::isolation::Isolation;
 use crate::iter::{borrowed_range, is_empty_range, owned_range, prefix_range, TxnIter};
+use crate::key::{borrow_range, KeyRange, MapKey};
 use crate::snapshot::Snapshot;
-use crate::store::{borrow_range, KeyRange, MapKey};
 use crate::write_set::{OwnRange, WriteSet};
 
 /// A read-write transaction.

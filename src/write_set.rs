@@ -7,8 +7,8 @@ use std::ops::RangeBounds;
 use smallvec::SmallVec;
 
 use crate::commit::Write;
+use crate::key::{KeyRangeRef, MapKey};
 use crate::raw::Unlinked;
-use crate::store::{KeyRangeRef, MapKey};
 
 /// Buffered writes, sorted by key (the commit locks them in this order), each already in the
 /// version node the commit will link (see [`Unlinked`]): a put's value is copied once, from
@@ -219,7 +219,7 @@ mod tests {
     use bytes::Bytes;
     use std::ops::Bound;
 
-    use crate::store::{borrow_range, KeyRange};
+    use crate::key::{borrow_range, KeyRange};
 
     /// Against a `BTreeMap` model: random puts (empty, short and longer) and deletes over a
     /// few keys, under a random write-set limit, with point and range lookups (from both

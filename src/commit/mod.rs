@@ -7,8 +7,8 @@ use crossbeam_epoch::Guard;
 use crate::clock::{Clock, Publication};
 use crate::error::{ConflictKind, Error};
 use crate::horizon::Horizon;
+use crate::key::KeyRange;
 use crate::raw::{Chain, ChainWriter, MirroredChain, Retired, Unlinked};
-use crate::store::KeyRange;
 use crate::sync::Arc;
 
 mod pending;
@@ -137,7 +137,7 @@ pub(crate) struct Committed {
 pub(crate) struct ReadSet {
     /// Keys read with a tracked point read, present or absent (duplicates allowed), inline
     /// up to 24 bytes (a tracked read allocates nothing but the vector's growth).
-    pub(crate) keys: Vec<crate::store::MapKey>,
+    pub(crate) keys: Vec<crate::key::MapKey>,
     /// Ranges scanned, as requested (not just the keys the scan yielded).
     pub(crate) ranges: Vec<KeyRange>,
 }

@@ -276,7 +276,7 @@ mod tests {
             poison: b"read",
         };
         let reads = ReadSet {
-            keys: vec![crate::store::MapKey::from_slice(b"read")],
+            keys: vec![crate::key::MapKey::from_slice(b"read")],
             ranges: Vec::new(),
         };
         let unwound = catch_unwind(AssertUnwindSafe(|| {

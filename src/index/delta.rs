@@ -4,8 +4,8 @@
 use crossbeam_epoch::Guard;
 
 use super::run::RunEntry;
+use crate::key::{copy_key, KeyRangeRef};
 use crate::raw::Chain;
-use crate::store::{copy_key, KeyRangeRef};
 use crate::sync::{Arc, AtomicUsize, Mutex, Ordering};
 
 /// Keys created since the run was built, each with its chain.
@@ -82,7 +82,7 @@ impl Delta {
 
     /// An empty delta whose list is split at `bounds` (sorted, unique; one partition under
     /// loom).
-    pub(super) fn split_at(bounds: Vec<crate::store::MapKey>) -> Self {
+    pub(super) fn split_at(bounds: Vec<crate::key::MapKey>) -> Self {
         #[cfg(loom)]
         let _ = bounds;
         Self {
@@ -103,7 +103,7 @@ impl Delta {
         let mut bag = self.bag.lock();
         // Counted before the entry becomes takeable, so no placer's decrement can precede it.
         self.unplaced.fetch_add(1, Ordering::Relaxed);
-        bag.push((crate::store::MapKey::from_slice(key), chain));
+        bag.push((crate::key::MapKey::from_slice(key), chain));
     }
 
     /// Whether the list holds every entry pushed before this call (of those whose push
@@ -327,7 +327,7 @@ impl Delta {
         self.rewrite(guard, |all| {
             all.retain(|(k, _)| &k[..] != key);
             let at = all.partition_point(|(k, _)| &k[..] < key);
-            all.insert(at, (crate::store::MapKey::from_slice(key), chain));
+            all.insert(at, (crate::key::MapKey::from_slice(key), chain));
         });
     }
 

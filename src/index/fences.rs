@@ -3,7 +3,7 @@
 use std::cmp::Ordering;
 
 use super::order;
-use crate::store::MapKey;
+use crate::key::MapKey;
 
 /// A sorted sample of a run's keys, for seeks.
 ///

@@ -10,8 +10,8 @@ use super::fences::bisect;
 use super::order;
 use super::run::RunEntry;
 use super::run::{Run, RunSlice};
+use crate::key::KeyRangeRef;
 use crate::raw::{Chain, CopiedHead, CurrentMask, HeadsSlice, Lent};
-use crate::store::KeyRangeRef;
 use crate::sync::Arc;
 
 /// A double-ended iterator with one look-ahead slot at each end.

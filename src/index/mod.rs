@@ -88,8 +88,8 @@ mod run;
 
 use crossbeam_epoch::Guard;
 
+use crate::key::KeyRangeRef;
 use crate::raw::{Chain, Changes, EpochCell};
-use crate::store::KeyRangeRef;
 use crate::sync::{Arc, AtomicUsize, Mutex, Ordering, RwLock};
 
 use delta::Delta;
@@ -460,7 +460,7 @@ mod tests {
     use std::ops::Bound;
 
     use super::*;
-    use crate::store::MapKey;
+    use crate::key::MapKey;
 
     /// An empty delta split at up to `max_bounds` random keys `k{i:03}` with `i < span` (the
     /// keys the model tests below use).

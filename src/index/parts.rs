@@ -19,8 +19,8 @@ use crossbeam_skiplist::base::{Entry, Range, SkipList};
 use super::fences::Fences;
 use super::merge::Item;
 use super::run::RunEntry;
+use crate::key::{copy_key, KeyRangeRef, MapKey};
 use crate::raw::Chain;
-use crate::store::{copy_key, KeyRangeRef, MapKey};
 use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// Run keys per partition: at the rebuild threshold (a delta of `1 / DELTA_FRACTION` of the

@@ -4,8 +4,8 @@ use std::cmp::Ordering;
 use std::ops::Bound;
 
 use super::fences::{below, Fences};
+use crate::key::{copy_key, KeyRangeRef, MapKey};
 use crate::raw::{prefetch_line, prefetch_lines, Chain, HeadCopier, HeadsSlice, RunHeads};
-use crate::store::{copy_key, KeyRangeRef, MapKey};
 use crate::sync::Arc;
 
 /// One key of a run and the chain it had when the run was built.
