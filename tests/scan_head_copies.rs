@@ -98,22 +98,49 @@ fn lending_scans_agree_with_point_reads_while_writers_and_rebuilds_race() {
             }
         })
     };
-    let deadline = Instant::now() + Duration::from_millis(1_500);
-    let mut scans = 0;
-    while Instant::now() < deadline {
+    // Scan until the race is shown to have happened: the writer changed values between
+    // scans and created enough keys to make rebuilds due (more than 1/32 of the run and 256
+    // keys), so later scans walked runs rebuilt under them. The deadline only bounds a
+    // machine too loaded to get there; it is generous, and failing it fails the test.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (mut scans, mut changed_between_scans) = (0u32, 0u32);
+    let mut first_len = None;
+    let mut previous: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let raced = loop {
         let snap = db.snapshot();
-        for (k, v) in lent(&snap) {
-            let got = snap.get(&k).unwrap().map(|b| b.to_vec());
+        let pairs = lent(&snap);
+        for (k, v) in &pairs {
+            let got = snap.get(k).unwrap().map(|b| b.to_vec());
             assert_eq!(
-                got,
+                got.as_ref(),
                 Some(v),
                 "scan and point read disagree on {k:?} at {:?}",
                 snap.ts()
             );
         }
+        let first_len = *first_len.get_or_insert(pairs.len());
+        changed_between_scans += previous
+            .iter()
+            .zip(&pairs)
+            .filter(|((pk, pv), (k, v))| pk == k && pv != v)
+            .count()
+            .min(1) as u32;
         scans += 1;
-    }
+        previous = pairs;
+        let grown = previous.len() - first_len;
+        if scans >= 20 && changed_between_scans >= 10 && grown > 2 * 256 {
+            break true;
+        }
+        if Instant::now() > deadline {
+            break false;
+        }
+    };
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
-    assert!(scans > 0);
+    assert!(
+        raced,
+        "the race never happened: {scans} scans, {changed_between_scans} saw values change \
+         since the previous one, {} keys created under them",
+        previous.len() - first_len.unwrap_or(0)
+    );
 }
