@@ -178,7 +178,6 @@ impl Clock {
     /// Marks `ts` finished, makes every consecutive finished timestamp visible, and returns
     /// once `ts` is visible (waiting, if need be, for smaller timestamps still installing).
     fn publish(&self, ts: u64) {
-        #[cfg(loom)]
         if crate::sync::faults::active(crate::sync::faults::Fault::PublishWithoutWaiting) {
             self.visible.fetch_max(ts, Ordering::Release);
             return;
@@ -187,22 +186,16 @@ impl Clock {
         // nearly always is, long since: one load says so (`visible` only grows) before any
         // helping.
         let len = self.finished.len() as u64;
-        #[cfg(loom)]
         let reuse_at_once =
             crate::sync::faults::active(crate::sync::faults::Fault::RingReuseWithoutWaiting);
-        #[cfg(not(loom))]
-        let reuse_at_once = false;
         if self.visible() + len < ts && !reuse_at_once {
             self.wait_until_visible(ts - len);
         }
-        #[cfg(loom)]
         let mark = if crate::sync::faults::active(crate::sync::faults::Fault::FinishedMarkRelaxed) {
             Ordering::Relaxed
         } else {
             Ordering::Release
         };
-        #[cfg(not(loom))]
-        let mark = Ordering::Release;
         self.finished[self.slot(ts)].store(ts, mark);
         // Commits below ours may still be installing: help each that finished, wait for the rest.
         if self.advance() < ts {
@@ -273,7 +266,6 @@ impl Clock {
     /// would leave the rest asleep for a time slice or more.
     #[cold]
     fn wake_sleepers(&self) {
-        #[cfg(loom)]
         if crate::sync::faults::active(crate::sync::faults::Fault::SkipWake) {
             return;
         }
@@ -305,7 +297,6 @@ impl Clock {
             // Acquire: pairs with the finisher's Release, so its installs happen before the
             // compare-exchange below, and hence before any snapshot that reads `next`.
             let finished = self.finished[self.slot(next)].load(Ordering::Acquire) == next;
-            #[cfg(loom)]
             let finished = finished
                 || crate::sync::faults::active(crate::sync::faults::Fault::AdvanceOverUnfinished)
                     && next <= self.allocated.load(Ordering::Acquire);

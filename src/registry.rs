@@ -155,14 +155,7 @@ pub(crate) fn reset_hint() {
 /// Whether the negative-control fault that skips the floor check is injected (never outside
 /// loom).
 fn skips_floor_check() -> bool {
-    #[cfg(loom)]
-    {
-        crate::sync::faults::active(crate::sync::faults::Fault::RegisterWithoutFloorCheck)
-    }
-    #[cfg(not(loom))]
-    {
-        false
-    }
+    crate::sync::faults::active(crate::sync::faults::Fault::RegisterWithoutFloorCheck)
 }
 
 /// Claims `slot` for a snapshot at `s` (a CAS from `FREE`), if it is free.

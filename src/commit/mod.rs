@@ -378,14 +378,7 @@ fn validate_and_install<'c>(
 /// Whether read validation runs before the timestamp is taken: only as an injected fault in a
 /// loom negative control (it lets a committer with a smaller timestamp slip in unseen).
 fn reads_before_timestamp() -> bool {
-    #[cfg(loom)]
-    {
-        crate::sync::faults::active(crate::sync::faults::Fault::ValidateReadsBeforeTimestamp)
-    }
-    #[cfg(not(loom))]
-    {
-        false
-    }
+    crate::sync::faults::active(crate::sync::faults::Fault::ValidateReadsBeforeTimestamp)
 }
 
 /// Step 5 of [`commit`]: links the versions, notes the keys, prunes. Returns the backlog, or

@@ -186,14 +186,7 @@ fn abandon(
 /// Whether the commit publishes before it stamps: only as an injected fault in a loom
 /// negative control (a snapshot that includes the commit could read a node still pending).
 fn publish_before_stamp() -> bool {
-    #[cfg(loom)]
-    {
-        crate::sync::faults::active(crate::sync::faults::Fault::PublishBeforeStamp)
-    }
-    #[cfg(not(loom))]
-    {
-        false
-    }
+    crate::sync::faults::active(crate::sync::faults::Fault::PublishBeforeStamp)
 }
 
 #[cfg(all(test, not(loom)))]

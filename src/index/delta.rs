@@ -27,12 +27,7 @@ use crate::sync::{Arc, AtomicUsize, Mutex, Ordering};
 /// its towers, which loom's atomics do not allow. Both are linearizable ordered maps, which
 /// is all the index protocol relies on (model 13 checks the protocol, not the map).
 pub(crate) struct Delta {
-    #[cfg(not(loom))]
-    list: super::parts::Parts,
-    #[cfg(loom)]
-    cow: crate::raw::EpochCell<super::run::Run>,
-    #[cfg(loom)]
-    writer: Mutex<()>,
+    list: List,
     /// Keys inserted but not yet placed in the list, oldest first. A key's removed chain is
     /// always ahead of its new one (both pushes happen under the key's shard lock, in order),
     /// so placing in order leaves the new chain in the list.
@@ -53,12 +48,15 @@ pub(crate) struct Delta {
     placer: Mutex<()>,
 }
 
-/// A delta's entries in a range, in order from either end.
-#[cfg(not(loom))]
-pub(crate) type DeltaIter<'g, 'r> = super::parts::PartsIter<'g, 'r>;
-/// A delta's entries in a range, in order from either end.
 #[cfg(loom)]
-pub(crate) type DeltaIter<'g, 'r> = super::merge::RunIter<'g>;
+use super::cow_list::{sample, CowList as List, CowListIter as ListIter};
+/// The delta's ordered list: partitioned skip lists, or under loom a copy-on-write sorted
+/// array (see [`Delta`]). The one place the index chooses between the two worlds.
+#[cfg(not(loom))]
+use super::parts::{sample, Parts as List, PartsIter as ListIter};
+
+/// A delta's entries in a range, in order from either end.
+pub(crate) type DeltaIter<'g, 'r> = ListIter<'g, 'r>;
 
 impl Delta {
     /// An empty delta whose list is one partition.
@@ -69,29 +67,14 @@ impl Delta {
     /// An empty delta for the keys created after `run` was built: its list is partitioned at
     /// keys sampled from the run, where the new keys are likely to spread like the run's.
     pub(crate) fn after(run: &super::run::Run) -> Self {
-        #[cfg(not(loom))]
-        {
-            Self::split_at(super::parts::sample(run.entries()))
-        }
-        #[cfg(loom)]
-        {
-            let _ = run;
-            Self::new()
-        }
+        Self::split_at(sample(run.entries()))
     }
 
     /// An empty delta whose list is split at `bounds` (sorted, unique; one partition under
     /// loom).
     pub(super) fn split_at(bounds: Vec<crate::key::MapKey>) -> Self {
-        #[cfg(loom)]
-        let _ = bounds;
         Self {
-            #[cfg(not(loom))]
-            list: super::parts::Parts::new(bounds),
-            #[cfg(loom)]
-            cow: crate::raw::EpochCell::new(super::run::Run::empty()),
-            #[cfg(loom)]
-            writer: Mutex::new(()),
+            list: List::new(bounds),
             bag: Mutex::new(Vec::new()),
             unplaced: AtomicUsize::new(0),
             placer: Mutex::new(()),
@@ -156,24 +139,14 @@ impl Delta {
     /// Whether removals emptied parts of the list that walks still look into (see
     /// [`Delta::tidy`]).
     pub(crate) fn is_untidy(&self) -> bool {
-        #[cfg(not(loom))]
-        {
-            self.list.is_untidy()
-        }
-        #[cfg(loom)]
-        {
-            false
-        }
+        self.list.is_untidy()
     }
 
     /// Lets walks skip the parts of the list that removals emptied. Takes the placer lock:
     /// no insert into the list runs meanwhile.
     pub(crate) fn tidy(&self, guard: &Guard) {
         let _placer = self.placer.lock();
-        #[cfg(not(loom))]
         self.list.tidy(guard);
-        #[cfg(loom)]
-        let _ = guard;
     }
 
     /// Number of entries (placed or not, removed chains included).
@@ -257,20 +230,12 @@ impl Drop for Placing<'_> {
 /// Whether a placer lowers the count before its list inserts: only as an injected fault in a
 /// loom negative control.
 fn count_before_placing() -> bool {
-    #[cfg(loom)]
-    {
-        crate::sync::faults::active(crate::sync::faults::Fault::PlaceCountsFirst)
-    }
-    #[cfg(not(loom))]
-    {
-        false
-    }
+    crate::sync::faults::active(crate::sync::faults::Fault::PlaceCountsFirst)
 }
 
 /// How scans load the count: Acquire, or Relaxed only as an injected fault in a loom negative
 /// control.
 fn unplaced_load_ordering() -> Ordering {
-    #[cfg(loom)]
     if crate::sync::faults::active(crate::sync::faults::Fault::PlacedCheckRelaxed) {
         return Ordering::Relaxed;
     }
@@ -280,17 +245,9 @@ fn unplaced_load_ordering() -> Ordering {
 /// Whether a rebuild reads a delta without its placer lock: only as an injected fault in a
 /// loom negative control.
 fn read_while_placing() -> bool {
-    #[cfg(loom)]
-    {
-        crate::sync::faults::active(crate::sync::faults::Fault::RebuildReadsWhilePlacing)
-    }
-    #[cfg(not(loom))]
-    {
-        false
-    }
+    crate::sync::faults::active(crate::sync::faults::Fault::RebuildReadsWhilePlacing)
 }
 
-#[cfg(not(loom))]
 impl Delta {
     /// Adds `key` with `chain` to the list, replacing the key's previous entry.
     pub(crate) fn insert(&self, key: &[u8], chain: Arc<Chain>, guard: &Guard) {
@@ -318,64 +275,5 @@ impl Delta {
 
     fn list_entries(&self) -> Vec<RunEntry> {
         self.list.entries()
-    }
-}
-
-#[cfg(loom)]
-impl Delta {
-    pub(crate) fn insert(&self, key: &[u8], chain: Arc<Chain>, guard: &Guard) {
-        self.rewrite(guard, |all| {
-            all.retain(|(k, _)| &k[..] != key);
-            let at = all.partition_point(|(k, _)| &k[..] < key);
-            all.insert(at, (crate::key::MapKey::from_slice(key), chain));
-        });
-    }
-
-    pub(crate) fn remove_chain(&self, key: &[u8], chain: &Chain, guard: &Guard) -> bool {
-        self.rewrite(guard, |all| {
-            let before = all.len();
-            all.retain(|(k, c)| !(&k[..] == key && std::ptr::eq(Arc::as_ptr(c), chain)));
-            all.len() < before
-        })
-    }
-
-    /// Copies the entries, applies `f`, and publishes the result (writers one at a time).
-    fn rewrite<R>(&self, guard: &Guard, f: impl FnOnce(&mut Vec<RunEntry>) -> R) -> R {
-        let _writer = self.writer.lock();
-        let mut all = self.to_vec_pinned(guard);
-        let result = f(&mut all);
-        self.cow
-            .replace(super::run::Run::empty().merged_with(all, None), guard);
-        result
-    }
-
-    pub(super) fn list_len(&self) -> usize {
-        self.cow.load(&crossbeam_epoch::pin()).len()
-    }
-
-    pub(crate) fn range<'g, 'r>(
-        &'g self,
-        range: KeyRangeRef<'r>,
-        guard: &'g Guard,
-    ) -> DeltaIter<'g, 'r> {
-        super::merge::run_iter(
-            self.cow.load(guard).slice(range),
-            super::merge::Reads::Versions,
-        )
-    }
-
-    fn list_entries(&self) -> Vec<RunEntry> {
-        self.to_vec_pinned(&crossbeam_epoch::pin())
-    }
-
-    fn to_vec_pinned(&self, guard: &Guard) -> Vec<RunEntry> {
-        let whole = (std::ops::Bound::Unbounded, std::ops::Bound::Unbounded);
-        self.cow
-            .load(guard)
-            .slice(whole)
-            .entries
-            .iter()
-            .map(|(k, c)| (k.clone(), Arc::clone(c)))
-            .collect()
     }
 }

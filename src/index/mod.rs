@@ -78,6 +78,8 @@
 
 #[cfg(not(loom))]
 mod builder;
+#[cfg(loom)]
+mod cow_list;
 mod delta;
 mod fences;
 mod merge;
@@ -445,14 +447,7 @@ impl Index {
 /// Whether the rebuild seals without the gate: only as an injected fault in a loom negative
 /// control.
 fn seal_without_gate() -> bool {
-    #[cfg(loom)]
-    {
-        crate::sync::faults::active(crate::sync::faults::Fault::SealWithoutGate)
-    }
-    #[cfg(not(loom))]
-    {
-        false
-    }
+    crate::sync::faults::active(crate::sync::faults::Fault::SealWithoutGate)
 }
 
 #[cfg(all(test, not(loom)))]

@@ -97,7 +97,6 @@ impl Run {
     }
 
     /// The entries, in key order.
-    #[cfg(not(loom))]
     pub(crate) fn entries(&self) -> &[RunEntry] {
         &self.entries
     }

@@ -151,7 +151,6 @@ impl Chain {
         visible: u64,
         guard: &'g Guard,
     ) -> Option<Lent<'g>> {
-        #[cfg(loom)]
         if crate::sync::faults::active(crate::sync::faults::Fault::LatestReadWalksPastHead) {
             return self.lend_at(visible, guard);
         }
@@ -214,7 +213,6 @@ impl Chain {
         visible: u64,
         guard: &'g Guard,
     ) -> Option<VersionRef<'g>> {
-        #[cfg(loom)]
         if crate::sync::faults::active(crate::sync::faults::Fault::LatestReadWalksPastHead) {
             return self.read_at(visible, guard);
         }
@@ -599,7 +597,6 @@ impl<'a> ChainWriter<'a> {
 
 /// Up to where [`ChainWriter::prune`] strips a chain's oldest tombstones.
 fn strip_floor(horizon: &Horizon) -> u64 {
-    #[cfg(loom)]
     if crate::sync::faults::active(crate::sync::faults::Fault::StripIgnoringWriterFloor) {
         return horizon.now();
     }

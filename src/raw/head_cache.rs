@@ -72,7 +72,6 @@ impl HeadCache {
             Some(v) => (v.as_ptr().cast_mut(), v.len()),
             None => (std::ptr::null_mut(), TOMBSTONE),
         };
-        #[cfg(loom)]
         if crate::sync::faults::active(crate::sync::faults::Fault::HeadCacheWithoutSeqlock) {
             self.ts.store(ts, Ordering::Relaxed);
             self.ptr.store(ptr, Ordering::Relaxed);

@@ -509,27 +509,13 @@ impl HeadCopier {
 /// Whether committers skip the fence before marking: only as an injected fault in a loom
 /// negative control.
 fn note_without_fence() -> bool {
-    #[cfg(loom)]
-    {
-        crate::sync::faults::active(crate::sync::faults::Fault::NoteWithoutFence)
-    }
-    #[cfg(not(loom))]
-    {
-        false
-    }
+    crate::sync::faults::active(crate::sync::faults::Fault::NoteWithoutFence)
 }
 
 /// Whether committers mark only the current run's set: only as an injected fault in a loom
 /// negative control.
 fn note_only_current_run() -> bool {
-    #[cfg(loom)]
-    {
-        crate::sync::faults::active(crate::sync::faults::Fault::NoteOnlyCurrentRun)
-    }
-    #[cfg(not(loom))]
-    {
-        false
-    }
+    crate::sync::faults::active(crate::sync::faults::Fault::NoteOnlyCurrentRun)
 }
 
 #[cfg(all(test, not(loom)))]
