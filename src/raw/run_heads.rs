@@ -57,7 +57,7 @@
 //! Tombstones are copied without a pointer; a copy is never taken of a head whose value is
 //! longer than [`u32::MAX`] - 1 bytes (such a key is read from its chain).
 //!
-//! Checked by loom model 15 and its negative controls (`loom_models.rs`).
+//! Checked by loom model 15 and its negative controls (`loom_models/index.rs`).
 
 use std::hash::BuildHasher;
 
