@@ -50,23 +50,6 @@ fn gc_unlink_races_reader() {
     ]);
 }
 
-/// How far the writer of models 4, 8 and 9 got (see [`Mark`]).
-#[derive(Clone, Default)]
-struct Progress {
-    committed: Mark,
-    pruned: Mark,
-}
-
-impl Progress {
-    fn describe(&self) -> &'static str {
-        match (self.committed.is_set(), self.pruned.is_set()) {
-            (false, _) => "before the commit returned",
-            (true, false) => "after the commit, before the prune",
-            (true, true) => "after the prune",
-        }
-    }
-}
-
 /// The race of models 8 and 9: `x` holds v1 (ts 1, seen by a registered old snapshot) and v2;
 /// a spawned thread commits v3 pruning with a fresh horizon, then prunes again and flushes its
 /// garbage. Returns the world, the old snapshot's slot and timestamp, and the thread.

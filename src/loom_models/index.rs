@@ -307,3 +307,147 @@ fn check_head_copies(rebuilds: usize) {
         format!("commit from 0 rebuilds started, 0 finished to {last}, {rebuilds} finished");
     outcomes.assert_explored(&[&inside_rebuild, &rebuilds_inside]);
 }
+
+/// Model 21: the reader side of the scan index's head copies (model 15 checks that a copy is
+/// never stale for a snapshot that includes the superseding commit; this one that a lent copy
+/// is never freed under its reader). `x` holds v1 in a run that copied it. A writer commits
+/// v2, prunes v1 (unlinking and retiring it) and flushes its garbage, so the epoch frees v1
+/// as soon as no reader pinned before the retirement is left; meanwhile a scan at the visible
+/// timestamp it loaded first lends `x` on the scan's own path (`Entries::lend_forward`),
+/// checking before it reads a value's bytes that the version behind them was not freed
+/// (`raw::loom_watch`). The scan registers no snapshot: the API's scans do, and then the prune
+/// keeps v1 while they read; here nothing but the changed bit and the epoch keeps the copy
+/// valid, which is exactly the contract of `CopiedHead::lend` and `CurrentMask::lend`. The
+/// model requires a scan that lent the copy of v1 after v1 was retired, and one that started
+/// after v1 was freed.
+#[test]
+fn lent_head_copies_are_never_freed_under_the_scan() {
+    faults::inject(Fault::None);
+    check_lent_copies();
+}
+
+/// Negative control for model 21: scans that lend copies without checking the changed bit.
+#[test]
+#[ignore = "negative control: must fail; run by .ci/run"]
+fn broken_lend_skipping_the_changed_check_is_caught() {
+    faults::inject(Fault::LendSkipsChangedCheck);
+    check_lent_copies();
+}
+
+/// Negative control for model 21: committers that never mark their keys changed, so the
+/// superseded head is retired while its copy still reads as current.
+#[test]
+#[ignore = "negative control: must fail; run by .ci/run"]
+fn broken_retire_without_note_is_caught() {
+    faults::inject(Fault::NoteSkipped);
+    check_lent_copies();
+}
+
+fn check_lent_copies() {
+    use crate::raw::{loom_lends, loom_watch};
+
+    let outcomes = Outcomes::default();
+    // Without letting the writer run first, no explored scan starts after v1 was freed; with
+    // it, none lends the copy before the retirement. The model explores both.
+    for writer_first in [false, true] {
+        let seen = outcomes.clone();
+        model(move || {
+            let w = Arc::new(World::with_index(&[b"x"]));
+            w.commit(&[0], b"v1", None, &NO_GC).unwrap();
+            let index = w.index.as_ref().expect("model 21 has an index");
+            // The run now holds `x` with a copy of v1.
+            index.rebuild(false);
+            {
+                let guard = crossbeam_epoch::pin();
+                let v1 = w.chains[0].newest(&guard).and_then(|v| v.value);
+                loom_watch::watch(v1.expect("v1 has a value"));
+            }
+            let progress = Progress::default();
+            let writer = {
+                let (w, progress) = (Arc::clone(&w), progress.clone());
+                loom::thread::spawn(move || {
+                    w.commit(&[0], b"v2", None, &NO_GC).unwrap();
+                    progress.committed.set();
+                    // No snapshot is registered: the horizon is the visible timestamp, 2.
+                    let horizon = w.registry.horizon(&w.clock);
+                    let guard = crossbeam_epoch::pin();
+                    let pruned = w.chains[0].lock().prune_and_retire(&horizon, &guard);
+                    assert_eq!(pruned.unlinked, 1, "the prune kept v1");
+                    progress.pruned.set();
+                    drop(guard);
+                    // Two epoch advances free what was retired, once no pinned reader holds
+                    // them back.
+                    crossbeam_epoch::pin().flush();
+                    crossbeam_epoch::pin().flush();
+                })
+            };
+            if writer_first {
+                loom::thread::yield_now();
+            }
+            let started = progress.describe();
+            let freed_first = loom_watch::watched_was_freed();
+            let s = w.clock.visible();
+            let lent_before = loom_lends::lent();
+            let mut got = None;
+            {
+                let guard = crossbeam_epoch::pin();
+                let whole = (Bound::Unbounded, Bound::Unbounded);
+                let _ = index.range(whole, Reads::Heads, &guard).lend_forward(
+                    s,
+                    &guard,
+                    usize::MAX,
+                    |_, v| {
+                        if let Some(v) = v {
+                            let value = v.value.expect("x has no tombstone");
+                            // A lending callback is the caller's code and may run for as long
+                            // as it likes before it reads the value: let the writer run (loom
+                            // has no scheduling point between the copy's check and this call).
+                            loom::thread::yield_now();
+                            // Asked before the bytes are touched: reading a freed block would
+                            // be the fault itself, not a check of it.
+                            assert!(
+                                !loom_watch::is_freed(value.as_ptr()),
+                                "a scan at {s} read a freed value (ts {})",
+                                v.ts
+                            );
+                            got = Some((v.ts, value.to_vec(), progress.describe()));
+                        }
+                        std::ops::ControlFlow::Break(())
+                    },
+                );
+            }
+            let from = if loom_lends::lent() > lent_before {
+                "the copy"
+            } else {
+                "the chain"
+            };
+            match &got {
+                Some((ts, value, read)) => {
+                    let want: &[u8] = if *ts == 1 { b"v1" } else { b"v2" };
+                    assert_eq!(value, want, "a scan at {s} read ts {ts} with another value");
+                    seen.saw(format!(
+                        "scan at {s} read ts {ts} from {from} {read}, started {started}, \
+                         v1 freed first {freed_first}"
+                    ));
+                }
+                // A scan at 1 that reads the chain after the prune finds nothing (it registered
+                // no snapshot to keep v1).
+                None => seen.saw(format!(
+                    "scan at {s} read nothing, started {started}, v1 freed first {freed_first}"
+                )),
+            }
+            writer.join().unwrap();
+            // The replaced run, freed through the epoch, holds the chain: empty it now (see
+            // model 15).
+            let mut delete = [Write::new(b"x", None)];
+            commit(&w.clock, &*w, &mut delete, Checks::default(), &NO_GC).unwrap();
+            let horizon = w.registry.horizon(&w.clock);
+            let guard = crossbeam_epoch::pin();
+            w.chains[0].lock().prune_and_retire(&horizon, &guard);
+        });
+    }
+    outcomes.assert_explored(&[
+        "read ts 1 from the copy after the prune",
+        "v1 freed first true",
+    ]);
+}

@@ -235,6 +235,23 @@ impl Mark {
     }
 }
 
+/// How far the writer of models 4, 8, 9 and 21 got (see [`Mark`]).
+#[derive(Clone, Default)]
+struct Progress {
+    committed: Mark,
+    pruned: Mark,
+}
+
+impl Progress {
+    fn describe(&self) -> &'static str {
+        match (self.committed.is_set(), self.pruned.is_set()) {
+            (false, _) => "before the commit returned",
+            (true, false) => "after the commit, before the prune",
+            (true, true) => "after the prune",
+        }
+    }
+}
+
 /// Runs `f` under loom and fails if loom explored a single interleaving (uninstrumented).
 fn model(f: impl Fn() + Sync + Send + 'static) {
     model_with_preemptions(0, f);

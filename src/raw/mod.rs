@@ -55,3 +55,5 @@ pub(crate) use run_heads::{Changes, CopiedHead, CurrentMask, HeadCopier, HeadsSl
 pub(crate) use version::Unlinked;
 #[cfg(not(loom))]
 pub(crate) use wait_queue::WaitQueue;
+#[cfg(all(test, loom))]
+pub(crate) use {run_heads::loom_lends, version::loom_watch};

@@ -57,7 +57,9 @@
 //! Tombstones are copied without a pointer; a copy is never taken of a head whose value is
 //! longer than [`u32::MAX`] - 1 bytes (such a key is read from its chain).
 //!
-//! Checked by loom model 15 and its negative controls (`loom_models/index.rs`).
+//! Checked by loom models 15 (no stale copy for a snapshot that includes the superseding
+//! commit) and 21 (no lent copy freed under its reader) and their negative controls
+//! (`loom_models/index.rs`).
 
 use std::hash::BuildHasher;
 
@@ -276,7 +278,8 @@ impl<'a> HeadsSlice<'a> {
             // at least what an `Acquire` load of each bit (`is_marked`) gives them. (The
             // memory-safety argument needs only coherence after the pin; see the module
             // documentation.)
-            current |= u32::from(word.load(Ordering::Relaxed) & bit == 0) << i;
+            let unmarked = word.load(Ordering::Relaxed) & bit == 0;
+            current |= u32::from(unmarked || lend_skips_changed_check()) << i;
         }
         fence(Ordering::Acquire);
         CurrentMask { current, copies }
@@ -320,7 +323,7 @@ impl<'a> CopiedHead<'a> {
     /// this run (every reader reaches a run that way, see `index`), and took `at` (its
     /// snapshot) before loading that state (see the module documentation).
     pub(crate) fn lend<'g>(&self, at: u64, guard: &'g Guard) -> Option<Lent<'g>> {
-        if self.changed.is_marked(self.copy.hash) {
+        if self.changed.is_marked(self.copy.hash) && !lend_skips_changed_check() {
             return None;
         }
         lend_unmarked(self.copy, at, guard)
@@ -380,6 +383,8 @@ fn lend_unmarked<'g>(c: &HeadCopy, at: u64, _guard: &'g Guard) -> Option<Lent<'g
     if c.ts == 0 || c.ts > at {
         return None;
     }
+    #[cfg(loom)]
+    loom_lends::count();
     // A tombstone is the one copy with a null pointer (a value's start is never null,
     // even an empty one's): one test tells them apart.
     let value = if c.ptr.is_null() {
@@ -416,6 +421,9 @@ impl Changes {
         keys: impl IntoIterator<Item = &'k [u8]>,
         guard: &'g Guard,
     ) {
+        if crate::sync::faults::active(crate::sync::faults::Fault::NoteSkipped) {
+            return;
+        }
         if !note_without_fence() {
             // Pairs with the fence in `copier`: either that rebuild's copies see our
             // installs, or we see its set below.
@@ -503,6 +511,34 @@ impl HeadCopier {
             copies: self.copies,
             changed: self.changed,
         }
+    }
+}
+
+/// Whether scans lend copies without checking their keys' changed bits: only as an injected
+/// fault in a loom negative control.
+#[inline]
+fn lend_skips_changed_check() -> bool {
+    crate::sync::faults::active(crate::sync::faults::Fault::LendSkipsChangedCheck)
+}
+
+/// How many copies this model lent (see `version::loom_watch` for why a thread-local): for a
+/// loom model to tell a value lent from a copy from one read from the chain.
+#[cfg(loom)]
+#[cfg_attr(not(test), allow(dead_code))] // read only by the model tests
+pub(crate) mod loom_lends {
+    use std::cell::Cell;
+
+    thread_local! {
+        static LENT: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// Copies lent so far on this thread (by any model thread of a loom model).
+    pub(crate) fn lent() -> usize {
+        LENT.with(Cell::get)
+    }
+
+    pub(super) fn count() {
+        let _ = LENT.try_with(|n| n.set(n.get() + 1));
     }
 }
 

@@ -257,6 +257,10 @@ impl Pointable for Version {
             if let Some(value) = (*node).value() {
                 test_support::freed(value);
             }
+            #[cfg(loom)]
+            if let Some(value) = (*node).value() {
+                loom_watch::freed(value);
+            }
             let layout = layout(byte_len((*node).header.len));
             node_pool::free(NonNull::new_unchecked(node.cast::<u8>()), layout);
         }
@@ -299,6 +303,49 @@ pub(crate) mod test_support {
         if let Some((_, drops)) = watched.iter().find(|(v, _)| v == value) {
             drops.fetch_add(1, Ordering::SeqCst);
         }
+    }
+}
+
+/// Tells a loom model whether a version it watches was freed: loom schedules atomics, not
+/// plain memory, so a read through a dangling value pointer would go unnoticed (or read the
+/// reused block) unless the model asks, before it reads, whether the version behind the
+/// pointer was freed. loom runs a model's threads as coroutines on the test's own thread, so
+/// a thread-local is per model and shared by its threads; recording is a plain write, which
+/// adds no interleavings.
+#[cfg(loom)]
+#[cfg_attr(not(test), allow(dead_code))] // watched only by the model tests
+pub(crate) mod loom_watch {
+    use std::cell::RefCell;
+
+    thread_local! {
+        /// The watched value's start address, and whether its version was freed since.
+        static WATCHED: RefCell<Option<(usize, bool)>> = const { RefCell::new(None) };
+    }
+
+    /// Watches the version whose value `value` is (forgetting any watched before).
+    pub(crate) fn watch(value: &[u8]) {
+        WATCHED.with(|w| *w.borrow_mut() = Some((value.as_ptr().addr(), false)));
+    }
+
+    /// Whether the watched version, whose value starts at `value`, was freed. `false` for an
+    /// address not watched.
+    pub(crate) fn is_freed(value: *const u8) -> bool {
+        WATCHED.with(|w| matches!(*w.borrow(), Some((a, true)) if a == value.addr()))
+    }
+
+    /// Whether the watched version was freed.
+    pub(crate) fn watched_was_freed() -> bool {
+        WATCHED.with(|w| matches!(*w.borrow(), Some((_, true))))
+    }
+
+    /// Called by a node's drop with its value.
+    pub(super) fn freed(value: &[u8]) {
+        // `try_with`: a node freed while the thread's locals are being destroyed.
+        let _ = WATCHED.try_with(|w| {
+            if let Some((a, freed)) = w.borrow_mut().as_mut() {
+                *freed |= *a == value.as_ptr().addr();
+            }
+        });
     }
 }
 

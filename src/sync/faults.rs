@@ -62,6 +62,13 @@ pub(crate) enum Fault {
     /// A big commit publishes its timestamp before stamping its pending versions, so a
     /// snapshot that includes the commit can read a version still marked pending.
     PublishBeforeStamp = 18,
+    /// Scans lend the scan index's copies of chain heads without checking their keys'
+    /// changed bits, so a scan can lend a head that a commit superseded and a prune
+    /// retired before the scan pinned.
+    LendSkipsChangedCheck = 19,
+    /// Committers do not mark their keys changed in the scan index, so the copies of the
+    /// heads they superseded stay current while those heads are pruned and freed.
+    NoteSkipped = 20,
 }
 
 static ACTIVE: AtomicU8 = AtomicU8::new(0);
