@@ -243,3 +243,40 @@ impl Error {
 
 /// `Result` with [`Error`] as the error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durability_failures_are_not_retryable_and_keep_their_cause() {
+        let cause = || Arc::new(std::io::Error::other("disk on fire"));
+        let errors = [
+            Error::Io(cause()),
+            Error::Corruption {
+                file: PathBuf::from("/db/00000000000000000001.log"),
+                offset: 4096,
+                what: "frame checksum mismatch".into(),
+            },
+            Error::Poisoned { cause: cause() },
+            Error::CommitOutcomeUnknown { cause: cause() },
+        ];
+        for e in &errors {
+            assert!(!e.is_retryable(), "{e:?}");
+        }
+        use std::error::Error as _;
+        for e in [&errors[0], &errors[2], &errors[3]] {
+            assert_eq!(e.source().unwrap().to_string(), "disk on fire");
+            assert!(e.to_string().contains("disk on fire"));
+        }
+        let shown = errors[1].to_string();
+        assert!(
+            shown.contains("00000000000000000001.log") && shown.contains("4096"),
+            "{shown}"
+        );
+        assert!(errors[3].to_string().contains("unknown"));
+        // Errors cross threads (a group-commit leader hands one failure to every follower).
+        fn send_sync<T: Send + Sync>(_: &T) {}
+        send_sync(&errors[0]);
+    }
+}

@@ -35,3 +35,17 @@ pub fn segment_reader(bytes: &[u8]) {
         }
     }
 }
+
+/// Decodes arbitrary bytes as a commit record; whatever decodes must re-encode to exactly
+/// the same bytes (nothing invented, nothing ignored).
+pub fn record_decoder(bytes: &[u8]) {
+    if let Ok(rec) = record::decode(bytes) {
+        let mut again = Vec::new();
+        record::encode(
+            rec.ts,
+            rec.writes.iter().map(|w| (&w.key[..], w.value.as_deref())),
+            &mut again,
+        );
+        assert_eq!(again, bytes, "a decoded record re-encodes to its bytes");
+    }
+}

@@ -313,12 +313,19 @@ pub(crate) fn parse<'a>(
         let offset = pos as u64;
         match frame::decode(header.salt, &bytes[pos..]) {
             Ok((frame, used)) => {
-                if frame.synced_to < mark || frame.synced_to > offset {
+                // The writer syncs whole appends, so its synced mark is always where a
+                // frame starts (or the end of the header, or the end of the frame before).
+                let at_boundary = frame.synced_to == HEADER_LEN as u64
+                    || frame.synced_to == offset
+                    || frames
+                        .binary_search_by_key(&frame.synced_to, |f: &ReadFrame<'_>| f.offset)
+                        .is_ok();
+                if frame.synced_to < mark || frame.synced_to > offset || !at_boundary {
                     return Err(corruption(
                         file,
                         offset,
                         format!(
-                            "frame's synced_to {} is outside [{mark}, {offset}]",
+                            "frame's synced_to {} is not a frame boundary in [{mark}, {offset}]",
                             frame.synced_to
                         ),
                     ));

@@ -383,3 +383,27 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_checksummed_frame_with_an_impossible_synced_mark_is_corruption() {
+    let s = SimStorage::new();
+    let (w, offsets) = write_segment(&s, 3, &[0]);
+    let bytes = s.read(w.path()).unwrap();
+    let salt = w.header().salt;
+    let at = offsets[2] as usize;
+    // Frame 2 re-encoded (valid checksum) with synced marks the writer could not have had.
+    for (synced_to, why) in [
+        (offsets[2] + 1, "beyond the frame's own offset"),
+        (HEADER_LEN as u64 - 1, "below the header"),
+        (offsets[1] + 1, "not a frame boundary"),
+        (HEADER_LEN as u64, "below the previous frame's mark"),
+    ] {
+        let mut damaged = bytes[..at].to_vec();
+        frame::encode(salt, synced_to, &payload(2), &mut damaged);
+        assert_eq!(
+            corruption_offset(parse(w.path(), &damaged, 0)),
+            offsets[2],
+            "{why}"
+        );
+    }
+}
