@@ -8,9 +8,12 @@
 //! - [`record`]: a commit's payload (its timestamp and writes).
 //! - [`segment`]: a log file: a header, then frames; the reader that tells a crash's torn
 //!   tail from damage to synced data.
+//! - [`checkpoint`]: a sorted image of the store at one timestamp, installed atomically and
+//!   verified whole when read.
 //!
 //! The byte layouts are specified in `docs/durability.md`.
 
+pub(crate) mod checkpoint;
 pub(crate) mod frame;
 pub(crate) mod record;
 pub(crate) mod segment;
