@@ -503,9 +503,11 @@ mod tests {
 
         #[test]
         fn reading_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            // Arbitrary bytes do not pass the header checksum: always a typed error.
             let result = read(Path::new("x"), &bytes);
             let typed = matches!(result, Err(Error::Corruption { .. }));
             prop_assert!(typed, "{:?}", result);
+            crate::durable::fuzz::checkpoint_reader(&bytes);
         }
     }
 }

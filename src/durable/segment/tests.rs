@@ -361,6 +361,11 @@ proptest! {
     }
 
     #[test]
+    fn fuzz_segment_damage_as_a_proptest(data in proptest::collection::vec(any::<u8>(), 0..64)) {
+        crate::durable::fuzz::segment_damage(&data);
+    }
+
+    #[test]
     fn reading_a_damaged_segment_never_panics_nor_invents_frames(
         n in 0usize..8,
         edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6),
