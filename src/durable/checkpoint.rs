@@ -359,6 +359,16 @@ mod tests {
     }
 
     #[test]
+    fn a_checkpoint_on_the_file_system_round_trips() {
+        use crate::durable::storage::FileStorage;
+        let tmp = tempfile::tempdir().unwrap();
+        let w = write(&FileStorage, tmp.path(), 9, entries(500), FRAME_BYTES).unwrap();
+        assert_eq!(FileStorage.list(tmp.path()).unwrap(), [file_name(9)]);
+        let cp = read(&w.path, &FileStorage.read(&w.path).unwrap()).unwrap();
+        assert_eq!((cp.ts, cp.entries), (9, as_bytes(&entries(500))));
+    }
+
+    #[test]
     fn every_cut_is_corruption_never_a_smaller_checkpoint() {
         let (s, w) = written(20);
         let bytes = s.read(&w.path).unwrap();

@@ -373,9 +373,12 @@ pub(crate) fn parse<'a>(
 
 /// A valid frame after the bad one at `bad` whose `synced_to` says `bad` was synced: the
 /// proof that the bad frame is damage, not a torn tail. Scans every offset after `bad` (the
-/// bad frame's length cannot be trusted), checking a checksum only where the header is
-/// plausible (`bad < synced_to <= offset`, payload within the file), so the scan is linear
-/// on all but adversarial input.
+/// bad frame's length cannot be trusted). At each it filters on the header fields
+/// (`bad < synced_to <= offset`, payload within the file), then [`frame::decode`] checks the
+/// 12-byte header check before it hashes any payload: linear in the file's size, except on
+/// input crafted with the segment's salt. (Without the header check, every offset where a
+/// record's timestamp happens to read as a plausible `synced_to` would hash up to the rest
+/// of the file: quadratic.)
 fn later_synced_mark(bytes: &[u8], salt: u64, bad: usize) -> Option<ReadFrame<'_>> {
     (bad + 1..bytes.len()).find_map(|pos| {
         let offset = pos as u64;

@@ -412,3 +412,28 @@ fn a_checksummed_frame_with_an_impossible_synced_mark_is_corruption() {
         );
     }
 }
+
+#[test]
+fn a_segment_on_the_file_system_reads_back_and_a_cut_reads_as_a_torn_tail() {
+    use crate::durable::storage::FileStorage;
+    let tmp = tempfile::tempdir().unwrap();
+    let s = FileStorage;
+    let mut w = SegmentWriter::create(&s, tmp.path(), 3, 10).unwrap();
+    for i in 0..5 {
+        w.append([&payload(i)[..]]).unwrap();
+        w.sync().unwrap();
+    }
+    assert_eq!(s.list(tmp.path()).unwrap(), [file_name(3)]);
+    let bytes = s.read(w.path()).unwrap();
+    let read = parse(w.path(), &bytes, 0).unwrap();
+    assert_eq!(read.header.unwrap().number, 3);
+    assert_eq!(payloads(&read), expected(5));
+    assert_eq!(read.end, SegmentEnd::Clean);
+    // Cut inside the last frame: a torn tail, which recovery truncates away.
+    let last = read.frames[4].offset;
+    s.truncate(w.path(), last + 3).unwrap();
+    let bytes = s.read(w.path()).unwrap();
+    let read = parse(w.path(), &bytes, 0).unwrap();
+    assert_eq!(payloads(&read), expected(4));
+    assert!(matches!(read.end, SegmentEnd::TornTail { offset, dropped: 3, .. } if offset == last));
+}
