@@ -1,6 +1,8 @@
 //! The crate's one error type.
 
 use std::ops::Bound;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -107,6 +109,40 @@ pub enum Error {
     /// The caller's transaction closure chose to abort with its own error, boxed
     /// ([`Db::try_update`](crate::Db::try_update) returns a closure's error as it is instead).
     Aborted(Box<dyn std::error::Error + Send + Sync + 'static>),
+    /// Reading or writing a database file failed. Not retryable: the same operation on the
+    /// same files is expected to fail again. The cause is shared (`Arc`) because one failure
+    /// can end several callers' operations at once (every commit of a failed log write).
+    Io(Arc<std::io::Error>),
+    /// A file holds data that was once written and made durable but now does not read back
+    /// as written: a bad checksum or an impossible field below the point the file was known
+    /// to be synced, or a damaged header. Never the cut-off tail of a crash (that is truncated
+    /// and reported, not an error). Nothing is dropped silently: the file is left as it is.
+    Corruption {
+        /// The damaged file.
+        file: PathBuf,
+        /// Byte offset in `file` of the damaged header or frame.
+        offset: u64,
+        /// What did not check out.
+        what: String,
+    },
+    /// An earlier write or sync of the log failed, so the log refuses every later write:
+    /// after a failed sync the operating system may have dropped the unsynced data while
+    /// reporting later syncs as successful, so carrying on could lose acknowledged commits
+    /// silently. Reads keep working. Not retryable; reopening the database recovers from
+    /// what is on disk.
+    Poisoned {
+        /// The failure that poisoned the log.
+        cause: Arc<std::io::Error>,
+    },
+    /// A commit's record may have reached the disk before its write or sync failed: the
+    /// commit was not acknowledged and is not visible, but it may reappear after the
+    /// database is reopened. It is neither committed nor aborted, so it is **not
+    /// retryable** (a blind retry could apply it twice) and
+    /// [`Db::update`](crate::Db::update) never retries it: reopen, read, and decide.
+    CommitOutcomeUnknown {
+        /// The failure after which the outcome cannot be known.
+        cause: Arc<std::io::Error>,
+    },
 }
 
 impl std::fmt::Display for Error {
@@ -139,6 +175,20 @@ impl std::fmt::Display for Error {
                 write!(f, "transaction still conflicted after {attempts} attempts")
             }
             Error::Aborted(e) => write!(f, "transaction aborted by the caller: {e}"),
+            Error::Io(e) => write!(f, "I/O error: {e}"),
+            Error::Corruption { file, offset, what } => write!(
+                f,
+                "corruption in {} at byte {offset}: {what}",
+                file.display()
+            ),
+            Error::Poisoned { cause } => write!(
+                f,
+                "the log refuses writes after an earlier failure: {cause}"
+            ),
+            Error::CommitOutcomeUnknown { cause } => write!(
+                f,
+                "commit outcome unknown (it may reappear after reopening): {cause}"
+            ),
         }
     }
 }
@@ -150,6 +200,8 @@ impl std::error::Error for Error {
         match self {
             Error::RetriesExhausted { last, .. } => Some(&**last),
             Error::Aborted(e) => Some(&**e),
+            Error::Io(e) => Some(&**e),
+            Error::Poisoned { cause } | Error::CommitOutcomeUnknown { cause } => Some(&**cause),
             _ => None,
         }
     }
@@ -161,6 +213,13 @@ impl Error {
     /// [`Error::RetriesExhausted`] is not retryable: the retry helper already gave up.
     pub fn is_retryable(&self) -> bool {
         matches!(self, Error::Conflict { .. })
+    }
+
+    /// An I/O failure as an [`Error::Io`]. Not a `From` impl: an application's own I/O error
+    /// inside a transaction closure is an abort ([`Error::abort`]), not a database failure.
+    #[allow(dead_code)] // the durable log is not wired into the engine yet
+    pub(crate) fn io(e: std::io::Error) -> Self {
+        Error::Io(Arc::new(e))
     }
 
     /// Wraps an application error to abort a transaction closure with it.
@@ -184,3 +243,40 @@ impl Error {
 
 /// `Result` with [`Error`] as the error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durability_failures_are_not_retryable_and_keep_their_cause() {
+        let cause = || Arc::new(std::io::Error::other("disk on fire"));
+        let errors = [
+            Error::Io(cause()),
+            Error::Corruption {
+                file: PathBuf::from("/db/00000000000000000001.log"),
+                offset: 4096,
+                what: "frame checksum mismatch".into(),
+            },
+            Error::Poisoned { cause: cause() },
+            Error::CommitOutcomeUnknown { cause: cause() },
+        ];
+        for e in &errors {
+            assert!(!e.is_retryable(), "{e:?}");
+        }
+        use std::error::Error as _;
+        for e in [&errors[0], &errors[2], &errors[3]] {
+            assert_eq!(e.source().unwrap().to_string(), "disk on fire");
+            assert!(e.to_string().contains("disk on fire"));
+        }
+        let shown = errors[1].to_string();
+        assert!(
+            shown.contains("00000000000000000001.log") && shown.contains("4096"),
+            "{shown}"
+        );
+        assert!(errors[3].to_string().contains("unknown"));
+        // Errors cross threads (a group-commit leader hands one failure to every follower).
+        fn send_sync<T: Send + Sync>(_: &T) {}
+        send_sync(&errors[0]);
+    }
+}

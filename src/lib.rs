@@ -107,6 +107,9 @@ mod clock;
 mod commit;
 mod contention;
 mod db;
+// The log's formats and file layer, not wired into `Db` yet.
+#[cfg_attr(not(test), allow(dead_code))]
+mod durable;
 mod error;
 mod gc;
 mod horizon;
@@ -128,6 +131,11 @@ mod txn;
 #[cfg_attr(docsrs, doc(cfg(feature = "workload")))]
 pub mod workload;
 mod write_set;
+
+/// Entry points for the fuzz targets in `fuzz/` (built with `--cfg fuzzing` by cargo-fuzz).
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub use durable::fuzz as __fuzz;
 
 /// The loom models' own two `unsafe` blocks read and write loom's `UnsafeCell`, which is how
 /// a model asks loom to check that the protocol orders a plain write before a read.

@@ -1,0 +1,523 @@
+//! A checkpoint file: the whole store's newest values at one timestamp, sorted by key, in
+//! frames, closed by a trailer that counts and checksums the entries.
+//!
+//! Layout (little-endian; `docs/durability.md` has the tables):
+//!
+//! - a 48-byte header: magic `SNAPKVCP`, format version (u16), 6 reserved zero bytes, the
+//!   checkpoint's timestamp (u64), the salt that seeds the frame checksums (u64), 8 reserved
+//!   zero bytes, and an xxh3-64 checksum of bytes 0..40;
+//! - entry frames ([`frame`](super::frame) with `synced_to` 0): a kind byte `1`, then entries,
+//!   each a key length (u32), the key, a value length (u32) and the value; keys strictly
+//!   increasing across the whole file;
+//! - one trailer frame: a kind byte `2`, the entry count (u64) and an xxh3-64 (seed 0) of the
+//!   entry frames' payloads in order;
+//! - nothing after the trailer.
+//!
+//! A checkpoint is installed atomically (written to a temporary name, synced, renamed, the
+//! directory synced) and is never appended to, so unlike a log segment it has no torn tail:
+//! any file under a checkpoint's name that does not verify completely is corruption.
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use xxhash_rust::xxh3::{xxh3_64, Xxh3};
+
+use super::frame;
+use super::storage::{Storage, StorageFile};
+use crate::error::{Error, Result};
+
+/// The checkpoint file magic.
+pub(crate) const MAGIC: [u8; 8] = *b"SNAPKVCP";
+/// The format version this code writes and reads.
+pub(crate) const FORMAT_VERSION: u16 = 1;
+/// Bytes of the header.
+pub(crate) const HEADER_LEN: usize = 48;
+/// An entry frame's kind byte.
+const ENTRIES: u8 = 1;
+/// The trailer frame's kind byte.
+const TRAILER: u8 = 2;
+/// Bytes of the trailer frame's payload: kind, count, checksum.
+const TRAILER_LEN: usize = 1 + 8 + 8;
+/// Entry frames are cut once their payload reaches this many bytes.
+pub(crate) const FRAME_BYTES: usize = 64 * 1024;
+
+/// The file name of the checkpoint at `ts` (sorted names are timestamp order).
+pub(crate) fn file_name(ts: u64) -> String {
+    format!("{ts:020}.ckpt")
+}
+
+/// The name a checkpoint is written under before it is installed.
+fn temp_name(ts: u64) -> String {
+    format!("{ts:020}.ckpt.tmp")
+}
+
+/// The timestamp in a checkpoint's file name, `None` if it is not one.
+#[allow(dead_code)] // for recovery, which lists the directory; not built yet
+pub(crate) fn parse_file_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".ckpt")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+fn encode_header(ts: u64, salt: u64) -> [u8; HEADER_LEN] {
+    let mut out = [0u8; HEADER_LEN];
+    out[0..8].copy_from_slice(&MAGIC);
+    out[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out[16..24].copy_from_slice(&ts.to_le_bytes());
+    out[24..32].copy_from_slice(&salt.to_le_bytes());
+    let checksum = xxh3_64(&out[0..40]);
+    out[40..48].copy_from_slice(&checksum.to_le_bytes());
+    out
+}
+
+/// The header's `(ts, salt)`, or what is wrong with it.
+fn decode_header(bytes: &[u8]) -> Result<(u64, u64), &'static str> {
+    let Some(h) = bytes.get(..HEADER_LEN) else {
+        return Err("checkpoint header cut short");
+    };
+    let u64_at = |at: usize| u64::from_le_bytes(h[at..at + 8].try_into().expect("8 bytes"));
+    if h[0..8] != MAGIC {
+        return Err("not a snapkv checkpoint (bad magic)");
+    }
+    if u16::from_le_bytes([h[8], h[9]]) != FORMAT_VERSION {
+        return Err("unsupported checkpoint format version");
+    }
+    if xxh3_64(&h[0..40]) != u64_at(40) {
+        return Err("checkpoint header checksum mismatch");
+    }
+    if h[10..16] != [0; 6] || h[32..40] != [0; 8] {
+        return Err("checkpoint header has reserved bytes set");
+    }
+    Ok((u64_at(16), u64_at(24)))
+}
+
+fn put_len(out: &mut Vec<u8>, len: usize) {
+    let len = u32::try_from(len).expect("key or value over 4 GiB in a checkpoint");
+    out.extend_from_slice(&len.to_le_bytes());
+}
+
+/// Appends a checkpoint's header and frames to its temporary file, counting bytes.
+struct FrameWriter<F> {
+    file: F,
+    salt: u64,
+    bytes: u64,
+    /// Reused encoding buffer.
+    framed: Vec<u8>,
+}
+
+impl<F: StorageFile> FrameWriter<F> {
+    fn append_raw(&mut self, data: &[u8]) -> Result<()> {
+        self.file.append(data).map_err(Error::io)?;
+        self.bytes += data.len() as u64;
+        Ok(())
+    }
+
+    fn append_frame(&mut self, payload: &[u8]) -> Result<()> {
+        self.framed.clear();
+        // Checkpoints are synced whole before they are installed: no synced mark.
+        frame::encode(self.salt, 0, payload, &mut self.framed);
+        self.file.append(&self.framed).map_err(Error::io)?;
+        self.bytes += self.framed.len() as u64;
+        Ok(())
+    }
+}
+
+/// What [`write`] installed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Written {
+    pub(crate) path: PathBuf,
+    pub(crate) entries: u64,
+    pub(crate) bytes: u64,
+}
+
+/// Writes the checkpoint at `ts` of `entries` (strictly increasing, non-empty keys) into
+/// `dir` and installs it: temporary file, sync, rename, directory sync. When this returns
+/// `Ok` the checkpoint is durable under [`file_name`]`(ts)`; on an error no file of that name
+/// was made durable by this call (a temporary file may be left behind, and is replaced by
+/// the next attempt).
+///
+/// # Panics
+/// If the keys are not strictly increasing or one is empty (the caller scans a snapshot,
+/// which yields them sorted and unique), or a key or value is over 4 GiB.
+pub(crate) fn write<S, K, V>(
+    storage: &S,
+    dir: &Path,
+    ts: u64,
+    entries: impl IntoIterator<Item = (K, V)>,
+    frame_bytes: usize,
+) -> Result<Written>
+where
+    S: Storage,
+    K: AsRef<[u8]>,
+    V: AsRef<[u8]>,
+{
+    let temp = dir.join(temp_name(ts));
+    let path = dir.join(file_name(ts));
+    // A temporary file left by an earlier failed attempt.
+    if storage
+        .list(dir)
+        .map_err(Error::io)?
+        .contains(&temp_name(ts))
+    {
+        storage.remove(&temp).map_err(Error::io)?;
+    }
+    let salt = fastrand::u64(..);
+    let mut out = FrameWriter {
+        file: storage.create(&temp).map_err(Error::io)?,
+        salt,
+        bytes: 0,
+        framed: Vec::new(),
+    };
+    out.append_raw(&encode_header(ts, salt))?;
+
+    // Hashes the entry frames' payloads in order, for the trailer.
+    let mut digest = Xxh3::with_seed(0);
+    let mut count: u64 = 0;
+    let mut payload = vec![ENTRIES];
+    let mut previous: Option<Vec<u8>> = None;
+    for (key, value) in entries {
+        let (key, value) = (key.as_ref(), value.as_ref());
+        assert!(!key.is_empty(), "checkpoint entry with an empty key");
+        if let Some(prev) = &previous {
+            assert!(
+                prev[..] < *key,
+                "checkpoint entries must be strictly increasing"
+            );
+        }
+        previous = Some(key.to_vec());
+        put_len(&mut payload, key.len());
+        payload.extend_from_slice(key);
+        put_len(&mut payload, value.len());
+        payload.extend_from_slice(value);
+        count += 1;
+        if payload.len() >= frame_bytes {
+            digest.update(&payload);
+            out.append_frame(&payload)?;
+            payload.truncate(1);
+        }
+    }
+    if payload.len() > 1 {
+        digest.update(&payload);
+        out.append_frame(&payload)?;
+    }
+    let mut trailer = Vec::with_capacity(TRAILER_LEN);
+    trailer.push(TRAILER);
+    trailer.extend_from_slice(&count.to_le_bytes());
+    trailer.extend_from_slice(&digest.digest().to_le_bytes());
+    out.append_frame(&trailer)?;
+    let (mut file, bytes) = (out.file, out.bytes);
+
+    file.sync().map_err(Error::io)?;
+    storage.rename(&temp, &path).map_err(Error::io)?;
+    storage.sync_dir(dir).map_err(Error::io)?;
+    Ok(Written {
+        path,
+        entries: count,
+        bytes,
+    })
+}
+
+/// A verified checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Checkpoint {
+    pub(crate) ts: u64,
+    pub(crate) entries: Vec<(Bytes, Bytes)>,
+}
+
+fn corruption(file: &Path, offset: usize, what: impl Into<String>) -> Error {
+    Error::Corruption {
+        file: file.to_path_buf(),
+        offset: offset as u64,
+        what: what.into(),
+    }
+}
+
+/// Reads entries off the front of an entry frame's payload, never past its end.
+fn take<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let len = u32::from_le_bytes(rest.get(..4)?.try_into().expect("4 bytes")) as usize;
+    let field = rest.get(4..4usize.checked_add(len)?)?;
+    *rest = &rest[4 + len..];
+    Some(field)
+}
+
+/// Verifies and reads the checkpoint `file` whose content is `bytes`: every frame's checksum,
+/// key order, the trailer's count and checksum, and that nothing follows the trailer. Any
+/// failure is [`Error::Corruption`] naming the file and the offset. Total: never panics, and
+/// never returns an entry that was not written.
+pub(crate) fn read(file: &Path, bytes: &[u8]) -> Result<Checkpoint> {
+    let (ts, salt) = decode_header(bytes).map_err(|what| corruption(file, 0, what))?;
+    let mut pos = HEADER_LEN;
+    let mut entries: Vec<(Bytes, Bytes)> = Vec::new();
+    let mut digest = Xxh3::with_seed(0);
+    loop {
+        let (f, used) =
+            frame::decode(salt, &bytes[pos..]).map_err(|e| corruption(file, pos, e.to_string()))?;
+        if f.synced_to != 0 {
+            return Err(corruption(file, pos, "checkpoint frame with a synced mark"));
+        }
+        match f.payload.split_first() {
+            Some((&ENTRIES, mut rest)) if !rest.is_empty() => {
+                digest.update(f.payload);
+                while !rest.is_empty() {
+                    let (Some(key), Some(value)) = (take(&mut rest), take(&mut rest)) else {
+                        return Err(corruption(file, pos, "checkpoint entry cut short"));
+                    };
+                    if key.is_empty() {
+                        return Err(corruption(file, pos, "checkpoint entry with an empty key"));
+                    }
+                    if entries.last().is_some_and(|(prev, _)| prev[..] >= *key) {
+                        return Err(corruption(file, pos, "checkpoint keys out of order"));
+                    }
+                    entries.push((Bytes::copy_from_slice(key), Bytes::copy_from_slice(value)));
+                }
+            }
+            Some((&TRAILER, rest)) if rest.len() == TRAILER_LEN - 1 => {
+                let count = u64::from_le_bytes(rest[0..8].try_into().expect("8 bytes"));
+                let checksum = u64::from_le_bytes(rest[8..16].try_into().expect("8 bytes"));
+                if count != entries.len() as u64 {
+                    return Err(corruption(
+                        file,
+                        pos,
+                        format!(
+                            "trailer counts {count} entries, the file holds {}",
+                            entries.len()
+                        ),
+                    ));
+                }
+                if checksum != digest.digest() {
+                    return Err(corruption(file, pos, "trailer checksum mismatch"));
+                }
+                if pos + used != bytes.len() {
+                    return Err(corruption(file, pos + used, "bytes after the trailer"));
+                }
+                return Ok(Checkpoint { ts, entries });
+            }
+            _ => return Err(corruption(file, pos, "unknown checkpoint frame")),
+        }
+        pos += used;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::durable::storage::{Crash, SimStorage};
+    use proptest::prelude::*;
+
+    fn dir() -> PathBuf {
+        PathBuf::from("/db")
+    }
+
+    fn entries(n: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+        (0..n)
+            .map(|i| {
+                let key = format!("key{i:05}").into_bytes();
+                let value = vec![i as u8; i % 13];
+                (key, value)
+            })
+            .collect()
+    }
+
+    fn as_bytes(e: &[(Vec<u8>, Vec<u8>)]) -> Vec<(Bytes, Bytes)> {
+        e.iter()
+            .map(|(k, v)| (Bytes::from(k.clone()), Bytes::from(v.clone())))
+            .collect()
+    }
+
+    /// A written checkpoint of `n` entries with small frames (several per file).
+    fn written(n: usize) -> (SimStorage, Written) {
+        let s = SimStorage::new();
+        let w = write(&s, &dir(), 7, entries(n), 40).unwrap();
+        (s, w)
+    }
+
+    fn corruption_offset(r: Result<Checkpoint>) -> u64 {
+        match r {
+            Err(Error::Corruption { offset, .. }) => offset,
+            other => panic!("expected a corruption error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        for n in [0, 1, 2, 10, 100] {
+            let (s, w) = written(n);
+            assert_eq!(w.path, dir().join("00000000000000000007.ckpt"));
+            assert_eq!(w.entries, n as u64);
+            let bytes = s.read(&w.path).unwrap();
+            assert_eq!(bytes.len() as u64, w.bytes);
+            let cp = read(&w.path, &bytes).unwrap();
+            assert_eq!(cp.ts, 7);
+            assert_eq!(cp.entries, as_bytes(&entries(n)));
+            // The temporary name is gone, the installed one durable.
+            let after = s.crash(Crash::SyncedOnly);
+            assert_eq!(after.list(&dir()).unwrap(), ["00000000000000000007.ckpt"]);
+            assert_eq!(read(&w.path, &after.read(&w.path).unwrap()).unwrap(), cp);
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_on_the_file_system_round_trips() {
+        use crate::durable::storage::FileStorage;
+        let tmp = tempfile::tempdir().unwrap();
+        let w = write(&FileStorage, tmp.path(), 9, entries(500), FRAME_BYTES).unwrap();
+        assert_eq!(FileStorage.list(tmp.path()).unwrap(), [file_name(9)]);
+        let cp = read(&w.path, &FileStorage.read(&w.path).unwrap()).unwrap();
+        assert_eq!((cp.ts, cp.entries), (9, as_bytes(&entries(500))));
+    }
+
+    #[test]
+    fn every_cut_is_corruption_never_a_smaller_checkpoint() {
+        let (s, w) = written(20);
+        let bytes = s.read(&w.path).unwrap();
+        for cut in 0..bytes.len() {
+            corruption_offset(read(&w.path, &bytes[..cut]));
+        }
+    }
+
+    #[test]
+    fn every_damaged_byte_is_corruption() {
+        let (s, w) = written(20);
+        let bytes = s.read(&w.path).unwrap();
+        for at in 0..bytes.len() {
+            for flip in [0x01u8, 0x80, 0xff] {
+                let mut damaged = bytes.clone();
+                damaged[at] ^= flip;
+                let offset = corruption_offset(read(&w.path, &damaged));
+                assert!(offset <= at as u64, "byte {at}: reported at {offset}");
+            }
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(
+            corruption_offset(read(&w.path, &longer)),
+            bytes.len() as u64
+        );
+    }
+
+    #[test]
+    fn a_dropped_or_reordered_frame_is_corruption() {
+        // Frames that each check out, reassembled wrongly: the trailer's count and checksum,
+        // and the key order, catch what per-frame checksums cannot.
+        let (s, w) = written(30);
+        let bytes = s.read(&w.path).unwrap();
+        let salt = u64::from_le_bytes(bytes[24..32].try_into().unwrap());
+        let mut frames = Vec::new();
+        let mut pos = HEADER_LEN;
+        while pos < bytes.len() {
+            let (_, used) = frame::decode(salt, &bytes[pos..]).unwrap();
+            frames.push(&bytes[pos..pos + used]);
+            pos += used;
+        }
+        assert!(frames.len() > 3, "several entry frames and a trailer");
+        let assemble = |order: &[usize]| {
+            let mut out = bytes[..HEADER_LEN].to_vec();
+            for &i in order {
+                out.extend_from_slice(frames[i]);
+            }
+            out
+        };
+        let last = frames.len() - 1;
+        let dropped: Vec<usize> = (1..=last).collect();
+        let mut swapped: Vec<usize> = (0..=last).collect();
+        swapped.swap(0, 1);
+        let no_trailer: Vec<usize> = (0..last).collect();
+        for order in [dropped, swapped, no_trailer] {
+            corruption_offset(read(&w.path, &assemble(&order)));
+        }
+    }
+
+    #[test]
+    fn every_failure_point_leaves_the_old_state_or_the_whole_checkpoint() {
+        let mut outcomes = [0usize; 2];
+        for n in 0..30 {
+            let s = SimStorage::new();
+            s.fail_after(n);
+            let result = write(&s, &dir(), 7, entries(10), 40);
+            let after = s.crash(Crash::UnsyncedPrefix { seed: n });
+            let path = dir().join(file_name(7));
+            match after.read(&path) {
+                Ok(bytes) => {
+                    let cp = read(&path, &bytes).unwrap();
+                    assert_eq!(cp.entries, as_bytes(&entries(10)));
+                    outcomes[1] += 1;
+                }
+                Err(_) => {
+                    assert!(result.is_err(), "n {n}: installed but not durable");
+                    outcomes[0] += 1;
+                }
+            }
+        }
+        assert!(outcomes[0] > 0 && outcomes[1] > 0, "{outcomes:?}");
+    }
+
+    #[test]
+    fn a_leftover_temporary_file_is_replaced() {
+        let s = SimStorage::new();
+        let mut stale = s.create(&dir().join(temp_name(7))).unwrap();
+        stale.append(b"half a checkpoint").unwrap();
+        let w = write(&s, &dir(), 7, entries(3), FRAME_BYTES).unwrap();
+        assert_eq!(s.list(&dir()).unwrap(), [file_name(7)]);
+        assert_eq!(
+            read(&w.path, &s.read(&w.path).unwrap())
+                .unwrap()
+                .entries
+                .len(),
+            3
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "strictly increasing")]
+    fn unsorted_entries_are_refused() {
+        let s = SimStorage::new();
+        let _ = write(&s, &dir(), 7, [(b"b", b"1"), (b"a", b"2")], FRAME_BYTES);
+    }
+
+    #[test]
+    fn file_names() {
+        assert_eq!(parse_file_name(&file_name(42)), Some(42));
+        assert_eq!(parse_file_name(&temp_name(42)), None);
+    }
+
+    proptest! {
+        #[test]
+        fn reading_damaged_checkpoints_never_panics_nor_invents_entries(
+            n in 0usize..30,
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..4),
+            cut: Option<usize>,
+        ) {
+            let (s, w) = written(n);
+            let mut bytes = s.read(&w.path).unwrap();
+            let original = bytes.clone();
+            for (at, b) in edits {
+                let at = at % bytes.len();
+                bytes[at] = b;
+            }
+            if let Some(cut) = cut {
+                bytes.truncate(cut % (bytes.len() + 1));
+            }
+            match read(&w.path, &bytes) {
+                Ok(cp) => {
+                    prop_assert_eq!(&bytes, &original);
+                    prop_assert_eq!(cp.entries, as_bytes(&entries(n)));
+                }
+                Err(e) => {
+                    let typed = matches!(e, Error::Corruption { .. });
+                    prop_assert!(typed, "{:?}", e);
+                }
+            }
+        }
+
+        #[test]
+        fn reading_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            // Arbitrary bytes do not pass the header checksum: always a typed error.
+            let result = read(Path::new("x"), &bytes);
+            let typed = matches!(result, Err(Error::Corruption { .. }));
+            prop_assert!(typed, "{:?}", result);
+            crate::durable::fuzz::checkpoint_reader(&bytes);
+        }
+    }
+}

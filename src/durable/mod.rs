@@ -1,0 +1,23 @@
+//! Durability: the write-ahead log's on-disk formats and the file layer under them.
+//!
+//! - [`storage`]: the narrow file interface the log uses ([`storage::Storage`]), on the real
+//!   file system ([`storage::FileStorage`]) and in memory with power-loss simulation and fault
+//!   injection ([`storage::SimStorage`]).
+//! - [`frame`]: one checksummed, length-prefixed unit of the log, carrying how far the log was
+//!   known synced when it was written.
+//! - [`record`]: a commit's payload (its timestamp and writes).
+//! - [`segment`]: a log file: a header, then frames; the reader that tells a crash's torn
+//!   tail from damage to synced data.
+//! - [`checkpoint`]: a sorted image of the store at one timestamp, installed atomically and
+//!   verified whole when read.
+//!
+//! The byte layouts are specified in `docs/durability.md`.
+
+pub(crate) mod checkpoint;
+pub(crate) mod frame;
+pub(crate) mod record;
+pub(crate) mod segment;
+pub(crate) mod storage;
+
+#[cfg(any(test, fuzzing))]
+pub mod fuzz;
