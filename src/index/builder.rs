@@ -92,7 +92,12 @@ impl Builder {
         let index = Arc::downgrade(index);
         std::thread::Builder::new()
             .name("snapkv-index".into())
-            .spawn(move || run(&shared, &index))
+            .spawn(move || {
+                // Its pins run other threads' deferred frees of version nodes, which this
+                // thread never reuses: no pool of them here.
+                crate::raw::bypass_node_pool();
+                run(&shared, &index)
+            })
             .ok()
             .map(|handle| handle.thread().clone())
     }

@@ -242,12 +242,16 @@ impl Parts {
 }
 
 /// Run keys sampled as partition bounds for a delta created after `keys` (the run's keys,
-/// sorted): every [`PART_KEYS`]th, fewer for a long run (see [`MAX_PARTS`]).
+/// sorted): every [`PART_KEYS`]th, fewer for a long run (see [`MAX_PARTS`]). Keys whose
+/// chain was removed are left out: a rebuild that drops most of the run (the keys were
+/// deleted) would otherwise give the next delta a partition per 256 keys that are gone, each
+/// an empty skip list kept until the rebuild after it.
 pub(crate) fn sample(keys: &[RunEntry]) -> Vec<MapKey> {
     let every = PART_KEYS.max(keys.len().div_ceil(MAX_PARTS));
     keys.iter()
         .skip(every)
         .step_by(every)
+        .filter(|(_, c)| !c.is_removed())
         .map(|(k, _)| copy_key(k))
         .collect()
 }
@@ -508,6 +512,12 @@ mod tests {
                 .collect()
         };
         assert!(sample(&entries(PART_KEYS)).is_empty());
+        // Keys whose chains were removed (deleted since the run was built) are no bounds.
+        let gone = entries(3 * PART_KEYS + 1);
+        gone[2 * PART_KEYS].1.lock().mark_removed();
+        let s = sample(&gone);
+        assert_eq!(s.len(), 2);
+        assert_eq!(&s[1][..], format!("k{:08}", 3 * PART_KEYS).as_bytes());
         let s = sample(&entries(3 * PART_KEYS + 1));
         assert_eq!(s.len(), 3);
         assert_eq!(&s[0][..], format!("k{:08}", PART_KEYS).as_bytes());

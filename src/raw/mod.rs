@@ -44,6 +44,7 @@ pub(crate) use chain::{prefetch_line, prefetch_lines, Chain, ChainWriter};
 pub(crate) use epoch_cell::EpochCell;
 pub(crate) use head_cache::{HeadCache, Lent};
 pub(crate) use mirrored_chain::MirroredChain;
+pub(crate) use node_pool::bypass as bypass_node_pool;
 pub(crate) use node_pool::trim as trim_node_pool;
 pub(crate) use pending::Pending;
 /// Values that count their drops, and waits for the epoch to free them: for tests of code

@@ -74,6 +74,8 @@ struct Pool {
     bins: [Vec<NonNull<u8>>; BINS],
     /// Total size of the blocks in `bins`.
     bytes: usize,
+    /// This thread keeps no blocks (see [`bypass`]).
+    bypassed: bool,
 }
 
 impl Pool {
@@ -81,6 +83,7 @@ impl Pool {
         Self {
             bins: [const { Vec::new() }; BINS],
             bytes: 0,
+            bypassed: false,
         }
     }
 }
@@ -113,6 +116,19 @@ pub(crate) fn trim() {
     let _ = POOL.try_with(|pool| {
         if let Ok(mut pool) = pool.try_borrow_mut() {
             pool.release_all();
+        }
+    });
+}
+
+/// Makes the calling thread free nodes straight to the allocator from now on, keeping none:
+/// for a thread that never allocates nodes but may run other threads' deferred frees (the
+/// index's builder thread, whose epoch pins collect garbage), so that the memory of those
+/// nodes is given back rather than held for reuse that never comes.
+pub(crate) fn bypass() {
+    let _ = POOL.try_with(|pool| {
+        if let Ok(mut pool) = pool.try_borrow_mut() {
+            pool.release_all();
+            pool.bypassed = true;
         }
     });
 }
@@ -207,7 +223,8 @@ unsafe fn pooled_free(block: NonNull<u8>, layout: Layout) {
                 let pool = &mut *pool;
                 let bin = &mut pool.bins[i];
                 // A failed growth of the bin is not an error: the block goes to the allocator.
-                if bin.len() >= BIN_CAP
+                if pool.bypassed
+                    || bin.len() >= BIN_CAP
                     || pool.bytes + layout.size() > MAX_BYTES
                     || bin.try_reserve(1).is_err()
                 {
@@ -311,6 +328,27 @@ pub(super) mod tests {
             }
             assert_eq!(pooled(), 3, "only the pooled sizes are kept");
             assert_eq!(DIRECT_FREES.with(Cell::get), 2);
+        })
+        .join()
+        .unwrap();
+    }
+
+    /// A thread that bypasses the pool gives back what it held and keeps nothing it frees
+    /// afterwards.
+    #[test]
+    fn a_bypassing_thread_keeps_no_blocks() {
+        std::thread::spawn(|| {
+            let a = pooled_alloc(layout(120));
+            let b = pooled_alloc(layout(120));
+            // SAFETY: from `pooled_alloc` with this layout, freed once.
+            unsafe { pooled_free(a, layout(120)) };
+            assert_eq!(pooled(), 1);
+            bypass();
+            assert_eq!(pooled(), 0, "the pooled block was given back");
+            // SAFETY: as above.
+            unsafe { pooled_free(b, layout(120)) };
+            assert_eq!(pooled(), 0, "a block freed after the bypass was kept");
+            assert_eq!(DIRECT_FREES.with(Cell::get), 1);
         })
         .join()
         .unwrap();
