@@ -74,7 +74,7 @@ enum Source<'k> {
     Built(Option<Unlinked>),
     /// A value borrowed from an auto-commit call (`None`: a delete), copied into its node by
     /// the install. Building the node inside the commit lets the allocation overlap the
-    /// superseded head's prefetch (`ChainWriter::prefetch_head`): building it first made
+    /// superseded head's prefetch (`ChainWriter::prefetch_head_and_second`): building it first made
     /// single-key `put`s ~20% slower (alternating runs of 300K puts into 100K keys).
     Borrowed(Option<&'k [u8]>),
 }
@@ -229,7 +229,7 @@ pub(crate) fn commit_pinned(
         if checks.reads.is_none_or(ReadSet::is_empty) {
             let fast = source.with_locked(key, |writer, mirror| {
                 // As `lock_all` does: the prune reads the superseded head's node.
-                writer.prefetch_head(guard);
+                writer.prefetch_head_and_second(guard);
                 let writers = std::slice::from_ref(writer);
                 let mirrors = Mirrors::Found(mirror);
                 validate_and_install(
@@ -530,7 +530,7 @@ fn lock_all<'c>(chains: &'c [Arc<Chain>], guard: &Guard) -> Result<Small<ChainWr
         if w.is_removed() {
             return Err(i);
         }
-        w.prefetch_head(guard);
+        w.prefetch_head_and_second(guard);
         writers.push(w);
     }
     Ok(writers)

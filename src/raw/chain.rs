@@ -8,7 +8,7 @@ use super::head_cache::{HeadCache, Lent};
 use super::mirrored_chain::MirroredChain;
 use super::version::{Unlinked, Version, PENDING};
 use super::Retired;
-use crate::sync::{AtomicU32, Backoff, Ordering};
+use crate::sync::{AtomicU32, AtomicUsize, Backoff, Ordering};
 
 /// A borrowed view of one version, valid while the epoch guard it came from is pinned.
 #[derive(Clone, Copy, Debug)]
@@ -80,6 +80,14 @@ pub(crate) struct Chain {
     /// A copy of the head's timestamp and value, rewritten by the lock holder whenever `head`
     /// changes, before the old head can be retired (see [`HeadCache`]).
     pub(super) cache: HeadCache,
+    /// The address of the version behind the head, `0` when there is none: kept by the lock
+    /// holder at every write of the head and every prune, read only by the lock holder, so
+    /// `Relaxed` suffices (the lock orders every access). Only ever prefetched, never
+    /// dereferenced, so nothing relies on it for memory safety: it lets a committer start
+    /// loading the two versions its prune will read (the superseded head and the one behind
+    /// it, which an old snapshot keeps) at once, when it takes the lock, instead of finding
+    /// the second only behind the first's miss (see [`ChainWriter::prefetch_head_and_second`]).
+    pub(super) second: AtomicUsize,
 }
 
 impl Chain {
@@ -97,6 +105,7 @@ impl Chain {
             shape: AtomicU32::new(0),
             head: Atomic::null(),
             cache: HeadCache::new(),
+            second: AtomicUsize::new(0),
         }
     }
 
@@ -234,6 +243,17 @@ impl Chain {
             cur = node.next().load(Ordering::Acquire, guard);
         }
         n
+    }
+
+    /// Whether [`second`](Self::second) names the version behind the head (`0`: none), as
+    /// every write of the chain must leave it (for tests).
+    #[cfg(all(test, not(loom)))]
+    pub(super) fn second_is_exact(&self, guard: &Guard) -> bool {
+        let head = self.head.load(Ordering::Acquire, guard);
+        // SAFETY: as in `read_at`: pinned, and nodes are only freed after unlinking.
+        let behind = unsafe { head.as_ref() }
+            .map_or(0, |h| h.next().load(Ordering::Acquire, guard).into_usize());
+        self.second.load(Ordering::Relaxed) == behind
     }
 
     /// Whether the collector has removed this chain from the key map.
@@ -421,6 +441,9 @@ impl<'a> ChainWriter<'a> {
         // Release: a reader that loads the new head sees the node's fields and its `next`.
         let node = node.into_shared(guard);
         self.chain.head.store(node, Ordering::Release);
+        self.chain
+            .second
+            .store(head.into_usize(), Ordering::Relaxed);
         // A new head leaves the oldest version, and so the flag, as it was (a chain that was
         // empty has no flag).
         let shape = self.chain.shape.load(Ordering::Relaxed);
@@ -521,6 +544,10 @@ impl<'a> ChainWriter<'a> {
                         // alternating runs).
                         prefetch_line(std::ptr::with_exposed_provenance(next.into_usize()));
                         node.next().store(Shared::null(), Ordering::Release);
+                        if kept == 1 {
+                            // `node` is the head: nothing is behind it now.
+                            self.chain.second.store(0, Ordering::Relaxed);
+                        }
                         // SAFETY: `next` (non-null, from `Version::alloc`) and its tail were
                         // linked until the store above cut them off (so in no batch yet), and
                         // nobody writes unlinked nodes' links.
@@ -549,6 +576,12 @@ impl<'a> ChainWriter<'a> {
                 // Release pairs with readers' Acquire loads of `link`: a reader that skips the
                 // node still sees the initialised nodes behind it.
                 link.store(next, Ordering::Release);
+                if kept == 1 {
+                    // `link` is the head's `next` (the head is the first version kept).
+                    self.chain
+                        .second
+                        .store(next.into_usize(), Ordering::Relaxed);
+                }
                 // The store above unlinked `cur` (`link` was its only predecessor), so no reader
                 // that pins from now on can reach it. Nobody writes the `next` of an unlinked
                 // node, so readers already on it continue into the chain correctly.
@@ -575,6 +608,10 @@ impl<'a> ChainWriter<'a> {
             // by the store above with its tail, in no batch; nobody writes unlinked links.
             unsafe { retired.push_list(first) };
             kept = above_cut;
+            if kept <= 1 {
+                // The cut is at the head or right behind it.
+                self.chain.second.store(0, Ordering::Relaxed);
+            }
             // The oldest version left (if any) is a kept one above the watermark.
             settled = false;
         }
@@ -604,23 +641,30 @@ fn strip_floor(horizon: &Horizon) -> u64 {
 }
 
 impl ChainWriter<'_> {
-    /// Starts loading the current head's node into the cache: the commit's prune reads it
-    /// after the install (the new head's `next`), and the miss can overlap the work in
-    /// between (timestamp, node allocation, mirror lookup). A hint: it changes no state.
-    pub(crate) fn prefetch_head(&self, guard: &Guard) {
+    /// Starts loading the current head's node and the one behind it into the cache: the
+    /// commit's prune reads the first after the install (the new head's `next`), and the
+    /// second too when an old snapshot keeps a version behind them, and the misses can overlap
+    /// each other and the work in between (timestamp, node allocation, mirror lookup). A
+    /// hint: it changes no state.
+    pub(crate) fn prefetch_head_and_second(&self, guard: &Guard) {
         let head = self.chain.head.load(Ordering::Relaxed, guard);
         prefetch_line(std::ptr::with_exposed_provenance(head.into_usize()));
+        let second = self.chain.second.load(Ordering::Relaxed);
+        prefetch_line(std::ptr::with_exposed_provenance(second));
     }
 
     /// Loads the versions a [`prune`](Self::prune) with `horizon` would read, down to where
     /// its walk stops, and changes nothing. A commit with an old snapshot's horizon calls this
     /// before it takes its timestamp: the prune after the install then finds those lines in
     /// the cache instead of missing on them one after another (each `next` is behind the
-    /// previous miss) while later committers wait for this commit's timestamp. When the
-    /// chain's oldest version is settled, the last version the prune reads (the one above it)
-    /// is only prefetched: its miss then overlaps the timestamp and the install instead of
-    /// stalling this thread (alternating resource_bounds runs: 0.82x/0.95x/1.14x against
-    /// 0.80x/0.84x/0.92x reading it here, loaded host).
+    /// previous miss) while later committers wait for this commit's timestamp. The last
+    /// version the prune reads above a settled oldest one is only prefetched: its miss then
+    /// overlaps the timestamp and the install instead of stalling this thread (alternating
+    /// resource_bounds runs: 0.82x/0.95x/1.14x against 0.80x/0.84x/0.92x reading it here,
+    /// loaded host). When those are the first two, which
+    /// [`prefetch_head_and_second`](Self::prefetch_head_and_second) already has on their way
+    /// (the steady state of a rewritten key under an old snapshot: the snapshot's version,
+    /// settled, behind the head and the version it superseded), this reads nothing.
     pub(crate) fn warm_for_prune(&self, horizon: &Horizon, guard: &Guard) {
         let watermark = horizon.watermark();
         let shape = self.chain.shape.load(Ordering::Relaxed);
@@ -629,6 +673,9 @@ impl ChainWriter<'_> {
         } else {
             usize::MAX
         };
+        if settled_at <= 2 {
+            return;
+        }
         let mut position = 0;
         let mut cur = self.chain.head.load(Ordering::Relaxed, guard);
         // SAFETY: as in `prune`: `cur` is pinned by `guard`, and only the lock holder (us)
@@ -910,7 +957,12 @@ mod tests {
                 low = h.watermark();
                 let before = versions(&c);
                 let want = expected_after_prune(&before, &h);
+                assert!(
+                    c.second_is_exact(&g),
+                    "after the installs, chain {before:?}"
+                );
                 let got = prune(&w, &h, &g);
+                assert!(c.second_is_exact(&g), "horizon {h:?}, chain {before:?}");
                 let above = want.iter().filter(|&&(t, _)| t > h.now()).count();
                 assert_eq!(versions(&c), want, "horizon {h:?}, chain {before:?}");
                 assert_eq!(got, pruned(before.len() - want.len(), want.len(), above));
@@ -948,6 +1000,51 @@ mod tests {
         w.install(70, b("7").as_deref(), None, &g);
         assert_eq!(prune(&w, &Horizon::at(10), &g), pruned(0, 1, 1));
         assert_eq!(versions(&c), [(70, false)]);
+    }
+
+    /// The steady state of a key rewritten under an old snapshot: the snapshot's version
+    /// settled at the bottom, and each commit's prune unlinks the version below the one it
+    /// superseded, the second of the chain before the install. The chain's `second` names
+    /// that version before each commit (what the committer prefetches with the head), and
+    /// follows every install, prune and strip.
+    #[test]
+    fn second_names_the_version_behind_the_head_through_installs_and_prunes() {
+        let c = Chain::new();
+        let g = epoch::pin();
+        let w = c.lock();
+        assert!(c.second_is_exact(&g), "empty");
+        w.install(10, b("1").as_deref(), None, &g);
+        assert!(c.second_is_exact(&g), "one version");
+        // Snapshot at 10; each horizon lags its commit by one timestamp.
+        for ts in [20, 30, 40, 50] {
+            let (head, behind) = (
+                c.head.load(Ordering::Relaxed, &g),
+                c.second.load(Ordering::Relaxed),
+            );
+            w.install(ts, b("v").as_deref(), None, &g);
+            assert_eq!(c.second.load(Ordering::Relaxed), head.into_usize());
+            assert!(c.second_is_exact(&g));
+            let p = prune(&w, &Horizon::new(ts - 1, vec![10]), &g);
+            assert!(c.second_is_exact(&g), "after the prune at {ts}");
+            if ts >= 40 {
+                // Unlinked: the version that was behind the head before the install.
+                assert_eq!(p, pruned(1, 3, 1));
+                assert_ne!(behind, 0);
+                assert_eq!(versions(&c), [(ts, false), (ts - 10, false), (10, false)]);
+            }
+        }
+        // The snapshot gone: the prune cuts down to the head and the version below it.
+        assert_eq!(prune(&w, &Horizon::at(45), &g), pruned(1, 2, 1));
+        assert!(c.second_is_exact(&g));
+        assert_eq!(prune(&w, &Horizon::at(50), &g), pruned(1, 1, 0));
+        assert!(c.second_is_exact(&g), "one version left");
+        assert_eq!(c.second.load(Ordering::Relaxed), 0);
+        // A delete the strip takes with the whole chain.
+        w.install(60, None, None, &g);
+        assert!(c.second_is_exact(&g));
+        assert_eq!(prune(&w, &Horizon::at(60), &g), pruned(2, 0, 0));
+        assert!(c.second_is_exact(&g), "emptied");
+        assert_eq!(c.second.load(Ordering::Relaxed), 0);
     }
 
     #[test]

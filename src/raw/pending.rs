@@ -89,6 +89,7 @@ impl ChainWriter<'_> {
         // Release: a reader that loads the new head sees the node's fields and its `next`.
         let node = node.into_shared(guard);
         chain.head.store(node, Ordering::Release);
+        chain.second.store(head.into_usize(), Ordering::Relaxed);
         // One more version; the oldest, and so its settled mark, stay as they were.
         let shape = chain.shape.load(Ordering::Relaxed);
         chain.shape.store(shape + 1, Ordering::Relaxed);
@@ -150,7 +151,11 @@ impl ChainWriter<'_> {
         chain.shape.store(shape - 1, Ordering::Relaxed);
         // SAFETY: `next` was linked behind the pending node, so it was the head before, and
         // only the lock holder (us) unlinks nodes: it is allocated while `guard` is pinned.
-        let (ts, value) = unsafe { next.as_ref() }.map_or((0, None), |v| (v.ts(), v.value()));
+        let (ts, value, second) = unsafe { next.as_ref() }.map_or((0, None, 0), |v| {
+            let second = v.next().load(Ordering::Relaxed, guard).into_usize();
+            (v.ts(), v.value(), second)
+        });
+        chain.second.store(second, Ordering::Relaxed);
         chain.cache.set(ts, value);
         if let Some(mirror) = mirror {
             mirror.set(ts, value);
@@ -206,6 +211,7 @@ mod tests {
         let w = chain.lock();
         w.install(1, Some(b"v1"), Some(&entry), guard);
         let pending = w.link_pending(Unlinked::new(Some(b"v2")), Some(&entry), guard);
+        assert!(chain.second_is_exact(guard), "behind the pending head");
         for at in [1, 5, PENDING - 1] {
             assert_eq!(reads(chain, mirror, at), head(1, b"v1"), "pending, at {at}");
         }
@@ -237,19 +243,25 @@ mod tests {
         {
             let guard = &crossbeam_epoch::pin();
             let w = chain.lock();
-            w.install(1, Some(b"v1"), Some(&entry), guard);
+            w.install(1, Some(b"v0"), Some(&entry), guard);
+            w.install(2, Some(b"v1"), Some(&entry), guard);
             let pending = w.link_pending(Unlinked::new(Some(&value)), Some(&entry), guard);
             let mut retired = Retired::new();
             w.unlink_pending(pending, Some(&entry), &mut retired, guard);
             retired.retire(guard);
-            assert_eq!(seen(mirror.get(guard)), head(1, b"v1"));
-            assert_eq!(seen(chain.cache.get(guard)), head(1, b"v1"));
-            assert_eq!(w.newest_ts(guard), Some(1));
-            assert_eq!(chain.version_count(guard), 1);
-            assert_eq!(chain.shape.load(Ordering::Relaxed), 1);
+            assert!(
+                chain.second_is_exact(guard),
+                "the version behind the restored head"
+            );
+            assert_ne!(chain.second.load(Ordering::Relaxed), 0);
+            assert_eq!(seen(mirror.get(guard)), head(2, b"v1"));
+            assert_eq!(seen(chain.cache.get(guard)), head(2, b"v1"));
+            assert_eq!(w.newest_ts(guard), Some(2));
+            assert_eq!(chain.version_count(guard), 2);
+            assert_eq!(chain.shape.load(Ordering::Relaxed), 2);
         }
-        for at in [1, PENDING - 1, PENDING] {
-            assert_eq!(reads(chain, mirror, at), head(1, b"v1"));
+        for at in [2, PENDING - 1, PENDING] {
+            assert_eq!(reads(chain, mirror, at), head(2, b"v1"));
         }
         wait_for_drops(&drops, 1);
     }
@@ -266,6 +278,7 @@ mod tests {
         w.unlink_pending(pending, Some(&entry), &mut retired, guard);
         retired.retire(guard);
         assert!(w.is_empty(guard));
+        assert!(chain.second_is_exact(guard));
         assert_eq!(w.newest_ts(guard), None);
         assert!(mirror.get(guard).is_none() && chain.cache.get(guard).is_none());
         assert_eq!(reads(chain, mirror, PENDING), None);
