@@ -158,13 +158,18 @@ fn scenario_snapshot_peak(_scale: u64) {
 }
 
 fn scenario_old_snapshot(scale: u64) {
-    const KEYS: u64 = 100_000;
+    // The key count sets the working set (the snapshot pins one extra version per key):
+    // `SNAPKV_OLD_SNAPSHOT_KEYS=10000` measures the cost with every chain in the cache.
+    let keys: u64 = std::env::var("SNAPKV_OLD_SNAPSHOT_KEYS")
+        .ok()
+        .and_then(|k| k.parse().ok())
+        .unwrap_or(100_000);
     let per_thread = 2_000_000 * scale;
     println!(
-        "old-snapshot: 2 threads x {per_thread} puts to random keys of {KEYS}, alternating runs"
+        "old-snapshot: 2 threads x {per_thread} puts to random keys of {keys}, alternating runs"
     );
     let db = Db::new();
-    for i in 0..KEYS {
+    for i in 0..keys {
         db.put(key(i), [7u8; 100]).unwrap();
     }
     let run = |db: &Db| {
@@ -174,7 +179,7 @@ fn scenario_old_snapshot(scale: u64) {
                 s.spawn(move || {
                     let mut rng = fastrand::Rng::with_seed(t);
                     for _ in 0..per_thread {
-                        db.put(key(rng.u64(0..KEYS)), [1u8; 100]).unwrap();
+                        db.put(key(rng.u64(0..keys)), [1u8; 100]).unwrap();
                     }
                 });
             }
