@@ -20,8 +20,9 @@
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use xxhash_rust::xxh3::{xxh3_64, Xxh3};
+use xxhash_rust::xxh3::Xxh3;
 
+use super::file_header;
 use super::frame;
 use super::storage::{Storage, StorageFile};
 use crate::error::{Error, Result};
@@ -31,7 +32,13 @@ pub(crate) const MAGIC: [u8; 8] = *b"SNAPKVCP";
 /// The format version this code writes and reads.
 pub(crate) const FORMAT_VERSION: u16 = 1;
 /// Bytes of the header.
-pub(crate) const HEADER_LEN: usize = 48;
+pub(crate) const HEADER_LEN: usize = file_header::LEN;
+
+/// The checkpoint's file header (see `file_header`): fields timestamp, salt, reserved (zero).
+const KIND: file_header::Kind = file_header::Kind {
+    magic: MAGIC,
+    version: FORMAT_VERSION,
+};
 /// An entry frame's kind byte.
 const ENTRIES: u8 = 1;
 /// The trailer frame's kind byte.
@@ -62,35 +69,15 @@ pub(crate) fn parse_file_name(name: &str) -> Option<u64> {
 }
 
 fn encode_header(ts: u64, salt: u64) -> [u8; HEADER_LEN] {
-    let mut out = [0u8; HEADER_LEN];
-    out[0..8].copy_from_slice(&MAGIC);
-    out[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-    out[16..24].copy_from_slice(&ts.to_le_bytes());
-    out[24..32].copy_from_slice(&salt.to_le_bytes());
-    let checksum = xxh3_64(&out[0..40]);
-    out[40..48].copy_from_slice(&checksum.to_le_bytes());
-    out
+    KIND.encode([ts, salt, 0])
 }
 
 /// The header's `(ts, salt)`, or what is wrong with it.
 fn decode_header(bytes: &[u8]) -> Result<(u64, u64), &'static str> {
-    let Some(h) = bytes.get(..HEADER_LEN) else {
-        return Err("checkpoint header cut short");
-    };
-    let u64_at = |at: usize| u64::from_le_bytes(h[at..at + 8].try_into().expect("8 bytes"));
-    if h[0..8] != MAGIC {
-        return Err("not a snapkv checkpoint (bad magic)");
+    match KIND.decode(bytes).map_err(file_header::Fault::describe)? {
+        [ts, salt, 0] => Ok((ts, salt)),
+        _ => Err("header has reserved bytes set"),
     }
-    if u16::from_le_bytes([h[8], h[9]]) != FORMAT_VERSION {
-        return Err("unsupported checkpoint format version");
-    }
-    if xxh3_64(&h[0..40]) != u64_at(40) {
-        return Err("checkpoint header checksum mismatch");
-    }
-    if h[10..16] != [0; 6] || h[32..40] != [0; 8] {
-        return Err("checkpoint header has reserved bytes set");
-    }
-    Ok((u64_at(16), u64_at(24)))
 }
 
 fn put_len(out: &mut Vec<u8>, len: usize) {

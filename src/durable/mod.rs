@@ -3,6 +3,7 @@
 //! - [`storage`]: the narrow file interface the log uses ([`storage::Storage`]), on the real
 //!   file system ([`storage::FileStorage`]) and in memory with power-loss simulation and fault
 //!   injection ([`storage::SimStorage`]).
+//! - [`file_header`]: the 48-byte header segments and checkpoints start with.
 //! - [`frame`]: one checksummed, length-prefixed unit of the log, carrying how far the log was
 //!   known synced when it was written.
 //! - [`record`]: a commit's payload (its timestamp and writes).
@@ -14,6 +15,7 @@
 //! The byte layouts are specified in `docs/durability.md`.
 
 pub(crate) mod checkpoint;
+pub(crate) mod file_header;
 pub(crate) mod frame;
 pub(crate) mod record;
 pub(crate) mod segment;

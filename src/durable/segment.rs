@@ -34,8 +34,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use xxhash_rust::xxh3::xxh3_64;
-
+use super::file_header;
 use super::frame::{self, Frame};
 use super::storage::{Storage, StorageFile};
 use crate::error::{Error, Result};
@@ -45,7 +44,13 @@ pub(crate) const MAGIC: [u8; 8] = *b"SNAPKVLG";
 /// The format version this code writes and reads.
 pub(crate) const FORMAT_VERSION: u16 = 1;
 /// Bytes of the segment header.
-pub(crate) const HEADER_LEN: usize = 48;
+pub(crate) const HEADER_LEN: usize = file_header::LEN;
+
+/// The segment's file header (see `file_header`): fields number, first timestamp, salt.
+const KIND: file_header::Kind = file_header::Kind {
+    magic: MAGIC,
+    version: FORMAT_VERSION,
+};
 
 /// What a segment header says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,41 +65,16 @@ pub(crate) struct SegmentHeader {
 
 impl SegmentHeader {
     pub(crate) fn encode(&self) -> [u8; HEADER_LEN] {
-        let mut out = [0u8; HEADER_LEN];
-        out[0..8].copy_from_slice(&MAGIC);
-        out[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-        out[16..24].copy_from_slice(&self.number.to_le_bytes());
-        out[24..32].copy_from_slice(&self.first_ts.to_le_bytes());
-        out[32..40].copy_from_slice(&self.salt.to_le_bytes());
-        let checksum = xxh3_64(&out[0..40]);
-        out[40..48].copy_from_slice(&checksum.to_le_bytes());
-        out
+        KIND.encode([self.number, self.first_ts, self.salt])
     }
 
     /// Decodes a header; the error says what is wrong with it.
     pub(crate) fn decode(bytes: &[u8]) -> Result<Self, &'static str> {
-        let Some(h) = bytes.get(..HEADER_LEN) else {
-            return Err("segment header cut short");
-        };
-        let u64_at = |at: usize| u64::from_le_bytes(h[at..at + 8].try_into().expect("8 bytes"));
-        if h[0..8] != MAGIC {
-            return Err("not a snapkv log segment (bad magic)");
-        }
-        // The version is checked before the checksum: a later version may lay out (and
-        // checksum) its header differently.
-        if u16::from_le_bytes([h[8], h[9]]) != FORMAT_VERSION {
-            return Err("unsupported log segment format version");
-        }
-        if xxh3_64(&h[0..40]) != u64_at(40) {
-            return Err("segment header checksum mismatch");
-        }
-        if h[10..16] != [0; 6] {
-            return Err("segment header has reserved bytes set");
-        }
+        let [number, first_ts, salt] = KIND.decode(bytes).map_err(file_header::Fault::describe)?;
         Ok(SegmentHeader {
-            number: u64_at(16),
-            first_ts: u64_at(24),
-            salt: u64_at(32),
+            number,
+            first_ts,
+            salt,
         })
     }
 }

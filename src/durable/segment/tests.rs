@@ -1,6 +1,7 @@
 use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
+use xxhash_rust::xxh3::xxh3_64;
 
 use super::*;
 use crate::durable::storage::{Crash, SimFile, SimStorage};
