@@ -174,7 +174,7 @@ mod tests {
     /// Keys in the run and in the active delta of the indexes below: past the rebuild
     /// threshold (the delta holds more than `MIN_DELTA` keys), smaller under Miri.
     const RUN: u32 = if cfg!(miri) { 40 } else { 1_000 };
-    const DELTA: u32 = if cfg!(miri) { 260 } else { 300 };
+    const DELTA: u32 = if cfg!(miri) { 20 } else { 300 };
 
     /// An index with `n` keys `{tag}{i}` in its run and `extra` more placed in its active
     /// delta: past the rebuild threshold when `extra` is, without a bulk for a scan to sort.
@@ -225,7 +225,7 @@ mod tests {
     #[test]
     #[cfg_attr(
         miri,
-        ignore = "too slow under Miri (a delta past MIN_DELTA per index); the rebuild it runs is checked by index::tests and iter::tests"
+        ignore = "thread lifecycle only: the rebuild it runs is checked by the test above"
     )]
     fn the_thread_exits_once_its_index_is_gone() {
         let index = index_with("k", RUN, DELTA);
@@ -250,7 +250,7 @@ mod tests {
     #[test]
     #[cfg_attr(
         miri,
-        ignore = "too slow under Miri (a delta past MIN_DELTA per index); the rebuild it runs is checked by index::tests and iter::tests"
+        ignore = "thread lifecycle only: the rebuild it runs is checked by the test above"
     )]
     fn each_index_has_its_own_thread() {
         let indexes: Vec<Arc<Index>> = (0..3)

@@ -105,8 +105,9 @@ use run::Run;
 /// A delta key costs a scan a skip-list node visit; rebuilding costs a pass over the whole
 /// run, so the share is a trade between the two.
 const DELTA_FRACTION: usize = 32;
-/// ... but never for fewer delta keys than this: tiny runs are rebuilt rarely.
-const MIN_DELTA: usize = 256;
+/// ... but never for fewer delta keys than this: tiny runs are rebuilt rarely. (Lower under
+/// Miri, so that its tests reach the thresholds with few keys.)
+const MIN_DELTA: usize = if cfg!(miri) { 16 } else { 256 };
 /// A scan builds the run itself, rather than place the bags key by key, once they hold more
 /// unplaced keys than this fraction of the run (or [`MIN_DELTA`]): only after a bulk of
 /// inserts with no scan between (a load), since scans place the bags as they go. Sorting
@@ -715,10 +716,10 @@ mod tests {
         let guard = crossbeam_epoch::pin();
         // Noting `changed` keys sets most of the run's `4 * keys` bits (rounded up to a power
         // of two), more than `MIN_DELTA` and a `1 / STALE_FRACTION` share of the run.
-        let (keys, changed) = if cfg!(miri) {
-            (100, 1_200)
+        let (keys, few, changed) = if cfg!(miri) {
+            (40, 10, 300)
         } else {
-            (1_000u32, 4_000u32)
+            (1_000u32, 100, 4_000u32)
         };
         for i in 0..keys {
             let chain = Arc::new(Chain::new());
@@ -731,7 +732,7 @@ mod tests {
         assert!(index.rebuild(false));
         assert!(!index.rebuild_if_due(Reason::Scan));
         let changed: Vec<Vec<u8>> = (0..changed).map(|i| format!("u{i}").into_bytes()).collect();
-        index.note_changed(changed[..100].iter().map(|k| &k[..]), &guard);
+        index.note_changed(changed[..few].iter().map(|k| &k[..]), &guard);
         assert!(
             !index.rebuild_if_due(Reason::Scan),
             "a few changes: keep the run"
@@ -803,7 +804,7 @@ mod tests {
             false
         };
         let (rounds, keys) = if cfg!(miri) {
-            (3, 40)
+            (2, 20)
         } else {
             (40u32, 1_000u32)
         };
@@ -856,7 +857,8 @@ mod tests {
     fn new_keys_wait_in_the_bag_until_a_scan_places_them() {
         let index = Index::new();
         let k = |i: u32| format!("k{:04}", (i * 7919) % 1000).into_bytes();
-        for i in 0..100 {
+        let n = if cfg!(miri) { 40 } else { 100 };
+        for i in 0..n {
             index.insert(&k(i), Arc::new(Chain::new()));
         }
         let active = |index: &Index| {
@@ -865,12 +867,12 @@ mod tests {
             (s.active.list_len(), s.active.is_placed())
         };
         assert_eq!(active(&index), (0, false));
-        assert_eq!(index.sizes(), (0, 0, 100));
-        let mut want: Vec<Vec<u8>> = (0..100).map(k).collect();
+        assert_eq!(index.sizes(), (0, 0, n as usize));
+        let mut want: Vec<Vec<u8>> = (0..n).map(k).collect();
         want.sort();
         let whole = (Bound::Unbounded, Bound::Unbounded);
         assert_eq!(keys_in(&index, whole, false), want);
-        assert_eq!(active(&index), (100, true));
+        assert_eq!(active(&index), (n as usize, true));
         assert_eq!(keys_in(&index, whole, true), want);
     }
 
@@ -879,7 +881,7 @@ mod tests {
         let index = Index::new();
         let k = |i: u32| format!("k{:05}", (i * 7919) % 10_007).into_bytes();
         // Past `MIN_DELTA`, so that a scan's rebuild is due.
-        let n = if cfg!(miri) { 300 } else { 2_000 };
+        let n = if cfg!(miri) { 40 } else { 2_000 };
         for i in 0..n {
             index.insert(&k(i), Arc::new(Chain::new()));
         }
@@ -898,7 +900,7 @@ mod tests {
         let k = |i: u32| format!("k{:05}", (i * 7919) % 10_007).into_bytes();
         let whole = (Bound::Unbounded, Bound::Unbounded);
         // A bulk: more unplaced keys than `MIN_DELTA`.
-        let n = if cfg!(miri) { 300 } else { 5_000 };
+        let n = if cfg!(miri) { 40 } else { 5_000 };
         let loaded = || {
             let index = Index::new();
             for i in 0..n {
@@ -939,7 +941,7 @@ mod tests {
     fn a_walk_places_a_sealed_bag_instead_of_waiting_for_its_rebuild() {
         let index = Index::new();
         let k = |i: u32| format!("k{:05}", (i * 7919) % 10_007).into_bytes();
-        let (sealed, more) = if cfg!(miri) { (200, 20) } else { (1_000, 100) };
+        let (sealed, more) = if cfg!(miri) { (40, 8) } else { (1_000, 100) };
         for i in 0..sealed {
             index.insert(&k(i), Arc::new(Chain::new()));
         }
@@ -1008,7 +1010,7 @@ mod tests {
         use std::sync::atomic::AtomicU32;
         let index = Index::new();
         let k = |t: u32, i: u32| format!("{t}-{:06}", (i * 7919) % 1_000_003).into_bytes();
-        let per_thread = if cfg!(miri) { 200 } else { 20_000u32 };
+        let per_thread = if cfg!(miri) { 16 } else { 20_000u32 };
         let done = [AtomicU32::new(0), AtomicU32::new(0)];
         std::thread::scope(|s| {
             for t in 0..2u32 {
@@ -1049,7 +1051,7 @@ mod tests {
     #[test]
     fn concurrent_inserts_during_rebuilds_are_never_lost() {
         let index = Index::new();
-        let per_thread = if cfg!(miri) { 150 } else { 3_000u32 };
+        let per_thread = if cfg!(miri) { 40 } else { 3_000u32 };
         std::thread::scope(|s| {
             for t in 0..2u32 {
                 let index = &index;
