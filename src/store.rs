@@ -211,6 +211,12 @@ impl Store {
         }
     }
 
+    /// Keys in the index's run, sealed delta and active delta (for tests).
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn index_sizes(&self) -> (usize, usize, usize) {
+        self.index.sizes()
+    }
+
     /// Whether the builder thread was started.
     fn has_builder(&self) -> bool {
         #[cfg(not(loom))]

@@ -176,6 +176,11 @@ mod tests {
         false
     }
 
+    /// Keys in the run and in the active delta of the indexes below: past the rebuild
+    /// threshold (the delta holds more than `MIN_DELTA` keys), smaller under Miri.
+    const RUN: u32 = if cfg!(miri) { 40 } else { 1_000 };
+    const DELTA: u32 = if cfg!(miri) { 20 } else { 300 };
+
     /// An index with `n` keys `{tag}{i}` in its run and `extra` more placed in its active
     /// delta: past the rebuild threshold when `extra` is, without a bulk for a scan to sort.
     fn index_with(tag: &str, n: u32, extra: u32) -> Arc<Index> {
@@ -199,14 +204,14 @@ mod tests {
 
     #[test]
     fn the_thread_rebuilds_on_request_frees_the_old_run_and_exits_when_dropped() {
-        let index = index_with("k", 1_000, 300);
+        let index = index_with("k", RUN, DELTA);
         assert_eq!(index.scan_needs(), ScanNeeds::Rebuild);
         let builder = Builder::new();
         let watch = builder.watch();
         assert_eq!(watch.strong_count(), 1, "no thread before a request");
         assert!(builder.request(&index));
         assert!(
-            eventually(|| index.sizes() == (1_300, 0, 0)),
+            eventually(|| index.sizes() == ((RUN + DELTA) as usize, 0, 0)),
             "the builder never rebuilt"
         );
         assert!(
@@ -223,12 +228,18 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "thread lifecycle only: the rebuild it runs is checked by the test above"
+    )]
     fn the_thread_exits_once_its_index_is_gone() {
-        let index = index_with("k", 1_000, 300);
+        let index = index_with("k", RUN, DELTA);
         let builder = Builder::new();
         let watch = builder.watch();
         assert!(builder.request(&index));
-        assert!(eventually(|| index.sizes() == (1_300, 0, 0)));
+        assert!(eventually(
+            || index.sizes() == ((RUN + DELTA) as usize, 0, 0)
+        ));
         drop(index);
         // A request for a dropped index (as a late scan of a dying store cannot make, but a
         // thread must survive) ends the thread too.
@@ -242,9 +253,13 @@ mod tests {
 
     /// Several indexes (databases) each get their own thread, which rebuild independently.
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "thread lifecycle only: the rebuild it runs is checked by the test above"
+    )]
     fn each_index_has_its_own_thread() {
         let indexes: Vec<Arc<Index>> = (0..3)
-            .map(|t| index_with(&format!("t{t}-"), 2_000, 400))
+            .map(|t| index_with(&format!("t{t}-"), 2 * RUN, DELTA + 100))
             .collect();
         let builders: Vec<Builder> = indexes.iter().map(|_| Builder::new()).collect();
         let watches: Vec<_> = builders.iter().map(Builder::watch).collect();
@@ -252,7 +267,9 @@ mod tests {
             assert!(builder.request(index));
         }
         for index in &indexes {
-            assert!(eventually(|| index.sizes() == (2_400, 0, 0)));
+            assert!(eventually(
+                || index.sizes() == ((2 * RUN + DELTA + 100) as usize, 0, 0)
+            ));
         }
         assert!(watches.iter().all(|w| w.strong_count() == 2));
         drop(builders);

@@ -107,8 +107,9 @@ use run::Run;
 /// A delta key costs a scan a skip-list node visit; rebuilding costs a pass over the whole
 /// run, so the share is a trade between the two.
 const DELTA_FRACTION: usize = 32;
-/// ... but never for fewer delta keys than this: tiny runs are rebuilt rarely.
-const MIN_DELTA: usize = 256;
+/// ... but never for fewer delta keys than this: tiny runs are rebuilt rarely. (Lower under
+/// Miri, so that its tests reach the thresholds with few keys.)
+const MIN_DELTA: usize = if cfg!(miri) { 16 } else { 256 };
 /// A scan builds the run itself, rather than place the bags key by key, once they hold more
 /// unplaced keys than this fraction of the run (or [`MIN_DELTA`]): only after a bulk of
 /// inserts with no scan between (a load), since scans place the bags as they go. Sorting
@@ -513,8 +514,10 @@ mod tests {
         use std::collections::BTreeMap;
         let mut rng = fastrand::Rng::with_seed(7);
         let k = |i: u32| format!("k{i:03}").into_bytes();
-        for _ in 0..300 {
-            let span = rng.u32(1..200);
+        // Under Miri: a few short rounds (it checks every access, a thousand times slower).
+        let (rounds, max_span) = if cfg!(miri) { (3, 40) } else { (300, 200) };
+        for _ in 0..rounds {
+            let span = rng.u32(1..max_span);
             let mut model: BTreeMap<Vec<u8>, Vec<*const Chain>> = BTreeMap::new();
             let mut run = Vec::new();
             // Deltas split at random keys, as a rebuild splits them.
@@ -592,13 +595,16 @@ mod tests {
         let seen = |key: &[u8], v: Option<crate::raw::Lent<'_>>| {
             (key.to_vec(), v.map(|v| (v.ts, v.value.map(<[u8]>::to_vec))))
         };
-        for round in 0..600 {
+        // Under Miri: one round of each shape, shorter (it checks every access, a thousand
+        // times slower); still more than one 32-entry stretch.
+        let (rounds, max_span) = if cfg!(miri) { (3, 80) } else { (600, 400) };
+        for round in 0..rounds {
             // Short spans with dense deltas exercise the merge; long spans with sparse or no
             // delta keys, whole 32-entry stretches and the walk past the last delta key.
             let (span, delta_odds) = match round % 3 {
-                0 => (rng.u32(1..150), [40, 20]),
-                1 => (rng.u32(1..400), [2, 1]),
-                _ => (rng.u32(1..400), [0, 0]),
+                0 => (rng.u32(1..150.min(max_span)), [40, 20]),
+                1 => (rng.u32(1..max_span), [2, 1]),
+                _ => (rng.u32(1..max_span), [0, 0]),
             };
             let guard = crossbeam_epoch::pin();
             let version = |rng: &mut fastrand::Rng, chain: &Chain, ts, tag: &str| {
@@ -703,7 +709,14 @@ mod tests {
     fn scans_rebuild_once_the_copies_went_mostly_stale() {
         let index = Index::new();
         let guard = crossbeam_epoch::pin();
-        for i in 0..1_000u32 {
+        // Noting `changed` keys sets most of the run's `4 * keys` bits (rounded up to a power
+        // of two), more than `MIN_DELTA` and a `1 / STALE_FRACTION` share of the run.
+        let (keys, few, changed) = if cfg!(miri) {
+            (40, 10, 300)
+        } else {
+            (1_000u32, 100, 4_000u32)
+        };
+        for i in 0..keys {
             let chain = Arc::new(Chain::new());
             let value = i.to_string();
             chain
@@ -713,10 +726,8 @@ mod tests {
         }
         assert!(index.rebuild(false));
         assert!(!index.rebuild_if_due(Reason::Scan));
-        let changed: Vec<Vec<u8>> = (0..4_000u32)
-            .map(|i| format!("u{i}").into_bytes())
-            .collect();
-        index.note_changed(changed[..100].iter().map(|k| &k[..]), &guard);
+        let changed: Vec<Vec<u8>> = (0..changed).map(|i| format!("u{i}").into_bytes()).collect();
+        index.note_changed(changed[..few].iter().map(|k| &k[..]), &guard);
         assert!(
             !index.rebuild_if_due(Reason::Scan),
             "a few changes: keep the run"
@@ -727,7 +738,7 @@ mod tests {
             "only scans pay for copies"
         );
         assert!(index.rebuild_if_due(Reason::Scan));
-        assert_eq!(index.sizes(), (1_000, 0, 0));
+        assert_eq!(index.sizes(), (keys as usize, 0, 0));
         assert!(
             !index.rebuild_if_due(Reason::Scan),
             "the new run's copies are fresh"
@@ -787,8 +798,13 @@ mod tests {
             }
             false
         };
-        for round in 0..40u32 {
-            for i in 0..1_000u32 {
+        let (rounds, keys) = if cfg!(miri) {
+            (2, 20)
+        } else {
+            (40u32, 1_000u32)
+        };
+        for round in 0..rounds {
+            for i in 0..keys {
                 let key = format!("{round:02}-{i:04}").into_bytes();
                 index.insert(&key, Arc::new(Chain::new()));
             }
@@ -812,7 +828,7 @@ mod tests {
             index.rebuild_if_due(Reason::Maintenance);
         }
         assert_eq!(retired(&index), 1, "freed while a reader was pinned");
-        assert_eq!(old.count(), 40_000);
+        assert_eq!(old.count(), (rounds * keys) as usize);
         drop(reader);
         assert!(settle(&index));
     }
@@ -836,7 +852,8 @@ mod tests {
     fn new_keys_wait_in_the_bag_until_a_scan_places_them() {
         let index = Index::new();
         let k = |i: u32| format!("k{:04}", (i * 7919) % 1000).into_bytes();
-        for i in 0..100 {
+        let n = if cfg!(miri) { 40 } else { 100 };
+        for i in 0..n {
             index.insert(&k(i), Arc::new(Chain::new()));
         }
         let active = |index: &Index| {
@@ -845,12 +862,12 @@ mod tests {
             (s.active.list_len(), s.active.is_placed())
         };
         assert_eq!(active(&index), (0, false));
-        assert_eq!(index.sizes(), (0, 0, 100));
-        let mut want: Vec<Vec<u8>> = (0..100).map(k).collect();
+        assert_eq!(index.sizes(), (0, 0, n as usize));
+        let mut want: Vec<Vec<u8>> = (0..n).map(k).collect();
         want.sort();
         let whole = (Bound::Unbounded, Bound::Unbounded);
         assert_eq!(keys_in(&index, whole, false), want);
-        assert_eq!(active(&index), (100, true));
+        assert_eq!(active(&index), (n as usize, true));
         assert_eq!(keys_in(&index, whole, true), want);
     }
 
@@ -858,12 +875,14 @@ mod tests {
     fn a_rebuild_sorts_the_bag_into_the_run_without_placing_it() {
         let index = Index::new();
         let k = |i: u32| format!("k{:05}", (i * 7919) % 10_007).into_bytes();
-        for i in 0..2_000 {
+        // Past `MIN_DELTA`, so that a scan's rebuild is due.
+        let n = if cfg!(miri) { 40 } else { 2_000 };
+        for i in 0..n {
             index.insert(&k(i), Arc::new(Chain::new()));
         }
         assert!(index.rebuild_if_due(Reason::Scan));
-        assert_eq!(index.sizes(), (2_000, 0, 0));
-        let mut want: Vec<Vec<u8>> = (0..2_000).map(k).collect();
+        assert_eq!(index.sizes(), (n as usize, 0, 0));
+        let mut want: Vec<Vec<u8>> = (0..n).map(k).collect();
         want.sort();
         let whole = (Bound::Unbounded, Bound::Unbounded);
         assert_eq!(keys_in(&index, whole, true), want);
@@ -875,9 +894,11 @@ mod tests {
     fn a_walk_never_rebuilds_a_scan_sorts_a_bulk_into_a_run() {
         let k = |i: u32| format!("k{:05}", (i * 7919) % 10_007).into_bytes();
         let whole = (Bound::Unbounded, Bound::Unbounded);
+        // A bulk: more unplaced keys than `MIN_DELTA`.
+        let n = if cfg!(miri) { 40 } else { 5_000 };
         let loaded = || {
             let index = Index::new();
-            for i in 0..5_000 {
+            for i in 0..n {
                 index.insert(&k(i), Arc::new(Chain::new()));
             }
             index
@@ -890,14 +911,14 @@ mod tests {
             3
         );
         drop(guard);
-        assert_eq!(index.sizes(), (0, 0, 5_000), "the walk rebuilt");
+        assert_eq!(index.sizes(), (0, 0, n as usize), "the walk rebuilt");
         assert_eq!(index.scan_needs(), ScanNeeds::Rebuild, "placed, still due");
         assert!(!index.build_bulk());
-        assert_eq!(keys_in(&index, whole, true).len(), 5_000);
+        assert_eq!(keys_in(&index, whole, true).len(), n as usize);
 
         let index = loaded();
         assert!(index.build_bulk());
-        assert_eq!(index.sizes(), (5_000, 0, 0));
+        assert_eq!(index.sizes(), (n as usize, 0, 0));
         assert_eq!(
             index.scan_needs(),
             ScanNeeds::Free,
@@ -905,8 +926,8 @@ mod tests {
         );
         // A small bag is placed, and asks for nothing.
         index.insert(b"zz", Arc::new(Chain::new()));
-        assert_eq!(keys_in(&index, whole, true).len(), 5_001);
-        assert_eq!(index.sizes(), (5_000, 0, 1));
+        assert_eq!(keys_in(&index, whole, true).len(), n as usize + 1);
+        assert_eq!(index.sizes(), (n as usize, 0, 1));
     }
 
     /// A sealed delta whose rebuild has not published yet is walked (its bag placed) by
@@ -915,7 +936,8 @@ mod tests {
     fn a_walk_places_a_sealed_bag_instead_of_waiting_for_its_rebuild() {
         let index = Index::new();
         let k = |i: u32| format!("k{:05}", (i * 7919) % 10_007).into_bytes();
-        for i in 0..1_000 {
+        let (sealed, more) = if cfg!(miri) { (40, 8) } else { (1_000, 100) };
+        for i in 0..sealed {
             index.insert(&k(i), Arc::new(Chain::new()));
         }
         // Seal as a rebuild does, and hold the builder's lock as if it were still sorting.
@@ -932,19 +954,19 @@ mod tests {
                 &guard,
             );
         }
-        for i in 1_000..1_100 {
+        for i in sealed..sealed + more {
             index.insert(&k(i), Arc::new(Chain::new()));
         }
-        let mut want: Vec<Vec<u8>> = (0..1_100).map(k).collect();
+        let mut want: Vec<Vec<u8>> = (0..sealed + more).map(k).collect();
         want.sort();
         let whole = (Bound::Unbounded, Bound::Unbounded);
         assert_eq!(keys_in(&index, whole, true), want);
         assert_eq!(keys_in(&index, whole, false), want);
-        assert_eq!(index.sizes(), (0, 1_000, 100));
+        assert_eq!(index.sizes(), (0, sealed as usize, more as usize));
         drop(retired);
         // The rebuild finishes the sealed delta.
         assert!(index.rebuild(false));
-        assert_eq!(index.sizes(), (1_000, 0, 100));
+        assert_eq!(index.sizes(), (sealed as usize, 0, more as usize));
         assert_eq!(keys_in(&index, whole, true), want);
     }
 
@@ -983,7 +1005,7 @@ mod tests {
         use std::sync::atomic::AtomicU32;
         let index = Index::new();
         let k = |t: u32, i: u32| format!("{t}-{:06}", (i * 7919) % 1_000_003).into_bytes();
-        let per_thread = 20_000u32;
+        let per_thread = if cfg!(miri) { 16 } else { 20_000u32 };
         let done = [AtomicU32::new(0), AtomicU32::new(0)];
         std::thread::scope(|s| {
             for t in 0..2u32 {
@@ -1024,7 +1046,7 @@ mod tests {
     #[test]
     fn concurrent_inserts_during_rebuilds_are_never_lost() {
         let index = Index::new();
-        let per_thread = 3_000u32;
+        let per_thread = if cfg!(miri) { 40 } else { 3_000u32 };
         std::thread::scope(|s| {
             for t in 0..2u32 {
                 let index = &index;
@@ -1036,7 +1058,7 @@ mod tests {
                 });
             }
             s.spawn(|| {
-                for _ in 0..50 {
+                for _ in 0..if cfg!(miri) { 5 } else { 50 } {
                     index.rebuild(false);
                     std::thread::yield_now();
                 }

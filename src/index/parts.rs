@@ -356,8 +356,10 @@ mod tests {
     fn walks_match_a_model_from_both_ends() {
         let mut rng = fastrand::Rng::with_seed(5);
         let k = |i: u32| MapKey::from_slice(format!("k{i:03}").as_bytes());
-        for round in 0..500 {
-            let span = rng.u32(1..300);
+        // Under Miri: a few short rounds (it checks every access, a thousand times slower).
+        let (rounds, max_span) = if cfg!(miri) { (3, 40) } else { (500, 300) };
+        for round in 0..rounds {
+            let span = rng.u32(1..max_span);
             let mut bounds: Vec<MapKey> =
                 (0..rng.usize(0..40)).map(|_| k(rng.u32(0..span))).collect();
             bounds.sort();
@@ -500,6 +502,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "safe code only, outside raw, on two million entries")]
     fn samples_every_part_keys_th_key_up_to_the_cap() {
         let entries = |n: usize| -> Vec<RunEntry> {
             (0..n)

@@ -44,6 +44,7 @@ pub(crate) use chain::{prefetch_line, prefetch_lines, Chain, ChainWriter};
 pub(crate) use epoch_cell::EpochCell;
 pub(crate) use head_cache::{HeadCache, Lent};
 pub(crate) use mirrored_chain::MirroredChain;
+#[cfg(not(loom))] // for the index's builder thread, which loom builds do not have
 pub(crate) use node_pool::bypass as bypass_node_pool;
 pub(crate) use node_pool::trim as trim_node_pool;
 pub(crate) use pending::Pending;

@@ -25,10 +25,11 @@
 //! a pooled address is only ever a whole block this module obtained with the layout of its
 //! bin.
 //!
-//! Under Miri the version nodes bypass the pool ([`alloc`] and [`free`] go straight to the
-//! allocator), so that Miri sees every node's free and reports any later access to it: a
-//! pooled block stays allocated, which would hide a use after free. The pool's own tests call
-//! the pooling functions directly.
+//! Under Miri, and in the AddressSanitizer job (built with `--cfg snapkv_sanitize`), the
+//! version nodes bypass the pool ([`alloc`] and [`free`] go straight to the allocator), so that
+//! the checker sees every node's free and reports any later access to it: a pooled block stays
+//! allocated, which would hide a use after free. The pool's own tests call the pooling
+//! functions directly.
 
 use std::alloc::{self, Layout};
 use std::cell::RefCell;
@@ -124,6 +125,7 @@ pub(crate) fn trim() {
 /// for a thread that never allocates nodes but may run other threads' deferred frees (the
 /// index's builder thread, whose epoch pins collect garbage), so that the memory of those
 /// nodes is given back rather than held for reuse that never comes.
+#[cfg_attr(loom, allow(dead_code))] // used by the builder thread, which loom builds lack
 pub(crate) fn bypass() {
     let _ = POOL.try_with(|pool| {
         if let Ok(mut pool) = pool.try_borrow_mut() {
@@ -150,11 +152,14 @@ fn bin_of(layout: Layout) -> Option<usize> {
         .then(|| bin_index(size))
 }
 
+/// Whether nodes bypass the pool: under a memory checker (see the module documentation).
+const BYPASS: bool = cfg!(any(miri, snapkv_sanitize));
+
 /// A block for a node of `layout` (non-zero size): from this thread's pool if it holds one
-/// of that size, else from the global allocator (always, under Miri). Aborts through
+/// of that size, else from the global allocator (always, under a checker: [`BYPASS`]). Aborts through
 /// [`alloc::handle_alloc_error`] if the allocator fails.
 pub(super) fn alloc(layout: Layout) -> NonNull<u8> {
-    if cfg!(miri) {
+    if BYPASS {
         global_alloc(layout)
     } else {
         pooled_alloc(layout)
@@ -162,15 +167,15 @@ pub(super) fn alloc(layout: Layout) -> NonNull<u8> {
 }
 
 /// Returns a node's block to this thread's pool, or to the global allocator if the pool is
-/// full or does not keep its size (always, under Miri).
+/// full or does not keep its size (always, under a checker: [`BYPASS`]).
 ///
 /// # Safety
 ///
 /// `block` came from [`alloc`] with this `layout`, is returned once, and nothing refers to it
 /// any more.
 pub(super) unsafe fn free(block: NonNull<u8>, layout: Layout) {
-    if cfg!(miri) {
-        // SAFETY: `alloc` took it from the allocator with `layout` (Miri); the caller's
+    if BYPASS {
+        // SAFETY: `alloc` took it from the allocator with `layout` (`BYPASS`); the caller's
         // contract does the rest.
         unsafe { alloc::dealloc(block.as_ptr(), layout) }
     } else {
