@@ -289,5 +289,6 @@ fn model_with_bounds(min: usize, max: usize, f: impl Fn() + Sync + Send + 'stati
 mod chain;
 mod clock;
 mod commit;
+mod durable;
 mod index;
 mod registry;
