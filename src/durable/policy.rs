@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-/// When the write-ahead log syncs (`docs/durability.md` §5 says what each survives).
+/// When the write-ahead log syncs (`docs/durability.md` §5.2 says what each survives).
 ///
 /// Under every policy a commit's record is handed to the operating system before the commit
 /// becomes visible, so a crash of the process alone loses nothing that was acknowledged. The
