@@ -9,6 +9,9 @@
 //! - [`record`]: a commit's payload (its timestamp and writes).
 //! - [`segment`]: a log file: a header, then frames; the reader that tells a crash's torn
 //!   tail from damage to synced data.
+//! - [`log`]: the write-ahead log that committers share: appends into a buffer, group commit
+//!   (one leader writes and syncs a batch for every waiter), sync policies ([`policy`]),
+//!   poisoning after a failed write or sync, segment rollover.
 //! - [`checkpoint`]: a sorted image of the store at one timestamp, installed atomically and
 //!   verified whole when read.
 //!
@@ -17,6 +20,8 @@
 pub(crate) mod checkpoint;
 pub(crate) mod file_header;
 pub(crate) mod frame;
+pub(crate) mod log;
+pub mod policy;
 pub(crate) mod record;
 pub(crate) mod segment;
 pub(crate) mod storage;

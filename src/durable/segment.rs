@@ -126,10 +126,22 @@ impl<F: StorageFile> SegmentWriter<F> {
         number: u64,
         first_ts: u64,
     ) -> Result<Self> {
+        Self::create_salted(storage, dir, number, first_ts, fastrand::u64(..))
+    }
+
+    /// [`create`](Self::create) with a given salt: for a writer that encodes frames for the
+    /// segment before it exists (the log's buffer, see `durable::log`).
+    pub(crate) fn create_salted<S: Storage<File = F>>(
+        storage: &S,
+        dir: &Path,
+        number: u64,
+        first_ts: u64,
+        salt: u64,
+    ) -> Result<Self> {
         let header = SegmentHeader {
             number,
             first_ts,
-            salt: fastrand::u64(..),
+            salt,
         };
         let path = dir.join(file_name(number));
         let mut file = storage.create(&path).map_err(Error::io)?;
@@ -196,6 +208,20 @@ impl<F: StorageFile> SegmentWriter<F> {
             return Err(self.poison(e));
         }
         self.written += self.buf.len() as u64;
+        Ok(start..self.written)
+    }
+
+    /// Appends frames already encoded (with this segment's salt, and each `synced_to` a
+    /// frame boundary at most [`synced`](Self::synced) when it was encoded), with a single
+    /// write; returns the byte range they occupy. For the log, which encodes frames while an
+    /// earlier batch is being written and synced.
+    pub(crate) fn append_encoded(&mut self, frames: &[u8]) -> Result<Range<u64>> {
+        self.check()?;
+        if let Err(e) = self.file.append(frames) {
+            return Err(self.poison(e));
+        }
+        let start = self.written;
+        self.written += frames.len() as u64;
         Ok(start..self.written)
     }
 

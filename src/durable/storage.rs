@@ -273,6 +273,11 @@ struct SimState {
     faults: Faults,
     /// Operations performed (every trait call counts one).
     ops: u64,
+    /// File syncs that succeeded.
+    syncs: u64,
+    /// How long a file sync takes (spent before the state is locked), standing in for a
+    /// disk's flush latency so that concurrent writers can be seen to share syncs.
+    sync_delay: std::time::Duration,
 }
 
 impl SimState {
@@ -294,6 +299,38 @@ impl SimState {
     }
 }
 
+/// A [`SimStorage`]'s state, and the step loom sees for each of its calls.
+#[derive(Default)]
+struct Shared {
+    state: Mutex<SimState>,
+    /// Incremented by every call before it takes `state`'s lock. loom does not see the plain
+    /// lock, so without an access it can see, its partial-order reduction would take any two
+    /// storage calls for independent and never run, say, a reader's `crash` between a
+    /// writer's append and its sync. In native builds, an uncontended increment in a test
+    /// backend.
+    steps: crate::sync::AtomicU64,
+}
+
+impl Shared {
+    fn new(state: SimState) -> Self {
+        Self {
+            state: Mutex::new(state),
+            steps: crate::sync::AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> parking_lot::MutexGuard<'_, SimState> {
+        self.steps.fetch_add(1, crate::sync::Ordering::SeqCst);
+        self.state.lock()
+    }
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.state.lock().fmt(f)
+    }
+}
+
 fn not_found(path: &Path) -> io::Error {
     io::Error::new(
         io::ErrorKind::NotFound,
@@ -312,12 +349,12 @@ fn injected_eio(what: &str) -> io::Error {
 ///
 /// Directories are implicit: a directory holds the paths whose parent it is.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct SimStorage(Arc<Mutex<SimState>>);
+pub(crate) struct SimStorage(Arc<Shared>);
 
 /// A [`SimStorage`] file.
 #[derive(Debug)]
 pub(crate) struct SimFile {
-    state: Arc<Mutex<SimState>>,
+    state: Arc<Shared>,
     inode: usize,
 }
 
@@ -342,6 +379,18 @@ impl SimStorage {
     /// The next `ops` operations succeed; every operation after them fails with EIO.
     pub(crate) fn fail_after(&self, ops: u64) {
         self.0.lock().faults.ops_left = Some(ops);
+    }
+
+    /// File syncs that succeeded so far.
+    pub(crate) fn syncs(&self) -> u64 {
+        self.0.lock().syncs
+    }
+
+    /// Every later file sync first sleeps `delay` (without holding the storage's lock), as a
+    /// disk's flush takes time: without it a sync is as fast as a write and concurrent
+    /// committers rarely find one in progress to share.
+    pub(crate) fn set_sync_delay(&self, delay: std::time::Duration) {
+        self.0.lock().sync_delay = delay;
     }
 
     /// Operations performed so far (each [`Storage`] and [`StorageFile`] call counts one).
@@ -370,7 +419,7 @@ impl SimStorage {
             after.live.insert(path.clone(), id);
             after.durable.insert(path.clone(), id);
         }
-        SimStorage(Arc::new(Mutex::new(after)))
+        SimStorage(Arc::new(Shared::new(after)))
     }
 }
 
@@ -511,6 +560,10 @@ impl StorageFile for SimFile {
     }
 
     fn sync(&mut self) -> io::Result<()> {
+        let delay = self.state.lock().sync_delay;
+        if !delay.is_zero() {
+            std::thread::sleep(delay);
+        }
         let mut state = self.state.lock();
         state.op()?;
         let fail = std::mem::take(&mut state.faults.fail_next_sync);
@@ -524,6 +577,7 @@ impl StorageFile for SimFile {
             return Err(injected_eio("sync"));
         }
         inode.synced = inode.as_flushed();
+        state.syncs += 1;
         Ok(())
     }
 }

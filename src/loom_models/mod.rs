@@ -1,13 +1,13 @@
 //! loom models of the protocol races, one file per subsystem (`clock`, `registry`, `chain`,
-//! `index`, `commit`) over the shared harness here. Run with
+//! `index`, `commit`, `durable`) over the shared harness here. Run with
 //!
 //! ```text
 //! RUSTFLAGS="--cfg loom --cfg crossbeam_loom" LOOM_MAX_PREEMPTIONS=2 \
 //!     cargo test --lib --release loom_models
 //! ```
 //!
-//! Each model runs the production code (the clock, the registry, the chains and
-//! [`commit`](crate::commit::commit)) through the `sync` facade. Every model asserts that loom
+//! Each model runs the production code (the clock, the registry, the chains,
+//! [`commit`](crate::commit::commit) and the log writer) through the `sync` facade. Every model asserts that loom
 //! explored more than one interleaving, so a build without loom instrumentation fails instead
 //! of passing vacuously. The `broken_*` models inject one protocol fault
 //! ([`Fault`]) and must be *rejected* by loom; they are `#[ignore]`d and run one per process by
@@ -289,5 +289,6 @@ fn model_with_bounds(min: usize, max: usize, f: impl Fn() + Sync + Send + 'stati
 mod chain;
 mod clock;
 mod commit;
+mod durable;
 mod index;
 mod registry;

@@ -69,6 +69,12 @@ pub(crate) enum Fault {
     /// Committers do not mark their keys changed in the scan index, so the copies of the
     /// heads they superseded stay current while those heads are pruned and freed.
     NoteSkipped = 20,
+    /// The log's leader publishes its batch as durable once it wrote it, before the sync,
+    /// so a follower can return (and publish its commit) with its frame not yet on the disk.
+    DurableBeforeSync = 21,
+    /// A waiter for the log returns when a leader's turn ended without checking that the
+    /// batch held its own frame (it may have been appended after the batch was taken).
+    WaitTrustsAnyTurn = 22,
 }
 
 static ACTIVE: AtomicU8 = AtomicU8::new(0);

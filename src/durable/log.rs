@@ -1,0 +1,424 @@
+//! The write-ahead log that committers share, with group commit.
+//!
+//! A committer [`append`](Log::append)s its record after it took its timestamp and before it
+//! publishes it: the frame is encoded into a shared buffer under a short lock (no I/O under
+//! it), and the position just past it (its [`Lsn`]) is returned. The committer then waits
+//! ([`Log::wait_committed`]) until the log has written, and under [`SyncPolicy::Always`]
+//! synced, up to that position, and only then publishes its timestamp: so no snapshot can see
+//! a commit that a crash could take back.
+//!
+//! **Group commit.** The first waiter that finds the log behind its position becomes the
+//! *leader*: it takes the writer lock (only leaders take it, with `try_lock`), takes the whole
+//! buffer, writes it with one write and syncs it with one sync, outside the buffer lock, so
+//! that new appends queue for the next batch meanwhile. It then publishes the new written and
+//! durable positions and wakes every sleeping waiter. A waiter whose position the batch
+//! covered returns; one whose frame came too late for it competes to lead the next batch.
+//! Followers sleep on a count of finished leader turns, never on a lock held across I/O.
+//!
+//! **Poisoning.** A failed write or sync poisons the log: after a failed sync the operating
+//! system may have dropped the unsynced pages and report the next sync as a success
+//! ("fsyncgate"), so the log never retries and carries on. The failed batch's waiters get
+//! [`Error::CommitOutcomeUnknown`] (their records may be on the disk); every later append and
+//! every waiter whose frame was not in that batch get [`Error::Poisoned`]. A position is
+//! reported written or durable only when a batch that contained it succeeded.
+//!
+//! **Segments.** When the segment being appended to passes the configured size, the next
+//! frame starts a new segment (its number and salt are chosen at append time, so frames for
+//! it can be encoded before it exists). The leader that meets the change syncs the old
+//! segment completely, then creates the new one (header and name synced) before writing to
+//! it: a segment followed by another was durable to its end (`docs/durability.md` §2).
+
+use std::io;
+use std::mem;
+use std::path::{Path, PathBuf};
+
+use super::frame;
+use super::policy::SyncPolicy;
+use super::record;
+use super::segment::{SegmentWriter, HEADER_LEN};
+use super::storage::Storage;
+use crate::error::{Error, Result};
+use crate::sync::faults::{self, Fault};
+use crate::sync::{
+    order_seq_cst_accesses_for_loom, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering, WaitQueue,
+};
+
+#[cfg(not(loom))]
+mod periodic;
+#[cfg(not(loom))]
+#[cfg_attr(not(test), allow(unused_imports))] // the engine does not spawn it yet
+pub(crate) use periodic::PeriodicSync;
+
+/// The segment size past which the log starts a new segment, unless configured.
+pub(crate) const DEFAULT_SEGMENT_SIZE: u64 = 64 << 20;
+
+/// A position in the log: the byte just past a frame, counting every segment's bytes (header
+/// included) after the previous segment's, from the first segment this [`Log`] wrote. Only
+/// compared within one `Log`: positions are not stored on disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Lsn(pub(crate) u64);
+
+/// How a [`Log`] writes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LogOptions {
+    pub(crate) policy: SyncPolicy,
+    /// A segment that reached this many bytes takes no more frames (a frame bigger than
+    /// this gets a segment of its own).
+    pub(crate) segment_size: u64,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        Self {
+            policy: SyncPolicy::default(),
+            segment_size: DEFAULT_SEGMENT_SIZE,
+        }
+    }
+}
+
+/// Encoded frames waiting to be written, all for one segment.
+struct Chunk {
+    segment: u64,
+    salt: u64,
+    /// The header's first timestamp, if the leader must create the segment.
+    first_ts: u64,
+    /// The position of the segment's first byte.
+    base: u64,
+    frames: Vec<u8>,
+}
+
+/// Why the log is poisoned.
+struct Failure {
+    cause: std::sync::Arc<io::Error>,
+    /// Positions above the durable (or written) one and up to this were in the batch whose
+    /// write or sync failed: their outcome is unknown. Later ones were never written.
+    unknown_up_to: u64,
+}
+
+/// What appends share, under [`Log::buffer`].
+struct Buffer {
+    /// Frames appended and not yet taken by a leader, in log order.
+    chunks: Vec<Chunk>,
+    /// The position just past the last appended frame.
+    end: u64,
+    /// The segment appends go to: its number, salt, header timestamp and first position.
+    tail: u64,
+    tail_salt: u64,
+    tail_first_ts: u64,
+    tail_base: u64,
+    /// Every later append has a timestamp at least this (see [`Log::raise_ts_floor`]).
+    ts_floor: u64,
+    failure: Option<Failure>,
+}
+
+/// The file being written, under [`Log::writer`] (held by one leader at a time).
+struct Writer<F> {
+    segment: SegmentWriter<F>,
+    /// The position of the segment's first byte.
+    base: u64,
+    /// Successful file syncs of frames (the segment headers' syncs are not counted).
+    syncs: u64,
+}
+
+/// The write-ahead log: many committers append, one leader at a time writes and syncs.
+pub(crate) struct Log<S: Storage> {
+    storage: S,
+    dir: PathBuf,
+    policy: SyncPolicy,
+    segment_size: u64,
+    buffer: Mutex<Buffer>,
+    /// Taken only by a leader (with `try_lock`) and by [`Log::sync_now`]; held across I/O, so
+    /// no waiter ever blocks on it.
+    writer: Mutex<Writer<S::File>>,
+    /// Everything below this position was handed to the operating system.
+    written: AtomicU64,
+    /// Everything below this position is durable.
+    durable: AtomicU64,
+    /// Set (after [`Buffer::failure`]) when a write or sync failed.
+    poisoned: AtomicBool,
+    /// Leader turns finished: what waiters sleep on.
+    turns: AtomicU64,
+    /// Waiters asleep or about to sleep on `turns`: a leader wakes them only if there are.
+    sleepers: AtomicUsize,
+    queue: WaitQueue,
+}
+
+impl<S: Storage> Log<S> {
+    /// Creates segment `first_segment` in `dir` (its header and name durable) and a log
+    /// appending to it. `first_ts`: every commit appended has a timestamp at least this.
+    pub(crate) fn create(
+        storage: S,
+        dir: &Path,
+        first_segment: u64,
+        first_ts: u64,
+        options: LogOptions,
+    ) -> Result<Self> {
+        let salt = fastrand::u64(..);
+        let segment = SegmentWriter::create_salted(&storage, dir, first_segment, first_ts, salt)?;
+        let start = HEADER_LEN as u64;
+        Ok(Self {
+            storage,
+            dir: dir.to_path_buf(),
+            policy: options.policy,
+            segment_size: options.segment_size,
+            buffer: Mutex::new(Buffer {
+                chunks: Vec::new(),
+                end: start,
+                tail: first_segment,
+                tail_salt: salt,
+                tail_first_ts: first_ts,
+                tail_base: 0,
+                ts_floor: first_ts,
+                failure: None,
+            }),
+            writer: Mutex::new(Writer {
+                segment,
+                base: 0,
+                syncs: 0,
+            }),
+            written: AtomicU64::new(start),
+            durable: AtomicU64::new(start),
+            poisoned: AtomicBool::new(false),
+            turns: AtomicU64::new(0),
+            sleepers: AtomicUsize::new(0),
+            queue: WaitQueue::new(),
+        })
+    }
+
+    /// Promises that every later append has a timestamp at least `ts`: the next segment's
+    /// header records it as its first timestamp. The engine passes its visible timestamp
+    /// plus one (every commit at or below it was appended before it became visible).
+    pub(crate) fn raise_ts_floor(&self, ts: u64) {
+        let mut buffer = self.buffer.lock();
+        buffer.ts_floor = buffer.ts_floor.max(ts);
+    }
+
+    /// Queues the record of a commit at `ts` writing `writes` (key, `Some(value)` for a put,
+    /// `None` for a delete), and returns the position just past its frame. Nothing is
+    /// written yet: see [`wait_committed`](Self::wait_committed).
+    ///
+    /// Fails with [`Error::Poisoned`] once a write or sync failed.
+    pub(crate) fn append<'a>(
+        &self,
+        ts: u64,
+        writes: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+    ) -> Result<Lsn> {
+        // The record does not depend on the log's state: encoded before the lock.
+        let mut payload = Vec::new();
+        record::encode(ts, writes, &mut payload);
+        let frame_len = frame::encoded_len(payload.len()) as u64;
+        let mut b = self.buffer.lock();
+        if let Some(failure) = &b.failure {
+            return Err(Error::Poisoned {
+                cause: std::sync::Arc::clone(&failure.cause),
+            });
+        }
+        // A full segment takes no more frames (an empty one takes one, however big).
+        if b.end - b.tail_base >= self.segment_size && b.end - b.tail_base > HEADER_LEN as u64 {
+            b.tail += 1;
+            b.tail_salt = fastrand::u64(..);
+            b.tail_first_ts = b.ts_floor;
+            b.tail_base = b.end;
+            b.end += HEADER_LEN as u64;
+        }
+        // Read under the buffer lock so that `synced_to` never decreases along a segment. The
+        // durable position is the end of a synced batch: a frame boundary of the tail
+        // segment, or (while the tail's header is not yet synced or the tail is not yet
+        // created) before it, when the header is all a frame can count on.
+        let durable = self.durable.load(Ordering::Acquire);
+        let synced_to = durable.saturating_sub(b.tail_base).max(HEADER_LEN as u64);
+        let (tail, salt, first_ts, base) = (b.tail, b.tail_salt, b.tail_first_ts, b.tail_base);
+        let chunk = match b.chunks.last_mut() {
+            Some(chunk) if chunk.segment == tail => chunk,
+            _ => {
+                b.chunks.push(Chunk {
+                    segment: tail,
+                    salt,
+                    first_ts,
+                    base,
+                    frames: Vec::new(),
+                });
+                b.chunks.last_mut().expect("just pushed")
+            }
+        };
+        frame::encode(salt, synced_to, &payload, &mut chunk.frames);
+        b.end += frame_len;
+        Ok(Lsn(b.end))
+    }
+
+    /// Waits until the frame ending at `lsn` is what the policy promises at commit: synced
+    /// under [`SyncPolicy::Always`], written (to the operating system) otherwise.
+    pub(crate) fn wait_committed(&self, lsn: Lsn) -> Result<()> {
+        if self.policy.syncs_at_commit() {
+            self.wait_durable(lsn)
+        } else {
+            self.wait_written(lsn)
+        }
+    }
+
+    /// Waits until the frame ending at `lsn` is durable, leading a batch (write and sync)
+    /// when no leader is at work.
+    ///
+    /// [`Error::CommitOutcomeUnknown`] if the batch holding the frame failed to be written
+    /// or synced, [`Error::Poisoned`] if an earlier failure left it unwritten.
+    pub(crate) fn wait_durable(&self, lsn: Lsn) -> Result<()> {
+        self.wait(lsn, &self.durable, true)
+    }
+
+    /// Waits until the frame ending at `lsn` was written to the operating system (a crash of
+    /// the process does not lose it; a power loss may), leading a batch (a write, no sync)
+    /// when no leader is at work. Errors as [`wait_durable`](Self::wait_durable).
+    pub(crate) fn wait_written(&self, lsn: Lsn) -> Result<()> {
+        self.wait(lsn, &self.written, false)
+    }
+
+    /// Writes and syncs everything appended so far (the periodic syncer's step).
+    pub(crate) fn sync_now(&self) -> Result<()> {
+        let end = self.buffer.lock().end;
+        let mut writer = self.writer.lock();
+        self.lead(&mut writer, end, &self.durable, true);
+        drop(writer);
+        self.end_turn();
+        self.check_reached(Lsn(end), &self.durable)
+            .unwrap_or(Ok(()))
+    }
+
+    /// Syncs of frames so far (not counting segment headers): one per batch under
+    /// [`SyncPolicy::Always`].
+    pub(crate) fn syncs(&self) -> u64 {
+        self.writer.lock().syncs
+    }
+
+    /// `Some(result)` if `lsn` was reached or can no longer be.
+    fn check_reached(&self, lsn: Lsn, reached: &AtomicU64) -> Option<Result<()>> {
+        if reached.load(Ordering::Acquire) >= lsn.0 {
+            return Some(Ok(()));
+        }
+        if self.poisoned.load(Ordering::Acquire) {
+            return Some(Err(self.failure_for(lsn, reached)));
+        }
+        None
+    }
+
+    fn wait(&self, lsn: Lsn, reached: &AtomicU64, sync: bool) -> Result<()> {
+        loop {
+            if let Some(result) = self.check_reached(lsn, reached) {
+                return result;
+            }
+            // Loaded before trying the writer lock: if a leader holds it, that leader's turn
+            // ends after this load, so the sleep below cannot miss its wake.
+            let turn = self.turns.load(Ordering::SeqCst);
+            if let Some(mut writer) = self.writer.try_lock() {
+                self.lead(&mut writer, lsn.0, reached, sync);
+                drop(writer);
+                self.end_turn();
+                continue;
+            }
+            self.sleepers.fetch_add(1, Ordering::SeqCst);
+            order_seq_cst_accesses_for_loom();
+            self.queue.sleep_until(&self.turns, turn + 1);
+            self.sleepers.fetch_sub(1, Ordering::SeqCst);
+            if faults::active(Fault::WaitTrustsAnyTurn) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Ends a leader turn (after the writer lock was released): wakes every sleeping waiter,
+    /// to return if the batch covered it, or to compete to lead the next.
+    fn end_turn(&self) {
+        let reached = self.turns.fetch_add(1, Ordering::SeqCst) + 1;
+        order_seq_cst_accesses_for_loom();
+        if self.sleepers.load(Ordering::SeqCst) > 0 {
+            while self.queue.wake_one_up_to(&self.turns, reached) {}
+        }
+    }
+
+    /// One batch, under the writer lock: takes every buffered frame, writes them and, with
+    /// `sync`, syncs them; publishes the new written and durable positions. Does nothing if
+    /// `reached` is at `target` already (a leader that just finished covered it) or the log
+    /// is poisoned. A failure poisons the log.
+    fn lead(&self, w: &mut Writer<S::File>, target: u64, reached: &AtomicU64, sync: bool) {
+        if reached.load(Ordering::Acquire) >= target {
+            return;
+        }
+        let (chunks, end) = {
+            let mut b = self.buffer.lock();
+            if b.failure.is_some() {
+                return;
+            }
+            (mem::take(&mut b.chunks), b.end)
+        };
+        if let Err(e) = self.write_batch(w, chunks, end, sync) {
+            let cause = match e {
+                Error::Io(cause) | Error::Poisoned { cause } => cause,
+                other => std::sync::Arc::new(io::Error::other(other.to_string())),
+            };
+            let mut b = self.buffer.lock();
+            b.chunks.clear();
+            b.failure.get_or_insert(Failure {
+                cause,
+                unknown_up_to: end,
+            });
+            self.poisoned.store(true, Ordering::Release);
+        }
+    }
+
+    fn write_batch(
+        &self,
+        w: &mut Writer<S::File>,
+        chunks: Vec<Chunk>,
+        end: u64,
+        sync: bool,
+    ) -> Result<()> {
+        for chunk in chunks {
+            if chunk.segment != w.segment.header().number {
+                // The old segment is synced to its end before the next one exists, whatever
+                // the policy: a reader trusts a segment that another one follows to its end.
+                w.segment.sync()?;
+                w.syncs += 1;
+                self.durable
+                    .store(w.base + w.segment.synced(), Ordering::Release);
+                w.segment = SegmentWriter::create_salted(
+                    &self.storage,
+                    &self.dir,
+                    chunk.segment,
+                    chunk.first_ts,
+                    chunk.salt,
+                )?;
+                w.base = chunk.base;
+            }
+            w.segment.append_encoded(&chunk.frames)?;
+        }
+        debug_assert_eq!(w.base + w.segment.written(), end);
+        if sync && faults::active(Fault::DurableBeforeSync) {
+            self.durable.store(end, Ordering::Release);
+        }
+        self.written.store(end, Ordering::Release);
+        if sync {
+            if w.segment.synced() < w.segment.written() {
+                w.segment.sync()?;
+                w.syncs += 1;
+            }
+            self.durable.store(end, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// The error for a waiter at `lsn` that the poisoned log did not reach.
+    fn failure_for(&self, lsn: Lsn, reached: &AtomicU64) -> Error {
+        let b = self.buffer.lock();
+        let failure = b.failure.as_ref().expect("poisoned without a failure");
+        let cause = std::sync::Arc::clone(&failure.cause);
+        // Loaded after the failure was seen: the failed leader published what it reached
+        // before it recorded the failure.
+        if reached.load(Ordering::Acquire) < lsn.0 && lsn.0 <= failure.unknown_up_to {
+            Error::CommitOutcomeUnknown { cause }
+        } else {
+            Error::Poisoned { cause }
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests;

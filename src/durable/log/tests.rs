@@ -1,0 +1,336 @@
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64 as StdU64, Ordering as StdOrdering};
+use std::sync::Arc as StdArc;
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::durable::segment::{self, SegmentEnd};
+use crate::durable::storage::{Crash, FileStorage, SimStorage};
+
+fn dir() -> PathBuf {
+    PathBuf::from("/db")
+}
+
+/// What one segment holds: its number, header timestamp, and commit timestamps in order.
+#[derive(Debug)]
+struct ReadSegment {
+    number: u64,
+    first_ts: u64,
+    ts: Vec<u64>,
+    end: SegmentEnd,
+}
+
+/// Every segment in `dir`, read in log order (all but the last known synced to their end).
+fn read_log(storage: &impl Storage, dir: &Path) -> Vec<ReadSegment> {
+    let names: Vec<String> = storage
+        .list(dir)
+        .unwrap()
+        .into_iter()
+        .filter(|n| segment::parse_file_name(n).is_some())
+        .collect();
+    let mut out = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let path = dir.join(name);
+        let bytes = storage.read(&path).unwrap();
+        let known_synced = if i + 1 < names.len() { u64::MAX } else { 0 };
+        let read = segment::parse(&path, &bytes, known_synced).unwrap();
+        let header = read.header.expect("segment header");
+        out.push(ReadSegment {
+            number: header.number,
+            first_ts: header.first_ts,
+            ts: read
+                .frames
+                .iter()
+                .map(|f| record::decode(f.frame.payload).unwrap().ts)
+                .collect(),
+            end: read.end,
+        });
+    }
+    out
+}
+
+fn all_ts(segments: &[ReadSegment]) -> BTreeSet<u64> {
+    segments.iter().flat_map(|s| s.ts.iter().copied()).collect()
+}
+
+fn options(policy: SyncPolicy) -> LogOptions {
+    LogOptions {
+        policy,
+        ..LogOptions::default()
+    }
+}
+
+/// `threads` committers, `each` commits apiece: timestamp from a shared counter, append,
+/// wait as the policy says. Returns the acknowledged timestamps.
+fn commit_concurrently<S: Storage>(log: &Log<S>, threads: usize, each: usize) -> BTreeSet<u64> {
+    let next_ts = StdU64::new(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let next_ts = &next_ts;
+                scope.spawn(move || {
+                    let mut acked = Vec::new();
+                    for i in 0..each {
+                        let ts = next_ts.fetch_add(1, StdOrdering::Relaxed);
+                        let key = format!("key-{t}-{i}");
+                        let lsn = log
+                            .append(ts, [(key.as_bytes(), Some(&b"value"[..]))])
+                            .unwrap();
+                        log.wait_committed(lsn).unwrap();
+                        acked.push(ts);
+                    }
+                    acked
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    })
+}
+
+#[test]
+fn group_commit_keeps_every_acknowledged_commit_and_shares_syncs() {
+    let storage = SimStorage::new();
+    // A sync takes time, as on a disk: committers arriving meanwhile join the next batch.
+    storage.set_sync_delay(Duration::from_micros(200));
+    let log = Log::create(storage.clone(), &dir(), 1, 1, options(SyncPolicy::Always)).unwrap();
+    let (threads, each) = (8, 200);
+    let acked = commit_concurrently(&log, threads, each);
+    assert_eq!(acked.len(), threads * each);
+
+    let after = read_log(&storage.crash(Crash::SyncedOnly), &dir());
+    let kept = all_ts(&after);
+    assert!(acked.is_subset(&kept), "an acknowledged commit was lost");
+
+    let syncs = log.syncs();
+    // The header's sync is the storage's only other one.
+    assert_eq!(storage.syncs(), syncs + 1);
+    println!(
+        "{} commits, {syncs} syncs ({:.2} commits per sync)",
+        acked.len(),
+        acked.len() as f64 / syncs as f64
+    );
+    assert!(
+        syncs * 2 <= acked.len() as u64,
+        "{syncs} syncs for {} commits: no group commit",
+        acked.len()
+    );
+}
+
+#[test]
+fn a_failed_sync_gives_its_batch_an_unknown_outcome_and_poisons_the_log() {
+    let storage = SimStorage::new();
+    let log = Log::create(storage.clone(), &dir(), 1, 1, options(SyncPolicy::Always)).unwrap();
+    let first = log.append(1, [(&b"a"[..], Some(&b"1"[..]))]).unwrap();
+    log.wait_durable(first).unwrap();
+
+    let second = log.append(2, [(&b"b"[..], Some(&b"2"[..]))]).unwrap();
+    storage.fail_next_sync();
+    let err = log.wait_durable(second).unwrap_err();
+    assert!(matches!(err, Error::CommitOutcomeUnknown { .. }), "{err:?}");
+    assert!(!err.is_retryable());
+    // Asking again gives the same answer: never a success after the failure.
+    assert!(matches!(
+        log.wait_durable(second),
+        Err(Error::CommitOutcomeUnknown { .. })
+    ));
+    // The earlier batch stays durable.
+    log.wait_durable(first).unwrap();
+    let err = log.append(3, [(&b"c"[..], None)]).unwrap_err();
+    assert!(matches!(err, Error::Poisoned { .. }), "{err:?}");
+    // The sync is never retried.
+    let syncs = storage.syncs();
+    assert!(log.sync_now().is_err());
+    assert_eq!(storage.syncs(), syncs);
+    assert_eq!(
+        all_ts(&read_log(&storage.crash(Crash::SyncedOnly), &dir())),
+        BTreeSet::from([1])
+    );
+}
+
+#[test]
+fn a_failed_write_gives_its_batch_an_unknown_outcome_and_poisons_the_log() {
+    let storage = SimStorage::new();
+    let log = Log::create(storage.clone(), &dir(), 1, 1, options(SyncPolicy::Never)).unwrap();
+    let lsn = log.append(1, [(&b"a"[..], Some(&b"1"[..]))]).unwrap();
+    storage.fail_next_write(5);
+    assert!(matches!(
+        log.wait_written(lsn),
+        Err(Error::CommitOutcomeUnknown { .. })
+    ));
+    assert!(matches!(
+        log.append(2, [(&b"b"[..], None)]),
+        Err(Error::Poisoned { .. })
+    ));
+    // The short write reads back as a torn tail.
+    let segments = read_log(&storage, &dir());
+    assert!(matches!(segments[0].end, SegmentEnd::TornTail { .. }));
+    assert!(segments[0].ts.is_empty());
+}
+
+#[test]
+fn waiters_whose_frames_were_never_written_get_poisoned_not_unknown() {
+    let storage = SimStorage::new();
+    let log = Log::create(storage.clone(), &dir(), 1, 1, options(SyncPolicy::Always)).unwrap();
+    let first = log.append(1, [(&b"a"[..], None)]).unwrap();
+    storage.fail_next_sync();
+    assert!(matches!(
+        log.wait_durable(first),
+        Err(Error::CommitOutcomeUnknown { .. })
+    ));
+    // A position past the failed batch: a frame appended while the batch was being synced,
+    // which no leader will ever write.
+    let past = Lsn(first.0 + 1);
+    assert!(matches!(
+        log.wait_durable(past),
+        Err(Error::Poisoned { .. })
+    ));
+}
+
+#[test]
+fn never_syncs_no_frame_and_a_process_crash_keeps_everything() {
+    let storage = SimStorage::new();
+    let log = Log::create(storage.clone(), &dir(), 1, 1, options(SyncPolicy::Never)).unwrap();
+    let headers_only = storage.syncs();
+    let acked = commit_concurrently(&log, 4, 100);
+    assert_eq!(storage.syncs(), headers_only, "Never synced a frame");
+    assert_eq!(log.syncs(), 0);
+    // A process crash: the operating system keeps every written byte.
+    let segments = read_log(&storage, &dir());
+    assert_eq!(segments[0].end, SegmentEnd::Clean);
+    assert_eq!(all_ts(&segments), acked);
+    // A power loss keeps none of them: nothing was synced.
+    assert!(all_ts(&read_log(&storage.crash(Crash::SyncedOnly), &dir())).is_empty());
+}
+
+#[test]
+fn periodic_syncs_in_the_background() {
+    let storage = SimStorage::new();
+    let every = Duration::from_millis(1);
+    let log = StdArc::new(
+        Log::create(
+            storage.clone(),
+            &dir(),
+            1,
+            1,
+            options(SyncPolicy::Periodic(every)),
+        )
+        .unwrap(),
+    );
+    let syncer = PeriodicSync::spawn(StdArc::clone(&log), every);
+    let acked = commit_concurrently(&log, 2, 50);
+    // Written at commit: a process crash keeps them at once.
+    assert_eq!(all_ts(&read_log(&storage, &dir())), acked);
+    // Synced by the background thread, eventually (bounded so that a broken syncer fails).
+    let mut polls = 0;
+    while all_ts(&read_log(&storage.crash(Crash::SyncedOnly), &dir())) != acked {
+        polls += 1;
+        assert!(
+            polls < 20_000,
+            "the periodic syncer never synced the commits"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    drop(syncer);
+    assert!(log.syncs() > 0);
+}
+
+#[test]
+fn rollover_segments_read_back_in_order_with_every_frame() {
+    let storage = SimStorage::new();
+    let size = 600;
+    let log = Log::create(
+        storage.clone(),
+        &dir(),
+        1,
+        1,
+        LogOptions {
+            policy: SyncPolicy::Always,
+            segment_size: size,
+        },
+    )
+    .unwrap();
+    let acked = commit_concurrently(&log, 4, 60);
+    let segments = read_log(&storage.crash(Crash::SyncedOnly), &dir());
+    assert!(segments.len() > 5, "{} segments", segments.len());
+    for (i, s) in segments.iter().enumerate() {
+        assert_eq!(s.number, i as u64 + 1, "segment numbers follow each other");
+        assert_eq!(s.end, SegmentEnd::Clean);
+        assert!(!s.ts.is_empty(), "segment {} holds no frame", s.number);
+    }
+    // A segment takes frames until it reaches the size, then the next one starts.
+    for s in &segments[..segments.len() - 1] {
+        let len = storage
+            .len(&dir().join(segment::file_name(s.number)))
+            .unwrap();
+        assert!(len >= size, "segment {} closed at {len} bytes", s.number);
+    }
+    let kept: Vec<u64> = segments.iter().flat_map(|s| s.ts.clone()).collect();
+    assert_eq!(kept.len(), acked.len(), "a frame is missing or doubled");
+    assert_eq!(kept.iter().copied().collect::<BTreeSet<_>>(), acked);
+}
+
+#[test]
+fn a_new_segment_records_the_timestamp_floor_in_its_header() {
+    let storage = SimStorage::new();
+    let log = Log::create(
+        storage.clone(),
+        &dir(),
+        7,
+        1,
+        LogOptions {
+            policy: SyncPolicy::Always,
+            segment_size: 200,
+        },
+    )
+    .unwrap();
+    for ts in 1..=40 {
+        log.raise_ts_floor(ts);
+        let lsn = log
+            .append(ts, [(&b"key"[..], Some(&[0u8; 30][..]))])
+            .unwrap();
+        log.wait_durable(lsn).unwrap();
+    }
+    let segments = read_log(&storage, &dir());
+    assert!(segments.len() > 3);
+    assert_eq!(segments[0].number, 7);
+    for s in &segments {
+        assert_eq!(s.first_ts, s.ts[0], "segment {}", s.number);
+        assert!(s.ts.windows(2).all(|w| w[0] < w[1]));
+    }
+}
+
+/// Commits per second and syncs per commit on the file system, `Always` against `Never`, at
+/// 1 to 16 committer threads. Prints figures; asserts nothing about time.
+///
+/// ```text
+/// cargo test --release --lib durable::log::tests::throughput_on_files -- --ignored --nocapture
+/// ```
+#[test]
+#[ignore = "benchmark: prints figures"]
+fn throughput_on_files() {
+    for policy in [SyncPolicy::Always, SyncPolicy::Never] {
+        for threads in [1, 2, 4, 8, 16] {
+            let tmp = tempfile::tempdir().unwrap();
+            let log = Log::create(FileStorage, tmp.path(), 1, 1, options(policy)).unwrap();
+            let total = if policy == SyncPolicy::Always {
+                2_000
+            } else {
+                200_000
+            };
+            let each = total / threads;
+            let start = Instant::now();
+            let acked = commit_concurrently(&log, threads, each);
+            let secs = start.elapsed().as_secs_f64();
+            assert_eq!(acked.len(), each * threads);
+            println!(
+                "{policy:?} threads {threads:>2}: {:>9.0} commits/s, {:.3} syncs/commit",
+                acked.len() as f64 / secs,
+                log.syncs() as f64 / acked.len() as f64
+            );
+        }
+    }
+}
