@@ -108,7 +108,7 @@ mod commit;
 mod contention;
 mod db;
 // The log's formats and file layer, not wired into `Db` yet.
-#[cfg_attr(not(test), allow(dead_code))]
+#[cfg_attr(any(not(test), loom), allow(dead_code))]
 mod durable;
 mod error;
 mod gc;
