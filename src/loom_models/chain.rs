@@ -15,20 +15,7 @@ fn gc_unlink_races_reader() {
         let w = World::new(&[b"x"]);
         w.commit(&[0], b"v1", None, &NO_GC).unwrap();
         w.commit(&[0], b"v2", None, &NO_GC).unwrap();
-        let w2 = Arc::clone(&w);
-        let progress = Progress::default();
-        let p2 = progress.clone();
-        let t = loom::thread::spawn(move || {
-            let h = w2.registry.horizon(&w2.clock);
-            w2.commit(&[0], b"v3", None, &h).unwrap();
-            p2.committed.set();
-            let h = w2.registry.horizon(&w2.clock);
-            let guard = crossbeam_epoch::pin();
-            w2.chains[0].lock().prune_and_retire(&h, &guard);
-            p2.pruned.set();
-            drop(guard);
-            crossbeam_epoch::pin().flush();
-        });
+        let (t, progress) = spawn_pruning_writer(&w);
         let (slot, s) = w.registry.register(&w.clock);
         let expected: &[u8] = if s == 2 { b"v2" } else { b"v3" };
         let before = progress.describe();
@@ -50,6 +37,26 @@ fn gc_unlink_races_reader() {
     ]);
 }
 
+/// The writer of models 4, 8 and 9: commits v3 to `x` pruning with a fresh horizon, then
+/// prunes again and flushes its garbage, marking its progress.
+fn spawn_pruning_writer(w: &Arc<World>) -> (loom::thread::JoinHandle<()>, Progress) {
+    let w2 = Arc::clone(w);
+    let progress = Progress::default();
+    let p2 = progress.clone();
+    let t = loom::thread::spawn(move || {
+        let h = w2.registry.horizon(&w2.clock);
+        w2.commit(&[0], b"v3", None, &h).unwrap();
+        p2.committed.set();
+        let h = w2.registry.horizon(&w2.clock);
+        let guard = crossbeam_epoch::pin();
+        w2.chains[0].lock().prune_and_retire(&h, &guard);
+        p2.pruned.set();
+        drop(guard);
+        crossbeam_epoch::pin().flush();
+    });
+    (t, progress)
+}
+
 /// The race of models 8 and 9: `x` holds v1 (ts 1, seen by a registered old snapshot) and v2;
 /// a spawned thread commits v3 pruning with a fresh horizon, then prunes again and flushes its
 /// garbage. Returns the world, the old snapshot's slot and timestamp, and the thread.
@@ -64,20 +71,7 @@ fn old_snapshot_and_pruning_writer() -> (
     w.commit(&[0], b"v1", None, &NO_GC).unwrap();
     let (old_slot, old) = w.registry.register(&w.clock);
     w.commit(&[0], b"v2", None, &NO_GC).unwrap();
-    let w2 = Arc::clone(&w);
-    let progress = Progress::default();
-    let p2 = progress.clone();
-    let t = loom::thread::spawn(move || {
-        let h = w2.registry.horizon(&w2.clock);
-        w2.commit(&[0], b"v3", None, &h).unwrap();
-        p2.committed.set();
-        let h = w2.registry.horizon(&w2.clock);
-        let guard = crossbeam_epoch::pin();
-        w2.chains[0].lock().prune_and_retire(&h, &guard);
-        p2.pruned.set();
-        drop(guard);
-        crossbeam_epoch::pin().flush();
-    });
+    let (t, progress) = spawn_pruning_writer(&w);
     (w, old_slot, old, t, progress)
 }
 
