@@ -109,6 +109,15 @@ impl Clock {
         Self::with_ring(RING)
     }
 
+    /// A clock at timestamp `ts`, every timestamp up to it visible: a reopened database's,
+    /// whose recovered versions carry timestamps up to `ts`. The first commit gets `ts + 1`.
+    pub(crate) fn starting_at(ts: u64) -> Self {
+        let clock = Self::new();
+        clock.allocated.store(ts, Ordering::Relaxed);
+        clock.visible.store(ts, Ordering::Relaxed);
+        clock
+    }
+
     /// A clock whose ring has `len` slots (a power of two).
     pub(crate) fn with_ring(len: usize) -> Self {
         // Not a debug check: with any other length two in-flight timestamps could share a slot.

@@ -5,6 +5,9 @@ use bytes::Bytes;
 use crate::clock::Clock;
 use crate::commit::{self, Checks, Write};
 use crate::contention::{Contention, Turn, QUEUE_AFTER};
+use crate::durable::engine::{self, Durability};
+use crate::durable::report::RecoveryReport;
+use crate::durable::storage::Storage;
 use crate::error::ConflictKind;
 use crate::error::{Error, Result};
 use crate::gc::{Collector, GcReport, Parts};
@@ -22,7 +25,7 @@ use crate::txn::Transaction;
 /// snapshot at `ts` sees exactly the commits with timestamps `<= ts`.
 pub type Ts = u64;
 
-/// An in-memory MVCC key-value store.
+/// An MVCC key-value store, in memory ([`Db::new`]) or kept in a directory ([`Db::open`]).
 ///
 /// `Db` is a cheap handle (`Clone + Send + Sync`): clones share one database. Reads go through
 /// [`Snapshot`]s, writes through [`Transaction`]s or the auto-commit [`Db::put`] /
@@ -58,6 +61,8 @@ pub(crate) struct Shared {
     pub(crate) gc: Collector,
     /// Turns for calls of `update` that keep losing on a hot key.
     pub(crate) contention: Contention,
+    /// The write-ahead log and directory of a durable database; `None` in memory.
+    pub(crate) durable: Option<Durability>,
 }
 
 impl Shared {
@@ -132,17 +137,104 @@ impl Db {
     }
 
     pub(crate) fn with_options(opts: Options) -> Self {
+        Self::with_parts(opts, Clock::new(), Store::new(), None)
+    }
+
+    fn with_parts(opts: Options, clock: Clock, store: Store, durable: Option<Durability>) -> Self {
         Self {
             shared: Arc::new(Shared {
                 opts,
-                clock: Clock::new(),
+                clock,
                 registry: Registry::new(),
                 writers: Registry::new(),
-                store: Store::new(),
+                store,
                 gc: Collector::new(),
                 contention: Contention::new(),
+                durable,
             }),
         }
+    }
+
+    /// Opens (creating it if missing) the database in directory `dir`, with default options
+    /// and [`SyncPolicy::Always`](crate::SyncPolicy::Always): the same as
+    /// `Db::builder().path(dir).build()`.
+    ///
+    /// The directory is locked while the database is open: a second open, in this process or
+    /// another, fails with [`Error::Locked`]. Opening recovers what the directory's log holds
+    /// (see [`recovery`](Self::recovery)); every commit acknowledged before is there, as its
+    /// sync policy promised (`docs/durability.md`).
+    ///
+    /// ```
+    /// use snapkv::Db;
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let db = Db::open(dir.path())?;
+    /// let ts = db.put(b"k", b"v")?;
+    /// db.close()?;
+    ///
+    /// let db = Db::open(dir.path())?;
+    /// assert_eq!(db.get_versioned(b"k")?, Some((b"v"[..].into(), ts)));
+    /// assert_eq!(db.recovery().unwrap().records_replayed, 1);
+    /// # Ok::<(), snapkv::Error>(())
+    /// ```
+    pub fn open(dir: impl AsRef<std::path::Path>) -> Result<Db> {
+        Self::builder().path(dir.as_ref()).build()
+    }
+
+    /// Locks `dir` (creating it if missing), recovers it and starts its log.
+    pub(crate) fn open_dir(
+        opts: Options,
+        dir: &std::path::Path,
+        policy: crate::durable::policy::SyncPolicy,
+    ) -> Result<Db> {
+        let lock = crate::durable::dir_lock::DirLock::acquire(dir)?;
+        Self::open_storage(
+            opts,
+            crate::durable::storage::FileStorage,
+            dir,
+            policy,
+            Some(lock),
+        )
+    }
+
+    /// A durable database over `storage` (tests pass a `SimStorage`): recovers `dir`, loads
+    /// what it holds (each key one version, at the timestamp that wrote it), and starts the
+    /// clock at the highest recovered timestamp.
+    pub(crate) fn open_storage<S: Storage + 'static>(
+        opts: Options,
+        storage: S,
+        dir: &std::path::Path,
+        policy: crate::durable::policy::SyncPolicy,
+        lock: Option<crate::durable::dir_lock::DirLock>,
+    ) -> Result<Db> {
+        let engine::Opened {
+            durability,
+            recovered,
+        } = engine::open(storage, dir, policy, lock)?;
+        let store = Store::new();
+        store.load(recovered.entries);
+        let clock = Clock::starting_at(recovered.max_ts);
+        Ok(Self::with_parts(opts, clock, store, Some(durability)))
+    }
+
+    /// Closes a durable database: later writes through any handle fail with
+    /// [`Error::Closed`] (reads of what it holds keep working), everything committed is
+    /// written and synced, and the directory is released (another `open` may take it).
+    /// Dropping the last handle (with every snapshot and transaction) does the same, on a
+    /// best-effort basis: `close` is how to learn that the final sync succeeded.
+    ///
+    /// Fails if the final sync does (the directory is released anyway), or with the error
+    /// that poisoned the log. For an in-memory database, does nothing.
+    pub fn close(self) -> Result<()> {
+        match &self.shared.durable {
+            Some(durable) => durable.close(),
+            None => Ok(()),
+        }
+    }
+
+    /// What opening the directory recovered; `None` for an in-memory database.
+    pub fn recovery(&self) -> Option<&RecoveryReport> {
+        self.shared.durable.as_ref().map(Durability::report)
     }
 
     /// Writes `key = value` as its own transaction and returns its commit timestamp. A blind
@@ -590,7 +682,9 @@ impl Db {
         // One pin for the commit and the cached horizon it borrows (instead of cloning it).
         let guard = crossbeam_epoch::pin();
         let horizon = s.gc.horizon(&guard);
-        let done = commit::commit_pinned(&s.clock, &s.store, writes, checks, &horizon, &guard)?;
+        let log = s.durable.as_ref().map(Durability::commit_log);
+        let done =
+            commit::commit_pinned(&s.clock, &s.store, writes, checks, &horizon, log, &guard)?;
         let horizon_now = horizon.now();
         // Unpinned before maintenance, which may run for a while.
         drop(guard);

@@ -143,6 +143,15 @@ pub enum Error {
         /// The failure after which the outcome cannot be known.
         cause: Arc<std::io::Error>,
     },
+    /// The database was closed ([`Db::close`](crate::Db::close)) through another handle: it
+    /// refuses writes (reads of what it holds keep working). Not retryable.
+    Closed,
+    /// The database directory is open already, in this process or another (its `LOCK` file
+    /// is locked). Not retryable while that database stays open.
+    Locked {
+        /// The directory.
+        path: PathBuf,
+    },
 }
 
 impl std::fmt::Display for Error {
@@ -189,6 +198,12 @@ impl std::fmt::Display for Error {
                 f,
                 "commit outcome unknown (it may reappear after reopening): {cause}"
             ),
+            Error::Closed => f.write_str("the database is closed"),
+            Error::Locked { path } => write!(
+                f,
+                "the database directory {} is open already (its LOCK file is locked)",
+                path.display()
+            ),
         }
     }
 }
@@ -217,7 +232,6 @@ impl Error {
 
     /// An I/O failure as an [`Error::Io`]. Not a `From` impl: an application's own I/O error
     /// inside a transaction closure is an abort ([`Error::abort`]), not a database failure.
-    #[allow(dead_code)] // the durable log is not wired into the engine yet
     pub(crate) fn io(e: std::io::Error) -> Self {
         Error::Io(Arc::new(e))
     }
@@ -260,6 +274,10 @@ mod tests {
             },
             Error::Poisoned { cause: cause() },
             Error::CommitOutcomeUnknown { cause: cause() },
+            Error::Closed,
+            Error::Locked {
+                path: PathBuf::from("/db"),
+            },
         ];
         for e in &errors {
             assert!(!e.is_retryable(), "{e:?}");

@@ -107,7 +107,8 @@ mod clock;
 mod commit;
 mod contention;
 mod db;
-// The log's formats and file layer, not wired into `Db` yet.
+// Parts of the durable layer serve only tests (the simulated storage) or are not wired in
+// yet (checkpoints).
 #[cfg_attr(any(not(test), loom), allow(dead_code))]
 mod durable;
 mod error;
@@ -151,6 +152,8 @@ struct ReadmeDoctests;
 pub use bounds::KeyBounds;
 pub use bytes::Bytes;
 pub use db::{Db, Stats, Ts};
+pub use durable::policy::SyncPolicy;
+pub use durable::report::{DroppedTail, RecoveryReport};
 pub use error::{ConflictKind, Error, Result};
 pub use gc::GcReport;
 pub use isolation::Isolation;

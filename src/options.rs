@@ -1,6 +1,9 @@
 //! Database configuration and its builder.
 
+use std::path::PathBuf;
+
 use crate::db::Db;
+use crate::durable::policy::SyncPolicy;
 use crate::error::{Error, Result};
 use crate::isolation::Isolation;
 
@@ -53,6 +56,9 @@ impl Default for Options {
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct DbBuilder {
     opts: Options,
+    /// The directory of a durable database; `None`: in memory.
+    path: Option<PathBuf>,
+    sync: SyncPolicy,
 }
 
 impl DbBuilder {
@@ -111,7 +117,25 @@ impl DbBuilder {
         self
     }
 
-    /// Creates the database, or reports the first invalid option.
+    /// Keeps the database in directory `dir` (created if missing), as [`Db::open`] does;
+    /// without it the database lives in memory only.
+    pub fn path(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.path = Some(dir.into());
+        self
+    }
+
+    /// When a durable database's log syncs (default [`SyncPolicy::Always`]: a commit
+    /// returns once its record is on the disk). Ignored in memory.
+    pub fn sync(mut self, policy: SyncPolicy) -> Self {
+        self.sync = policy;
+        self
+    }
+
+    /// Creates the database (opens and recovers its directory, for a durable one), or
+    /// reports the first invalid option.
+    ///
+    /// A durable database's files record lengths in 32 bits: its `max_key_len`,
+    /// `max_value_len` and `max_write_set_bytes` must be below 4 GiB.
     pub fn build(self) -> Result<Db> {
         if self.opts.max_key_len == 0 {
             return Err(Error::InvalidConfig("max_key_len must be at least 1"));
@@ -124,6 +148,25 @@ impl DbBuilder {
         if self.opts.max_attempts == 0 {
             return Err(Error::InvalidConfig("max_attempts must be at least 1"));
         }
-        Ok(Db::with_options(self.opts))
+        let Some(dir) = self.path else {
+            return Ok(Db::with_options(self.opts));
+        };
+        let below_4_gib = |n: usize| u64::try_from(n).is_ok_and(|n| n <= u64::from(u32::MAX));
+        if !below_4_gib(self.opts.max_key_len) {
+            return Err(Error::InvalidConfig(
+                "max_key_len must be below 4 GiB for a durable database",
+            ));
+        }
+        if !below_4_gib(self.opts.max_value_len) {
+            return Err(Error::InvalidConfig(
+                "max_value_len must be below 4 GiB for a durable database",
+            ));
+        }
+        if !below_4_gib(self.opts.max_write_set_bytes) {
+            return Err(Error::InvalidConfig(
+                "max_write_set_bytes must be below 4 GiB for a durable database",
+            ));
+        }
+        Db::open_dir(self.opts, &dir, self.sync)
     }
 }

@@ -10,7 +10,7 @@ use dashmap::DashMap;
 use crate::commit::{ChainSource, Write};
 use crate::index::{Entries, Index, Reads, Reason, ScanNeeds};
 use crate::key::{KeyRange, KeyRangeRef, MapKey};
-use crate::raw::{Chain, ChainWriter, HeadCache, MirroredChain};
+use crate::raw::{Chain, ChainWriter, HeadCache, MirroredChain, Unlinked};
 use crate::sync::Arc;
 
 /// Maps every key that has (or is about to receive) versions to its chain, twice: hashed for
@@ -110,6 +110,20 @@ impl Store {
             self.map.try_get_mut(key),
             dashmap::try_result::TryResult::Locked
         )
+    }
+
+    /// Fills an empty store with one version per key (`(key, value, ts)`), as recovery
+    /// found them: each key's newest value and the timestamp that wrote it. Before the store
+    /// is shared (no reader or committer can see it yet).
+    pub(crate) fn load(&self, entries: impl IntoIterator<Item = (Bytes, Bytes, u64)>) {
+        let guard = crossbeam_epoch::pin();
+        for (key, value, ts) in entries {
+            let chain = self.resolve(&key);
+            let writer = chain.lock();
+            self.with_mirror(&key, &chain, |mirror| {
+                writer.install_node(ts, Unlinked::new(Some(&value)), mirror, &guard);
+            });
+        }
     }
 
     /// The chain of `key`, if it has one.

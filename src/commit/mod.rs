@@ -5,6 +5,7 @@ use bytes::Bytes;
 use crossbeam_epoch::Guard;
 
 use crate::clock::{Clock, Publication};
+pub(crate) use crate::durable::engine::CommitLog;
 use crate::error::{ConflictKind, Error};
 use crate::horizon::Horizon;
 use crate::key::KeyRange;
@@ -112,8 +113,8 @@ impl<'k> Write<'k> {
         }
     }
 
-    /// The value written (`None`: a delete, or a built write already installed).
-    #[cfg(all(test, not(loom)))]
+    /// The value written (`None`: a delete, or a built write already installed): what the
+    /// commit's log record holds.
     pub(crate) fn value(&self) -> Option<&[u8]> {
         match &self.source {
             Source::Built(node) => node.as_ref().and_then(Unlinked::value),
@@ -180,7 +181,10 @@ type Small<T> = smallvec::SmallVec<[T; 4]>;
 /// 4. serializable only: validate every read key and scanned range — no version newer than the
 ///    snapshot and no lock held by another committer. This runs *after* step 3: a committer
 ///    with a smaller timestamp took its locks (and created its chains) before allocating, so
-///    it is seen here;
+///    it is seen here. Then, for a durable database only (`log` is `Some`): append the
+///    commit's record and wait until the sync policy's promise holds, still holding the locks
+///    (see [`log_and_wait`]); on a failure install nothing, publish the timestamp empty and
+///    return the log's error;
 /// 5. link the new versions (rewriting each key's head mirror in its map entry, under that
 ///    entry's shard read lock), note the keys changed for the scan index's head copies
 ///    (`raw::run_heads`), prune and retire (after the note), unlock;
@@ -205,26 +209,31 @@ pub(crate) fn commit(
         writes,
         checks,
         horizon,
+        None,
         &crossbeam_epoch::pin(),
     )
 }
 
 /// [`commit`] under the caller's epoch pin (which may also be what keeps `horizon` alive: a
-/// second pin would cost a thread-local lookup per commit).
+/// second pin would cost a thread-local lookup per commit), writing its record to `log`
+/// first if the database is durable.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn commit_pinned(
     clock: &Clock,
     source: &impl ChainSource,
     writes: &mut [Write<'_>],
     checks: Checks<'_>,
     horizon: &Horizon,
+    log: Option<&dyn CommitLog>,
     guard: &Guard,
 ) -> Result<Committed, Error> {
     debug_assert!(writes.windows(2).all(|w| w[0].key < w[1].key));
     // The fast path of the most common commit: one key, already in the map, its lock free, and
     // no reads to validate (read validation looks other keys up, which must not happen while
     // the map's shard lock is held). Same steps, minus the second lookup of the mirror and the
-    // chain's reference count.
-    if writes.len() == 1 {
+    // chain's reference count. Not for a durable database: the fast path holds the map
+    // shard's lock and must wait for nothing, and a durable commit waits for its record.
+    if writes.len() == 1 && log.is_none() {
         let key = writes[0].key;
         if checks.reads.is_none_or(ReadSet::is_empty) {
             let fast = source.with_locked(key, |writer, mirror| {
@@ -233,7 +242,7 @@ pub(crate) fn commit_pinned(
                 let writers = std::slice::from_ref(writer);
                 let mirrors = Mirrors::Found(mirror);
                 validate_and_install(
-                    clock, source, writes, writers, mirrors, checks, horizon, guard,
+                    clock, source, writes, writers, mirrors, checks, horizon, None, guard,
                 )
             });
             // Unlocked (and the shard lock released) before publishing.
@@ -252,7 +261,7 @@ pub(crate) fn commit_pinned(
                 // A big write set installs before its timestamp, so later committers do not
                 // wait for its install; it keeps the locks until it has published.
                 return pending::commit_pending(
-                    clock, source, writes, &writers, checks, horizon, guard,
+                    clock, source, writes, &writers, checks, horizon, log, guard,
                 );
             }
             Ok(writers) => {
@@ -264,6 +273,7 @@ pub(crate) fn commit_pinned(
                     Mirrors::Lookup,
                     checks,
                     horizon,
+                    log,
                     guard,
                 );
                 // Unlock before publishing (which may wait for smaller timestamps): a committer
@@ -319,6 +329,7 @@ fn validate_and_install<'c>(
     mirrors: Mirrors<'_>,
     checks: Checks<'_>,
     horizon: &Horizon,
+    log: Option<&dyn CommitLog>,
     guard: &Guard,
 ) -> Result<Installed<'c>, Error> {
     let abandon = |writes: &[Write<'_>], err: Error| {
@@ -360,6 +371,14 @@ fn validate_and_install<'c>(
             return abandon(writes, e);
         }
     }
+    if let Some(log) = log {
+        let record = writes.iter().map(|w| (w.key, w.value()));
+        if let Err(e) = log_and_wait(log, clock, publication.ts(), record) {
+            // As for a failed read validation: nothing installed, the timestamp published
+            // empty (on drop).
+            return abandon(writes, e);
+        }
+    }
     let outcome = install(
         source,
         writes,
@@ -373,6 +392,34 @@ fn validate_and_install<'c>(
         publication,
         outcome,
     })
+}
+
+/// Step 4a of [`commit`] for a durable database: appends the record of the commit at `ts`
+/// and waits until the log's sync policy promise holds (under `Always`: synced).
+///
+/// The caller holds every chain of the write set locked and its timestamp allocated, not
+/// published, and installs only after this returns `Ok`:
+/// - visibility never runs ahead of durability: the timestamp is published after the wait,
+///   so no snapshot sees a commit a crash could take away; and on a failure there is nothing
+///   to undo: the timestamp is published empty, as after a failed read validation.
+///   (Installing first and waiting after unlocking would be cheaper for same-key committers,
+///   but a failed sync would then leave installed versions that the clock makes visible
+///   once the timestamp is published, as it must be: the clock would need a way to seal a
+///   timestamp as failed.)
+/// - Same-key commits are serialized by the chain locks and append under them, so per key
+///   the log holds records in timestamp order; recovery relies on it.
+pub(crate) fn log_and_wait<'a>(
+    log: &dyn CommitLog,
+    clock: &Clock,
+    ts: u64,
+    writes: impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+) -> Result<(), Error> {
+    let record: Small<(&[u8], Option<&[u8]>)> = writes.collect();
+    // Every commit at or below the visible timestamp appended its record before it became
+    // visible (or never will: it published empty), so later appends are all above it.
+    let floor = clock.visible() + 1;
+    let lsn = log.append(ts, floor, &record)?;
+    log.wait(lsn)
 }
 
 /// Whether read validation runs before the timestamp is taken: only as an injected fault in a

@@ -9,7 +9,8 @@
 //! 3. take the commit timestamp;
 //! 4. serializable only: validate the reads and scanned ranges, as any commit does after its
 //!    timestamp; on a conflict, unlink the pending nodes, publish the timestamp with nothing
-//!    installed, and fail;
+//!    installed, and fail. Then, for a durable database only: append the commit's record and
+//!    wait for the log's promise (`super::log_and_wait`); on a failure, as on a conflict;
 //! 5. stamp every pending node with the timestamp: the only work later committers wait for;
 //! 6. publish, still holding the locks: a committer with a smaller timestamp holds all its
 //!    locks already, so it cannot be waiting for ours;
@@ -19,7 +20,9 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
 use crossbeam_epoch::Guard;
 
-use super::{validate_reads, validate_writes, ChainSource, Checks, Committed, Write};
+use super::{
+    log_and_wait, validate_reads, validate_writes, ChainSource, Checks, CommitLog, Committed, Write,
+};
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::horizon::Horizon;
@@ -44,6 +47,7 @@ const STAMP_PREFETCH: usize = 8;
 
 /// Commits `writes` (sorted by key) with `writers` holding their chains' locks, by the steps
 /// in the module's documentation. The locks are released by the caller, after this returns.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn commit_pending(
     clock: &Clock,
     source: &impl ChainSource,
@@ -51,6 +55,7 @@ pub(super) fn commit_pending(
     writers: &[ChainWriter<'_>],
     checks: Checks<'_>,
     horizon: &Horizon,
+    log: Option<&dyn CommitLog>,
     guard: &Guard,
 ) -> Result<Committed, Error> {
     if let Err(e) = validate_writes(writes, writers, checks, guard) {
@@ -58,12 +63,21 @@ pub(super) fn commit_pending(
     }
     let linked = link_all(source, writes, writers, guard);
     let publication = clock.allocate();
-    if let Some((s, reads)) = checks.snapshot.zip(checks.reads) {
-        // Caught: should the validation unwind (it walks the scan index, which allocates),
-        // the pending nodes must not outlive the commit unstamped (their chains would
-        // conflict with every later writer).
+    let reads = checks.snapshot.zip(checks.reads);
+    if reads.is_some() || log.is_some() {
+        // Caught: should the validation unwind (it walks the scan index, which allocates) or
+        // the log's append (it allocates the record), the pending nodes must not outlive the
+        // commit unstamped (their chains would conflict with every later writer).
         let validated = catch_unwind(AssertUnwindSafe(|| {
-            validate_reads(source, writes, reads, s, guard)
+            if let Some((s, reads)) = reads {
+                validate_reads(source, writes, reads, s, guard)?;
+            }
+            if let Some(log) = log {
+                // The values moved into the pending nodes: the record reads them there.
+                let record = writes.iter().zip(&linked).map(|(w, p)| (w.key, p.value()));
+                log_and_wait(log, clock, publication.ts(), record)?;
+            }
+            Ok(())
         }));
         match validated {
             Ok(Ok(())) => {}

@@ -46,7 +46,6 @@ use crate::sync::{
 #[cfg(not(loom))]
 mod periodic;
 #[cfg(not(loom))]
-#[cfg_attr(not(test), allow(unused_imports))] // the engine does not spawn it yet
 pub(crate) use periodic::PeriodicSync;
 
 /// The segment size past which the log starts a new segment, unless configured.
@@ -109,6 +108,8 @@ struct Buffer {
     /// Every later append has a timestamp at least this (see [`Log::raise_ts_floor`]).
     ts_floor: u64,
     failure: Option<Failure>,
+    /// Set by [`Log::close`]: every later append fails with [`Error::Closed`].
+    closed: bool,
 }
 
 /// The file being written, under [`Log::writer`] (held by one leader at a time).
@@ -170,6 +171,7 @@ impl<S: Storage> Log<S> {
                 tail_base: 0,
                 ts_floor: first_ts,
                 failure: None,
+                closed: false,
             }),
             writer: Mutex::new(Writer {
                 segment,
@@ -212,6 +214,9 @@ impl<S: Storage> Log<S> {
             return Err(Error::Poisoned {
                 cause: std::sync::Arc::clone(&failure.cause),
             });
+        }
+        if b.closed {
+            return Err(Error::Closed);
         }
         // A full segment takes no more frames (an empty one takes one, however big).
         if b.end - b.tail_base >= self.segment_size && b.end - b.tail_base > HEADER_LEN as u64 {
@@ -281,6 +286,19 @@ impl<S: Storage> Log<S> {
         self.end_turn();
         self.check_reached(Lsn(end), &self.durable)
             .unwrap_or(Ok(()))
+    }
+
+    /// Refuses every later append ([`Error::Closed`]), then writes and syncs everything
+    /// appended before: once this returns, the log does no more I/O, so the directory can be
+    /// handed to another owner. Fails if the log is poisoned (what was synced stays synced).
+    pub(crate) fn close(&self) -> Result<()> {
+        self.buffer.lock().closed = true;
+        // The outcome of the frames in a failed batch is their committers' to report: the
+        // log is simply poisoned.
+        self.sync_now().map_err(|e| match e {
+            Error::CommitOutcomeUnknown { cause } => Error::Poisoned { cause },
+            e => e,
+        })
     }
 
     /// Syncs of frames so far (not counting segment headers): one per batch under

@@ -14,15 +14,23 @@
 //!   poisoning after a failed write or sync, segment rollover.
 //! - [`checkpoint`]: a sorted image of the store at one timestamp, installed atomically and
 //!   verified whole when read.
+//! - [`recovery`]: the state a directory's log describes, read on open.
+//! - [`engine`]: what the engine sees: the log its commits write through, opening and
+//!   closing a directory; [`dir_lock`]: one owner per directory; [`report`]: the public
+//!   account of a recovery.
 //!
 //! The byte layouts are specified in `docs/durability.md`.
 
 pub(crate) mod checkpoint;
+pub(crate) mod dir_lock;
+pub(crate) mod engine;
 pub(crate) mod file_header;
 pub(crate) mod frame;
 pub(crate) mod log;
 pub mod policy;
 pub(crate) mod record;
+pub(crate) mod recovery;
+pub mod report;
 pub(crate) mod segment;
 pub(crate) mod storage;
 

@@ -63,6 +63,11 @@ impl Pending<'_> {
         self.node().stamp_pending(ts);
     }
 
+    /// The version's value (`None`: a tombstone), for the commit's log record.
+    pub(crate) fn value(&self) -> Option<&[u8]> {
+        self.node().value()
+    }
+
     /// Starts loading the node's header, which [`stamp`](Self::stamp) writes: the stamping
     /// walks many cold nodes while later committers wait, so it prefetches a few ahead.
     pub(crate) fn prefetch(&self) {

@@ -1,0 +1,174 @@
+//! The durable database's side of the engine: the log its commits write through
+//! ([`CommitLog`]), and opening (lock, recover, start the log) and closing a directory
+//! ([`Durability`]).
+//!
+//! The commit protocol itself (where the append and the wait sit among the locks, the
+//! timestamp and the publication) is in `commit`; this module only hands it a log.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::dir_lock::DirLock;
+use super::log::{Log, LogOptions, Lsn};
+use super::policy::SyncPolicy;
+use super::recovery::{self, Recovered, RecoveryOptions};
+use super::report::{DroppedTail, RecoveryReport};
+use super::storage::Storage;
+use crate::error::{Error, Result};
+
+/// The write-ahead log as a commit sees it. A trait so that the engine does not depend on
+/// the file layer: production logs over the file system, tests over `SimStorage`.
+pub(crate) trait CommitLog: Send + Sync {
+    /// Queues the record of the commit at `ts` writing `writes` (key, `Some(value)` for a
+    /// put, `None` for a delete, sorted by key), and returns its position. `floor` is a
+    /// timestamp every commit appended from now on has at least (see
+    /// [`Log::raise_ts_floor`]). Writes nothing yet.
+    ///
+    /// [`Error::Closed`] after [`close`](Self::close), [`Error::Poisoned`] after a failed
+    /// write or sync, [`Error::WriteSetTooLarge`] for a record over the format's 4 GiB.
+    fn append(&self, ts: u64, floor: u64, writes: &[(&[u8], Option<&[u8]>)]) -> Result<Lsn>;
+    /// Returns once the record ending at `lsn` is what the sync policy promises at commit
+    /// (synced under [`SyncPolicy::Always`], written otherwise).
+    fn wait(&self, lsn: Lsn) -> Result<()>;
+    /// Refuses later appends, and writes and syncs the earlier ones.
+    fn close(&self) -> Result<()>;
+}
+
+/// The payload length of a commit record (`record::encode`'s layout).
+fn record_len(writes: &[(&[u8], Option<&[u8]>)]) -> u64 {
+    let fixed = 12;
+    writes.iter().fold(fixed, |n, (key, value)| {
+        n + 5 + key.len() as u64 + value.map_or(0, |v| 4 + v.len() as u64)
+    })
+}
+
+impl<S: Storage> CommitLog for Log<S> {
+    fn append(&self, ts: u64, floor: u64, writes: &[(&[u8], Option<&[u8]>)]) -> Result<Lsn> {
+        // Frames and records count lengths in u32. The builder keeps keys and values below
+        // 4 GiB, but a write set's per-write overhead could still take its record over:
+        // refused before anything is queued, so the commit fails whole.
+        let len = record_len(writes);
+        if len > u64::from(u32::MAX) {
+            return Err(Error::WriteSetTooLarge {
+                bytes: usize::try_from(len).unwrap_or(usize::MAX),
+                max: u32::MAX as usize,
+            });
+        }
+        self.raise_ts_floor(floor);
+        Log::append(self, ts, writes.iter().copied())
+    }
+
+    fn wait(&self, lsn: Lsn) -> Result<()> {
+        self.wait_committed(lsn)
+    }
+
+    fn close(&self) -> Result<()> {
+        Log::close(self)
+    }
+}
+
+/// A durable database's log, background syncer and directory lock, shared by its handles.
+pub(crate) struct Durability {
+    log: Arc<dyn CommitLog>,
+    /// The background syncer of [`SyncPolicy::Periodic`], stopped on close.
+    #[cfg(not(loom))]
+    periodic: Mutex<Option<super::log::PeriodicSync>>,
+    /// Released on close, once the log does no more I/O.
+    lock: Mutex<Option<DirLock>>,
+    report: RecoveryReport,
+}
+
+impl Durability {
+    /// The log commits write their records through.
+    pub(crate) fn commit_log(&self) -> &dyn CommitLog {
+        &*self.log
+    }
+
+    /// What opening the directory recovered.
+    pub(crate) fn report(&self) -> &RecoveryReport {
+        &self.report
+    }
+
+    /// Stops the background syncer, closes the log (later commits fail with
+    /// [`Error::Closed`]; earlier ones are written and synced) and releases the directory.
+    /// The directory is released even if the final sync failed (the error is returned):
+    /// the log does no more I/O either way.
+    pub(crate) fn close(&self) -> Result<()> {
+        #[cfg(not(loom))]
+        drop(self.periodic.lock().take());
+        let closed = self.log.close();
+        drop(self.lock.lock().take());
+        closed
+    }
+}
+
+impl Drop for Durability {
+    /// The last handle is gone without [`close`](Durability::close): the same, best effort
+    /// (a failure has nobody to report to; what was acknowledged was already durable as its
+    /// policy promised).
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}
+
+/// A directory opened: its log started after the recovered state.
+pub(crate) struct Opened {
+    pub(crate) durability: Durability,
+    pub(crate) recovered: Recovered,
+}
+
+/// Recovers `dir` and starts a log after what it holds: the next segment number, first
+/// timestamp one above the highest recovered. `lock` is the directory's lock (`None` over
+/// simulated storage), released on close.
+pub(crate) fn open<S: Storage + 'static>(
+    storage: S,
+    dir: &Path,
+    policy: SyncPolicy,
+    lock: Option<DirLock>,
+) -> Result<Opened> {
+    let recovered = recovery::recover(&storage, dir, RecoveryOptions::default())?;
+    let options = LogOptions {
+        policy,
+        ..LogOptions::default()
+    };
+    let log = Arc::new(Log::create(
+        storage,
+        dir,
+        recovered.next_segment,
+        recovered.max_ts + 1,
+        options,
+    )?);
+    #[cfg(not(loom))]
+    let periodic = match policy {
+        SyncPolicy::Periodic(every) => {
+            Some(super::log::PeriodicSync::spawn(Arc::clone(&log), every))
+        }
+        _ => None,
+    };
+    let report = RecoveryReport {
+        checkpoint_ts: recovered.checkpoint_ts,
+        records_replayed: recovered.records_replayed,
+        keys: recovered.entries.len(),
+        visible_ts: recovered.max_ts,
+        torn_tail: recovered.torn_tail.as_ref().map(|t| DroppedTail {
+            file: t.file.clone(),
+            offset: t.offset,
+            bytes: t.dropped,
+        }),
+    };
+    Ok(Opened {
+        durability: Durability {
+            log,
+            #[cfg(not(loom))]
+            periodic: Mutex::new(periodic),
+            lock: Mutex::new(lock),
+            report,
+        },
+        recovered,
+    })
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests;

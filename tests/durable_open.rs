@@ -1,0 +1,277 @@
+//! A database kept in a directory: what it holds after close and reopen (or drop and
+//! reopen), the directory lock, closing, and the options a durable database refuses.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use snapkv::{Bytes, Db, Error, Isolation, SyncPolicy};
+
+/// Every key's value and version (the commit timestamp that wrote it), read through
+/// `get_versioned`, plus what a full scan returns: the two must agree.
+fn contents(db: &Db) -> BTreeMap<Bytes, (Bytes, u64)> {
+    let snap = db.snapshot();
+    let mut out = BTreeMap::new();
+    for (key, value) in snap.iter() {
+        let (latest, version) = db
+            .get_versioned(&key)
+            .unwrap()
+            .expect("scanned key is live");
+        assert_eq!(latest, value, "scan and get disagree on {key:?}");
+        out.insert(key, (value, version));
+    }
+    out
+}
+
+/// Puts, deletes, transactions at both isolation levels, a big write set (the pending
+/// commit path), conditional writes and an `update`.
+fn write_history(db: &Db) {
+    for i in 0..20u32 {
+        db.put(format!("k{i:02}"), format!("v{i}")).unwrap();
+    }
+    db.delete("k03").unwrap();
+    db.delete("never-existed").unwrap();
+    db.put("k05", "overwritten").unwrap();
+
+    let mut txn = db.begin_with(Isolation::Snapshot);
+    txn.put("t-si", "1").unwrap();
+    txn.delete("k06").unwrap();
+    txn.commit().unwrap();
+
+    let mut txn = db.begin_with(Isolation::Serializable);
+    let seen = txn.get("k07").unwrap();
+    txn.put("t-ser", seen.unwrap()).unwrap();
+    assert_eq!(txn.scan_prefix("k1").count(), 10);
+    txn.put("t-ser-2", "2").unwrap();
+    txn.commit().unwrap();
+
+    let mut big = db.begin();
+    for i in 0..100u32 {
+        big.put(format!("big{i:03}"), i.to_be_bytes()).unwrap();
+    }
+    big.delete("k08").unwrap();
+    big.commit().unwrap();
+
+    let v1 = db.compare_and_swap("cas", None, Some("a")).unwrap();
+    db.compare_and_swap("cas", Some(v1), Some("b")).unwrap();
+    assert!(matches!(
+        db.compare_and_swap("cas", Some(v1), Some("c")),
+        Err(Error::PreconditionFailed { .. })
+    ));
+    let v = db.put("cas-del", "x").unwrap();
+    db.compare_and_delete("cas-del", Some(v)).unwrap();
+
+    db.update(|txn| {
+        let n = txn.get("counter")?.map_or(0, |v| v.len());
+        txn.put("counter", vec![b'+'; n + 1])
+    })
+    .unwrap();
+}
+
+#[test]
+fn close_and_reopen_gives_back_every_key_with_its_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path()).unwrap();
+    assert_eq!(db.recovery().unwrap().records_replayed, 0);
+    write_history(&db);
+    let before = contents(&db);
+    let visible = db.snapshot().ts();
+    assert!(before.len() > 100, "{}", before.len());
+    db.close().unwrap();
+
+    let db = Db::open(dir.path()).unwrap();
+    assert_eq!(contents(&db), before);
+    let report = db.recovery().unwrap().clone();
+    assert_eq!(report.visible_ts, visible);
+    assert_eq!(report.keys, before.len());
+    assert_eq!(report.torn_tail, None);
+    assert_eq!(report.checkpoint_ts, None);
+    // One record per commit that wrote something (conflicting or failed ones wrote none).
+    assert_eq!(report.records_replayed, visible);
+    assert_eq!(
+        db.snapshot().ts(),
+        visible,
+        "the clock resumes where it was"
+    );
+    for gone in ["k03", "k06", "k08", "cas-del", "never-existed"] {
+        assert_eq!(db.get(gone).unwrap(), None, "{gone}");
+    }
+    // CAS against the recovered version works, and new commits go above it.
+    let (_, version) = db.get_versioned("cas").unwrap().unwrap();
+    let next = db
+        .compare_and_swap("cas", Some(version), Some("c"))
+        .unwrap();
+    assert_eq!(next, visible + 1);
+    db.close().unwrap();
+
+    // A second round: the records of both sessions replay.
+    let db = Db::open(dir.path()).unwrap();
+    assert_eq!(db.get("cas").unwrap().as_deref(), Some(&b"c"[..]));
+    assert_eq!(db.recovery().unwrap().records_replayed, visible + 1);
+}
+
+#[test]
+fn dropping_without_close_keeps_what_was_written() {
+    let dir = tempfile::tempdir().unwrap();
+    for policy in [
+        SyncPolicy::Always,
+        SyncPolicy::Never,
+        SyncPolicy::Periodic(Duration::from_millis(5)),
+    ] {
+        let db = Db::builder().path(dir.path()).sync(policy).build().unwrap();
+        write_history(&db);
+        let before = contents(&db);
+        // A snapshot keeps the database alive; dropping it last releases the directory.
+        let snap = db.snapshot();
+        drop(db);
+        drop(snap);
+        let db = Db::builder().path(dir.path()).sync(policy).build().unwrap();
+        assert_eq!(contents(&db), before, "{policy:?}");
+        // Start the next policy on an empty directory's worth of history.
+        db.close().unwrap();
+        std::fs::remove_dir_all(dir.path()).unwrap();
+    }
+}
+
+#[test]
+fn a_locked_directory_refuses_a_second_open_until_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path()).unwrap();
+    let second = Db::open(dir.path());
+    match second {
+        Err(ref e @ Error::Locked { ref path }) => {
+            assert_eq!(path, dir.path());
+            assert!(!e.is_retryable());
+        }
+        other => panic!("expected Error::Locked, got {other:?}"),
+    }
+    db.put("k", "v").unwrap();
+    db.close().unwrap();
+    let db = Db::open(dir.path()).unwrap();
+    assert_eq!(db.get("k").unwrap().as_deref(), Some(&b"v"[..]));
+    drop(db);
+    // Dropping the last handle releases it too.
+    Db::open(dir.path()).unwrap().close().unwrap();
+}
+
+#[cfg(unix)]
+#[test]
+fn files_are_readable_by_the_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path()).unwrap();
+    db.put("k", "v").unwrap();
+    db.close().unwrap();
+    let mut files = 0;
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let entry = entry.unwrap();
+        let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{:?}", entry.file_name());
+        files += 1;
+    }
+    assert!(files >= 2, "a segment and the LOCK file: {files}");
+}
+
+#[test]
+fn after_close_other_handles_cannot_write_but_can_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path()).unwrap();
+    db.put("k", "v").unwrap();
+    let other = db.clone();
+    let mut txn = other.begin();
+    txn.put("t", "1").unwrap();
+    db.close().unwrap();
+    assert!(matches!(other.put("k", "w"), Err(Error::Closed)));
+    let closed = txn.commit().unwrap_err();
+    assert!(matches!(closed, Error::Closed));
+    assert!(!closed.is_retryable());
+    let mut runs = 0;
+    let updated = other.update(|txn| {
+        runs += 1;
+        txn.put("u", "1")
+    });
+    assert!(matches!(updated, Err(Error::Closed)));
+    assert_eq!(runs, 1, "update retried a closed database");
+    // Nothing of the refused writes became visible; reads keep working.
+    assert_eq!(other.get("k").unwrap().as_deref(), Some(&b"v"[..]));
+    assert_eq!(other.get("t").unwrap(), None);
+    assert_eq!(other.get("u").unwrap(), None);
+    // The directory was released although a handle is still alive.
+    let reopened = Db::open(dir.path()).unwrap();
+    assert_eq!(reopened.get("k").unwrap().as_deref(), Some(&b"v"[..]));
+    assert_eq!(reopened.get("t").unwrap(), None);
+}
+
+#[test]
+fn a_durable_database_refuses_limits_of_4_gib_or_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let four_gib = 1usize << 32;
+    let builders = [
+        Db::builder().max_key_len(four_gib),
+        Db::builder().max_value_len(four_gib),
+        Db::builder().max_write_set_bytes(four_gib),
+    ];
+    for builder in builders {
+        // In memory the same limits are fine.
+        builder.clone().build().unwrap();
+        let err = builder.path(dir.path()).build().unwrap_err();
+        assert!(matches!(err, Error::InvalidConfig(_)), "{err:?}");
+    }
+    // Just below is accepted.
+    let db = Db::builder()
+        .max_value_len(four_gib - 1)
+        .path(dir.path())
+        .build()
+        .unwrap();
+    db.close().unwrap();
+}
+
+#[test]
+fn a_torn_tail_is_cut_off_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path()).unwrap();
+    db.put("a", "1").unwrap();
+    db.put("b", "2").unwrap();
+    db.close().unwrap();
+    let segment = newest_segment(dir.path());
+    let len = std::fs::metadata(&segment).unwrap().len();
+    // Bytes after the last frame that do not make a frame: what a crash in the middle of
+    // writing one leaves.
+    let mut garbage = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&segment)
+        .unwrap();
+    std::io::Write::write_all(&mut garbage, &[0xAB; 37]).unwrap();
+    drop(garbage);
+
+    let db = Db::open(dir.path()).unwrap();
+    let report = db.recovery().unwrap();
+    let torn = report.torn_tail.as_ref().expect("a torn tail");
+    assert_eq!(
+        (torn.file.as_path(), torn.offset, torn.bytes),
+        (segment.as_path(), len, 37)
+    );
+    assert_eq!(report.records_replayed, 2);
+    assert_eq!(
+        std::fs::metadata(&segment).unwrap().len(),
+        len,
+        "cut at the torn tail"
+    );
+    assert_eq!(db.get("b").unwrap().as_deref(), Some(&b"2"[..]));
+    db.close().unwrap();
+    // Cut off for good: the next open finds nothing to drop.
+    let db = Db::open(dir.path()).unwrap();
+    assert_eq!(db.recovery().unwrap().torn_tail, None);
+    assert_eq!(db.recovery().unwrap().records_replayed, 2);
+}
+
+/// The segment with the highest number in `dir` (one with frames: each open starts a new one).
+fn newest_segment(dir: &Path) -> std::path::PathBuf {
+    let mut logs: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    logs.sort();
+    logs.pop().expect("a segment")
+}
