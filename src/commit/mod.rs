@@ -280,7 +280,12 @@ pub(crate) fn commit_pinned(
                 // that locks a key now sees our version (newer than its snapshot) and
                 // conflicts as it should.
                 drop(writers);
-                return installed.map(Installed::publish);
+                let committed = installed.map(Installed::publish);
+                if let (Some(log), Ok(done), true) = (log, &committed, log_after_publish()) {
+                    let record = writes.iter().map(|w| (w.key, w.value()));
+                    log_and_wait(log, clock, done.ts, record)?;
+                }
+                return committed;
             }
             Err(stale) => stale,
         };
@@ -371,7 +376,7 @@ fn validate_and_install<'c>(
             return abandon(writes, e);
         }
     }
-    if let Some(log) = log {
+    if let Some(log) = log.filter(|_| !log_after_publish()) {
         let record = writes.iter().map(|w| (w.key, w.value()));
         if let Err(e) = log_and_wait(log, clock, publication.ts(), record) {
             // As for a failed read validation: nothing installed, the timestamp published
@@ -420,6 +425,13 @@ pub(crate) fn log_and_wait<'a>(
     let floor = clock.visible() + 1;
     let lsn = log.append(ts, floor, &record)?;
     log.wait(lsn)
+}
+
+/// Whether a durable commit appends and waits for its record only after it published: only
+/// as an injected fault in a loom negative control (a snapshot could see a commit that is
+/// not durable).
+fn log_after_publish() -> bool {
+    crate::sync::faults::active(crate::sync::faults::Fault::LogAfterPublish)
 }
 
 /// Whether read validation runs before the timestamp is taken: only as an injected fault in a

@@ -75,6 +75,10 @@ pub(crate) enum Fault {
     /// A waiter for the log returns when a leader's turn ended without checking that the
     /// batch held its own frame (it may have been appended after the batch was taken).
     WaitTrustsAnyTurn = 22,
+    /// A durable commit installs, unlocks and publishes first, and appends its record and
+    /// waits for the log only then (write-behind), so a snapshot can see a commit that a
+    /// power loss would take back.
+    LogAfterPublish = 23,
 }
 
 static ACTIVE: AtomicU8 = AtomicU8::new(0);
