@@ -275,3 +275,50 @@ fn newest_segment(dir: &Path) -> std::path::PathBuf {
     logs.sort();
     logs.pop().expect("a segment")
 }
+
+/// Concurrent transfers (serializable and snapshot `update`s, so conflicts and retries) on a
+/// durable database, then close and reopen: every account as it was, the total kept.
+#[test]
+fn concurrent_transfers_reopen_to_the_same_balances() {
+    const ACCOUNTS: u64 = 8;
+    const START: u64 = 1000;
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path()).unwrap();
+    for a in 0..ACCOUNTS {
+        db.put(format!("acct{a}"), START.to_be_bytes()).unwrap();
+    }
+    let balance = |v: Option<Bytes>| u64::from_be_bytes(v.unwrap()[..].try_into().unwrap());
+    std::thread::scope(|s| {
+        for t in 0..4u64 {
+            let db = &db;
+            s.spawn(move || {
+                let mut rng = fastrand::Rng::with_seed(t);
+                let isolation = if t % 2 == 0 {
+                    Isolation::Serializable
+                } else {
+                    Isolation::Snapshot
+                };
+                for _ in 0..100 {
+                    let (from, to) = (rng.u64(0..ACCOUNTS), rng.u64(0..ACCOUNTS));
+                    if from == to {
+                        continue;
+                    }
+                    db.update_with(isolation, |txn| {
+                        let a = balance(txn.get(format!("acct{from}"))?);
+                        let b = balance(txn.get(format!("acct{to}"))?);
+                        let amount = a.min(7);
+                        txn.put(format!("acct{from}"), (a - amount).to_be_bytes())?;
+                        txn.put(format!("acct{to}"), (b + amount).to_be_bytes())
+                    })
+                    .unwrap();
+                }
+            });
+        }
+    });
+    let before = contents(&db);
+    let total: u64 = before.values().map(|(v, _)| balance(Some(v.clone()))).sum();
+    assert_eq!(total, ACCOUNTS * START);
+    db.close().unwrap();
+    let db = Db::open(dir.path()).unwrap();
+    assert_eq!(contents(&db), before);
+}
