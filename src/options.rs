@@ -125,7 +125,8 @@ impl DbBuilder {
     }
 
     /// When a durable database's log syncs (default [`SyncPolicy::Always`]: a commit
-    /// returns once its record is on the disk). Ignored in memory.
+    /// returns once its record is on the disk). Ignored in memory. `build` refuses a
+    /// [`SyncPolicy::Periodic`] interval of zero.
     pub fn sync(mut self, policy: SyncPolicy) -> Self {
         self.sync = policy;
         self
@@ -151,6 +152,11 @@ impl DbBuilder {
         let Some(dir) = self.path else {
             return Ok(Db::with_options(self.opts));
         };
+        if self.sync == SyncPolicy::Periodic(std::time::Duration::ZERO) {
+            return Err(Error::InvalidConfig(
+                "a periodic sync needs an interval above zero",
+            ));
+        }
         let below_4_gib = |n: usize| u64::try_from(n).is_ok_and(|n| n <= u64::from(u32::MAX));
         if !below_4_gib(self.opts.max_key_len) {
             return Err(Error::InvalidConfig(

@@ -203,7 +203,7 @@ fn after_close_other_handles_cannot_write_but_can_read() {
 }
 
 #[test]
-fn a_durable_database_refuses_limits_of_4_gib_or_more() {
+fn a_durable_database_refuses_limits_of_4_gib_or_more_and_a_zero_sync_interval() {
     let dir = tempfile::tempdir().unwrap();
     let four_gib = 1usize << 32;
     let builders = [
@@ -217,6 +217,12 @@ fn a_durable_database_refuses_limits_of_4_gib_or_more() {
         let err = builder.path(dir.path()).build().unwrap_err();
         assert!(matches!(err, Error::InvalidConfig(_)), "{err:?}");
     }
+    let err = Db::builder()
+        .path(dir.path())
+        .sync(SyncPolicy::Periodic(Duration::ZERO))
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidConfig(_)), "{err:?}");
     // Just below is accepted.
     let db = Db::builder()
         .max_value_len(four_gib - 1)
