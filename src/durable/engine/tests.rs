@@ -110,7 +110,12 @@ fn a_big_write_set_whose_sync_fails_leaves_nothing_behind() {
 
 /// What a database reopened over `storage` after a power loss holds.
 fn after_power_loss(storage: &SimStorage) -> BTreeMap<Vec<u8>, (Vec<u8>, u64)> {
-    let crashed = storage.crash(Crash::SyncedOnly);
+    after_crash(storage, Crash::SyncedOnly)
+}
+
+/// What a database reopened over `storage` after a power loss of the kind `mode` holds.
+fn after_crash(storage: &SimStorage, mode: Crash) -> BTreeMap<Vec<u8>, (Vec<u8>, u64)> {
+    let crashed = storage.crash(mode);
     let db = open(&crashed, SyncPolicy::Always);
     let snap = db.snapshot();
     snap.iter()
@@ -165,6 +170,17 @@ fn never_loses_nothing_to_a_process_crash_but_may_to_a_power_loss() {
 /// before it saw (visibility never runs ahead of durability).
 #[test]
 fn every_commit_acknowledged_before_a_power_loss_survives_it() {
+    for mode in [
+        Crash::SyncedOnly,
+        Crash::UnsyncedPrefix { seed: 7 },
+        Crash::UnsyncedPages { seed: 11, page: 64 },
+    ] {
+        acknowledged_commits_survive(mode);
+    }
+}
+
+/// [`every_commit_acknowledged_before_a_power_loss_survives_it`] with one kind of power loss.
+fn acknowledged_commits_survive(mode: Crash) {
     const THREADS: usize = 4;
     const COMMITS: usize = 150;
     let storage = SimStorage::new();
@@ -206,7 +222,7 @@ fn every_commit_acknowledged_before_a_power_loss_survives_it() {
         let acked_before = acked.lock().unwrap().clone();
         let snap = db.snapshot();
         let seen: Vec<(Bytes, Bytes)> = snap.iter().collect();
-        let image = after_power_loss(&storage);
+        let image = after_crash(&storage, mode);
         stop.store(true, Ordering::Relaxed);
         (acked_before, seen, image)
     });
@@ -220,6 +236,14 @@ fn every_commit_acknowledged_before_a_power_loss_survives_it() {
         assert!(
             found.is_some(),
             "{key:?} = {value:?} was visible but is not durable"
+        );
+    }
+    // Whole transactions only: a shared key names the transaction that wrote it last, whose
+    // own key (never written again) must be there too.
+    for (key, (value, _)) in image.range(b"shared-".to_vec()..b"shared.".to_vec()) {
+        assert!(
+            image.contains_key(value),
+            "{key:?} names {value:?}, which is missing: half a transaction recovered"
         );
     }
     // Group commit: fewer syncs than commits.
