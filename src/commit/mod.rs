@@ -399,7 +399,7 @@ fn validate_and_install<'c>(
     })
 }
 
-/// Step 4a of [`commit`] for a durable database: appends the record of the commit at `ts`
+/// The durable step of [`commit`] (after step 4): appends the record of the commit at `ts`
 /// and waits until the log's sync policy promise holds (under `Always`: synced).
 ///
 /// The caller holds every chain of the write set locked and its timestamp allocated, not
