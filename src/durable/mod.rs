@@ -14,6 +14,8 @@
 //!   poisoning after a failed write or sync, segment rollover.
 //! - [`checkpoint`]: a sorted image of the store at one timestamp, installed atomically and
 //!   verified whole when read.
+//! - [`recovery`]: rebuilding the state a directory holds on open: the newest checkpoint and
+//!   the log after it, a torn tail cut off, damage to synced data refused or repaired.
 //!
 //! The byte layouts are specified in `docs/durability.md`.
 
@@ -23,6 +25,7 @@ pub(crate) mod frame;
 pub(crate) mod log;
 pub mod policy;
 pub(crate) mod record;
+pub(crate) mod recovery;
 pub(crate) mod segment;
 pub(crate) mod storage;
 
