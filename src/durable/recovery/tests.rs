@@ -780,3 +780,67 @@ proptest! {
         prop_assert_eq!(r.entries, entries(&model(&commits[..k])));
     }
 }
+
+/// Recovery of a million keys, from a log and from a checkpoint, on the file system, beside
+/// loading the same keys into an in-memory `Db` (the issue's target: reopening takes at most
+/// twice the load). Prints figures, asserts only the outcome; run with
+/// `cargo test --release --all-features --lib recovering_a_million_keys -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement: prints timings"]
+fn recovering_a_million_keys() {
+    use std::time::Instant;
+    const KEYS: u64 = 1_000_000;
+    let key = |i: u64| format!("key{:012}", i * 7919 % KEYS); // a permutation: 7919 is prime
+    let value = |i: u64| format!("value-{i:026}");
+
+    let started = Instant::now();
+    let db = crate::Db::new();
+    for i in 0..KEYS {
+        db.put(key(i), value(i)).unwrap();
+    }
+    let load = started.elapsed();
+    drop(db);
+
+    // The log: one commit per key, as a million single-key commits leave it.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut w = SegmentWriter::create(&FileStorage, tmp.path(), 1, 1).unwrap();
+    let mut payload = Vec::new();
+    for i in 0..KEYS {
+        payload.clear();
+        let (k, v) = (key(i), value(i));
+        record::encode(i + 1, [(k.as_bytes(), Some(v.as_bytes()))], &mut payload);
+        w.append([&payload[..]]).unwrap();
+    }
+    w.sync().unwrap();
+    let log_bytes = w.written();
+    drop(w);
+    let started = Instant::now();
+    let r = recover(&FileStorage, tmp.path(), RecoveryOptions::default()).unwrap();
+    let from_log = started.elapsed();
+    assert_eq!(r.entries.len() as u64, KEYS);
+    assert_eq!(r.records_replayed, KEYS);
+
+    // The checkpoint of those keys, with the log removed.
+    let tmp2 = tempfile::tempdir().unwrap();
+    checkpoint::write(
+        &FileStorage,
+        tmp2.path(),
+        KEYS,
+        r.entries.iter().map(|(k, v, _)| (k, v)),
+        checkpoint::FRAME_BYTES,
+    )
+    .unwrap();
+    let started = Instant::now();
+    let c = recover(&FileStorage, tmp2.path(), RecoveryOptions::default()).unwrap();
+    let from_checkpoint = started.elapsed();
+    assert_eq!(c.entries.len() as u64, KEYS);
+    assert_eq!(c.checkpoint_ts, Some(KEYS));
+
+    println!(
+        "1M keys: in-memory load {load:.2?}; recovery from a log of {} MB {from_log:.2?} \
+         ({:.2}x the load); from a checkpoint {from_checkpoint:.2?} ({:.2}x)",
+        log_bytes >> 20,
+        from_log.as_secs_f64() / load.as_secs_f64(),
+        from_checkpoint.as_secs_f64() / load.as_secs_f64(),
+    );
+}
