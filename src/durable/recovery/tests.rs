@@ -746,8 +746,6 @@ fn damaged_log(commits: &[Commit], flips: &[(u64, usize, u8)], cut: Option<usize
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
-
     // The proptest version of the `fuzz/` target `recovery`: arbitrary directory contents
     // (files with segment, checkpoint and other names; raw, valid or damaged bytes).
     #[test]
