@@ -99,7 +99,7 @@ pub(crate) fn recover<S: Storage>(
     let checkpoint_ts = checkpoint.as_ref().map(|c| c.ts);
     let mut replay = Replay::new(checkpoint_ts);
 
-    // Read every segment in log order until the end or the first damage (`cut`).
+    // Read every segment in log order, up to the end or the first damage.
     let segments = &files.segments;
     let mut end = LogEnd::Clean;
     // Without a checkpoint nothing may have been deleted: the log starts at segment 1.
@@ -298,7 +298,7 @@ enum SegmentOutcome {
     Whole,
     /// Valid up to `offset`; the `dropped` bytes after it were never known durable.
     TornTail { offset: u64, dropped: u64 },
-    /// Damage at `offset`; under repair the records before it were applied.
+    /// Damage at `offset`; the records before it were applied (what a repair keeps).
     Damaged { offset: u64, what: String },
 }
 
