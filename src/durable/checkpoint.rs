@@ -59,7 +59,6 @@ fn temp_name(ts: u64) -> String {
 }
 
 /// The timestamp in a checkpoint's file name, `None` if it is not one.
-#[allow(dead_code)] // for recovery, which lists the directory; not built yet
 pub(crate) fn parse_file_name(name: &str) -> Option<u64> {
     let digits = name.strip_suffix(".ckpt")?;
     if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {

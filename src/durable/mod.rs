@@ -14,7 +14,8 @@
 //!   poisoning after a failed write or sync, segment rollover.
 //! - [`checkpoint`]: a sorted image of the store at one timestamp, installed atomically and
 //!   verified whole when read.
-//! - [`recovery`]: the state a directory's log describes, read on open.
+//! - [`recovery`]: rebuilding the state a directory holds on open: the newest checkpoint and
+//!   the log after it, a torn tail cut off, damage to synced data refused or repaired.
 //! - [`engine`]: what the engine sees: the log its commits write through, opening and
 //!   closing a directory; [`dir_lock`]: one owner per directory; [`report`]: the public
 //!   account of a recovery.

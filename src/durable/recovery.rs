@@ -1,126 +1,497 @@
-//! Recovery of a database directory on open: the state the log's surviving records describe.
+//! Recovery of a database directory on open: the newest checkpoint, then every log record
+//! after it, applied in log order; a crash's torn tail cut off, damage to synced data refused
+//! (or, on request, cut off with everything after it).
 //!
-//! This version replays log segments only (no checkpoints yet): every `*.log` segment in
-//! number order, each parsed with [`segment::parse`] (a segment followed by another was
-//! synced to its end, so damage anywhere in it is corruption), every frame's record decoded
-//! and applied. The newest segment may end in a crash's torn tail: it is cut off (truncated,
-//! or the file removed if not even its header survived) and reported.
+//! The procedure, step by step, is in `docs/durability.md` ("Recovery"). In short:
+//! 1. leftovers of an interrupted checkpoint (`*.ckpt.tmp`) are removed, unknown files ignored;
+//! 2. the newest checkpoint is read and verified whole: damage there is corruption, never a
+//!    reason to fall back to an older one (the segments it covered may be gone);
+//! 3. the segments are read in number order; they must be contiguous. Every segment but the
+//!    last was synced to its end before the next one was created, so any damage in it is
+//!    corruption; the last one's frames say how far it was synced, which tells a torn tail
+//!    (cut off here) from damage (corruption);
+//! 4. each record newer than the checkpoint is applied, per key the write with the largest
+//!    timestamp winning.
 //!
-//! Records are applied per key by timestamp, not by log order: log order is not timestamp
-//! order across keys (`docs/durability.md` §5.2), though it is per key (same-key commits
-//! append under the key's chain lock), so keeping each key's write with the highest
-//! timestamp is the same as applying the records in log order.
+//! Nothing is changed on disk until the whole directory has been read and judged, except the
+//! removal of checkpoint leftovers: a directory that recovery refuses is left as it was.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
-use super::record;
-use super::segment::{self, SegmentEnd};
-use super::storage::Storage;
+use super::checkpoint::{self, Checkpoint};
+use super::record::{self, CommitRecord};
+use super::segment::{self, SegmentEnd, SegmentRead};
+use super::storage::{Storage, StorageFile};
 use crate::error::{Error, Result};
 
-/// What the directory holds.
+/// The state a directory holds, as recovery rebuilt it.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Recovered {
+    /// The timestamp of the checkpoint recovery started from, if any.
     pub(crate) checkpoint_ts: Option<u64>,
-    /// Live keys with their newest value and the timestamp that wrote it, sorted by key.
+    /// Live keys with their newest value and the timestamp that wrote it, sorted by key, unique.
     pub(crate) entries: Vec<(Bytes, Bytes, u64)>,
     /// The highest timestamp in the checkpoint or any replayed record (0 if none).
     pub(crate) max_ts: u64,
-    /// The number the next new segment must get (above every segment file present).
+    /// The number the next new segment must get (above every segment file present, >= 1).
     pub(crate) next_segment: u64,
+    /// Records applied (those newer than the checkpoint; older ones are in its image).
     pub(crate) records_replayed: u64,
+    /// The crash's cut-off tail of the last segment, which recovery truncated (or, for a
+    /// segment holding only part of its header, removed).
     pub(crate) torn_tail: Option<TornTail>,
+    /// What [`RecoveryOptions::repair`] cut off at damaged data, if it had to.
+    pub(crate) repaired: Option<Repaired>,
 }
 
-/// The cut-off end of the newest segment that recovery dropped.
+/// A torn tail recovery cut off: the bytes of `file` from `offset` on (`dropped` of them).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct TornTail {
     pub(crate) file: PathBuf,
     pub(crate) offset: u64,
     pub(crate) dropped: u64,
 }
 
+/// What a repair dropped: `file` cut at `offset` (`dropped` bytes; at offset 0 the file was
+/// removed), and every later segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Repaired {
+    /// The segment the damage is in; for a gap in the numbering, the missing segment's name
+    /// (then `offset` and `dropped` are 0).
+    pub(crate) file: PathBuf,
+    pub(crate) offset: u64,
+    pub(crate) dropped: u64,
+    /// The later segments removed, in log order, with their lengths in bytes.
+    pub(crate) removed: Vec<(PathBuf, u64)>,
+    /// The corruption that was repaired, as the error without repair would have said it.
+    pub(crate) what: String,
+}
+
 /// How to recover.
-#[derive(Default)]
+#[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct RecoveryOptions {
-    /// Truncate at corruption instead of failing (not supported by this version: corruption
-    /// is always an error).
+    /// At damage in the log (which is otherwise `Error::Corruption`), keep the log up to it
+    /// and drop the rest: truncate the damaged segment there and remove every later one,
+    /// reporting exactly that in [`Recovered::repaired`]. A damaged checkpoint cannot be
+    /// repaired (the log it replaced may be gone) and stays an error.
     pub(crate) repair: bool,
 }
 
-/// Reads every segment in `dir`, drops the newest one's torn tail, and returns the state.
+/// Recovers the database in `dir`: see the module documentation and `docs/durability.md`.
+///
+/// Errors: [`Error::Corruption`] naming the file and offset of damage to data that was
+/// synced (unless `opts.repair`, for the log), [`Error::Io`] if the storage fails. Total over
+/// any directory content: never a panic.
 pub(crate) fn recover<S: Storage>(
     storage: &S,
     dir: &Path,
     opts: RecoveryOptions,
 ) -> Result<Recovered> {
-    // This version never repairs: corruption is always an error.
-    let _ = opts.repair;
-    let mut segments: Vec<(u64, String)> = storage
-        .list(dir)
-        .map_err(Error::io)?
-        .into_iter()
-        .filter_map(|name| segment::parse_file_name(&name).map(|n| (n, name)))
-        .collect();
-    segments.sort_unstable();
-    let next_segment = segments.last().map_or(1, |(n, _)| n + 1);
-    // Per key: the write with the highest timestamp (`None`: a delete).
-    let mut state: BTreeMap<Bytes, (Option<Bytes>, u64)> = BTreeMap::new();
-    let (mut max_ts, mut records_replayed, mut torn_tail) = (0, 0, None);
-    for (i, (_, name)) in segments.iter().enumerate() {
-        let path = dir.join(name);
-        let bytes = storage.read(&path).map_err(Error::io)?;
-        let newest = i + 1 == segments.len();
-        let known_synced = if newest { 0 } else { u64::MAX };
-        let read = segment::parse(&path, &bytes, known_synced)?;
-        for f in &read.frames {
-            let rec = record::decode(f.frame.payload).map_err(|e| Error::Corruption {
-                file: path.clone(),
-                offset: f.offset,
-                what: e.to_string(),
-            })?;
-            max_ts = max_ts.max(rec.ts);
-            records_replayed += 1;
-            for w in rec.writes {
-                match state.get(&w.key) {
-                    Some((_, ts)) if *ts > rec.ts => {}
-                    _ => {
-                        state.insert(w.key, (w.value, rec.ts));
-                    }
-                }
-            }
-        }
-        if let SegmentEnd::TornTail {
-            offset, dropped, ..
-        } = read.end
-        {
-            // Only the newest segment can end torn (`parse` calls it corruption otherwise).
-            if read.header.is_none() {
-                // Cut while being created: nothing in it was ever appended. Removed, not
-                // emptied: an empty file followed by the next segment would read as damage.
-                storage.remove(&path).map_err(Error::io)?;
-                storage.sync_dir(dir).map_err(Error::io)?;
-            } else {
-                storage.truncate(&path, offset).map_err(Error::io)?;
-            }
-            torn_tail = Some(TornTail {
-                file: path,
-                offset,
-                dropped,
+    let files = list(storage, dir)?;
+
+    let checkpoint = match files.newest_checkpoint {
+        Some(ts) => Some(read_checkpoint(storage, dir, ts)?),
+        None => None,
+    };
+    let checkpoint_ts = checkpoint.as_ref().map(|c| c.ts);
+    let mut replay = Replay::new(checkpoint_ts);
+
+    // Read every segment in log order, up to the end or the first damage.
+    let segments = &files.segments;
+    let mut end = LogEnd::Clean;
+    // Without a checkpoint nothing may have been deleted: the log starts at segment 1.
+    let mut expected = match (&checkpoint, segments.first()) {
+        (Some(_), Some(&first)) => first,
+        _ => 1,
+    };
+    for (index, &number) in segments.iter().enumerate() {
+        if number != expected {
+            end = LogEnd::Cut(Cut {
+                index,
+                file: dir.join(segment::file_name(expected)),
+                offset: 0,
+                missing: true,
+                what: if index == 0 {
+                    format!(
+                        "log segment {expected} is missing: the log starts at segment {number} \
+                         and no checkpoint covers the segments before it"
+                    )
+                } else {
+                    format!("log segment {expected} is missing: segment {number} follows it")
+                },
             });
+            break;
+        }
+        expected = number.saturating_add(1);
+        let path = dir.join(segment::file_name(number));
+        let bytes = storage.read(&path).map_err(Error::io)?;
+        let last = index + 1 == segments.len();
+        match replay_segment(&mut replay, &path, number, &bytes, last)? {
+            SegmentOutcome::Whole => {}
+            SegmentOutcome::TornTail { offset, dropped } => {
+                debug_assert!(last, "only the last segment can have a torn tail");
+                end = LogEnd::Torn(TornTail {
+                    file: path,
+                    offset,
+                    dropped,
+                });
+            }
+            SegmentOutcome::Damaged { offset, what } => {
+                end = LogEnd::Cut(Cut {
+                    index,
+                    file: path,
+                    offset,
+                    missing: false,
+                    what,
+                });
+                break;
+            }
         }
     }
-    let entries = state
-        .into_iter()
-        .filter_map(|(key, (value, ts))| value.map(|v| (key, v, ts)))
-        .collect();
+
+    // The directory was judged: now make what is on disk match what was recovered.
+    let mut kept = segments.len();
+    let mut torn_tail = None;
+    let mut repaired = None;
+    match end {
+        LogEnd::Clean => {
+            // A segment that is about to be followed by another must be durable to its end
+            // (that is what lets a later recovery call any damage in it corruption), and
+            // frames read from the page cache may not be: sync it.
+            if let Some(&number) = segments.last() {
+                let path = dir.join(segment::file_name(number));
+                let mut file = storage.open_append(&path).map_err(Error::io)?;
+                file.sync().map_err(Error::io)?;
+            }
+        }
+        LogEnd::Torn(tail) => {
+            if tail.offset == 0 {
+                // Only part of a header: the segment was being created when the crash came.
+                storage.remove(&tail.file).map_err(Error::io)?;
+                storage.sync_dir(dir).map_err(Error::io)?;
+                kept -= 1;
+            } else {
+                // `truncate` syncs: the cut segment is durable to its new end.
+                storage
+                    .truncate(&tail.file, tail.offset)
+                    .map_err(Error::io)?;
+            }
+            torn_tail = Some(tail);
+        }
+        LogEnd::Cut(cut) => {
+            if !opts.repair {
+                return Err(Error::Corruption {
+                    file: cut.file,
+                    offset: cut.offset,
+                    what: cut.what,
+                });
+            }
+            let report = repair(storage, dir, segments, cut)?;
+            // `removed` includes the damaged segment itself if its header was the damage.
+            kept = segments.len() - report.removed.len();
+            repaired = Some(report);
+        }
+    }
+
+    let next_segment = segments[..kept].last().map_or(1, |&n| n.saturating_add(1));
+    let (entries, max_ts, records_replayed) = replay.finish(checkpoint);
     Ok(Recovered {
-        checkpoint_ts: None,
+        checkpoint_ts,
         entries,
         max_ts,
         next_segment,
         records_replayed,
         torn_tail,
+        repaired,
     })
 }
+
+/// The files of a database directory that recovery reads.
+struct DirFiles {
+    newest_checkpoint: Option<u64>,
+    /// Segment numbers, ascending.
+    segments: Vec<u64>,
+}
+
+/// Lists `dir`, removing the temporary files of checkpoints that were never installed.
+fn list<S: Storage>(storage: &S, dir: &Path) -> Result<DirFiles> {
+    let mut files = DirFiles {
+        newest_checkpoint: None,
+        segments: Vec::new(),
+    };
+    let mut removed = false;
+    for name in storage.list(dir).map_err(Error::io)? {
+        if let Some(ts) = checkpoint::parse_file_name(&name) {
+            files.newest_checkpoint = files.newest_checkpoint.max(Some(ts));
+        } else if let Some(number) = segment::parse_file_name(&name) {
+            files.segments.push(number);
+        } else if name
+            .strip_suffix(".tmp")
+            .and_then(checkpoint::parse_file_name)
+            .is_some()
+        {
+            // A checkpoint interrupted before its rename: not a checkpoint, never read.
+            storage.remove(&dir.join(&name)).map_err(Error::io)?;
+            removed = true;
+        }
+        // Anything else (the lock file, a user's stray file) is not ours to judge.
+    }
+    if removed {
+        storage.sync_dir(dir).map_err(Error::io)?;
+    }
+    files.segments.sort_unstable();
+    Ok(files)
+}
+
+fn read_checkpoint<S: Storage>(storage: &S, dir: &Path, ts: u64) -> Result<Checkpoint> {
+    let path = dir.join(checkpoint::file_name(ts));
+    let bytes = storage.read(&path).map_err(Error::io)?;
+    let checkpoint = checkpoint::read(&path, &bytes)?;
+    if checkpoint.ts != ts {
+        return Err(Error::Corruption {
+            file: path,
+            offset: 0,
+            what: format!(
+                "checkpoint header says timestamp {}, its name {ts}",
+                checkpoint.ts
+            ),
+        });
+    }
+    Ok(checkpoint)
+}
+
+/// A checkpoint's entries as recovered entries: `(key, value, the timestamp that wrote it)`,
+/// sorted by key. Today's checkpoint format records no per-entry timestamp, so each entry
+/// gets the checkpoint's own (the version it holds is the newest at that timestamp).
+fn checkpoint_entries(checkpoint: Checkpoint) -> impl Iterator<Item = (Bytes, Bytes, u64)> {
+    let ts = checkpoint.ts;
+    checkpoint.entries.into_iter().map(move |(k, v)| (k, v, ts))
+}
+
+/// How the log ends, as the read found it.
+enum LogEnd {
+    Clean,
+    /// The last segment has a torn tail.
+    Torn(TornTail),
+    /// Damage (or a missing segment): the log is kept up to here only under repair.
+    Cut(Cut),
+}
+
+/// Where the readable log ends because of damage.
+struct Cut {
+    /// The index (in the directory's segment list) of the damaged segment, or of the first
+    /// segment after a missing one.
+    index: usize,
+    file: PathBuf,
+    offset: u64,
+    /// The segment at `file` does not exist (a gap in the numbering).
+    missing: bool,
+    what: String,
+}
+
+/// What reading one segment found.
+enum SegmentOutcome {
+    /// Every byte of it is a valid frame holding a valid record.
+    Whole,
+    /// Valid up to `offset`; the `dropped` bytes after it were never known durable.
+    TornTail { offset: u64, dropped: u64 },
+    /// Damage at `offset`; the records before it were applied (what a repair keeps).
+    Damaged { offset: u64, what: String },
+}
+
+/// Reads segment `number` (content `bytes`) and applies its records. `last`: no segment
+/// follows it, so its frames' synced marks, not its length, say what was durable.
+fn replay_segment(
+    replay: &mut Replay,
+    path: &Path,
+    number: u64,
+    bytes: &[u8],
+    last: bool,
+) -> Result<SegmentOutcome> {
+    // A segment that another follows was synced to its end before that one was created.
+    let known_synced = if last { 0 } else { u64::MAX };
+    let read = match segment::parse(path, bytes, known_synced) {
+        Ok(read) => read,
+        Err(Error::Corruption { offset, what, .. }) => {
+            // The frames before the damage are what a repair keeps of the segment (applied
+            // without repair too: the caller then discards the state and reports the error).
+            let at = usize::try_from(offset).map_or(bytes.len(), |at| at.min(bytes.len()));
+            let prefix = segment::parse(path, &bytes[..at], 0)?;
+            if let Some(damage) = wrong_number(&prefix, number) {
+                return Ok(damage);
+            }
+            if let Err(damage) = apply_frames(replay, &prefix) {
+                return Ok(damage);
+            }
+            return Ok(SegmentOutcome::Damaged { offset, what });
+        }
+        Err(other) => return Err(other),
+    };
+    if let Some(damage) = wrong_number(&read, number) {
+        return Ok(damage);
+    }
+    if let Err(damage) = apply_frames(replay, &read) {
+        return Ok(damage);
+    }
+    Ok(match read.end {
+        SegmentEnd::Clean => SegmentOutcome::Whole,
+        SegmentEnd::TornTail {
+            offset, dropped, ..
+        } => SegmentOutcome::TornTail { offset, dropped },
+    })
+}
+
+/// Damage at offset 0 if the segment's header names another segment than its file name: a
+/// file copied or renamed by hand, whose records are not this place's in the log.
+fn wrong_number(read: &SegmentRead<'_>, number: u64) -> Option<SegmentOutcome> {
+    let header = read.header?;
+    (header.number != number).then(|| SegmentOutcome::Damaged {
+        offset: 0,
+        what: format!(
+            "segment header says number {}, its file name {number}",
+            header.number
+        ),
+    })
+}
+
+/// Applies every frame's record, in order; a frame whose checksum holds but whose payload is
+/// not a record is damage at that frame (the frames before it stay applied).
+fn apply_frames(replay: &mut Replay, read: &SegmentRead<'_>) -> Result<(), SegmentOutcome> {
+    for f in &read.frames {
+        match record::decode(f.frame.payload) {
+            Ok(rec) => replay.apply(rec),
+            Err(e) => {
+                return Err(SegmentOutcome::Damaged {
+                    offset: f.offset,
+                    what: format!("frame checks out but {e}"),
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Cuts the log at `cut`: removes every segment after it (newest first, so that a crash
+/// during the repair leaves a contiguous log that the next repair continues), makes that
+/// durable, then truncates the damaged segment (removes it if its header is the damage).
+fn repair<S: Storage>(storage: &S, dir: &Path, segments: &[u64], cut: Cut) -> Result<Repaired> {
+    let first_removed = if cut.missing {
+        cut.index
+    } else {
+        cut.index + 1
+    };
+    let mut removed = Vec::new();
+    for &number in segments[first_removed..].iter().rev() {
+        let path = dir.join(segment::file_name(number));
+        let len = storage.len(&path).map_err(Error::io)?;
+        storage.remove(&path).map_err(Error::io)?;
+        removed.push((path, len));
+    }
+    removed.reverse();
+    if !removed.is_empty() {
+        storage.sync_dir(dir).map_err(Error::io)?;
+    }
+    let mut dropped = 0;
+    if !cut.missing {
+        let len = storage.len(&cut.file).map_err(Error::io)?;
+        dropped = len.saturating_sub(cut.offset);
+        if cut.offset == 0 {
+            storage.remove(&cut.file).map_err(Error::io)?;
+            storage.sync_dir(dir).map_err(Error::io)?;
+            removed.insert(0, (cut.file.clone(), len));
+        } else {
+            storage.truncate(&cut.file, cut.offset).map_err(Error::io)?;
+        }
+    }
+    Ok(Repaired {
+        file: cut.file,
+        offset: cut.offset,
+        dropped,
+        removed,
+        what: cut.what,
+    })
+}
+
+/// The records applied so far, over the checkpoint: per key, the write with the largest
+/// timestamp (a delete as `None`, kept until the end so that it still wins over the
+/// checkpoint's entry). A map of the keys the log wrote only, so the checkpoint's entries
+/// are never hashed: they are merged in, already sorted, at the end.
+struct Replay {
+    checkpoint_ts: Option<u64>,
+    writes: HashMap<Bytes, (Option<Bytes>, u64), foldhash::fast::RandomState>,
+    max_ts: u64,
+    replayed: u64,
+}
+
+impl Replay {
+    fn new(checkpoint_ts: Option<u64>) -> Self {
+        Self {
+            checkpoint_ts,
+            writes: HashMap::default(),
+            max_ts: checkpoint_ts.unwrap_or(0),
+            replayed: 0,
+        }
+    }
+
+    /// Applies one record, in log order. Log order is timestamp order per key (commits to one
+    /// key append under that key's lock) but not across keys (`docs/durability.md`, "log
+    /// order is not timestamp order"), so the largest timestamp wins, not the last record.
+    fn apply(&mut self, rec: CommitRecord) {
+        self.max_ts = self.max_ts.max(rec.ts);
+        if self.checkpoint_ts.is_some_and(|cp| rec.ts <= cp) {
+            return; // in the checkpoint's image already
+        }
+        self.replayed += 1;
+        for w in rec.writes {
+            match self.writes.entry(w.key) {
+                std::collections::hash_map::Entry::Occupied(mut e) => {
+                    debug_assert!(
+                        e.get().1 < rec.ts,
+                        "key {:?} written at {} after {} in log order",
+                        e.key(),
+                        rec.ts,
+                        e.get().1
+                    );
+                    if e.get().1 <= rec.ts {
+                        e.insert((w.value, rec.ts));
+                    }
+                }
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert((w.value, rec.ts));
+                }
+            }
+        }
+    }
+
+    /// The live entries sorted by key (the log's writes merged over the checkpoint's
+    /// entries), the highest timestamp seen, and the records applied.
+    fn finish(self, checkpoint: Option<Checkpoint>) -> (Vec<(Bytes, Bytes, u64)>, u64, u64) {
+        let mut log: Vec<_> = self.writes.into_iter().collect();
+        log.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let base_len = checkpoint.as_ref().map_or(0, |c| c.entries.len());
+        let mut entries = Vec::with_capacity(base_len + log.len());
+        let mut base = checkpoint
+            .into_iter()
+            .flat_map(checkpoint_entries)
+            .peekable();
+        for (key, (value, ts)) in log {
+            while let Some(older) = base.next_if(|(k, _, _)| *k < key) {
+                entries.push(older);
+            }
+            // The log's write replaces the checkpoint's entry (it is newer than the
+            // checkpoint); a delete removes it.
+            base.next_if(|(k, _, _)| *k == key);
+            if let Some(value) = value {
+                entries.push((key, value, ts));
+            }
+        }
+        entries.extend(base);
+        (entries, self.max_ts, self.replayed)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests;
