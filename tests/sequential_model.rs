@@ -26,7 +26,7 @@ use std::ops::Bound;
 
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
-use snapkv::{Bytes, ConflictKind, Db, Error, Isolation, Snapshot, Transaction};
+use snapkv::{Bytes, ConflictKind, Db, Error, Isolation, Snapshot, SyncPolicy, Transaction};
 
 /// The key space: shared prefixes, and a `0xff` byte to exercise the prefix upper bound.
 const KEYS: [&[u8]; 6] = [b"a", b"ab", b"abc", b"a\xff", b"b", b"ba"];
@@ -109,6 +109,11 @@ enum Op {
     /// `true`: `rollback()`, `false`: drop.
     Abort(usize, bool),
     CollectGarbage,
+    /// Durable runs only: every snapshot and transaction is dropped (transactions abort) and
+    /// the directory is reopened; `true`: after `close`, `false`: after dropping the handle
+    /// without it, as a crashed process leaves the directory (under `SyncPolicy::Never` every
+    /// acknowledged commit was written to the operating system, which keeps it).
+    Reopen(bool),
 }
 
 fn bound() -> impl Strategy<Value = B> {
@@ -180,6 +185,11 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (i(), any::<bool>()).prop_map(|(t, r)| Op::Abort(t, r)),
     ];
     prop_oneof![17 => db_ops, 19 => txn_ops]
+}
+
+/// The operations of a durable run: every operation, plus reopening the directory.
+fn durable_op() -> impl Strategy<Value = Op> {
+    prop_oneof![36 => op(), 2 => any::<bool>().prop_map(Op::Reopen)]
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -583,15 +593,31 @@ fn check_new_ts(
     Ok(())
 }
 
-fn run(default_serializable: bool, ops: &[Op]) -> Result<(), TestCaseError> {
-    let db = if default_serializable {
-        Db::builder()
-            .isolation(Isolation::Serializable)
-            .build()
-            .unwrap()
+/// Opens the database of a run: in memory, or in `dir` (written to the operating system at
+/// each commit, not synced: a run reopens its directory but never loses power).
+fn open(default_serializable: bool, dir: Option<&std::path::Path>) -> Db {
+    let builder = Db::builder().isolation(if default_serializable {
+        Isolation::Serializable
     } else {
-        Db::new()
-    };
+        Isolation::Snapshot
+    });
+    match dir {
+        Some(dir) => builder.path(dir).sync(SyncPolicy::Never).build().unwrap(),
+        None => builder.build().unwrap(),
+    }
+}
+
+fn run(default_serializable: bool, ops: &[Op]) -> Result<(), TestCaseError> {
+    run_in(default_serializable, None, ops)
+}
+
+/// [`run`] on a database in `dir` (`None`: in memory), which [`Op::Reopen`] reopens.
+fn run_in(
+    default_serializable: bool,
+    dir: Option<&std::path::Path>,
+    ops: &[Op],
+) -> Result<(), TestCaseError> {
+    let mut db = open(default_serializable, dir);
     let mut m = Model::new();
     let mut snaps: Vec<Snap> = Vec::new();
     let mut txns: Vec<Txn> = Vec::new();
@@ -817,6 +843,28 @@ fn run(default_serializable: bool, ops: &[Op]) -> Result<(), TestCaseError> {
                     t.txn.rollback();
                 }
             }
+            Op::Reopen(close) => {
+                let Some(dir) = dir else { continue };
+                snaps.clear();
+                txns.clear();
+                let old = std::mem::replace(&mut db, Db::new());
+                if *close {
+                    old.close().unwrap();
+                } else {
+                    drop(old);
+                }
+                db = open(default_serializable, Some(dir));
+                // Exactly the live keys come back, one version each, at their timestamps.
+                let st = db.stats();
+                let live_now = KEYS.iter().filter(|k| m.read(k, m.now).is_some()).count();
+                prop_assert_eq!((st.keys, st.versions), (live_now, live_now), "after reopening");
+                for k in KEYS {
+                    let want = m.version(m.read(k, m.now));
+                    let got = db.get_versioned(k).unwrap().map(|(v, ts)| (v.to_vec(), ts));
+                    prop_assert_eq!(got, want, "a reopened key's value and version");
+                }
+                prop_assert!(st.visible_ts >= *m.store_ts.last().unwrap());
+            }
             Op::CollectGarbage => {
                 let before = db.stats();
                 let report = db.collect_garbage();
@@ -899,13 +947,30 @@ proptest! {
     }
 }
 
+/// `PROPTEST_CASES` / 16 for the durable runs, which open files and sync directories.
+fn durable_config() -> ProptestConfig {
+    let cases = config().cases / 16;
+    ProptestConfig::with_cases(cases.max(1))
+}
+
+proptest! {
+    #![proptest_config(durable_config())]
+    #[test]
+    fn durable_store_matches_model_across_reopens(
+        default_serializable in any::<bool>(),
+        ops in proptest::collection::vec(durable_op(), 1..60),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        run_in(default_serializable, Some(dir.path()), &ops)?;
+    }
+}
+
 /// A fixed sequence covering a conflict of each kind, so the interesting paths run even with
 /// very few random cases.
-#[test]
-fn fixed_sequence_hits_every_conflict_kind() {
+fn fixed_sequence() -> Vec<Op> {
     use Op::*;
     let ser = Some(Isolation::Serializable);
-    let ops = [
+    vec![
         Put(0, vec![1]),
         Put(4, vec![2]),
         // write-write
@@ -946,6 +1011,26 @@ fn fixed_sequence_hits_every_conflict_kind() {
         ReadAtSnapshot(0, 4),
         DropSnapshot(0),
         CollectGarbage,
-    ];
-    run(false, &ops).unwrap();
+    ]
+}
+
+#[test]
+fn fixed_sequence_hits_every_conflict_kind() {
+    run(false, &fixed_sequence()).unwrap();
+}
+
+/// The fixed sequence on a directory, reopened (after `close` and without it) between its
+/// steps and at the end.
+#[test]
+fn fixed_sequence_survives_reopens() {
+    let mut ops = Vec::new();
+    for (i, op) in fixed_sequence().into_iter().enumerate() {
+        ops.push(op);
+        if i % 5 == 4 {
+            ops.push(Op::Reopen(i % 10 == 4));
+        }
+    }
+    ops.push(Op::Reopen(true));
+    let dir = tempfile::tempdir().unwrap();
+    run_in(false, Some(dir.path()), &ops).unwrap();
 }
