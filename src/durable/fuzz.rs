@@ -57,10 +57,13 @@ pub fn segment_damage(data: &[u8]) {
 }
 
 /// Reads arbitrary bytes as a checkpoint: a typed result, never a panic, and whatever reads
-/// back has strictly increasing keys.
+/// back has strictly increasing keys and no version newer than the checkpoint.
 pub fn checkpoint_reader(bytes: &[u8]) {
     match checkpoint::read(Path::new("fuzz.ckpt"), bytes) {
-        Ok(cp) => assert!(cp.entries.windows(2).all(|w| w[0].0 < w[1].0)),
+        Ok(cp) => {
+            assert!(cp.entries.windows(2).all(|w| w[0].key < w[1].key));
+            assert!(cp.entries.iter().all(|e| e.ts <= cp.ts));
+        }
         Err(e) => assert!(matches!(e, crate::Error::Corruption { .. }), "{e:?}"),
     }
 }
