@@ -143,6 +143,12 @@ pub enum Error {
         /// The failure after which the outcome cannot be known.
         cause: Arc<std::io::Error>,
     },
+    /// A backup's destination exists and is not an empty directory: a backup never writes
+    /// over or beside other files.
+    DestinationNotEmpty {
+        /// The destination given.
+        path: PathBuf,
+    },
 }
 
 impl std::fmt::Display for Error {
@@ -189,6 +195,9 @@ impl std::fmt::Display for Error {
                 f,
                 "commit outcome unknown (it may reappear after reopening): {cause}"
             ),
+            Error::DestinationNotEmpty { path } => {
+                write!(f, "{} exists and is not an empty directory", path.display())
+            }
         }
     }
 }

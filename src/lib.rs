@@ -102,6 +102,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![warn(missing_debug_implementations)]
 
+mod backup;
 mod bounds;
 mod clock;
 mod commit;
@@ -148,6 +149,7 @@ mod loom_models;
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+pub use backup::BackupReport;
 pub use bounds::KeyBounds;
 pub use bytes::Bytes;
 pub use db::{Db, Stats, Ts};

@@ -203,9 +203,15 @@ impl<'s, S: Storage> Writer<'s, S> {
         self.count += 1;
     }
 
-    /// Whether the pending frame reached its size: time for [`write_frame`](Self::write_frame).
+    /// The last key pushed, `None` before the first.
+    pub(crate) fn last_key(&self) -> Option<&[u8]> {
+        (self.count > 0).then_some(&self.previous[..])
+    }
+
+    /// Whether the pending frame holds an entry and reached its size: time for
+    /// [`write_frame`](Self::write_frame).
     pub(crate) fn frame_full(&self) -> bool {
-        self.payload.len() >= self.frame_bytes
+        self.payload.len() > 1 && self.payload.len() >= self.frame_bytes
     }
 
     /// Writes the pending frame, if it holds an entry.

@@ -14,12 +14,14 @@
 //!   poisoning after a failed write or sync, segment rollover.
 //! - [`checkpoint`]: a sorted image of the store at one timestamp, installed atomically and
 //!   verified whole when read.
+//! - [`image`]: a checkpoint written from a snapshot while writers carry on.
 //!
 //! The byte layouts are specified in `docs/durability.md`.
 
 pub(crate) mod checkpoint;
 pub(crate) mod file_header;
 pub(crate) mod frame;
+pub(crate) mod image;
 pub(crate) mod log;
 pub mod policy;
 pub(crate) mod record;
