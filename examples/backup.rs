@@ -58,6 +58,7 @@ fn main() {
         mib(HEAP.live() - before)
     );
     let tmp = std::env::temp_dir().join(format!("snapkv-backup-example-{}", std::process::id()));
+    std::fs::create_dir(&tmp).unwrap();
 
     // Quiet: the backup alone.
     HEAP.reset_peak();

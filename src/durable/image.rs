@@ -76,8 +76,6 @@ mod tests {
     use std::path::PathBuf;
     use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-    use bytes::Bytes;
-
     use super::*;
     use crate::durable::checkpoint::Entry;
     use crate::durable::storage::{Crash, SimStorage};
@@ -187,10 +185,7 @@ mod tests {
         let cp = read_back(&storage, &written);
         assert_eq!(cp.entries.len(), keys as usize);
         assert_eq!(cp.entries, want);
-        assert!(cp
-            .entries
-            .iter()
-            .all(|e| e.value == Bytes::from(vec![0u8; 16])));
+        assert!(cp.entries.iter().all(|e| e.value[..] == [0u8; 16]));
         assert!(db.get("key00001").unwrap().is_some_and(|v| v[0] != 0));
     }
 }
