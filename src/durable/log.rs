@@ -382,7 +382,8 @@ impl<S: Storage> Log<S> {
                 .take_while(|s| {
                     s.number != b.tail
                         && s.number < b.writing
-                        && s.max_ts.is_none_or(|max| max <= ts)
+                        && (s.max_ts.is_none_or(|max| max <= ts)
+                            || faults::active(Fault::RetireIgnoringMaxTs))
                 })
                 .map(|s| s.number)
                 .collect()

@@ -75,6 +75,10 @@ pub(crate) enum Fault {
     /// A waiter for the log returns when a leader's turn ended without checking that the
     /// batch held its own frame (it may have been appended after the batch was taken).
     WaitTrustsAnyTurn = 22,
+    /// Segment retirement takes every segment the leader has moved past for covered,
+    /// without looking at its records' largest timestamp (as if log order were timestamp
+    /// order), so it can remove a record newer than the checkpoint.
+    RetireIgnoringMaxTs = 23,
 }
 
 static ACTIVE: AtomicU8 = AtomicU8::new(0);
