@@ -5,8 +5,8 @@ use bytes::Bytes;
 use crate::clock::Clock;
 use crate::commit::{self, Checks, Write};
 use crate::contention::{Contention, Turn, QUEUE_AFTER};
-use crate::durable::engine::{self, Durability};
-use crate::durable::report::RecoveryReport;
+use crate::durable::engine::{self, Durability, DurableOptions};
+use crate::durable::report::{CheckpointReport, LogStats, RecoveryReport};
 use crate::durable::storage::Storage;
 use crate::error::ConflictKind;
 use crate::error::{Error, Result};
@@ -123,6 +123,8 @@ pub struct Stats {
     pub visible_ts: Ts,
     /// The collector's current watermark.
     pub watermark: Ts,
+    /// The write-ahead log's counters; `None` in memory.
+    pub log: Option<LogStats>,
 }
 
 impl Db {
@@ -185,14 +187,14 @@ impl Db {
     pub(crate) fn open_dir(
         opts: Options,
         dir: &std::path::Path,
-        policy: crate::durable::policy::SyncPolicy,
+        durable: DurableOptions,
     ) -> Result<Db> {
         let lock = crate::durable::dir_lock::DirLock::acquire(dir)?;
         Self::open_storage(
             opts,
             crate::durable::storage::FileStorage,
             dir,
-            policy,
+            durable,
             Some(lock),
         )
     }
@@ -204,13 +206,13 @@ impl Db {
         opts: Options,
         storage: S,
         dir: &std::path::Path,
-        policy: crate::durable::policy::SyncPolicy,
+        durable: impl Into<DurableOptions>,
         lock: Option<crate::durable::dir_lock::DirLock>,
     ) -> Result<Db> {
         let engine::Opened {
             durability,
             recovered,
-        } = engine::open(storage, dir, policy, lock)?;
+        } = engine::open(storage, dir, &durable.into(), lock)?;
         let store = Store::new();
         store.load(recovered.entries);
         let clock = Clock::starting_at(recovered.max_ts);
@@ -235,6 +237,42 @@ impl Db {
     /// What opening the directory recovered; `None` for an in-memory database.
     pub fn recovery(&self) -> Option<&RecoveryReport> {
         self.shared.durable.as_ref().map(Durability::report)
+    }
+
+    /// Writes a checkpoint of a durable database: the state at a fresh snapshot, with each
+    /// key's version, installed atomically beside the log (temporary file, sync, rename,
+    /// directory sync); then removes older checkpoints and the log segments it covers, so a
+    /// reopen reads the checkpoint and only the log after it. Writers and readers carry on
+    /// meanwhile (the snapshot keeps the versions it reads until the checkpoint is written).
+    ///
+    /// The database also checkpoints itself in the background once its log passes
+    /// [`DbBuilder::checkpoint_log_bytes`](crate::DbBuilder::checkpoint_log_bytes).
+    ///
+    /// ```
+    /// use snapkv::Db;
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let db = Db::open(dir.path())?;
+    /// db.put(b"k", b"v")?;
+    /// let cp = db.checkpoint()?;
+    /// assert_eq!(cp.keys, 1);
+    /// db.close()?;
+    /// let db = Db::open(dir.path())?;
+    /// assert_eq!(db.recovery().unwrap().checkpoint_ts, Some(cp.ts));
+    /// assert_eq!(db.recovery().unwrap().records_replayed, 0);
+    /// # Ok::<(), snapkv::Error>(())
+    /// ```
+    ///
+    /// An in-memory database has nowhere to write one: [`Error::InvalidConfig`] (see
+    /// [`backup`](Self::backup) for an image of it). After [`close`](Self::close):
+    /// [`Error::Closed`].
+    pub fn checkpoint(&self) -> Result<CheckpointReport> {
+        let Some(durable) = &self.shared.durable else {
+            return Err(Error::InvalidConfig(
+                "an in-memory database has no directory to checkpoint into",
+            ));
+        };
+        durable.checkpoint(&self.snapshot())
     }
 
     /// Writes `key = value` as its own transaction and returns its commit timestamp. A blind
@@ -667,6 +705,7 @@ impl Db {
                 .min(),
             visible_ts: s.clock.visible(),
             watermark: s.gc.watermark(),
+            log: s.durable.as_ref().map(Durability::log_stats),
         }
     }
 
@@ -688,6 +727,11 @@ impl Db {
         let horizon_now = horizon.now();
         // Unpinned before maintenance, which may run for a while.
         drop(guard);
+        if let Some(durable) = &s.durable {
+            durable
+                .checkpointer()
+                .after_commit(self, || durable.log_stats().live_bytes);
+        }
         for write in writes.iter().filter(|w| w.is_delete()) {
             s.gc.note_tombstone(Bytes::copy_from_slice(write.key), done.ts);
         }

@@ -152,6 +152,12 @@ pub enum Error {
         /// The directory.
         path: PathBuf,
     },
+    /// A backup's destination exists and is not an empty directory: a backup never writes
+    /// over or beside other files.
+    DestinationNotEmpty {
+        /// The destination given.
+        path: PathBuf,
+    },
 }
 
 impl std::fmt::Display for Error {
@@ -204,6 +210,9 @@ impl std::fmt::Display for Error {
                 "the database directory {} is open already (its LOCK file is locked)",
                 path.display()
             ),
+            Error::DestinationNotEmpty { path } => {
+                write!(f, "{} exists and is not an empty directory", path.display())
+            }
         }
     }
 }

@@ -300,6 +300,19 @@ pub(crate) fn lend(
     limit: usize,
     mut f: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
 ) -> usize {
+    lend_versioned(store, range, ts, limit, |key, value, _| f(key, value))
+}
+
+/// [`lend`], also lending each pair's version: the commit timestamp that wrote the value (a
+/// checkpoint records it, so that versions survive a restart).
+#[inline]
+pub(crate) fn lend_versioned(
+    store: &Store,
+    range: KeyRangeRef<'_>,
+    ts: u64,
+    limit: usize,
+    mut f: impl FnMut(&[u8], &[u8], u64) -> ControlFlow<()>,
+) -> usize {
     if limit == 0 {
         return 0;
     }
@@ -321,10 +334,10 @@ pub(crate) fn lend(
             .range(rest, Reads::Heads, &guard)
             .expecting(limit - lent)
             .lend_forward(ts, &guard, REPIN_EVERY, |key, version| {
-                match version.and_then(|v| v.value) {
-                    Some(value) => {
+                match version.and_then(|v| Some((v.value?, v.ts))) {
+                    Some((value, version_ts)) => {
                         lent += 1;
-                        let flow = f(key, value);
+                        let flow = f(key, value, version_ts);
                         if lent == limit {
                             ControlFlow::Break(())
                         } else {

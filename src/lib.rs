@@ -102,13 +102,13 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![warn(missing_debug_implementations)]
 
+mod backup;
 mod bounds;
 mod clock;
 mod commit;
 mod contention;
 mod db;
-// Parts of the durable layer serve only tests (the simulated storage) or are not wired in
-// yet (checkpoints).
+// Parts of the durable layer serve only tests (the simulated storage, its fault injection).
 #[cfg_attr(any(not(test), loom), allow(dead_code))]
 mod durable;
 mod error;
@@ -149,18 +149,19 @@ mod loom_models;
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+pub use backup::BackupReport;
 pub use bounds::KeyBounds;
 pub use bytes::Bytes;
 pub use db::{Db, Stats, Ts};
 pub use durable::policy::SyncPolicy;
-pub use durable::report::{DroppedTail, RecoveryReport};
+pub use durable::report::{CheckpointReport, DroppedTail, LogStats, RecoveryReport, RepairReport};
 pub use error::{ConflictKind, Error, Result};
 pub use gc::GcReport;
 pub use isolation::Isolation;
 pub use iter::{Iter, TxnIter};
 pub use options::{
-    DbBuilder, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_KEY_LEN, DEFAULT_MAX_VALUE_LEN,
-    DEFAULT_MAX_WRITE_SET_BYTES,
+    DbBuilder, DEFAULT_CHECKPOINT_LOG_BYTES, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_KEY_LEN,
+    DEFAULT_MAX_VALUE_LEN, DEFAULT_MAX_WRITE_SET_BYTES,
 };
 pub use snapshot::Snapshot;
 pub use txn::Transaction;

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use crate::db::Db;
+use crate::durable::engine::DurableOptions;
 use crate::durable::policy::SyncPolicy;
 use crate::error::{Error, Result};
 use crate::isolation::Isolation;
@@ -14,6 +15,9 @@ pub const DEFAULT_MAX_VALUE_LEN: usize = 64 * 1024 * 1024;
 /// Default limit on a transaction's write set: 256 MiB, counted as the sum of its written
 /// keys' and values' lengths (see [`DbBuilder::max_write_set_bytes`]).
 pub const DEFAULT_MAX_WRITE_SET_BYTES: usize = 256 * 1024 * 1024;
+/// Default size of the log past which a durable database checkpoints itself: 64 MiB (see
+/// [`DbBuilder::checkpoint_log_bytes`]).
+pub const DEFAULT_CHECKPOINT_LOG_BYTES: u64 = 64 << 20;
 /// Default number of attempts [`Db::update`] makes before giving up on conflicts.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 32;
 
@@ -58,7 +62,7 @@ pub struct DbBuilder {
     opts: Options,
     /// The directory of a durable database; `None`: in memory.
     path: Option<PathBuf>,
-    sync: SyncPolicy,
+    durable: DurableOptions,
 }
 
 impl DbBuilder {
@@ -128,7 +132,27 @@ impl DbBuilder {
     /// returns once its record is on the disk). Ignored in memory. `build` refuses a
     /// [`SyncPolicy::Periodic`] interval of zero.
     pub fn sync(mut self, policy: SyncPolicy) -> Self {
-        self.sync = policy;
+        self.durable.sync = policy;
+        self
+    }
+
+    /// Opens a durable database whose log is damaged where it had been synced (which is
+    /// otherwise refused with [`Error::Corruption`]) by cutting the log there: the damaged
+    /// segment is truncated at the damage and every later one removed. What was dropped is
+    /// in [`RecoveryReport::repaired`](crate::RecoveryReport::repaired); commits in it are
+    /// lost. Default `false`. A damaged checkpoint is never repaired (the log it summarized
+    /// may be gone): it stays an error.
+    pub fn repair(mut self, repair: bool) -> Self {
+        self.durable.repair = repair;
+        self
+    }
+
+    /// Takes a checkpoint in the background (see [`Db::checkpoint`]) once the log a reopen
+    /// would read holds this many bytes (default [`DEFAULT_CHECKPOINT_LOG_BYTES`];
+    /// `u64::MAX`: never, only explicit checkpoints). Keeps reopening proportional to the
+    /// data, not to its history. Ignored in memory.
+    pub fn checkpoint_log_bytes(mut self, bytes: u64) -> Self {
+        self.durable.checkpoint_log_bytes = bytes;
         self
     }
 
@@ -152,7 +176,7 @@ impl DbBuilder {
         let Some(dir) = self.path else {
             return Ok(Db::with_options(self.opts));
         };
-        if self.sync == SyncPolicy::Periodic(std::time::Duration::ZERO) {
+        if self.durable.sync == SyncPolicy::Periodic(std::time::Duration::ZERO) {
             return Err(Error::InvalidConfig(
                 "a periodic sync needs an interval above zero",
             ));
@@ -173,6 +197,6 @@ impl DbBuilder {
                 "max_write_set_bytes must be below 4 GiB for a durable database",
             ));
         }
-        Db::open_dir(self.opts, &dir, self.sync)
+        Db::open_dir(self.opts, &dir, self.durable)
     }
 }

@@ -9,7 +9,7 @@ use crate::bounds::KeyBounds;
 use crate::db::{Db, Ts};
 use crate::error::Result;
 use crate::iter::{borrowed_range, owned_range, prefix_range, Iter};
-use crate::key::KeyRange;
+use crate::key::{KeyRange, KeyRangeRef};
 use crate::raw::Lent;
 use crate::registry::SlotId;
 
@@ -228,6 +228,17 @@ impl Snapshot {
             limit,
             f,
         )
+    }
+
+    /// Calls `f` with each live pair in `range` and the timestamp of the version it reads,
+    /// in key order, lending them as [`scan_with`](Self::scan_with) does (same pinning, same
+    /// stopping). Returns how many pairs `f` saw.
+    pub(crate) fn scan_versioned(
+        &self,
+        range: KeyRangeRef<'_>,
+        f: impl FnMut(&[u8], &[u8], Ts) -> ControlFlow<()>,
+    ) -> usize {
+        crate::iter::lend_versioned(&self.db.shared.store, range, self.ts, usize::MAX, f)
     }
 
     /// The registry slot this snapshot holds (`None` once released).

@@ -266,7 +266,10 @@ fn crash_loop_keeps_every_acknowledged_commit() {
             "kill {kill}: counter {counter} is more than {TRANSFER_THREADS} above the last \
              acknowledged {max_ack}"
         );
-        assert!(counter >= last_counter, "kill {kill}: the counter went back");
+        assert!(
+            counter >= last_counter,
+            "kill {kill}: the counter went back"
+        );
         unreported += counter - max_ack;
         last_counter = counter;
         drop(snap);

@@ -857,7 +857,11 @@ fn run_in(
                 // Exactly the live keys come back, one version each, at their timestamps.
                 let st = db.stats();
                 let live_now = KEYS.iter().filter(|k| m.read(k, m.now).is_some()).count();
-                prop_assert_eq!((st.keys, st.versions), (live_now, live_now), "after reopening");
+                prop_assert_eq!(
+                    (st.keys, st.versions),
+                    (live_now, live_now),
+                    "after reopening"
+                );
                 for k in KEYS {
                     let want = m.version(m.read(k, m.now));
                     let got = db.get_versioned(k).unwrap().map(|(v, ts)| (v.to_vec(), ts));

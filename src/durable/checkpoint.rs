@@ -7,8 +7,9 @@
 //!   checkpoint's timestamp (u64), the salt that seeds the frame checksums (u64), 8 reserved
 //!   zero bytes, and an xxh3-64 checksum of bytes 0..40;
 //! - entry frames ([`frame`](super::frame) with `synced_to` 0): a kind byte `1`, then entries,
-//!   each a key length (u32), the key, a value length (u32) and the value; keys strictly
-//!   increasing across the whole file;
+//!   each the timestamp of the version it holds (u64, at most the checkpoint's), a key length
+//!   (u32), the key, a value length (u32) and the value; keys strictly increasing across the
+//!   whole file;
 //! - one trailer frame: a kind byte `2`, the entry count (u64) and an xxh3-64 (seed 0) of the
 //!   entry frames' payloads in order;
 //! - nothing after the trailer.
@@ -118,20 +119,144 @@ pub(crate) struct Written {
     pub(crate) bytes: u64,
 }
 
-/// Writes the checkpoint at `ts` of `entries` (strictly increasing, non-empty keys) into
-/// `dir` and installs it: temporary file, sync, rename, directory sync. When this returns
-/// `Ok` the checkpoint is durable under [`file_name`]`(ts)`; on an error no file of that name
-/// was made durable by this call (a temporary file may be left behind, and is replaced by
-/// the next attempt).
-///
-/// # Panics
-/// If the keys are not strictly increasing or one is empty (the caller scans a snapshot,
-/// which yields them sorted and unique), or a key or value is over 4 GiB.
+/// A checkpoint being written: entries are pushed in key order (encoded into the pending
+/// frame's payload, in memory), the caller writes the frame out whenever
+/// [`frame_full`](Self::frame_full) says so, and [`finish`](Self::finish) writes the trailer
+/// and installs the file. Push and write are apart so that a caller reading entries under
+/// an epoch pin can leave the pin before any I/O. Memory: one frame's payload and the
+/// previous key, whatever the number of entries.
+pub(crate) struct Writer<'s, S: Storage> {
+    storage: &'s S,
+    dir: PathBuf,
+    ts: u64,
+    out: FrameWriter<S::File>,
+    frame_bytes: usize,
+    /// Hashes the entry frames' payloads in order, for the trailer.
+    digest: Xxh3,
+    count: u64,
+    /// The pending entry frame's payload: the kind byte, then entries.
+    payload: Vec<u8>,
+    /// The last pushed key (valid when `count > 0`), reused to check the order.
+    previous: Vec<u8>,
+}
+
+impl<'s, S: Storage> Writer<'s, S> {
+    /// Starts the checkpoint at `ts` in `dir` under its temporary name (replacing one an
+    /// earlier failed attempt left), with entry frames cut at `frame_bytes` of payload.
+    pub(crate) fn create(storage: &'s S, dir: &Path, ts: u64, frame_bytes: usize) -> Result<Self> {
+        let temp = dir.join(temp_name(ts));
+        // A temporary file left by an earlier failed attempt.
+        if storage
+            .list(dir)
+            .map_err(Error::io)?
+            .contains(&temp_name(ts))
+        {
+            storage.remove(&temp).map_err(Error::io)?;
+        }
+        let salt = fastrand::u64(..);
+        let mut out = FrameWriter {
+            file: storage.create(&temp).map_err(Error::io)?,
+            salt,
+            bytes: 0,
+            framed: Vec::new(),
+        };
+        out.append_raw(&encode_header(ts, salt))?;
+        Ok(Self {
+            storage,
+            dir: dir.to_path_buf(),
+            ts,
+            out,
+            frame_bytes,
+            digest: Xxh3::with_seed(0),
+            count: 0,
+            payload: vec![ENTRIES],
+            previous: Vec::new(),
+        })
+    }
+
+    /// Adds the entry `key` = `value`, written by the commit at `version_ts`, to the pending
+    /// frame (no I/O).
+    ///
+    /// # Panics
+    /// If `key` is empty or not greater than the previous key, if `version_ts` is above the
+    /// checkpoint's timestamp (the caller scans a snapshot at that timestamp, which yields
+    /// neither), or if a key or value is over 4 GiB.
+    pub(crate) fn push(&mut self, key: &[u8], value: &[u8], version_ts: u64) {
+        assert!(!key.is_empty(), "checkpoint entry with an empty key");
+        assert!(
+            self.count == 0 || self.previous[..] < *key,
+            "checkpoint entries must be strictly increasing"
+        );
+        assert!(
+            version_ts <= self.ts,
+            "checkpoint entry at ts {version_ts} in a checkpoint at {}",
+            self.ts
+        );
+        self.previous.clear();
+        self.previous.extend_from_slice(key);
+        self.payload.extend_from_slice(&version_ts.to_le_bytes());
+        put_len(&mut self.payload, key.len());
+        self.payload.extend_from_slice(key);
+        put_len(&mut self.payload, value.len());
+        self.payload.extend_from_slice(value);
+        self.count += 1;
+    }
+
+    /// The last key pushed, `None` before the first.
+    pub(crate) fn last_key(&self) -> Option<&[u8]> {
+        (self.count > 0).then_some(&self.previous[..])
+    }
+
+    /// Whether the pending frame holds an entry and reached its size: time for
+    /// [`write_frame`](Self::write_frame).
+    pub(crate) fn frame_full(&self) -> bool {
+        self.payload.len() > 1 && self.payload.len() >= self.frame_bytes
+    }
+
+    /// Writes the pending frame, if it holds an entry.
+    pub(crate) fn write_frame(&mut self) -> Result<()> {
+        if self.payload.len() > 1 {
+            self.digest.update(&self.payload);
+            self.out.append_frame(&self.payload)?;
+            self.payload.truncate(1);
+        }
+        Ok(())
+    }
+
+    /// Writes the pending frame and the trailer, and installs the file: sync, rename,
+    /// directory sync. When this returns `Ok` the checkpoint is durable under
+    /// [`file_name`]`(ts)`; on an error no file of that name was made durable by this writer
+    /// (its temporary file may be left behind, and is replaced by the next attempt).
+    pub(crate) fn finish(mut self) -> Result<Written> {
+        self.write_frame()?;
+        let mut trailer = Vec::with_capacity(TRAILER_LEN);
+        trailer.push(TRAILER);
+        trailer.extend_from_slice(&self.count.to_le_bytes());
+        trailer.extend_from_slice(&self.digest.digest().to_le_bytes());
+        self.out.append_frame(&trailer)?;
+        let (mut file, bytes) = (self.out.file, self.out.bytes);
+        file.sync().map_err(Error::io)?;
+        let path = self.dir.join(file_name(self.ts));
+        self.storage
+            .rename(&self.dir.join(temp_name(self.ts)), &path)
+            .map_err(Error::io)?;
+        self.storage.sync_dir(&self.dir).map_err(Error::io)?;
+        Ok(Written {
+            path,
+            entries: self.count,
+            bytes,
+        })
+    }
+}
+
+/// Writes the checkpoint at `ts` of `entries` (`(key, value, version ts)`, strictly
+/// increasing non-empty keys, each version at most `ts`) into `dir` and installs it: see
+/// [`Writer`], whose panics and outcomes this shares.
 pub(crate) fn write<S, K, V>(
     storage: &S,
     dir: &Path,
     ts: u64,
-    entries: impl IntoIterator<Item = (K, V)>,
+    entries: impl IntoIterator<Item = (K, V, u64)>,
     frame_bytes: usize,
 ) -> Result<Written>
 where
@@ -139,77 +264,29 @@ where
     K: AsRef<[u8]>,
     V: AsRef<[u8]>,
 {
-    let temp = dir.join(temp_name(ts));
-    let path = dir.join(file_name(ts));
-    // A temporary file left by an earlier failed attempt.
-    if storage
-        .list(dir)
-        .map_err(Error::io)?
-        .contains(&temp_name(ts))
-    {
-        storage.remove(&temp).map_err(Error::io)?;
-    }
-    let salt = fastrand::u64(..);
-    let mut out = FrameWriter {
-        file: storage.create(&temp).map_err(Error::io)?,
-        salt,
-        bytes: 0,
-        framed: Vec::new(),
-    };
-    out.append_raw(&encode_header(ts, salt))?;
-
-    // Hashes the entry frames' payloads in order, for the trailer.
-    let mut digest = Xxh3::with_seed(0);
-    let mut count: u64 = 0;
-    let mut payload = vec![ENTRIES];
-    let mut previous: Option<Vec<u8>> = None;
-    for (key, value) in entries {
-        let (key, value) = (key.as_ref(), value.as_ref());
-        assert!(!key.is_empty(), "checkpoint entry with an empty key");
-        if let Some(prev) = &previous {
-            assert!(
-                prev[..] < *key,
-                "checkpoint entries must be strictly increasing"
-            );
-        }
-        previous = Some(key.to_vec());
-        put_len(&mut payload, key.len());
-        payload.extend_from_slice(key);
-        put_len(&mut payload, value.len());
-        payload.extend_from_slice(value);
-        count += 1;
-        if payload.len() >= frame_bytes {
-            digest.update(&payload);
-            out.append_frame(&payload)?;
-            payload.truncate(1);
+    let mut out = Writer::create(storage, dir, ts, frame_bytes)?;
+    for (key, value, version_ts) in entries {
+        out.push(key.as_ref(), value.as_ref(), version_ts);
+        if out.frame_full() {
+            out.write_frame()?;
         }
     }
-    if payload.len() > 1 {
-        digest.update(&payload);
-        out.append_frame(&payload)?;
-    }
-    let mut trailer = Vec::with_capacity(TRAILER_LEN);
-    trailer.push(TRAILER);
-    trailer.extend_from_slice(&count.to_le_bytes());
-    trailer.extend_from_slice(&digest.digest().to_le_bytes());
-    out.append_frame(&trailer)?;
-    let (mut file, bytes) = (out.file, out.bytes);
+    out.finish()
+}
 
-    file.sync().map_err(Error::io)?;
-    storage.rename(&temp, &path).map_err(Error::io)?;
-    storage.sync_dir(dir).map_err(Error::io)?;
-    Ok(Written {
-        path,
-        entries: count,
-        bytes,
-    })
+/// One entry of a checkpoint: a key, its value, and the commit timestamp that wrote it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Entry {
+    pub(crate) key: Bytes,
+    pub(crate) value: Bytes,
+    pub(crate) ts: u64,
 }
 
 /// A verified checkpoint.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Checkpoint {
     pub(crate) ts: u64,
-    pub(crate) entries: Vec<(Bytes, Bytes)>,
+    pub(crate) entries: Vec<Entry>,
 }
 
 fn corruption(file: &Path, offset: usize, what: impl Into<String>) -> Error {
@@ -220,7 +297,15 @@ fn corruption(file: &Path, offset: usize, what: impl Into<String>) -> Error {
     }
 }
 
-/// Reads entries off the front of an entry frame's payload, never past its end.
+/// Reads a version timestamp off the front of an entry frame's payload, never past its end.
+fn take_ts(rest: &mut &[u8]) -> Option<u64> {
+    let ts = u64::from_le_bytes(rest.get(..8)?.try_into().expect("8 bytes"));
+    *rest = &rest[8..];
+    Some(ts)
+}
+
+/// Reads a length-prefixed field off the front of an entry frame's payload, never past its
+/// end.
 fn take<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
     let len = u32::from_le_bytes(rest.get(..4)?.try_into().expect("4 bytes")) as usize;
     let field = rest.get(4..4usize.checked_add(len)?)?;
@@ -235,7 +320,7 @@ fn take<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
 pub(crate) fn read(file: &Path, bytes: &[u8]) -> Result<Checkpoint> {
     let (ts, salt) = decode_header(bytes).map_err(|what| corruption(file, 0, what))?;
     let mut pos = HEADER_LEN;
-    let mut entries: Vec<(Bytes, Bytes)> = Vec::new();
+    let mut entries: Vec<Entry> = Vec::new();
     let mut digest = Xxh3::with_seed(0);
     loop {
         let (f, used) =
@@ -247,16 +332,33 @@ pub(crate) fn read(file: &Path, bytes: &[u8]) -> Result<Checkpoint> {
             Some((&ENTRIES, mut rest)) if !rest.is_empty() => {
                 digest.update(f.payload);
                 while !rest.is_empty() {
-                    let (Some(key), Some(value)) = (take(&mut rest), take(&mut rest)) else {
+                    let (Some(version_ts), Some(key), Some(value)) =
+                        (take_ts(&mut rest), take(&mut rest), take(&mut rest))
+                    else {
                         return Err(corruption(file, pos, "checkpoint entry cut short"));
                     };
                     if key.is_empty() {
                         return Err(corruption(file, pos, "checkpoint entry with an empty key"));
                     }
-                    if entries.last().is_some_and(|(prev, _)| prev[..] >= *key) {
+                    if entries.last().is_some_and(|prev| prev.key[..] >= *key) {
                         return Err(corruption(file, pos, "checkpoint keys out of order"));
                     }
-                    entries.push((Bytes::copy_from_slice(key), Bytes::copy_from_slice(value)));
+                    // A snapshot at `ts` sees no later version: such an entry was not written
+                    // by this checkpoint's writer.
+                    if version_ts > ts {
+                        return Err(corruption(
+                            file,
+                            pos,
+                            format!(
+                                "checkpoint entry at ts {version_ts} above the checkpoint's {ts}"
+                            ),
+                        ));
+                    }
+                    entries.push(Entry {
+                        key: Bytes::copy_from_slice(key),
+                        value: Bytes::copy_from_slice(value),
+                        ts: version_ts,
+                    });
                 }
             }
             Some((&TRAILER, rest)) if rest.len() == TRAILER_LEN - 1 => {
@@ -296,20 +398,77 @@ mod tests {
         PathBuf::from("/db")
     }
 
-    fn entries(n: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+    /// `n` entries whose versions have timestamps 1 to 7 (the test checkpoints are at 7 or
+    /// later).
+    fn entries(n: usize) -> Vec<(Vec<u8>, Vec<u8>, u64)> {
         (0..n)
             .map(|i| {
                 let key = format!("key{i:05}").into_bytes();
                 let value = vec![i as u8; i % 13];
-                (key, value)
+                (key, value, 1 + (i as u64 * 5) % 7)
             })
             .collect()
     }
 
-    fn as_bytes(e: &[(Vec<u8>, Vec<u8>)]) -> Vec<(Bytes, Bytes)> {
+    fn as_bytes(e: &[(Vec<u8>, Vec<u8>, u64)]) -> Vec<Entry> {
         e.iter()
-            .map(|(k, v)| (Bytes::from(k.clone()), Bytes::from(v.clone())))
+            .map(|(k, v, ts)| Entry {
+                key: Bytes::from(k.clone()),
+                value: Bytes::from(v.clone()),
+                ts: *ts,
+            })
             .collect()
+    }
+
+    /// A checkpoint at `ts` holding one entry frame with `payload` (kind byte included) and
+    /// a matching trailer, assembled by hand: for contents the writer refuses to produce.
+    fn forged(ts: u64, payload: &[u8], count: u64) -> Vec<u8> {
+        let salt = 99;
+        let mut out = encode_header(ts, salt).to_vec();
+        frame::encode(salt, 0, payload, &mut out);
+        let mut trailer = vec![TRAILER];
+        trailer.extend_from_slice(&count.to_le_bytes());
+        trailer.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(payload).to_le_bytes());
+        frame::encode(salt, 0, &trailer, &mut out);
+        out
+    }
+
+    fn entry_payload(version_ts: u64, key: &[u8], value: &[u8]) -> Vec<u8> {
+        let mut p = vec![ENTRIES];
+        p.extend_from_slice(&version_ts.to_le_bytes());
+        put_len(&mut p, key.len());
+        p.extend_from_slice(key);
+        put_len(&mut p, value.len());
+        p.extend_from_slice(value);
+        p
+    }
+
+    #[test]
+    fn an_entry_newer_than_its_checkpoint_is_corruption() {
+        let path = Path::new("/db/x.ckpt");
+        // The forgery is otherwise valid: at the checkpoint's own timestamp it reads back.
+        let cp = read(path, &forged(7, &entry_payload(7, b"k", b"v"), 1)).unwrap();
+        assert_eq!(
+            cp.entries,
+            [Entry {
+                key: Bytes::from_static(b"k"),
+                value: Bytes::from_static(b"v"),
+                ts: 7
+            }]
+        );
+        let bytes = forged(7, &entry_payload(8, b"k", b"v"), 1);
+        assert_eq!(
+            corruption_offset(read(path, &bytes)),
+            HEADER_LEN as u64,
+            "the entry frame's offset"
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "in a checkpoint at 7")]
+    fn the_writer_refuses_an_entry_newer_than_its_checkpoint() {
+        let s = SimStorage::new();
+        let _ = write(&s, &dir(), 7, [(b"k", b"v", 8)], FRAME_BYTES);
     }
 
     /// A written checkpoint of `n` entries with small frames (several per file).
@@ -459,7 +618,13 @@ mod tests {
     #[should_panic(expected = "strictly increasing")]
     fn unsorted_entries_are_refused() {
         let s = SimStorage::new();
-        let _ = write(&s, &dir(), 7, [(b"b", b"1"), (b"a", b"2")], FRAME_BYTES);
+        let _ = write(
+            &s,
+            &dir(),
+            7,
+            [(b"b", b"1", 1), (b"a", b"2", 1)],
+            FRAME_BYTES,
+        );
     }
 
     #[test]

@@ -10,13 +10,17 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use super::checkpoint;
+use super::checkpointer::Checkpointer;
 use super::dir_lock::DirLock;
+use super::image;
 use super::log::{Log, LogOptions, Lsn};
 use super::policy::SyncPolicy;
 use super::recovery::{self, Recovered, RecoveryOptions};
-use super::report::{DroppedTail, RecoveryReport};
+use super::report::{CheckpointReport, DroppedTail, LogStats, RecoveryReport, RepairReport};
 use super::storage::Storage;
 use crate::error::{Error, Result};
+use crate::snapshot::Snapshot;
 
 /// The write-ahead log as a commit sees it. A trait so that the engine does not depend on
 /// the file layer: production logs over the file system, tests over `SimStorage`.
@@ -34,6 +38,12 @@ pub(crate) trait CommitLog: Send + Sync {
     fn wait(&self, lsn: Lsn) -> Result<()>;
     /// Refuses later appends, and writes and syncs the earlier ones.
     fn close(&self) -> Result<()>;
+    /// Writes the checkpoint of `snapshot` beside the log and installs it, then removes
+    /// older checkpoints and the segments it covers. [`Error::Closed`] after close (the
+    /// directory may belong to someone else by then).
+    fn checkpoint(&self, snapshot: &Snapshot) -> Result<CheckpointReport>;
+    /// The log's counters.
+    fn stats(&self) -> LogStats;
 }
 
 /// The payload length of a commit record (`record::encode`'s layout).
@@ -67,6 +77,42 @@ impl<S: Storage> CommitLog for Log<S> {
     fn close(&self) -> Result<()> {
         Log::close(self)
     }
+
+    fn checkpoint(&self, snapshot: &Snapshot) -> Result<CheckpointReport> {
+        if self.is_closed() {
+            return Err(Error::Closed);
+        }
+        let (storage, dir) = self.place();
+        let written = image::write_snapshot(storage, dir, snapshot)?;
+        // Recovery reads only the newest checkpoint: older ones are dead weight. Removed
+        // before the segments, so that a crash in between leaves the new checkpoint and
+        // every segment (the log after it still starts where the checkpoint needs it).
+        let mut removed_any = false;
+        for name in storage.list(dir).map_err(Error::io)? {
+            if checkpoint::parse_file_name(&name).is_some_and(|ts| ts < snapshot.ts()) {
+                storage.remove(&dir.join(&name)).map_err(Error::io)?;
+                removed_any = true;
+            }
+        }
+        if removed_any {
+            storage.sync_dir(dir).map_err(Error::io)?;
+        }
+        let segments_removed = self.remove_segments_covered_by(snapshot.ts())?;
+        Ok(CheckpointReport {
+            ts: snapshot.ts(),
+            keys: written.entries,
+            bytes: written.bytes,
+            segments_removed,
+        })
+    }
+
+    fn stats(&self) -> LogStats {
+        LogStats {
+            bytes_written: self.written_bytes(),
+            syncs: self.syncs(),
+            live_bytes: self.live_bytes(),
+        }
+    }
 }
 
 /// A durable database's log, background syncer and directory lock, shared by its handles.
@@ -78,6 +124,11 @@ pub(crate) struct Durability {
     /// Released on close, once the log does no more I/O.
     lock: Mutex<Option<DirLock>>,
     report: RecoveryReport,
+    /// Takes the checkpoints the log's size calls for, in the background.
+    checkpointer: Checkpointer,
+    /// One checkpoint at a time (explicit or background): each removes what the previous
+    /// ones covered.
+    checkpointing: Mutex<()>,
 }
 
 impl Durability {
@@ -91,11 +142,28 @@ impl Durability {
         &self.report
     }
 
+    /// Writes a checkpoint of `snapshot` (see [`CommitLog::checkpoint`]), one at a time.
+    pub(crate) fn checkpoint(&self, snapshot: &Snapshot) -> Result<CheckpointReport> {
+        let _one_at_a_time = self.checkpointing.lock();
+        self.log.checkpoint(snapshot)
+    }
+
+    /// The log's counters.
+    pub(crate) fn log_stats(&self) -> LogStats {
+        self.log.stats()
+    }
+
+    /// The background checkpointer, which a commit asks for a checkpoint.
+    pub(crate) fn checkpointer(&self) -> &Checkpointer {
+        &self.checkpointer
+    }
+
     /// Stops the background syncer, closes the log (later commits fail with
     /// [`Error::Closed`]; earlier ones are written and synced) and releases the directory.
     /// The directory is released even if the final sync failed (the error is returned):
     /// the log does no more I/O either way.
     pub(crate) fn close(&self) -> Result<()> {
+        self.checkpointer.stop();
         #[cfg(not(loom))]
         drop(self.periodic.lock().take());
         let closed = self.log.close();
@@ -113,6 +181,39 @@ impl Drop for Durability {
     }
 }
 
+/// How a durable database is opened and kept (the builder's durable options).
+#[derive(Clone, Debug)]
+pub(crate) struct DurableOptions {
+    pub(crate) sync: SyncPolicy,
+    /// Cut the log at damaged data instead of refusing to open (see `DbBuilder::repair`).
+    pub(crate) repair: bool,
+    /// A checkpoint is taken in the background once the log a reopen would read passes this
+    /// many bytes (`u64::MAX`: never).
+    pub(crate) checkpoint_log_bytes: u64,
+    /// Where the log starts a new segment (small in tests, for many segments).
+    pub(crate) segment_size: u64,
+}
+
+impl Default for DurableOptions {
+    fn default() -> Self {
+        Self {
+            sync: SyncPolicy::default(),
+            repair: false,
+            checkpoint_log_bytes: crate::options::DEFAULT_CHECKPOINT_LOG_BYTES,
+            segment_size: super::log::DEFAULT_SEGMENT_SIZE,
+        }
+    }
+}
+
+impl From<SyncPolicy> for DurableOptions {
+    fn from(sync: SyncPolicy) -> Self {
+        Self {
+            sync,
+            ..Self::default()
+        }
+    }
+}
+
 /// A directory opened: its log started after the recovered state.
 pub(crate) struct Opened {
     pub(crate) durability: Durability,
@@ -125,21 +226,31 @@ pub(crate) struct Opened {
 pub(crate) fn open<S: Storage + 'static>(
     storage: S,
     dir: &Path,
-    policy: SyncPolicy,
+    options: &DurableOptions,
     lock: Option<DirLock>,
 ) -> Result<Opened> {
-    let recovered = recovery::recover(&storage, dir, RecoveryOptions::default())?;
-    let options = LogOptions {
+    let policy = options.sync;
+    let mut recovered = recovery::recover(
+        &storage,
+        dir,
+        RecoveryOptions {
+            repair: options.repair,
+        },
+    )?;
+    let log_options = LogOptions {
         policy,
-        ..LogOptions::default()
+        segment_size: options.segment_size,
     };
     let log = Arc::new(Log::create(
         storage,
         dir,
         recovered.next_segment,
         recovered.max_ts + 1,
-        options,
+        log_options,
     )?);
+    // The segments recovery read precede the new one: retired like its own once a
+    // checkpoint covers them.
+    log.adopt_segments(std::mem::take(&mut recovered.segments));
     #[cfg(not(loom))]
     let periodic = match policy {
         SyncPolicy::Periodic(every) => {
@@ -157,6 +268,13 @@ pub(crate) fn open<S: Storage + 'static>(
             offset: t.offset,
             bytes: t.dropped,
         }),
+        repaired: recovered.repaired.as_ref().map(|r| RepairReport {
+            file: r.file.clone(),
+            offset: r.offset,
+            bytes: r.dropped,
+            removed: r.removed.iter().map(|(file, _)| file.clone()).collect(),
+            what: r.what.clone(),
+        }),
     };
     Ok(Opened {
         durability: Durability {
@@ -165,6 +283,8 @@ pub(crate) fn open<S: Storage + 'static>(
             periodic: Mutex::new(periodic),
             lock: Mutex::new(lock),
             report,
+            checkpointer: Checkpointer::new(options.checkpoint_log_bytes),
+            checkpointing: Mutex::new(()),
         },
         recovered,
     })
@@ -172,3 +292,6 @@ pub(crate) fn open<S: Storage + 'static>(
 
 #[cfg(all(test, not(loom)))]
 mod tests;
+
+#[cfg(all(test, not(loom)))]
+mod checkpoint_tests;

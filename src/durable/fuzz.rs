@@ -58,10 +58,13 @@ pub fn segment_damage(data: &[u8]) {
 }
 
 /// Reads arbitrary bytes as a checkpoint: a typed result, never a panic, and whatever reads
-/// back has strictly increasing keys.
+/// back has strictly increasing keys and no version newer than the checkpoint.
 pub fn checkpoint_reader(bytes: &[u8]) {
     match checkpoint::read(Path::new("fuzz.ckpt"), bytes) {
-        Ok(cp) => assert!(cp.entries.windows(2).all(|w| w[0].0 < w[1].0)),
+        Ok(cp) => {
+            assert!(cp.entries.windows(2).all(|w| w[0].key < w[1].key));
+            assert!(cp.entries.iter().all(|e| e.ts <= cp.ts));
+        }
         Err(e) => assert!(matches!(e, crate::Error::Corruption { .. }), "{e:?}"),
     }
 }
@@ -170,11 +173,14 @@ fn fuzz_segment(input: &mut Input<'_>, number: u64) -> Vec<u8> {
 /// A valid checkpoint at `ts` built from the input: the keys a mask byte selects.
 fn fuzz_checkpoint(input: &mut Input<'_>, ts: u64) -> Vec<u8> {
     let mask = input.byte();
-    let entries: Vec<(&[u8], Vec<u8>)> = FUZZ_KEYS
+    let entries: Vec<(&[u8], Vec<u8>, u64)> = FUZZ_KEYS
         .iter()
         .enumerate()
         .filter(|(k, _)| mask & (1 << k) != 0)
-        .map(|(_, &key)| (key, vec![input.byte(); usize::from(input.byte() % 6)]))
+        .map(|(_, &key)| {
+            let value = vec![input.byte(); usize::from(input.byte() % 6)];
+            (key, value, ts.min(u64::from(input.byte())))
+        })
         .collect();
     let scratch = SimStorage::new();
     let dir = Path::new("/scratch");

@@ -27,7 +27,15 @@
 //! it can be encoded before it exists). The leader that meets the change syncs the old
 //! segment completely, then creates the new one (header and name synced) before writing to
 //! it: a segment followed by another was durable to its end (`docs/durability.md` §2).
+//!
+//! **Retirement.** Once a checkpoint at `S` is installed, a segment whose every record has a
+//! timestamp at most `S` is no longer needed ([`Log::remove_segments_covered_by`]). Log order
+//! is not timestamp order, so a segment's header timestamp bounds its records from below
+//! only: the buffer, which sees every append, keeps each live segment's largest record
+//! timestamp in memory. Only a prefix of the segments goes (recovery requires contiguous
+//! numbers), never the one being appended to nor one the leader may still write or sync.
 
+use std::collections::VecDeque;
 use std::io;
 use std::mem;
 use std::path::{Path, PathBuf};
@@ -35,7 +43,7 @@ use std::path::{Path, PathBuf};
 use super::frame;
 use super::policy::SyncPolicy;
 use super::record;
-use super::segment::{SegmentWriter, HEADER_LEN};
+use super::segment::{self, SegmentWriter, HEADER_LEN};
 use super::storage::Storage;
 use crate::error::{Error, Result};
 use crate::sync::faults::{self, Fault};
@@ -94,6 +102,16 @@ struct Failure {
     unknown_up_to: u64,
 }
 
+/// A segment file of the log that has not been retired, as the buffer accounts for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LiveSegment {
+    pub(crate) number: u64,
+    /// Its bytes, header included (for the segment appends go to: so far).
+    pub(crate) bytes: u64,
+    /// The largest timestamp of a record in it; `None` while it holds none.
+    pub(crate) max_ts: Option<u64>,
+}
+
 /// What appends share, under [`Log::buffer`].
 struct Buffer {
     /// Frames appended and not yet taken by a leader, in log order.
@@ -110,6 +128,13 @@ struct Buffer {
     failure: Option<Failure>,
     /// Set by [`Log::close`]: every later append fails with [`Error::Closed`].
     closed: bool,
+    /// The segments not yet retired, oldest first; the last is `tail` (its `bytes` kept up
+    /// to date at every append).
+    live: VecDeque<LiveSegment>,
+    /// The segment the leader writes to: every segment numbered below it was synced to its
+    /// end and is never written or synced again, so it may be removed. (A segment appends
+    /// moved past may not even exist yet: the leader creates it when it meets its frames.)
+    writing: u64,
 }
 
 /// The file being written, under [`Log::writer`] (held by one leader at a time).
@@ -137,6 +162,9 @@ pub(crate) struct Log<S: Storage> {
     durable: AtomicU64,
     /// Set (after [`Buffer::failure`]) when a write or sync failed.
     poisoned: AtomicBool,
+    /// Held while segments are being removed: concurrent retirements would remove in no
+    /// particular order, and a crash could then leave a gap in the numbering.
+    retiring: Mutex<()>,
     /// Leader turns finished: what waiters sleep on.
     turns: AtomicU64,
     /// Waiters asleep or about to sleep on `turns`: a leader wakes them only if there are.
@@ -172,6 +200,12 @@ impl<S: Storage> Log<S> {
                 ts_floor: first_ts,
                 failure: None,
                 closed: false,
+                live: VecDeque::from([LiveSegment {
+                    number: first_segment,
+                    bytes: start,
+                    max_ts: None,
+                }]),
+                writing: first_segment,
             }),
             writer: Mutex::new(Writer {
                 segment,
@@ -181,6 +215,7 @@ impl<S: Storage> Log<S> {
             written: AtomicU64::new(start),
             durable: AtomicU64::new(start),
             poisoned: AtomicBool::new(false),
+            retiring: Mutex::new(()),
             turns: AtomicU64::new(0),
             sleepers: AtomicUsize::new(0),
             queue: WaitQueue::new(),
@@ -225,6 +260,12 @@ impl<S: Storage> Log<S> {
             b.tail_first_ts = b.ts_floor;
             b.tail_base = b.end;
             b.end += HEADER_LEN as u64;
+            let number = b.tail;
+            b.live.push_back(LiveSegment {
+                number,
+                bytes: HEADER_LEN as u64,
+                max_ts: None,
+            });
         }
         // Read under the buffer lock so that `synced_to` never decreases along a segment. The
         // durable position is the end of a synced batch: a frame boundary of the tail
@@ -248,6 +289,9 @@ impl<S: Storage> Log<S> {
         };
         frame::encode(salt, synced_to, &payload, &mut chunk.frames);
         b.end += frame_len;
+        let tail = b.live.back_mut().expect("the tail segment is live");
+        tail.bytes += frame_len;
+        tail.max_ts = Some(tail.max_ts.map_or(ts, |max| max.max(ts)));
         Ok(Lsn(b.end))
     }
 
@@ -305,6 +349,95 @@ impl<S: Storage> Log<S> {
     /// [`SyncPolicy::Always`].
     pub(crate) fn syncs(&self) -> u64 {
         self.writer.lock().syncs
+    }
+
+    /// Bytes handed to the operating system since this log was created, segment headers
+    /// included.
+    pub(crate) fn written_bytes(&self) -> u64 {
+        self.written.load(Ordering::Acquire)
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.buffer.lock().closed
+    }
+
+    /// The storage and directory the log writes to (checkpoints go beside its segments).
+    pub(crate) fn place(&self) -> (&S, &Path) {
+        (&self.storage, &self.dir)
+    }
+
+    /// Bytes in the segments not yet retired, headers included, counting every frame
+    /// appended (written or not): what a restart would read, and what the engine compares
+    /// with its checkpoint threshold.
+    pub(crate) fn live_bytes(&self) -> u64 {
+        self.buffer.lock().live.iter().map(|s| s.bytes).sum()
+    }
+
+    /// Accounts for segments that an earlier run left in the directory (recovery read them:
+    /// their sizes and largest record timestamps), so that they are retired like this log's
+    /// own. `older` must number the segments just below this log's first, in order.
+    ///
+    /// # Panics
+    /// If the numbers do not lead up to the oldest live segment one by one.
+    pub(crate) fn adopt_segments(&self, older: impl IntoIterator<Item = LiveSegment>) {
+        let older: Vec<LiveSegment> = older.into_iter().collect();
+        let mut b = self.buffer.lock();
+        let mut next = b.live.front().expect("the tail segment is live").number;
+        for s in older.iter().rev() {
+            assert_eq!(
+                s.number + 1,
+                next,
+                "adopted segments must precede the log's"
+            );
+            next = s.number;
+        }
+        for s in older.into_iter().rev() {
+            b.live.push_front(s);
+        }
+    }
+
+    /// Removes the segments whose every record has a timestamp at most `ts`, once a
+    /// checkpoint at `ts` is installed (durable): oldest first, only a contiguous prefix of
+    /// the log (recovery requires contiguous numbers), and never the segment appends go to
+    /// nor one the leader may still write or sync. Returns how many it removed.
+    ///
+    /// Each removal is made durable (directory sync) before the next: without the syncs a
+    /// crash could keep a later removal and lose an earlier one, leaving a gap. Segments are
+    /// large, so this costs a few directory syncs per checkpoint. A failed removal leaves the
+    /// segment accounted for (a retry removes it); nothing here poisons the log.
+    pub(crate) fn remove_segments_covered_by(&self, ts: u64) -> Result<u64> {
+        let _one_at_a_time = self.retiring.lock();
+        let covered: Vec<u64> = {
+            let b = self.buffer.lock();
+            b.live
+                .iter()
+                .take_while(|s| {
+                    s.number != b.tail
+                        && s.number < b.writing
+                        && (s.max_ts.is_none_or(|max| max <= ts)
+                            || faults::active(Fault::RetireIgnoringMaxTs))
+                })
+                .map(|s| s.number)
+                .collect()
+        };
+        let mut removed = 0;
+        for number in covered {
+            match self
+                .storage
+                .remove(&self.dir.join(segment::file_name(number)))
+            {
+                // Gone already: an earlier attempt removed it and then failed to sync.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                other => other.map_err(Error::io)?,
+            }
+            self.storage.sync_dir(&self.dir).map_err(Error::io)?;
+            let mut b = self.buffer.lock();
+            let oldest = b.live.pop_front().expect("a covered segment is live");
+            debug_assert_eq!(oldest.number, number);
+            removed += 1;
+        }
+        Ok(removed)
     }
 
     /// `Some(result)` if `lsn` was reached or can no longer be.
@@ -405,6 +538,8 @@ impl<S: Storage> Log<S> {
                     chunk.salt,
                 )?;
                 w.base = chunk.base;
+                // The old segment is done with: from now on it may be retired.
+                self.buffer.lock().writing = chunk.segment;
             }
             w.segment.append_encoded(&chunk.frames)?;
         }

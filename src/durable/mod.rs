@@ -19,14 +19,17 @@
 //! - [`engine`]: what the engine sees: the log its commits write through, opening and
 //!   closing a directory; [`dir_lock`]: one owner per directory; [`report`]: the public
 //!   account of a recovery.
+//! - [`image`]: a checkpoint written from a snapshot while writers carry on.
 //!
 //! The byte layouts are specified in `docs/durability.md`.
 
 pub(crate) mod checkpoint;
+pub(crate) mod checkpointer;
 pub(crate) mod dir_lock;
 pub(crate) mod engine;
 pub(crate) mod file_header;
 pub(crate) mod frame;
+pub(crate) mod image;
 pub(crate) mod log;
 pub mod policy;
 pub(crate) mod record;

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 
 use super::checkpoint::{self, Checkpoint};
+use super::log::LiveSegment;
 use super::record::{self, CommitRecord};
 use super::segment::{self, SegmentEnd, SegmentRead};
 use super::storage::{Storage, StorageFile};
@@ -45,6 +46,9 @@ pub(crate) struct Recovered {
     pub(crate) torn_tail: Option<TornTail>,
     /// What [`RecoveryOptions::repair`] cut off at damaged data, if it had to.
     pub(crate) repaired: Option<Repaired>,
+    /// The segments left, oldest first, with their sizes and largest record timestamps:
+    /// the log retires them once a checkpoint covers them (`Log::adopt_segments`).
+    pub(crate) segments: Vec<LiveSegment>,
 }
 
 /// A torn tail recovery cut off: the bytes of `file` from `offset` on (`dropped` of them).
@@ -107,6 +111,8 @@ pub(crate) fn recover<S: Storage>(
         (Some(_), Some(&first)) => first,
         _ => 1,
     };
+    // What is read of each segment, for the log to retire it once a checkpoint covers it.
+    let mut live: Vec<LiveSegment> = Vec::with_capacity(segments.len());
     for (index, &number) in segments.iter().enumerate() {
         if number != expected {
             end = LogEnd::Cut(Cut {
@@ -129,7 +135,20 @@ pub(crate) fn recover<S: Storage>(
         let path = dir.join(segment::file_name(number));
         let bytes = storage.read(&path).map_err(Error::io)?;
         let last = index + 1 == segments.len();
-        match replay_segment(&mut replay, &path, number, &bytes, last)? {
+        replay.segment_max_ts = None;
+        let outcome = replay_segment(&mut replay, &path, number, &bytes, last)?;
+        let kept_bytes = match &outcome {
+            SegmentOutcome::Whole => bytes.len() as u64,
+            SegmentOutcome::TornTail { offset, .. } | SegmentOutcome::Damaged { offset, .. } => {
+                *offset
+            }
+        };
+        live.push(LiveSegment {
+            number,
+            bytes: kept_bytes,
+            max_ts: replay.segment_max_ts,
+        });
+        match outcome {
             SegmentOutcome::Whole => {}
             SegmentOutcome::TornTail { offset, dropped } => {
                 debug_assert!(last, "only the last segment can have a torn tail");
@@ -197,6 +216,7 @@ pub(crate) fn recover<S: Storage>(
     }
 
     let next_segment = segments[..kept].last().map_or(1, |&n| n.saturating_add(1));
+    live.truncate(kept);
     let (entries, max_ts, records_replayed) = replay.finish(checkpoint);
     Ok(Recovered {
         checkpoint_ts,
@@ -206,6 +226,7 @@ pub(crate) fn recover<S: Storage>(
         records_replayed,
         torn_tail,
         repaired,
+        segments: live,
     })
 }
 
@@ -264,11 +285,12 @@ fn read_checkpoint<S: Storage>(storage: &S, dir: &Path, ts: u64) -> Result<Check
 }
 
 /// A checkpoint's entries as recovered entries: `(key, value, the timestamp that wrote it)`,
-/// sorted by key. Today's checkpoint format records no per-entry timestamp, so each entry
-/// gets the checkpoint's own (the version it holds is the newest at that timestamp).
+/// sorted by key.
 fn checkpoint_entries(checkpoint: Checkpoint) -> impl Iterator<Item = (Bytes, Bytes, u64)> {
-    let ts = checkpoint.ts;
-    checkpoint.entries.into_iter().map(move |(k, v)| (k, v, ts))
+    checkpoint
+        .entries
+        .into_iter()
+        .map(|e| (e.key, e.value, e.ts))
 }
 
 /// How the log ends, as the read found it.
@@ -424,6 +446,8 @@ struct Replay {
     writes: HashMap<Bytes, (Option<Bytes>, u64), foldhash::fast::RandomState>,
     max_ts: u64,
     replayed: u64,
+    /// The largest timestamp of a record in the segment being read.
+    segment_max_ts: Option<u64>,
 }
 
 impl Replay {
@@ -433,6 +457,7 @@ impl Replay {
             writes: HashMap::default(),
             max_ts: checkpoint_ts.unwrap_or(0),
             replayed: 0,
+            segment_max_ts: None,
         }
     }
 
@@ -441,6 +466,7 @@ impl Replay {
     /// order is not timestamp order"), so the largest timestamp wins, not the last record.
     fn apply(&mut self, rec: CommitRecord) {
         self.max_ts = self.max_ts.max(rec.ts);
+        self.segment_max_ts = self.segment_max_ts.max(Some(rec.ts));
         if self.checkpoint_ts.is_some_and(|cp| rec.ts <= cp) {
             return; // in the checkpoint's image already
         }

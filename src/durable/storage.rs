@@ -46,6 +46,10 @@ pub(crate) trait Storage: Send + Sync {
     fn remove(&self, path: &Path) -> io::Result<()>;
     /// Makes the directory's entries (created, renamed and removed names) durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Creates an empty directory (its parent must exist), readable and writable by the owner
+    /// only; `AlreadyExists` if anything exists under that name. Its name is durable after
+    /// [`sync_dir`](Self::sync_dir) of its parent.
+    fn create_dir(&self, path: &Path) -> io::Result<()>;
 }
 
 /// A file open for appending.
@@ -150,6 +154,16 @@ impl Storage for FileStorage {
         #[cfg(not(unix))]
         let _ = dir;
         Ok(())
+    }
+
+    fn create_dir(&self, path: &Path) -> io::Result<()> {
+        let mut builder = std::fs::DirBuilder::new();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        builder.create(path)
     }
 }
 
@@ -537,6 +551,23 @@ impl Storage for SimStorage {
             .map(|(p, &id)| (p.clone(), id))
             .collect();
         state.durable.extend(entries);
+        Ok(())
+    }
+
+    fn create_dir(&self, path: &Path) -> io::Result<()> {
+        let mut state = self.0.lock();
+        state.op()?;
+        // Directories are implicit: one exists while it holds a file.
+        if state
+            .live
+            .keys()
+            .any(|p| p == path || p.parent() == Some(path))
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{}: exists", path.display()),
+            ));
+        }
         Ok(())
     }
 }

@@ -269,3 +269,88 @@ fn check_durable_commit() {
         assert_eq!(committer.join().unwrap(), 1);
     });
 }
+
+/// Model 26: two commits roll the log over (one frame per segment) while the committer of
+/// the first then takes the visible timestamp `S` and retires the segments covered by it, as
+/// the engine does after installing a checkpoint at `S`. Log order is not timestamp order
+/// (the commit at 2 can reach the first segment before the commit at 1 reaches the second),
+/// so retirement goes by each segment's largest record timestamp: every commit above `S`
+/// stays durable, and the segments left are numbered without a gap, while the other
+/// committer's leader may still be moving to the next segment.
+#[test]
+fn retirement_keeps_every_record_above_the_checkpoint() {
+    faults::inject(Fault::None);
+    check_retirement();
+}
+
+/// Negative control for model 26: retirement that ignores the records' timestamps removes
+/// the first segment, holding the commit at 2, after a checkpoint at 1.
+#[test]
+#[ignore = "negative control: must fail; run by .ci/run"]
+fn broken_retirement_ignoring_max_ts_is_caught() {
+    faults::inject(Fault::RetireIgnoringMaxTs);
+    check_retirement();
+}
+
+fn check_retirement() {
+    let outcomes = Outcomes::default();
+    let seen = outcomes.clone();
+    model(move || {
+        let storage = SimStorage::new();
+        let options = LogOptions {
+            policy: SyncPolicy::Always,
+            segment_size: 1,
+        };
+        let log = Log::create(storage.clone(), &dir(), 1, 1, options).unwrap();
+        let d = Arc::new(Durable {
+            clock: Clock::new(),
+            storage,
+            log,
+        });
+        // Timestamp 1 is taken before the other committer takes 2, and appended in either
+        // order with it.
+        let first = d.clock.allocate();
+        let other = {
+            let d = Arc::clone(&d);
+            loom::thread::spawn(move || d.commit(b"y"))
+        };
+        let lsn = d
+            .log
+            .append(first.ts(), [(&b"x"[..], Some(&b"v"[..]))])
+            .unwrap();
+        d.log.wait_durable(lsn).unwrap();
+        first.publish();
+        let covered = d.clock.visible();
+        let removed = d.log.remove_segments_covered_by(covered).unwrap();
+        other.join().unwrap();
+
+        let kept = durable_ts(&d.storage, &dir());
+        for ts in covered + 1..=2 {
+            assert!(
+                kept.contains(&ts),
+                "commit {ts} above the checkpoint at {covered} lost (kept: {kept:?})"
+            );
+        }
+        let after = d.storage.crash(Crash::SyncedOnly);
+        let numbers: Vec<u64> = after
+            .list(&dir())
+            .unwrap()
+            .iter()
+            .filter_map(|n| segment::parse_file_name(n))
+            .collect();
+        assert!(
+            numbers.windows(2).all(|w| w[1] == w[0] + 1),
+            "a gap in the segments: {numbers:?}"
+        );
+        let holds = match numbers.first() {
+            Some(1) => format!(", the first segment holds {}", kept[0]),
+            _ => String::new(),
+        };
+        seen.saw(format!("checkpoint at {covered}, {removed} removed{holds}"));
+    });
+    outcomes.assert_explored(&[
+        "checkpoint at 1, 0 removed, the first segment holds 2",
+        "checkpoint at 1, 1 removed",
+        "checkpoint at 2, 1 removed",
+    ]);
+}

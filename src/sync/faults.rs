@@ -79,6 +79,10 @@ pub(crate) enum Fault {
     /// waits for the log only then (write-behind), so a snapshot can see a commit that a
     /// power loss would take back.
     LogAfterPublish = 23,
+    /// Segment retirement takes every segment the leader has moved past for covered,
+    /// without looking at its records' largest timestamp (as if log order were timestamp
+    /// order), so it can remove a record newer than the checkpoint.
+    RetireIgnoringMaxTs = 24,
 }
 
 static ACTIVE: AtomicU8 = AtomicU8::new(0);

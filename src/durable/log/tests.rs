@@ -334,3 +334,177 @@ fn throughput_on_files() {
         }
     }
 }
+
+/// A log on `storage` whose segments take one small frame each (a 60-byte limit).
+fn small_segment_log(storage: &SimStorage) -> Log<SimStorage> {
+    Log::create(
+        storage.clone(),
+        &dir(),
+        1,
+        1,
+        LogOptions {
+            policy: SyncPolicy::Always,
+            segment_size: 60,
+        },
+    )
+    .unwrap()
+}
+
+/// Appends one commit at each of `ts` and waits for it.
+fn commit_each(log: &Log<SimStorage>, ts: &[u64]) {
+    for &t in ts {
+        let lsn = log.append(t, [(&b"k"[..], Some(&b"v"[..]))]).unwrap();
+        log.wait_durable(lsn).unwrap();
+    }
+}
+
+fn segment_numbers(storage: &impl Storage) -> Vec<u64> {
+    storage
+        .list(&dir())
+        .unwrap()
+        .iter()
+        .filter_map(|n| segment::parse_file_name(n))
+        .collect()
+}
+
+fn file_bytes(storage: &impl Storage) -> u64 {
+    segment_numbers(storage)
+        .iter()
+        .map(|&n| storage.len(&dir().join(segment::file_name(n))).unwrap())
+        .sum()
+}
+
+#[test]
+fn covered_segments_are_removed_durably_and_the_tail_never() {
+    let storage = SimStorage::new();
+    let log = small_segment_log(&storage);
+    commit_each(&log, &[1, 2, 3, 4, 5]);
+    assert_eq!(segment_numbers(&storage), [1, 2, 3, 4, 5]);
+    assert_eq!(log.live_bytes(), file_bytes(&storage));
+
+    assert_eq!(log.remove_segments_covered_by(2).unwrap(), 2);
+    assert_eq!(segment_numbers(&storage), [3, 4, 5]);
+    assert_eq!(log.live_bytes(), file_bytes(&storage));
+    // Every record is covered: all but the segment appends go to.
+    assert_eq!(log.remove_segments_covered_by(u64::MAX).unwrap(), 2);
+    assert_eq!(segment_numbers(&storage), [5]);
+    assert_eq!(log.remove_segments_covered_by(u64::MAX).unwrap(), 0);
+    // The removals were made durable.
+    assert_eq!(segment_numbers(&storage.crash(Crash::SyncedOnly)), [5]);
+    assert_eq!(log.live_bytes(), file_bytes(&storage));
+    // The log carries on, and what is left reads back.
+    commit_each(&log, &[6]);
+    let left = read_log(&storage, &dir());
+    assert_eq!(left.iter().map(|s| s.number).collect::<Vec<_>>(), [5, 6]);
+    assert_eq!(all_ts(&left), BTreeSet::from([5, 6]));
+    assert_eq!(log.live_bytes(), file_bytes(&storage));
+}
+
+#[test]
+fn a_segment_with_one_record_above_the_checkpoint_stays() {
+    // Log order is not timestamp order: ts 9 reaches the log before ts 7.
+    let storage = SimStorage::new();
+    let log = Log::create(
+        storage.clone(),
+        &dir(),
+        1,
+        1,
+        LogOptions {
+            policy: SyncPolicy::Always,
+            segment_size: 120,
+        },
+    )
+    .unwrap();
+    commit_each(&log, &[9, 7, 10]);
+    let segments = read_log(&storage, &dir());
+    assert_eq!(
+        segments[0].ts,
+        [9, 7],
+        "ts 9 then ts 7 in the first segment"
+    );
+    assert_eq!(
+        segments[0].first_ts, 1,
+        "its header does not bound 9 from above"
+    );
+    assert_eq!(segments.len(), 2);
+    assert_eq!(log.remove_segments_covered_by(8).unwrap(), 0);
+    assert_eq!(segment_numbers(&storage), [1, 2]);
+    assert_eq!(log.remove_segments_covered_by(9).unwrap(), 1);
+    assert_eq!(segment_numbers(&storage), [2]);
+}
+
+#[test]
+fn only_a_contiguous_prefix_goes() {
+    let storage = SimStorage::new();
+    let log = small_segment_log(&storage);
+    commit_each(&log, &[5, 20, 6, 7]);
+    // Segment 3 (ts 6) is covered by a checkpoint at 10, but segment 2 (ts 20) is not and
+    // recovery needs contiguous numbers: only segment 1 goes.
+    assert_eq!(log.remove_segments_covered_by(10).unwrap(), 1);
+    assert_eq!(segment_numbers(&storage), [2, 3, 4]);
+    assert_eq!(log.remove_segments_covered_by(20).unwrap(), 2);
+    assert_eq!(segment_numbers(&storage), [4]);
+}
+
+#[test]
+fn a_segment_the_leader_has_not_moved_past_stays() {
+    let storage = SimStorage::new();
+    let log = small_segment_log(&storage);
+    commit_each(&log, &[1]);
+    // Two more frames, each starting a segment, and not yet written: the leader still
+    // holds segment 1 (it syncs it to its end before creating segment 2), and segment 2
+    // does not exist yet.
+    let _ = log.append(2, [(&b"k"[..], Some(&b"v"[..]))]).unwrap();
+    let last = log.append(3, [(&b"k"[..], Some(&b"v"[..]))]).unwrap();
+    assert_eq!(log.remove_segments_covered_by(u64::MAX).unwrap(), 0);
+    assert_eq!(segment_numbers(&storage), [1]);
+    log.wait_durable(last).unwrap();
+    assert_eq!(log.remove_segments_covered_by(u64::MAX).unwrap(), 2);
+    assert_eq!(segment_numbers(&storage), [3]);
+    assert_eq!(all_ts(&read_log(&storage, &dir())), BTreeSet::from([3]));
+}
+
+#[test]
+fn a_failed_removal_is_an_error_and_a_retry_finishes_it() {
+    let storage = SimStorage::new();
+    let log = small_segment_log(&storage);
+    commit_each(&log, &[1, 2, 3]);
+    // The removal of segment 1 succeeds, its directory sync fails.
+    storage.fail_after(1);
+    assert!(matches!(
+        log.remove_segments_covered_by(u64::MAX),
+        Err(Error::Io(_))
+    ));
+    storage.fail_after(u64::MAX);
+    assert_eq!(log.remove_segments_covered_by(u64::MAX).unwrap(), 2);
+    assert_eq!(segment_numbers(&storage.crash(Crash::SyncedOnly)), [3]);
+    assert_eq!(log.live_bytes(), file_bytes(&storage));
+}
+
+#[test]
+fn adopted_segments_are_retired_like_the_logs_own() {
+    let storage = SimStorage::new();
+    // An earlier run's segments 1 and 2, with records up to ts 4 and 8.
+    let mut older = Vec::new();
+    for (number, ts) in [(1, 4), (2, 8)] {
+        let mut w = SegmentWriter::create(&storage, &dir(), number, 1).unwrap();
+        let mut payload = Vec::new();
+        record::encode(ts, [(&b"k"[..], Some(&b"v"[..]))], &mut payload);
+        w.append([&payload[..]]).unwrap();
+        w.sync().unwrap();
+        older.push(LiveSegment {
+            number,
+            bytes: w.written(),
+            max_ts: Some(ts),
+        });
+    }
+    let log = Log::create(storage.clone(), &dir(), 3, 9, options(SyncPolicy::Always)).unwrap();
+    log.adopt_segments(older);
+    commit_each(&log, &[9]);
+    assert_eq!(log.live_bytes(), file_bytes(&storage));
+    assert_eq!(log.remove_segments_covered_by(5).unwrap(), 1);
+    assert_eq!(segment_numbers(&storage), [2, 3]);
+    assert_eq!(log.remove_segments_covered_by(100).unwrap(), 1);
+    assert_eq!(segment_numbers(&storage), [3]);
+    assert_eq!(log.live_bytes(), file_bytes(&storage));
+}

@@ -178,6 +178,7 @@ fn an_empty_directory_recovers_to_nothing() {
             records_replayed: 0,
             torn_tail: None,
             repaired: None,
+            segments: Vec::new(),
         }
     );
 }
@@ -209,7 +210,7 @@ fn a_checkpoint_and_the_log_after_it() {
         &storage,
         &dir(),
         40,
-        image.iter().map(|(k, (v, _))| (k, v)),
+        image.iter().map(|(k, (v, ts))| (k, v, *ts)),
         64,
     )
     .unwrap();
@@ -282,7 +283,7 @@ fn log_order_is_not_timestamp_order_across_keys() {
 
     // Over a checkpoint at 6: every record at or below it is skipped wherever it sits in the
     // log (ts 3 comes after ts 8), yet still counts for `max_ts`.
-    checkpoint::write(&storage, &dir(), 6, [(&b"b"[..], &b"cp"[..])], 64).unwrap();
+    checkpoint::write(&storage, &dir(), 6, [(&b"b"[..], &b"cp"[..], 6)], 64).unwrap();
     let r = recover_plain(&storage).unwrap();
     assert_eq!(
         r.entries,
@@ -463,12 +464,12 @@ fn a_damaged_checkpoint_is_corruption_even_under_repair() {
         &storage,
         &dir(),
         10,
-        image.iter().map(|(k, (v, _))| (k, v)),
+        image.iter().map(|(k, (v, ts))| (k, v, *ts)),
         40,
     )
     .unwrap();
     // An older, valid checkpoint is no fallback: the segments it needs may be gone.
-    checkpoint::write(&storage, &dir(), 5, [(&b"k"[..], &b"v"[..])], 40).unwrap();
+    checkpoint::write(&storage, &dir(), 5, [(&b"k"[..], &b"v"[..], 5)], 40).unwrap();
     let len = storage.len(&w.path).unwrap() as usize;
     for at in 0..len {
         let copy = with_flipped(&storage, &w.path, at, 0x10);
@@ -834,7 +835,7 @@ fn recovering_a_million_keys() {
         &FileStorage,
         tmp2.path(),
         KEYS,
-        r.entries.iter().map(|(k, v, _)| (k, v)),
+        r.entries.iter().map(|(k, v, ts)| (k, v, *ts)),
         checkpoint::FRAME_BYTES,
     )
     .unwrap();
