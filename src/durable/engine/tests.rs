@@ -165,6 +165,59 @@ fn never_loses_nothing_to_a_process_crash_but_may_to_a_power_loss() {
     assert!(!image.contains_key(&b"b"[..]), "Never synced at commit");
 }
 
+/// Under `Periodic`, a power loss takes only commits inside the window: every commit
+/// acknowledged before a whole background sync ran (the log's sync count grew by two after its
+/// acknowledgement: the second of those syncs started after it) survives, and what is lost is
+/// a suffix of the commits.
+#[test]
+fn periodic_loses_only_the_commits_of_its_last_window() {
+    let storage = SimStorage::new();
+    let db = open(
+        &storage,
+        SyncPolicy::Periodic(std::time::Duration::from_millis(1)),
+    );
+    let syncs = || db.stats().log.expect("durable").syncs;
+    // (key number, log syncs counted when its commit returned)
+    let mut acked: Vec<(u32, u64)> = Vec::new();
+    let mut i = 0u32;
+    while syncs() < 20 {
+        db.put(format!("k{i:06}"), b"v").unwrap();
+        acked.push((i, syncs()));
+        i += 1;
+        if i % 64 == 0 {
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+        assert!(i < 5_000_000, "the periodic syncer never synced");
+    }
+    // Counted before the crash: every sync counted had completed by then.
+    let synced_before_crash = syncs();
+    let image = after_power_loss(&storage);
+    let survived = |k: u32| image.contains_key(format!("k{k:06}").as_bytes());
+    let must_survive: Vec<u32> = acked
+        .iter()
+        .filter(|(_, at)| at + 2 <= synced_before_crash)
+        .map(|(k, _)| *k)
+        .collect();
+    assert!(
+        must_survive.len() > 10,
+        "{} commits inside old windows",
+        must_survive.len()
+    );
+    for k in &must_survive {
+        assert!(
+            survived(*k),
+            "commit {k} lost though a whole sync ran after it"
+        );
+    }
+    // Losses form a suffix: once one commit is missing, every later one is.
+    let first_lost = (0..i).find(|k| !survived(*k)).unwrap_or(i);
+    assert!(
+        (first_lost..i).all(|k| !survived(k)),
+        "a lost commit before a kept one"
+    );
+    drop(db);
+}
+
 /// Several committers under `Always`, a power loss at an arbitrary moment: every commit a
 /// caller saw acknowledged before it is in the image, and so is everything a snapshot taken
 /// before it saw (visibility never runs ahead of durability).
