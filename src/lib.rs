@@ -153,6 +153,7 @@ pub use backup::BackupReport;
 pub use bounds::KeyBounds;
 pub use bytes::Bytes;
 pub use db::{Db, Stats, Ts};
+pub use durable::inspect::{inspect, DirInfo};
 pub use durable::policy::SyncPolicy;
 pub use durable::report::{CheckpointReport, DroppedTail, LogStats, RecoveryReport, RepairReport};
 pub use error::{ConflictKind, Error, Result};

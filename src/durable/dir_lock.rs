@@ -30,6 +30,30 @@ impl DirLock {
             options.mode(0o600);
         }
         let file = options.open(&path).map_err(Error::io)?;
+        Self::lock(dir, file)
+    }
+
+    /// Locks the existing directory `dir` to read it, changing nothing in it that a database
+    /// opened there would not have made already: the `LOCK` file is opened read-only, and
+    /// created (empty) only in a directory that was never opened (a backup).
+    /// [`Error::Locked`] if it is locked; an I/O error if `dir` is not a directory.
+    pub(crate) fn acquire_existing(dir: &Path) -> Result<Self> {
+        if !std::fs::metadata(dir).map_err(Error::io)?.is_dir() {
+            return Err(Error::io(std::io::Error::new(
+                std::io::ErrorKind::NotADirectory,
+                format!("{} is not a directory", dir.display()),
+            )));
+        }
+        let path: PathBuf = dir.join(LOCK_FILE);
+        let file = match std::fs::File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Self::acquire(dir),
+            Err(e) => return Err(Error::io(e)),
+        };
+        Self::lock(dir, file)
+    }
+
+    fn lock(dir: &Path, file: std::fs::File) -> Result<Self> {
         match fs4::FileExt::try_lock(&file) {
             Ok(()) => Ok(Self { _file: file }),
             Err(fs4::TryLockError::WouldBlock) => Err(Error::Locked {

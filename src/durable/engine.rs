@@ -235,6 +235,7 @@ pub(crate) fn open<S: Storage + 'static>(
         dir,
         RecoveryOptions {
             repair: options.repair,
+            read_only: false,
         },
     )?;
     let log_options = LogOptions {

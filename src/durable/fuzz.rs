@@ -276,7 +276,10 @@ pub fn recovery(data: &[u8]) {
     storage.sync_dir(dir).expect("in memory");
 
     for repair in [false, true] {
-        let opts = recovery::RecoveryOptions { repair };
+        let opts = recovery::RecoveryOptions {
+            repair,
+            read_only: false,
+        };
         match recovery::recover(&storage, dir, opts) {
             Ok(first) => {
                 check_recovered(&storage, dir, &first);

@@ -20,6 +20,7 @@
 //!   closing a directory; [`dir_lock`]: one owner per directory; [`report`]: the public
 //!   account of a recovery.
 //! - [`image`]: a checkpoint written from a snapshot while writers carry on.
+//! - [`inspect`]: reading a directory through recovery's read-only mode, changing nothing.
 //!
 //! The byte layouts are specified in `docs/durability.md`.
 
@@ -30,6 +31,7 @@ pub(crate) mod engine;
 pub(crate) mod file_header;
 pub(crate) mod frame;
 pub(crate) mod image;
+pub mod inspect;
 pub(crate) mod log;
 pub mod policy;
 pub(crate) mod record;

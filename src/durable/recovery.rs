@@ -15,6 +15,8 @@
 //!
 //! Nothing is changed on disk until the whole directory has been read and judged, except the
 //! removal of checkpoint leftovers: a directory that recovery refuses is left as it was.
+//! With [`RecoveryOptions::read_only`] nothing is changed at all: the same reading and
+//! judging, reported as if the changes had been made (what `snapkv::inspect` shows).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -82,6 +84,10 @@ pub(crate) struct RecoveryOptions {
     /// reporting exactly that in [`Recovered::repaired`]. A damaged checkpoint cannot be
     /// repaired (the log it replaced may be gone) and stays an error.
     pub(crate) repair: bool,
+    /// Judge and report only: never write, truncate, remove or sync anything. A torn tail
+    /// and checkpoint leftovers are reported but stay on disk; damage is
+    /// `Error::Corruption` even with `repair` (a repair that writes nothing repairs nothing).
+    pub(crate) read_only: bool,
 }
 
 /// Recovers the database in `dir`: see the module documentation and `docs/durability.md`.
@@ -94,7 +100,7 @@ pub(crate) fn recover<S: Storage>(
     dir: &Path,
     opts: RecoveryOptions,
 ) -> Result<Recovered> {
-    let files = list(storage, dir)?;
+    let files = list(storage, dir, opts.read_only)?;
 
     let checkpoint = match files.newest_checkpoint {
         Some(ts) => Some(read_checkpoint(storage, dir, ts)?),
@@ -176,6 +182,7 @@ pub(crate) fn recover<S: Storage>(
     let mut torn_tail = None;
     let mut repaired = None;
     match end {
+        LogEnd::Clean if opts.read_only => {}
         LogEnd::Clean => {
             // A segment that is about to be followed by another must be durable to its end
             // (that is what lets a later recovery call any damage in it corruption), and
@@ -188,20 +195,26 @@ pub(crate) fn recover<S: Storage>(
         }
         LogEnd::Torn(tail) => {
             if tail.offset == 0 {
-                // Only part of a header: the segment was being created when the crash came.
-                storage.remove(&tail.file).map_err(Error::io)?;
-                storage.sync_dir(dir).map_err(Error::io)?;
                 kept -= 1;
-            } else {
-                // `truncate` syncs: the cut segment is durable to its new end.
-                storage
-                    .truncate(&tail.file, tail.offset)
-                    .map_err(Error::io)?;
+            }
+            // Read-only: reported as recovery would cut it; the bytes stay where they are.
+            if !opts.read_only {
+                if tail.offset == 0 {
+                    // Only part of a header: the segment was being created when the crash
+                    // came.
+                    storage.remove(&tail.file).map_err(Error::io)?;
+                    storage.sync_dir(dir).map_err(Error::io)?;
+                } else {
+                    // `truncate` syncs: the cut segment is durable to its new end.
+                    storage
+                        .truncate(&tail.file, tail.offset)
+                        .map_err(Error::io)?;
+                }
             }
             torn_tail = Some(tail);
         }
         LogEnd::Cut(cut) => {
-            if !opts.repair {
+            if !opts.repair || opts.read_only {
                 return Err(Error::Corruption {
                     file: cut.file,
                     offset: cut.offset,
@@ -237,8 +250,9 @@ struct DirFiles {
     segments: Vec<u64>,
 }
 
-/// Lists `dir`, removing the temporary files of checkpoints that were never installed.
-fn list<S: Storage>(storage: &S, dir: &Path) -> Result<DirFiles> {
+/// Lists `dir`, removing the temporary files of checkpoints that were never installed
+/// (unless `read_only`: they are never read either way).
+fn list<S: Storage>(storage: &S, dir: &Path, read_only: bool) -> Result<DirFiles> {
     let mut files = DirFiles {
         newest_checkpoint: None,
         segments: Vec::new(),
@@ -253,6 +267,7 @@ fn list<S: Storage>(storage: &S, dir: &Path) -> Result<DirFiles> {
             .strip_suffix(".tmp")
             .and_then(checkpoint::parse_file_name)
             .is_some()
+            && !read_only
         {
             // A checkpoint interrupted before its rename: not a checkpoint, never read.
             storage.remove(&dir.join(&name)).map_err(Error::io)?;

@@ -146,7 +146,14 @@ fn recover_plain(storage: &impl Storage) -> Result<Recovered> {
 }
 
 fn recover_repair(storage: &impl Storage) -> Result<Recovered> {
-    recover(storage, &dir(), RecoveryOptions { repair: true })
+    recover(
+        storage,
+        &dir(),
+        RecoveryOptions {
+            repair: true,
+            read_only: false,
+        },
+    )
 }
 
 fn entry(key: &str, value: &str, ts: u64) -> (Bytes, Bytes, u64) {
@@ -866,4 +873,158 @@ fn recovering_a_million_keys() {
         vector_bytes >> 20,
         from_checkpoint.as_secs_f64() / load.as_secs_f64(),
     );
+}
+
+/// Everything a recovery could change in `storage`: each file's bytes as a running program
+/// reads them, the state a power loss would leave, and the number of syncs.
+type OnDisk = (Vec<(String, Vec<u8>)>, Vec<(String, Vec<u8>)>, u64);
+
+fn on_disk(storage: &SimStorage) -> OnDisk {
+    let files = |s: &SimStorage| {
+        let mut names = s.list(&dir()).unwrap();
+        names.sort();
+        names
+            .into_iter()
+            .map(|n| {
+                let bytes = s.read(&dir().join(&n)).unwrap();
+                (n, bytes)
+            })
+            .collect::<Vec<_>>()
+    };
+    (
+        files(storage),
+        files(&storage.crash(Crash::SyncedOnly)),
+        storage.syncs(),
+    )
+}
+
+fn recover_read_only(storage: &impl Storage, repair: bool) -> Result<Recovered> {
+    recover(
+        storage,
+        &dir(),
+        RecoveryOptions {
+            repair,
+            read_only: true,
+        },
+    )
+}
+
+/// Read-only recovery reports what recovery would (the same state, the same torn tail) and
+/// leaves every byte, name and sync as it was; then the writing recovery, on the same
+/// storage, does change it (so the comparison could fail).
+fn assert_read_only_matches(storage: &SimStorage, expect_changes: bool) -> Recovered {
+    let before = on_disk(storage);
+    let looked = recover_read_only(storage, false).unwrap();
+    assert_eq!(
+        on_disk(storage),
+        before,
+        "read-only recovery changed the storage"
+    );
+    let recovered = recover_plain(storage).unwrap();
+    assert_eq!(
+        (&looked.entries, looked.max_ts, looked.checkpoint_ts),
+        (
+            &recovered.entries,
+            recovered.max_ts,
+            recovered.checkpoint_ts
+        )
+    );
+    assert_eq!(looked.torn_tail, recovered.torn_tail);
+    assert_eq!(looked.records_replayed, recovered.records_replayed);
+    assert_eq!(looked.next_segment, recovered.next_segment);
+    assert_eq!(looked.segments.len(), recovered.segments.len());
+    if expect_changes {
+        assert_ne!(on_disk(storage), before, "the writing recovery changes it");
+    }
+    looked
+}
+
+#[test]
+fn read_only_recovery_reports_a_torn_tail_and_leaves_it() {
+    let storage = SimStorage::new();
+    let commits = history(20, 20);
+    let segments = write_log(&storage, &commits, 512);
+    let last = seg(segments);
+    let len = storage.len(&last).unwrap();
+    let bytes = storage.read(&last).unwrap();
+    let mut torn = bytes.clone();
+    torn.extend_from_slice(&bytes[HEADER_LEN..HEADER_LEN + 7]);
+    put_file(&storage, &last, &torn);
+    let r = assert_read_only_matches(&storage, true);
+    assert_eq!(
+        r.torn_tail,
+        Some(TornTail {
+            file: last,
+            offset: len,
+            dropped: 7,
+        })
+    );
+    assert_eq!(r.entries, entries(&model(&commits)));
+}
+
+#[test]
+fn read_only_recovery_leaves_a_segment_holding_part_of_its_header() {
+    let storage = SimStorage::new();
+    let commits = history(20, 21);
+    let segments = write_log(&storage, &commits, 256);
+    let header = storage.read_range(&seg(1), 0, HEADER_LEN).unwrap();
+    put_file(&storage, &seg(segments + 1), &header[..20]);
+    let r = assert_read_only_matches(&storage, true);
+    assert_eq!(r.torn_tail.map(|t| (t.offset, t.dropped)), Some((0, 20)));
+    // Reported as a reopen sees it: the partial segment is not part of the log.
+    assert_eq!(r.segments.len() as u64, segments);
+}
+
+#[test]
+fn read_only_recovery_leaves_checkpoint_leftovers() {
+    let storage = SimStorage::new();
+    let commits = history(10, 22);
+    write_log(&storage, &commits, 256);
+    let tmp = dir().join(format!("{}.tmp", checkpoint::file_name(10)));
+    put_file(&storage, &tmp, b"half a checkpoint");
+    assert_read_only_matches(&storage, true);
+}
+
+#[test]
+fn read_only_recovery_does_not_sync_unsynced_frames() {
+    // Under `Never` the frames are written, not synced: recovery syncs them, a read-only
+    // one must not.
+    let storage = SimStorage::new();
+    let commits = history(20, 23);
+    let log = Log::create(
+        storage.clone(),
+        &dir(),
+        1,
+        1,
+        LogOptions {
+            policy: SyncPolicy::Never,
+            segment_size: 1 << 20,
+        },
+    )
+    .unwrap();
+    for c in &commits {
+        let lsn = log
+            .append(c.ts, c.writes.iter().map(|(k, v)| (&k[..], v.as_deref())))
+            .unwrap();
+        log.wait_committed(lsn).unwrap();
+    }
+    let r = assert_read_only_matches(&storage, true);
+    assert_eq!(r.entries, entries(&model(&commits)));
+}
+
+#[test]
+fn read_only_recovery_refuses_damage_even_with_repair_and_changes_nothing() {
+    let storage = SimStorage::new();
+    let commits = history(30, 24);
+    let segments = write_log(&storage, &commits, 512);
+    assert!(segments >= 3);
+    let frames = frames_of(&storage, 2);
+    let copy = with_flipped(&storage, &seg(2), frames[1].0 as usize + 3, 0x10);
+    let before = on_disk(&copy);
+    let (file, offset, _) = corruption(recover_read_only(&copy, true));
+    assert_eq!((file, offset), (seg(2), frames[1].0));
+    assert_eq!(on_disk(&copy), before);
+    // Repair proper cuts there: the read-only refusal was not for want of a repair.
+    assert!(recover_repair(&copy).unwrap().repaired.is_some());
+    assert_ne!(on_disk(&copy), before);
 }
