@@ -82,13 +82,14 @@ pub(crate) struct Chain {
     /// A copy of the head's timestamp and value, rewritten by the lock holder whenever `head`
     /// changes, before the old head can be retired (see [`HeadCache`]).
     pub(super) cache: HeadCache,
-    /// The address of the version behind the head, `0` when there is none: kept by the lock
-    /// holder at every write of the head and every prune, read only by the lock holder, so
-    /// `Relaxed` suffices (the lock orders every access). Only ever prefetched, never
-    /// dereferenced, so nothing relies on it for memory safety: it lets a committer start
-    /// loading the two versions its prune will read (the superseded head and the one behind
-    /// it, which an old snapshot keeps) at once, when it takes the lock, instead of finding
-    /// the second only behind the first's miss (see [`ChainWriter::prefetch_head_and_second`]).
+    /// The address of the version behind the head, `0` when there is none: kept exact by the
+    /// lock holder at every write of the head and every prune (memory safety relies on it:
+    /// [`ChainWriter::prune_known`] writes that version's link through it), read only by the
+    /// lock holder, so `Relaxed` suffices (the lock orders every access). It lets a
+    /// committer start loading, when it takes the lock, the two versions its prune will touch
+    /// (the superseded head and the one behind it) at once, instead of finding the second
+    /// only behind the first's miss (see [`ChainWriter::prefetch_head_and_second`]), and the
+    /// prune relink the second version without loading the head.
     pub(super) second: AtomicUsize,
     /// The timestamp of the version [`second`](Self::second) names if it is a value; `0`
     /// when there is none, it is a tombstone, or the lock holder that last moved `second` did
@@ -98,9 +99,10 @@ pub(crate) struct Chain {
     /// [`ChainWriter::prune_known`]).
     pub(super) second_ts: AtomicU64,
     /// The address of the chain's oldest version while [`shape`](Self::shape) has
-    /// [`SETTLED_TAIL`] (meaningless otherwise): set by the prune that settles it, which keeps
-    /// it. Read only by the lock holder, never dereferenced except to link a kept version
-    /// to it (see [`ChainWriter::prune_known`]).
+    /// [`SETTLED_TAIL`] (meaningless otherwise): set by every prune that sets the flag, and
+    /// exact while it stands (memory safety relies on it: [`ChainWriter::prune_known`] links
+    /// a kept version to it, and readers follow that link). Read only by the lock holder
+    /// (`Relaxed`, as `second`).
     pub(super) tail: AtomicUsize,
 }
 
@@ -263,9 +265,8 @@ impl Chain {
 
     /// Whether [`second`](Self::second) names the version behind the head (`0`: none),
     /// [`second_ts`](Self::second_ts) is its timestamp or `0` (always `0` when there is none
-    /// or it is a tombstone),
-    /// and [`tail`](Self::tail) names the oldest version when it is settled, as every write
-    /// of the chain must leave them (for tests).
+    /// or it is a tombstone), and [`tail`](Self::tail) names the oldest version when it is
+    /// settled, as every write of the chain must leave them (for tests).
     #[cfg(all(test, not(loom)))]
     pub(super) fn second_is_exact(&self, guard: &Guard) -> bool {
         let head = self.head.load(Ordering::Acquire, guard);
@@ -589,8 +590,8 @@ impl<'a> ChainWriter<'a> {
                 break;
             }
             position += 1;
-            #[cfg(all(test, not(loom)))]
-            tests::note_node_read();
+            #[cfg(test)]
+            walk_reads::note();
             let next = node.next().load(Ordering::Relaxed, guard);
             let ts = node.ts();
             if ts <= watermark {
@@ -749,6 +750,10 @@ impl ChainWriter<'_> {
         // the lock holder unlinks or frees versions, so it stays allocated while we use it.
         let link = unsafe { next_link(second) };
         if second_ts <= watermark {
+            debug_assert!(
+                shape & !SETTLED_TAIL >= 2,
+                "a head and a second in the count"
+            );
             // The superseded head is the oldest version any snapshot reads: settled, and
             // everything behind it (the displaced third on, if any) cut off.
             if third != 0 {
@@ -809,10 +814,10 @@ fn strip_floor(horizon: &Horizon) -> u64 {
 
 impl ChainWriter<'_> {
     /// Starts loading the current head's node and the one behind it into the cache: the
-    /// commit's prune reads the first after the install (the new head's `next`), and the
-    /// second too when an old snapshot keeps a version behind them, and the misses can overlap
-    /// each other and the work in between (timestamp, node allocation, mirror lookup). A
-    /// hint: it changes no state.
+    /// commit's prune writes the first's `next` after the install (or reads it, when it
+    /// walks), and the second is the version it unlinks under an old snapshot (read when it
+    /// is freed, or by a walk), and the misses can overlap each other and the work in between
+    /// (timestamp, node allocation, mirror lookup). A hint: it changes no state.
     pub(crate) fn prefetch_head_and_second(&self, guard: &Guard) {
         let head = self.chain.head.load(Ordering::Relaxed, guard);
         prefetch_line(std::ptr::with_exposed_provenance(head.into_usize()));
@@ -881,6 +886,29 @@ impl Drop for ChainWriter<'_> {
     }
 }
 
+/// Counts the versions prunes' walks load, per thread (under loom, per model: its threads
+/// run on the test's thread), so that tests can check that a prune loaded none (took a
+/// shortcut of [`ChainWriter::prune_known`]). A plain thread-local: loom does not schedule
+/// on it.
+#[cfg(test)]
+pub(crate) mod walk_reads {
+    use std::cell::Cell;
+
+    thread_local! {
+        static READ: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// Counts one version a walk loaded (its timestamp and link).
+    pub(super) fn note() {
+        READ.with(|n| n.set(n.get() + 1));
+    }
+
+    /// How many versions this thread's prunes have loaded so far.
+    pub(crate) fn count() -> usize {
+        READ.with(Cell::get)
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     //! Single- and multi-threaded checks of the chain, sized to run under Miri.
@@ -893,20 +921,7 @@ mod tests {
         Some(s.as_bytes().to_vec())
     }
 
-    thread_local! {
-        /// Versions this thread's prunes loaded (see [`note_node_read`]).
-        static NODES_READ: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-    }
-
-    /// Counts a version loaded by a prune's walk (its timestamp and link).
-    pub(super) fn note_node_read() {
-        NODES_READ.with(|n| n.set(n.get() + 1));
-    }
-
-    /// How many versions this thread's prunes have loaded so far.
-    fn nodes_read() -> usize {
-        NODES_READ.with(std::cell::Cell::get)
-    }
+    use super::walk_reads::count as nodes_read;
 
     fn prune(w: &ChainWriter<'_>, h: &Horizon, g: &epoch::Guard) -> Pruned {
         w.prune_and_retire(h, g)
