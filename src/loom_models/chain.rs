@@ -124,6 +124,83 @@ fn interval_prune_races_old_and_new_readers() {
     ]);
 }
 
+/// Model 25: the prune that unlinks without loading a version (`ChainWriter::prune_known`)
+/// races the readers it unlinks from under: `x` holds v3, v2 and v1 (settled: an old
+/// snapshot at 1 reads it), and a spawned thread commits v4, whose prune relinks v3 past v2
+/// with one store and retires v2 unread, then flushes its garbage. The old snapshot (on v2
+/// as it goes, or past it) and a new snapshot each find exactly their version, and the
+/// commit's prune loaded no version (the shortcut ran).
+#[test]
+fn prune_without_loading_races_old_and_new_readers() {
+    faults::inject(Fault::None);
+    let outcomes = Outcomes::default();
+    for writer_first in [false, true] {
+        let seen = outcomes.clone();
+        model(move || {
+            let w = World::new(&[b"x"]);
+            w.commit(&[0], b"v1", None, &NO_GC).unwrap();
+            let (old_slot, old) = w.registry.register(&w.clock);
+            // Each commit prunes with a fresh horizon, as the store's do: v1 settles under
+            // the old snapshot, v2 stays while the visible timestamp reads it.
+            for v in [&b"v2"[..], b"v3"] {
+                let h = w.registry.horizon(&w.clock);
+                w.commit(&[0], v, None, &h).unwrap();
+            }
+            let committed = Mark::default();
+            let t = {
+                let (w2, committed) = (Arc::clone(&w), committed.clone());
+                loom::thread::spawn(move || {
+                    let h = w2.registry.horizon(&w2.clock);
+                    // loom runs the model's threads on one thread: the count is the model's,
+                    // and no other thread prunes meanwhile.
+                    let walked = crate::raw::walk_reads::count();
+                    w2.commit(&[0], b"v4", None, &h).unwrap();
+                    assert_eq!(
+                        crate::raw::walk_reads::count(),
+                        walked,
+                        "the commit's prune walked the chain"
+                    );
+                    committed.set();
+                    crossbeam_epoch::pin().flush();
+                })
+            };
+            if writer_first {
+                loom::thread::yield_now();
+            }
+            let describe = |m: &Mark| {
+                if m.is_set() {
+                    "after the commit"
+                } else {
+                    "before the commit returned"
+                }
+            };
+            let v1 = Some((1, Bytes::from_static(b"v1")));
+            let old_read = describe(&committed);
+            assert_eq!(w.read(0, old), v1, "the old snapshot lost its version");
+            let (slot, s) = w.registry.register(&w.clock);
+            let expected: &[u8] = if s == 3 { b"v3" } else { b"v4" };
+            let new_read = describe(&committed);
+            assert_eq!(w.read(0, s), Some((s, Bytes::from_static(expected))));
+            seen.saw(format!(
+                "old snapshot read {old_read}; snapshot at {s} read {new_read}"
+            ));
+            w.registry.release(slot);
+            t.join().unwrap();
+            let guard = crossbeam_epoch::pin();
+            assert_eq!(w.chains[0].version_count(&guard), 3, "v2 was not unlinked");
+            drop(guard);
+            assert_eq!(w.read(0, old), v1);
+            w.registry.release(old_slot);
+        });
+    }
+    outcomes.assert_explored(&[
+        "old snapshot read before the commit returned",
+        "old snapshot read after the commit",
+        "snapshot at 3 read before the commit returned",
+        "snapshot at 4 read after the commit",
+    ]);
+}
+
 /// Model 9: an unregistered latest read (`Db::get`'s fast path: load the visible timestamp,
 /// then take the head if it is at or below it) races a commit that prunes the middle of the
 /// chain for an old snapshot: it returns the last visible value at some instant of the call,

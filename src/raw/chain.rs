@@ -1,14 +1,16 @@
 //! A per-key version chain: a singly linked list of committed versions, newest first.
 
+use std::cell::Cell;
+
 use crossbeam_epoch::{Atomic, Guard, Pointer, Shared};
 
 use crate::horizon::Horizon;
 
 use super::head_cache::{HeadCache, Lent};
 use super::mirrored_chain::MirroredChain;
-use super::version::{Unlinked, Version, PENDING};
+use super::version::{next_link, Unlinked, Version, PENDING};
 use super::Retired;
-use crate::sync::{AtomicU32, AtomicUsize, Backoff, Ordering};
+use crate::sync::{AtomicU32, AtomicU64, AtomicUsize, Backoff, Ordering};
 
 /// A borrowed view of one version, valid while the epoch guard it came from is pinned.
 #[derive(Clone, Copy, Debug)]
@@ -80,14 +82,28 @@ pub(crate) struct Chain {
     /// A copy of the head's timestamp and value, rewritten by the lock holder whenever `head`
     /// changes, before the old head can be retired (see [`HeadCache`]).
     pub(super) cache: HeadCache,
-    /// The address of the version behind the head, `0` when there is none: kept by the lock
-    /// holder at every write of the head and every prune, read only by the lock holder, so
-    /// `Relaxed` suffices (the lock orders every access). Only ever prefetched, never
-    /// dereferenced, so nothing relies on it for memory safety: it lets a committer start
-    /// loading the two versions its prune will read (the superseded head and the one behind
-    /// it, which an old snapshot keeps) at once, when it takes the lock, instead of finding
-    /// the second only behind the first's miss (see [`ChainWriter::prefetch_head_and_second`]).
+    /// The address of the version behind the head, `0` when there is none: kept exact by the
+    /// lock holder at every write of the head and every prune (memory safety relies on it:
+    /// [`ChainWriter::prune_known`] writes that version's link through it), read only by the
+    /// lock holder, so `Relaxed` suffices (the lock orders every access). It lets a
+    /// committer start loading, when it takes the lock, the two versions its prune will touch
+    /// (the superseded head and the one behind it) at once, instead of finding the second
+    /// only behind the first's miss (see [`ChainWriter::prefetch_head_and_second`]), and the
+    /// prune relink the second version without loading the head.
     pub(super) second: AtomicUsize,
+    /// The timestamp of the version [`second`](Self::second) names if it is a value; `0`
+    /// when there is none, it is a tombstone, or the lock holder that last moved `second` did
+    /// not read it. Kept like `second`, under the lock (`Relaxed`). With the install's
+    /// record of the version it pushed to third place and [`tail`](Self::tail), it lets the
+    /// prune of a rewritten key decide and unlink without loading a version (see
+    /// [`ChainWriter::prune_known`]).
+    pub(super) second_ts: AtomicU64,
+    /// The address of the chain's oldest version while [`shape`](Self::shape) has
+    /// [`SETTLED_TAIL`] (meaningless otherwise): set by every prune that sets the flag, and
+    /// exact while it stands (memory safety relies on it: [`ChainWriter::prune_known`] links
+    /// a kept version to it, and readers follow that link). Read only by the lock holder
+    /// (`Relaxed`, as `second`).
+    pub(super) tail: AtomicUsize,
 }
 
 impl Chain {
@@ -106,6 +122,8 @@ impl Chain {
             head: Atomic::null(),
             cache: HeadCache::new(),
             second: AtomicUsize::new(0),
+            second_ts: AtomicU64::new(0),
+            tail: AtomicUsize::new(0),
         }
     }
 
@@ -245,15 +263,40 @@ impl Chain {
         n
     }
 
-    /// Whether [`second`](Self::second) names the version behind the head (`0`: none), as
-    /// every write of the chain must leave it (for tests).
+    /// Whether [`second`](Self::second) names the version behind the head (`0`: none),
+    /// [`second_ts`](Self::second_ts) is its timestamp or `0` (always `0` when there is none
+    /// or it is a tombstone), and [`tail`](Self::tail) names the oldest version when it is
+    /// settled, as every write of the chain must leave them (for tests).
     #[cfg(all(test, not(loom)))]
     pub(super) fn second_is_exact(&self, guard: &Guard) -> bool {
         let head = self.head.load(Ordering::Acquire, guard);
         // SAFETY: as in `read_at`: pinned, and nodes are only freed after unlinking.
         let behind = unsafe { head.as_ref() }
-            .map_or(0, |h| h.next().load(Ordering::Acquire, guard).into_usize());
-        self.second.load(Ordering::Relaxed) == behind
+            .map_or(Shared::null(), |h| h.next().load(Ordering::Acquire, guard));
+        // SAFETY: as above.
+        let behind_ts = unsafe { behind.as_ref() }
+            .filter(|v| !v.is_tombstone())
+            .map_or(0, Version::ts);
+        let second_ts = self.second_ts.load(Ordering::Relaxed);
+        let mut oldest = head;
+        // SAFETY: as above.
+        while let Some(node) = unsafe { oldest.as_ref() } {
+            let next = node.next().load(Ordering::Acquire, guard);
+            if next.is_null() {
+                break;
+            }
+            oldest = next;
+        }
+        let settled = self.shape.load(Ordering::Relaxed) & SETTLED_TAIL != 0;
+        self.second.load(Ordering::Relaxed) == behind.into_usize()
+            && (second_ts == 0 || second_ts == behind_ts)
+            && (!settled || self.tail.load(Ordering::Relaxed) == oldest.into_usize())
+    }
+
+    /// Whether [`second_ts`](Self::second_ts) is known (the steady prune can run).
+    #[cfg(all(test, not(loom)))]
+    pub(super) fn second_ts_is_known(&self) -> bool {
+        self.second_ts.load(Ordering::Relaxed) != 0
     }
 
     /// Whether the collector has removed this chain from the key map.
@@ -299,7 +342,10 @@ impl Chain {
         self.state
             .compare_exchange(cur, cur | LOCKED, Ordering::Acquire, Ordering::Relaxed)
             .ok()
-            .map(|_| ChainWriter { chain: self })
+            .map(|_| ChainWriter {
+                chain: self,
+                displaced: Cell::new(None),
+            })
     }
 }
 
@@ -350,6 +396,11 @@ pub(crate) struct Pruned {
 /// Dropping it releases the lock, also when a panic unwinds through the holder.
 pub(crate) struct ChainWriter<'a> {
     chain: &'a Chain,
+    /// What the last [`install_node`](Self::install_node) through this writer pushed from
+    /// behind the head to third place: its address and timestamp (`0`: unknown), for the
+    /// [`prune`](Self::prune) right after it; `None` once anything else wrote the chain.
+    /// Nothing else on the chain knows the third version without loading the second.
+    displaced: Cell<Option<(usize, u64)>>,
 }
 
 impl<'a> ChainWriter<'a> {
@@ -380,6 +431,12 @@ impl<'a> ChainWriter<'a> {
                 None
             }
         }
+    }
+
+    /// Drops the record of what the last install displaced: a write other than an install
+    /// moved the versions behind the head.
+    pub(super) fn forget_displaced(&self) {
+        self.displaced.set(None);
     }
 
     /// Marks the chain dead; a committer that locks it afterwards re-resolves its key.
@@ -438,12 +495,18 @@ impl<'a> ChainWriter<'a> {
         );
         let node = node.stamp(ts);
         node.next().store(head, Ordering::Relaxed);
+        // The old head's timestamp from the cache (the chain's own line), not its node.
+        let head_ts = self.chain.cache.value_ts_locked();
         // Release: a reader that loads the new head sees the node's fields and its `next`.
         let node = node.into_shared(guard);
         self.chain.head.store(node, Ordering::Release);
-        self.chain
-            .second
-            .store(head.into_usize(), Ordering::Relaxed);
+        let second = &self.chain.second;
+        self.displaced.set(Some((
+            second.load(Ordering::Relaxed),
+            self.chain.second_ts.load(Ordering::Relaxed),
+        )));
+        second.store(head.into_usize(), Ordering::Relaxed);
+        self.chain.second_ts.store(head_ts, Ordering::Relaxed);
         // A new head leaves the oldest version, and so the flag, as it was (a chain that was
         // empty has no flag).
         let shape = self.chain.shape.load(Ordering::Relaxed);
@@ -482,6 +545,9 @@ impl<'a> ChainWriter<'a> {
     /// snapshot reads anywhere else, no live transaction below the writer floor); memory
     /// safety does not depend on it.
     pub(crate) fn prune(&self, horizon: &Horizon, retired: &mut Retired, guard: &Guard) -> Pruned {
+        if let Some(pruned) = self.prune_known(horizon, retired) {
+            return pruned;
+        }
         let watermark = horizon.watermark();
         let floor = strip_floor(horizon);
         // Kept tombstones above the watermark can go only when the floor is above it (old
@@ -506,6 +572,8 @@ impl<'a> ChainWriter<'a> {
         // Which version the walk is at (counting those it unlinks), and whether the walk
         // ended on a value at or below the watermark, which is then the oldest one left.
         let (mut position, mut settled) = (0, false);
+        // The timestamp of the version that ends up behind the head (`0`: not read).
+        let mut second_ts = self.chain.second_ts.load(Ordering::Relaxed);
         let mut cur = link.load(Ordering::Relaxed, guard);
         // SAFETY: `cur` is pinned by `guard`, and we (the lock holder) are the only thread that
         // unlinks or frees nodes of this chain, so every node we reach stays allocated while
@@ -522,6 +590,8 @@ impl<'a> ChainWriter<'a> {
                 break;
             }
             position += 1;
+            #[cfg(test)]
+            walk_reads::note();
             let next = node.next().load(Ordering::Relaxed, guard);
             let ts = node.ts();
             if ts <= watermark {
@@ -533,8 +603,12 @@ impl<'a> ChainWriter<'a> {
                     strip.get_or_insert((link, kept));
                 } else {
                     strip = None;
+                    if kept == 1 {
+                        second_ts = ts;
+                    }
                     kept += 1;
                     settled = true;
+                    self.chain.tail.store(cur.into_usize(), Ordering::Relaxed);
                     if !next.is_null() {
                         // The tail is freed when the epoch collects, up to 128 of this
                         // thread's pins later: start loading the first node's header (its
@@ -547,6 +621,7 @@ impl<'a> ChainWriter<'a> {
                         if kept == 1 {
                             // `node` is the head: nothing is behind it now.
                             self.chain.second.store(0, Ordering::Relaxed);
+                            second_ts = 0;
                         }
                         // SAFETY: `next` (non-null, from `Version::alloc`) and its tail were
                         // linked until the store above cut them off (so in no batch yet), and
@@ -565,6 +640,9 @@ impl<'a> ChainWriter<'a> {
                         strip = None;
                     }
                 }
+                if kept == 1 {
+                    second_ts = if node.is_tombstone() { 0 } else { ts };
+                }
                 kept += 1;
                 above_horizon += usize::from(above);
                 link = node.next();
@@ -581,6 +659,8 @@ impl<'a> ChainWriter<'a> {
                     self.chain
                         .second
                         .store(next.into_usize(), Ordering::Relaxed);
+                    // Read below if the walk reaches it before a settled version.
+                    second_ts = 0;
                 }
                 // The store above unlinked `cur` (`link` was its only predecessor), so no reader
                 // that pins from now on can reach it. Nobody writes the `next` of an unlinked
@@ -611,6 +691,7 @@ impl<'a> ChainWriter<'a> {
             if kept <= 1 {
                 // The cut is at the head or right behind it.
                 self.chain.second.store(0, Ordering::Relaxed);
+                second_ts = 0;
             }
             // The oldest version left (if any) is a kept one above the watermark.
             settled = false;
@@ -624,11 +705,102 @@ impl<'a> ChainWriter<'a> {
         let len = kept as u32;
         let flag = if settled { SETTLED_TAIL } else { 0 };
         self.chain.shape.store(len | flag, Ordering::Relaxed);
+        self.chain.second_ts.store(second_ts, Ordering::Relaxed);
         Pruned {
             unlinked: before as usize - kept,
             kept,
             above_horizon,
         }
+    }
+}
+
+impl ChainWriter<'_> {
+    /// [`prune`](Self::prune) right after an install, when the chain already knows what the
+    /// walk would read: the timestamps of the head (its cache), of the version behind it
+    /// ([`Chain::second_ts`]) and of the one the install pushed to third place
+    /// ([`displaced`](Self::displaced)), and where the settled oldest version is
+    /// ([`Chain::tail`]). Then the prune loads no version: it relinks the second with one
+    /// store into its `next` (whose line the lock-time prefetch fetched; a store does not
+    /// wait for it) and hands what it unlinks to `retired` unread. Two shapes, the steady
+    /// states of a rewritten key:
+    ///
+    /// - without an old snapshot, head -> superseded head at or below the watermark -> older:
+    ///   the superseded head is the oldest version anyone reads, the rest is cut off;
+    /// - under an old snapshot, head -> superseded head -> one to unlink -> the settled
+    ///   version the snapshot reads: the third goes.
+    ///
+    /// Same outcome as the walk, which would keep the head (above the watermark, so above
+    /// `now` or needed at `now`), stop at a second value at or below the watermark, or keep
+    /// a second above it that the rule keeps, unlink a third above the watermark that the
+    /// rule drops, and keep the settled value (which ends any strip of tombstones above it).
+    /// `None`, with the displaced record consumed, in any other case: the walk decides.
+    fn prune_known(&self, horizon: &Horizon, retired: &mut Retired) -> Option<Pruned> {
+        let (third, third_ts) = self.displaced.take()?;
+        let head_ts = self.chain.cache.ts_locked();
+        // `0` for a tombstone or unknown: neither shortcut applies then.
+        let second_ts = self.chain.second_ts.load(Ordering::Relaxed);
+        let (watermark, now) = (horizon.watermark(), horizon.now());
+        if head_ts <= watermark || second_ts == 0 {
+            return None;
+        }
+        let shape = self.chain.shape.load(Ordering::Relaxed);
+        let second = self.chain.second.load(Ordering::Relaxed);
+        // SAFETY: `second` names the linked version behind the head (every write of the chain
+        // keeps it so, under the lock we hold; non-zero as its timestamp is known), and only
+        // the lock holder unlinks or frees versions, so it stays allocated while we use it.
+        let link = unsafe { next_link(second) };
+        if second_ts <= watermark {
+            debug_assert!(
+                shape & !SETTLED_TAIL >= 2,
+                "a head and a second in the count"
+            );
+            // The superseded head is the oldest version any snapshot reads: settled, and
+            // everything behind it (the displaced third on, if any) cut off.
+            if third != 0 {
+                // For the free, as in the walk.
+                prefetch_line(std::ptr::with_exposed_provenance(third));
+                // Release pairs with readers' Acquire loads of the link, as in the walk.
+                link.store(Shared::null(), Ordering::Release);
+                // SAFETY: `third` is the version the install pushed behind the second (from
+                // `Version::alloc`; nothing wrote the chain since: the record was taken), so
+                // it and its tail were linked until the store above cut them off (in no batch
+                // yet), and nobody writes unlinked nodes' links.
+                unsafe { retired.push_list(Shared::from_usize(third)) };
+            }
+            self.chain.tail.store(second, Ordering::Relaxed);
+            self.chain.shape.store(2 | SETTLED_TAIL, Ordering::Relaxed);
+            return Some(Pruned {
+                unlinked: (shape & !SETTLED_TAIL) as usize - 2,
+                kept: 2,
+                above_horizon: usize::from(head_ts > now),
+            });
+        }
+        // Four versions, the oldest settled: the displaced version is the third and the
+        // settled one is right behind it.
+        let keeps_second = second_ts > now || horizon.needs(second_ts, head_ts);
+        let drops_third =
+            third_ts > watermark && third_ts <= now && !horizon.needs(third_ts, second_ts);
+        if shape != 4 | SETTLED_TAIL || !keeps_second || !drops_third {
+            return None;
+        }
+        // SAFETY: `tail` is the address of the chain's settled oldest version (kept with
+        // `SETTLED_TAIL`, checked above), linked, from `Version::alloc`.
+        let tail =
+            unsafe { Shared::<Version>::from_usize(self.chain.tail.load(Ordering::Relaxed)) };
+        // Release pairs with readers' Acquire loads of the link, as in the walk: a reader that
+        // skips the third still sees the initialised version behind it.
+        link.store(tail, Ordering::Release);
+        // SAFETY: `third` is the version the install pushed to third place (from
+        // `Version::alloc`, non-null: its timestamp is known); its only predecessor was the
+        // second, whose link the store above moved past it, so it is unlinked, and it is
+        // pushed once (the displaced record was taken).
+        unsafe { retired.push(Shared::from_usize(third)) };
+        self.chain.shape.store(3 | SETTLED_TAIL, Ordering::Relaxed);
+        Some(Pruned {
+            unlinked: 1,
+            kept: 3,
+            above_horizon: usize::from(head_ts > now) + usize::from(second_ts > now),
+        })
     }
 }
 
@@ -642,10 +814,10 @@ fn strip_floor(horizon: &Horizon) -> u64 {
 
 impl ChainWriter<'_> {
     /// Starts loading the current head's node and the one behind it into the cache: the
-    /// commit's prune reads the first after the install (the new head's `next`), and the
-    /// second too when an old snapshot keeps a version behind them, and the misses can overlap
-    /// each other and the work in between (timestamp, node allocation, mirror lookup). A
-    /// hint: it changes no state.
+    /// commit's prune writes the first's `next` after the install (or reads it, when it
+    /// walks), and the second is the version it unlinks under an old snapshot (read when it
+    /// is freed, or by a walk), and the misses can overlap each other and the work in between
+    /// (timestamp, node allocation, mirror lookup). A hint: it changes no state.
     pub(crate) fn prefetch_head_and_second(&self, guard: &Guard) {
         let head = self.chain.head.load(Ordering::Relaxed, guard);
         prefetch_line(std::ptr::with_exposed_provenance(head.into_usize()));
@@ -714,6 +886,29 @@ impl Drop for ChainWriter<'_> {
     }
 }
 
+/// Counts the versions prunes' walks load, per thread (under loom, per model: its threads
+/// run on the test's thread), so that tests can check that a prune loaded none (took a
+/// shortcut of [`ChainWriter::prune_known`]). A plain thread-local: loom does not schedule
+/// on it.
+#[cfg(test)]
+pub(crate) mod walk_reads {
+    use std::cell::Cell;
+
+    thread_local! {
+        static READ: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// Counts one version a walk loaded (its timestamp and link).
+    pub(super) fn note() {
+        READ.with(|n| n.set(n.get() + 1));
+    }
+
+    /// How many versions this thread's prunes have loaded so far.
+    pub(crate) fn count() -> usize {
+        READ.with(Cell::get)
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     //! Single- and multi-threaded checks of the chain, sized to run under Miri.
@@ -725,6 +920,8 @@ mod tests {
     fn b(s: &str) -> Option<Vec<u8>> {
         Some(s.as_bytes().to_vec())
     }
+
+    use super::walk_reads::count as nodes_read;
 
     fn prune(w: &ChainWriter<'_>, h: &Horizon, g: &epoch::Guard) -> Pruned {
         w.prune_and_retire(h, g)
@@ -974,6 +1171,80 @@ mod tests {
         }
     }
 
+    /// A key rewritten under old snapshots, then without any, with a horizon that lags the
+    /// commits as the store's cached horizon does: the prune right after each install mostly
+    /// knows what to unlink without loading a version (both shortcuts of `prune_known`), and
+    /// must keep exactly what the rule says whether it takes a shortcut or walks, with
+    /// tombstones, snapshots coming and going, and lags that change the shape.
+    #[test]
+    fn the_prune_after_an_install_matches_the_rule_under_lagging_horizons() {
+        let rounds = if cfg!(miri) { 80 } else { 20_000 };
+        let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = |bound: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % bound
+        };
+        let c = Chain::new();
+        let g = epoch::pin();
+        let w = c.lock();
+        let mut ts = 1;
+        // Prunes that loaded no version and prunes that walked, under old snapshots and
+        // without any.
+        let (mut with, mut without) = ([0, 0], [0, 0]);
+        w.install(ts, b("v").as_deref(), None, &g);
+        // Live snapshots, ascending (the oldest is dropped only while another is live, so the
+        // watermark never goes down until the last goes), and the visible timestamp, which
+        // lags the commits.
+        let (mut live, mut now): (Vec<u64>, u64) = (vec![1], 1);
+        for round in 0..rounds {
+            // Mostly further apart than the lag, as for a key among many, sometimes closer.
+            ts += 1 + next(48);
+            let tomb = next(32) == 0;
+            w.install(ts, if tomb { None } else { Some(&b"v"[..]) }, None, &g);
+            if round == rounds / 2 {
+                live.clear();
+            }
+            match next(256) {
+                // A new snapshot (at or above the visible timestamp, as the registry's floor
+                // handshake ensures), or the oldest one gone: mostly one old snapshot, at
+                // times two (each pins a version: the chain is not in the steady shape).
+                0 if !live.is_empty() => live.push(now.max(ts.saturating_sub(1 + next(4)))),
+                1..=4 if live.len() > 1 => {
+                    live.remove(0);
+                }
+                _ => {}
+            }
+            now = now.max(ts.saturating_sub(1 + next(12)));
+            let h = if next(4) == 0 {
+                Horizon::merge(Horizon::new(now, live.clone()), Horizon::new(now, vec![]))
+            } else {
+                Horizon::new(now, live.clone())
+            };
+            let before = versions(&c);
+            let want = expected_after_prune(&before, &h);
+            let read_before = nodes_read();
+            let got = prune(&w, &h, &g);
+            let count = if live.is_empty() {
+                &mut without
+            } else {
+                &mut with
+            };
+            count[usize::from(nodes_read() != read_before)] += 1;
+            assert_eq!(versions(&c), want, "horizon {h:?}, chain {before:?}");
+            let above = want.iter().filter(|&&(t, _)| t > h.now()).count();
+            assert_eq!(got, pruned(before.len() - want.len(), want.len(), above));
+            assert!(c.second_is_exact(&g), "horizon {h:?}, chain {before:?}");
+        }
+        for [shortcuts, walks] in [with, without] {
+            assert!(
+                shortcuts > walks && walks > 0,
+                "{shortcuts} shortcuts, {walks} walks ({with:?} with snapshots)"
+            );
+        }
+    }
+
     #[test]
     fn a_settled_oldest_version_stays_for_a_stale_horizon_and_goes_for_a_newer_one() {
         let c = Chain::new();
@@ -1024,13 +1295,17 @@ mod tests {
             w.install(ts, b("v").as_deref(), None, &g);
             assert_eq!(c.second.load(Ordering::Relaxed), head.into_usize());
             assert!(c.second_is_exact(&g));
+            let read_before = nodes_read();
             let p = prune(&w, &Horizon::new(ts - 1, vec![10]), &g);
             assert!(c.second_is_exact(&g), "after the prune at {ts}");
             if ts >= 40 {
-                // Unlinked: the version that was behind the head before the install.
+                // Unlinked: the version that was behind the head before the install, without
+                // loading a version (the chain knows every timestamp and link it needs).
                 assert_eq!(p, pruned(1, 3, 1));
                 assert_ne!(behind, 0);
                 assert_eq!(versions(&c), [(ts, false), (ts - 10, false), (10, false)]);
+                assert_eq!(nodes_read() - read_before, 0, "the prune at {ts} walked");
+                assert!(c.second_ts_is_known());
             }
         }
         // The snapshot gone: the prune cuts down to the head and the version below it.

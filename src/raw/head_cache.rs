@@ -65,6 +65,24 @@ impl HeadCache {
         }
     }
 
+    /// The cached head's timestamp (`0`: no head), for the chain's lock holder, the only
+    /// writer: it reads what it last wrote, so no sequence check is needed.
+    #[inline]
+    pub(super) fn ts_locked(&self) -> u64 {
+        self.ts.load(Ordering::Relaxed)
+    }
+
+    /// [`ts_locked`](Self::ts_locked) if the head is a value, `0` otherwise (no head, a
+    /// tombstone, or a pending version, which is cached without a value).
+    #[inline]
+    pub(super) fn value_ts_locked(&self) -> u64 {
+        if self.len.load(Ordering::Relaxed) == TOMBSTONE {
+            0
+        } else {
+            self.ts.load(Ordering::Relaxed)
+        }
+    }
+
     /// Records the new head. Only the chain's lock holder calls this, with `value` owned by
     /// the head node it just linked (or `ts == 0` after unlinking the last version).
     pub(super) fn set(&self, ts: u64, value: Option<&[u8]>) {

@@ -40,6 +40,8 @@ mod version;
 #[cfg(not(loom))]
 mod wait_queue;
 
+#[cfg(all(test, loom))]
+pub(crate) use chain::walk_reads;
 pub(crate) use chain::{prefetch_line, prefetch_lines, Chain, ChainWriter};
 pub(crate) use epoch_cell::EpochCell;
 pub(crate) use head_cache::{HeadCache, Lent};

@@ -91,10 +91,13 @@ impl ChainWriter<'_> {
         let head = chain.head.load(Ordering::Relaxed, guard);
         let node = node.pending();
         node.next().store(head, Ordering::Relaxed);
+        let head_ts = chain.cache.value_ts_locked();
         // Release: a reader that loads the new head sees the node's fields and its `next`.
         let node = node.into_shared(guard);
         chain.head.store(node, Ordering::Release);
+        self.forget_displaced();
         chain.second.store(head.into_usize(), Ordering::Relaxed);
+        chain.second_ts.store(head_ts, Ordering::Relaxed);
         // One more version; the oldest, and so its settled mark, stay as they were.
         let shape = chain.shape.load(Ordering::Relaxed);
         chain.shape.store(shape + 1, Ordering::Relaxed);
@@ -160,7 +163,10 @@ impl ChainWriter<'_> {
             let second = v.next().load(Ordering::Relaxed, guard).into_usize();
             (v.ts(), v.value(), second)
         });
+        self.forget_displaced();
         chain.second.store(second, Ordering::Relaxed);
+        // Behind `next`, not read here.
+        chain.second_ts.store(0, Ordering::Relaxed);
         chain.cache.set(ts, value);
         if let Some(mirror) = mirror {
             mirror.set(ts, value);

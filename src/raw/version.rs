@@ -163,6 +163,22 @@ impl Unlinked {
     }
 }
 
+/// The `next` link of the node at `addr`, reached without loading anything from the node (a
+/// reference through [`Pointable::deref`] would read its length first): a prune that knows
+/// what is behind a node can relink it with one store, which does not wait for the line.
+///
+/// # Safety
+///
+/// `addr` came from [`Version::alloc`] and the node stays allocated for `'a`.
+#[inline]
+pub(super) unsafe fn next_link<'a>(addr: usize) -> &'a Atomic<Version> {
+    let header = ptr::with_exposed_provenance::<Header>(addr);
+    // SAFETY: by the contract `header` points to a live node, whose header `init` wrote in
+    // full; the reference covers only the atomic `next` field (a place projection, no load),
+    // which every thread accesses only through atomics.
+    unsafe { &(*header).next }
+}
+
 /// Number of value bytes behind a header whose `len` is `len`.
 fn byte_len(len: usize) -> usize {
     if len == TOMBSTONE {
