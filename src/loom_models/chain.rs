@@ -124,7 +124,7 @@ fn interval_prune_races_old_and_new_readers() {
     ]);
 }
 
-/// Model 25: the prune that unlinks without loading a version (`ChainWriter::prune_known`)
+/// Model 27: the prune that unlinks without loading a version (`ChainWriter::prune_known`)
 /// races the readers it unlinks from under: `x` holds v3, v2 and v1 (settled: an old
 /// snapshot at 1 reads it), and a spawned thread commits v4, whose prune relinks v3 past v2
 /// with one store and retires v2 unread, then flushes its garbage. The old snapshot (on v2
