@@ -890,6 +890,34 @@ impl Drop for ChainWriter<'_> {
 /// run on the test's thread), so that tests can check that a prune loaded none (took a
 /// shortcut of [`ChainWriter::prune_known`]). A plain thread-local: loom does not schedule
 /// on it.
+/// Hints the processor to load the cache line holding `p` into all cache levels. A hint: it
+/// changes no state, never faults, and any address is allowed.
+#[inline(always)]
+pub(crate) fn prefetch_line(p: *const u8) {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse", not(miri)))]
+    // SAFETY: the intrinsic's only requirement is the `sse` target feature, enabled here (cfg).
+    // A prefetch is a hint: it reads nothing architecturally and never faults, whatever `p`.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(p.cast());
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse", not(miri))))]
+    let _ = p;
+}
+
+/// Hints the processor to load every cache line of `items` (see [`prefetch_line`]): for a
+/// search about to probe a small array it has not touched, so that the probes' misses overlap
+/// instead of coming one after another.
+#[inline]
+pub(crate) fn prefetch_lines<T>(items: &[T]) {
+    let std::ops::Range { start, end } = items.as_ptr_range();
+    let (mut line, end) = (start.cast::<u8>(), end.cast::<u8>());
+    while line < end {
+        prefetch_line(line);
+        line = line.wrapping_add(64);
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod walk_reads {
     use std::cell::Cell;
@@ -1470,33 +1498,5 @@ mod tests {
         reader.join().unwrap();
         let g = epoch::pin();
         assert_eq!(c.chain().version_count(&g), 1);
-    }
-}
-
-/// Hints the processor to load the cache line holding `p` into all cache levels. A hint: it
-/// changes no state, never faults, and any address is allowed.
-#[inline(always)]
-pub(crate) fn prefetch_line(p: *const u8) {
-    #[cfg(all(target_arch = "x86_64", target_feature = "sse", not(miri)))]
-    // SAFETY: the intrinsic's only requirement is the `sse` target feature, enabled here (cfg).
-    // A prefetch is a hint: it reads nothing architecturally and never faults, whatever `p`.
-    unsafe {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        _mm_prefetch::<_MM_HINT_T0>(p.cast());
-    }
-    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse", not(miri))))]
-    let _ = p;
-}
-
-/// Hints the processor to load every cache line of `items` (see [`prefetch_line`]): for a
-/// search about to probe a small array it has not touched, so that the probes' misses overlap
-/// instead of coming one after another.
-#[inline]
-pub(crate) fn prefetch_lines<T>(items: &[T]) {
-    let std::ops::Range { start, end } = items.as_ptr_range();
-    let (mut line, end) = (start.cast::<u8>(), end.cast::<u8>());
-    while line < end {
-        prefetch_line(line);
-        line = line.wrapping_add(64);
     }
 }
