@@ -142,8 +142,6 @@ struct Writer<F> {
     segment: SegmentWriter<F>,
     /// The position of the segment's first byte.
     base: u64,
-    /// Successful file syncs of frames (the segment headers' syncs are not counted).
-    syncs: u64,
 }
 
 /// The write-ahead log: many committers append, one leader at a time writes and syncs.
@@ -153,9 +151,14 @@ pub(crate) struct Log<S: Storage> {
     policy: SyncPolicy,
     segment_size: u64,
     buffer: Mutex<Buffer>,
-    /// Taken only by a leader (with `try_lock`) and by [`Log::sync_now`]; held across I/O, so
-    /// no waiter ever blocks on it.
+    /// Taken only by a leader (with `try_lock`) and by [`Log::sync_now`], each ending a turn
+    /// after it; held across I/O, so no waiter ever blocks on it. Nothing else may take it,
+    /// not even briefly: a waiter whose `try_lock` fails sleeps until a turn ends, and a
+    /// holder that ends none (a statistics read) could leave every committer asleep.
     writer: Mutex<Writer<S::File>>,
+    /// Successful file syncs of frames (the segment headers' syncs are not counted). Counted
+    /// outside the writer lock so that reading it never takes that lock.
+    syncs: AtomicU64,
     /// Everything below this position was handed to the operating system.
     written: AtomicU64,
     /// Everything below this position is durable.
@@ -207,11 +210,8 @@ impl<S: Storage> Log<S> {
                 }]),
                 writing: first_segment,
             }),
-            writer: Mutex::new(Writer {
-                segment,
-                base: 0,
-                syncs: 0,
-            }),
+            writer: Mutex::new(Writer { segment, base: 0 }),
+            syncs: AtomicU64::new(0),
             written: AtomicU64::new(start),
             durable: AtomicU64::new(start),
             poisoned: AtomicBool::new(false),
@@ -348,7 +348,11 @@ impl<S: Storage> Log<S> {
     /// Syncs of frames so far (not counting segment headers): one per batch under
     /// [`SyncPolicy::Always`].
     pub(crate) fn syncs(&self) -> u64 {
-        self.writer.lock().syncs
+        if faults::active(Fault::SyncCountUnderWriterLock) {
+            let _writer = self.writer.lock();
+            return self.syncs.load(Ordering::Relaxed);
+        }
+        self.syncs.load(Ordering::Relaxed)
     }
 
     /// Bytes handed to the operating system since this log was created, segment headers
@@ -527,7 +531,7 @@ impl<S: Storage> Log<S> {
                 // The old segment is synced to its end before the next one exists, whatever
                 // the policy: a reader trusts a segment that another one follows to its end.
                 w.segment.sync()?;
-                w.syncs += 1;
+                self.syncs.fetch_add(1, Ordering::Relaxed);
                 self.durable
                     .store(w.base + w.segment.synced(), Ordering::Release);
                 w.segment = SegmentWriter::create_salted(
@@ -551,7 +555,7 @@ impl<S: Storage> Log<S> {
         if sync {
             if w.segment.synced() < w.segment.written() {
                 w.segment.sync()?;
-                w.syncs += 1;
+                self.syncs.fetch_add(1, Ordering::Relaxed);
             }
             self.durable.store(end, Ordering::Release);
         }

@@ -174,6 +174,38 @@ fn broken_wait_trusting_any_turn_is_caught() {
     check_waits();
 }
 
+/// Model 28: a statistics read of the log (`Log::syncs`, which every commit's background
+/// checkpoint check and `Db::stats` make) racing a committer's wait. The writer lock is the
+/// leader's: a waiter that fails to take it sleeps until a turn ends, so a reader holding it
+/// even briefly (and ending no turn) could leave the committer asleep for good. The read
+/// must not take it; the commit returns, durable.
+#[test]
+fn a_statistics_read_never_strands_a_waiter() {
+    faults::inject(Fault::None);
+    check_stats_read();
+}
+
+fn check_stats_read() {
+    model(|| {
+        let d = Durable::new();
+        let d2 = Arc::clone(&d);
+        let committer = loom::thread::spawn(move || d2.commit(b"x"));
+        let syncs = d.log.syncs();
+        assert!(syncs <= 1, "{syncs} syncs for one commit");
+        committer.join().unwrap();
+        assert_eq!(d.log.syncs(), 1);
+    });
+}
+
+/// Negative control for model 28: the sync count read under the writer lock strands the
+/// committer whose `try_lock` met the reader.
+#[test]
+#[ignore = "negative control: must fail; run by .ci/run"]
+fn broken_sync_count_under_writer_lock_is_caught() {
+    faults::inject(Fault::SyncCountUnderWriterLock);
+    check_stats_read();
+}
+
 /// Model 24: the log's only sync fails while two committers share it. No wait returns `Ok`
 /// (nothing is durable); the failed batch's waiters get `CommitOutcomeUnknown`, a committer
 /// whose frame was not in it (appended later, or refused) gets `Poisoned`.

@@ -83,6 +83,9 @@ pub(crate) enum Fault {
     /// without looking at its records' largest timestamp (as if log order were timestamp
     /// order), so it can remove a record newer than the checkpoint.
     RetireIgnoringMaxTs = 24,
+    /// Reading the log's sync count takes the writer lock (which only leaders may take), so
+    /// a committer whose `try_lock` meets that reader sleeps for a turn nobody ends.
+    SyncCountUnderWriterLock = 25,
 }
 
 static ACTIVE: AtomicU8 = AtomicU8::new(0);

@@ -653,6 +653,22 @@ fn power_loss_keeps_every_acknowledged_commit() {
     println!("power loss: {torn_tails} recoveries cut a torn tail");
 }
 
+/// Writes `commits` to a log over `storage` under `SyncPolicy::Never`: written, not synced
+/// (what a process crash leaves in the page cache).
+fn write_unsynced_log(storage: &SimStorage, commits: &[Commit]) {
+    let options = LogOptions {
+        policy: SyncPolicy::Never,
+        segment_size: 1 << 20,
+    };
+    let log = Log::create(storage.clone(), &dir(), 1, 1, options).unwrap();
+    for c in commits {
+        let lsn = log
+            .append(c.ts, c.writes.iter().map(|(k, v)| (&k[..], v.as_deref())))
+            .unwrap();
+        log.wait_committed(lsn).unwrap();
+    }
+}
+
 #[test]
 fn recovery_makes_the_last_segment_durable_before_another_can_follow() {
     // Under `Never` the frames are written, not synced: a process crash keeps them (the page
@@ -660,23 +676,7 @@ fn recovery_makes_the_last_segment_durable_before_another_can_follow() {
     // segment, and a later recovery trusts every segment but the last to its end.
     let storage = SimStorage::new();
     let commits = history(20, 12);
-    let log = Log::create(
-        storage.clone(),
-        &dir(),
-        1,
-        1,
-        LogOptions {
-            policy: SyncPolicy::Never,
-            segment_size: 1 << 20,
-        },
-    )
-    .unwrap();
-    for c in &commits {
-        let lsn = log
-            .append(c.ts, c.writes.iter().map(|(k, v)| (&k[..], v.as_deref())))
-            .unwrap();
-        log.wait_committed(lsn).unwrap();
-    }
+    write_unsynced_log(&storage, &commits);
     let r = recover_plain(&storage).unwrap();
     assert_eq!(r.entries, entries(&model(&commits)));
     let after = recover_plain(&storage.crash(Crash::SyncedOnly)).unwrap();
@@ -991,23 +991,7 @@ fn read_only_recovery_does_not_sync_unsynced_frames() {
     // one must not.
     let storage = SimStorage::new();
     let commits = history(20, 23);
-    let log = Log::create(
-        storage.clone(),
-        &dir(),
-        1,
-        1,
-        LogOptions {
-            policy: SyncPolicy::Never,
-            segment_size: 1 << 20,
-        },
-    )
-    .unwrap();
-    for c in &commits {
-        let lsn = log
-            .append(c.ts, c.writes.iter().map(|(k, v)| (&k[..], v.as_deref())))
-            .unwrap();
-        log.wait_committed(lsn).unwrap();
-    }
+    write_unsynced_log(&storage, &commits);
     let r = assert_read_only_matches(&storage, true);
     assert_eq!(r.entries, entries(&model(&commits)));
 }
