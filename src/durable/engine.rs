@@ -66,8 +66,7 @@ impl<S: Storage> CommitLog for Log<S> {
                 max: u32::MAX as usize,
             });
         }
-        self.raise_ts_floor(floor);
-        Log::append(self, ts, writes.iter().copied())
+        self.append_above(ts, floor, writes.iter().copied())
     }
 
     fn wait(&self, lsn: Lsn) -> Result<()> {

@@ -223,8 +223,9 @@ impl<S: Storage> Log<S> {
     }
 
     /// Promises that every later append has a timestamp at least `ts`: the next segment's
-    /// header records it as its first timestamp. The engine passes its visible timestamp
-    /// plus one (every commit at or below it was appended before it became visible).
+    /// header records it as its first timestamp. Committers raise it with each append
+    /// ([`append_above`](Self::append_above)), to their visible timestamp plus one (every
+    /// commit at or below it was appended before it became visible).
     pub(crate) fn raise_ts_floor(&self, ts: u64) {
         let mut buffer = self.buffer.lock();
         buffer.ts_floor = buffer.ts_floor.max(ts);
@@ -240,11 +241,24 @@ impl<S: Storage> Log<S> {
         ts: u64,
         writes: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>,
     ) -> Result<Lsn> {
+        self.append_above(ts, 0, writes)
+    }
+
+    /// [`append`](Self::append), raising the timestamp floor to `floor` first (as
+    /// [`raise_ts_floor`](Self::raise_ts_floor) does) under the same lock: what a committer
+    /// does on every commit, so one lock round trip instead of two.
+    pub(crate) fn append_above<'a>(
+        &self,
+        ts: u64,
+        floor: u64,
+        writes: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+    ) -> Result<Lsn> {
         // The record does not depend on the log's state: encoded before the lock.
         let mut payload = Vec::new();
         record::encode(ts, writes, &mut payload);
         let frame_len = frame::encoded_len(payload.len()) as u64;
         let mut b = self.buffer.lock();
+        b.ts_floor = b.ts_floor.max(floor);
         if let Some(failure) = &b.failure {
             return Err(Error::Poisoned {
                 cause: std::sync::Arc::clone(&failure.cause),
