@@ -9,7 +9,8 @@
 //! The keys are written one per commit (16-byte keys, 100-byte values, as
 //! `examples/durable_writes.rs` does), under `SyncPolicy::Never`, with background
 //! checkpoints off. With a fourth argument `log`, only the reopen from the whole log is run
-//! (`RUNS` times), over `DIR/log` written once and kept: what a profiler should look at.
+//! (`RUNS` times), over `DIR/log` written once and kept: what a profiler should look at; it
+//! ends with the process's peak resident memory (the store and what recovery held).
 //!
 //! Each figure is wall time, with the process's CPU time (user + system, all threads) beside
 //! it: on a shared machine the CPU time is the steadier of the two.
@@ -36,6 +37,17 @@ fn cpu_time() -> Duration {
             .unwrap_or(0)
     };
     Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+/// The process's peak resident memory so far, in KiB (`VmHWM` of `/proc/self/status`; zero
+/// where there is none).
+fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// Wall and CPU time of `f`.
@@ -121,6 +133,8 @@ fn main() {
             let (wall, cpu) = reopen(&from_log_dir, keys);
             println!("reopen from the whole log: {wall:.2?} (CPU {cpu:.2?})");
         }
+        // The store and what recovery held at once, at the worst moment.
+        println!("peak resident memory: {} MiB", peak_rss_kib() >> 10);
         return;
     }
 

@@ -590,12 +590,18 @@ impl Replay {
     /// entries), the highest timestamp seen, and the records applied.
     fn finish(self, checkpoint: Option<Checkpoint>) -> (Vec<(Bytes, Bytes, u64)>, u64, u64) {
         let log = newest_per_key(self.writes);
-        let base_len = checkpoint.as_ref().map_or(0, |c| c.entries.len());
+        let Some(checkpoint) = checkpoint else {
+            // Nothing to merge: the puts, in place (the vector's memory reused, not a second
+            // one beside it).
+            let entries = log
+                .into_iter()
+                .filter_map(|LogWrite { key, value, ts }| Some((key, value?, ts)))
+                .collect();
+            return (entries, self.max_ts, self.replayed);
+        };
+        let base_len = checkpoint.entries.len();
         let mut entries = Vec::with_capacity(base_len + log.len());
-        let mut base = checkpoint
-            .into_iter()
-            .flat_map(checkpoint_entries)
-            .peekable();
+        let mut base = checkpoint_entries(checkpoint).peekable();
         for LogWrite { key, value, ts } in log {
             while let Some(older) = base.next_if(|(k, _, _)| *k < key) {
                 entries.push(older);
