@@ -213,8 +213,7 @@ impl Db {
             durability,
             recovered,
         } = engine::open(storage, dir, &durable.into(), lock)?;
-        let store = Store::new();
-        store.load(recovered.entries);
+        let store = Store::loaded(recovered.entries);
         let clock = Clock::starting_at(recovered.max_ts);
         Ok(Self::with_parts(opts, clock, store, Some(durability)))
     }

@@ -10,7 +10,9 @@ use dashmap::DashMap;
 use crate::commit::{ChainSource, Write};
 use crate::index::{Entries, Index, Reads, Reason, ScanNeeds};
 use crate::key::{KeyRange, KeyRangeRef, MapKey};
-use crate::raw::{Chain, ChainWriter, HeadCache, MirroredChain, Unlinked};
+use crate::raw::{
+    prefetch_line, prefetch_lines, Chain, ChainWriter, HeadCache, MirroredChain, Unlinked,
+};
 use crate::sync::Arc;
 
 /// Maps every key that has (or is about to receive) versions to its chain, twice: hashed for
@@ -45,6 +47,10 @@ pub(crate) struct Store {
 /// the chain's own cache ([`ChainWriter::install_node`], which checks it is handed this
 /// entry). The entry lives exactly as long as the key maps to this chain.
 pub(crate) type MapEntry = MirroredChain;
+
+/// How many entries ahead [`Store::loaded`] asks for the keys and values it will copy: enough
+/// misses in flight to overlap, few enough that the lines are still cached when used.
+const LOAD_PREFETCH_DISTANCE: usize = 8;
 
 impl Store {
     pub(crate) fn new() -> Self {
@@ -112,18 +118,41 @@ impl Store {
         )
     }
 
-    /// Fills an empty store with one version per key (`(key, value, ts)`), as recovery
-    /// found them: each key's newest value and the timestamp that wrote it. Before the store
-    /// is shared (no reader or committer can see it yet).
-    pub(crate) fn load(&self, entries: impl IntoIterator<Item = (Bytes, Bytes, u64)>) {
+    /// A store holding one version per key (`(key, value, ts)`, keys unique), as recovery
+    /// found them: each key's newest value and the timestamp that wrote it.
+    ///
+    /// Built before the store is shared (no reader or committer can see it yet), so each key
+    /// takes one map operation, not a committer's lookup, insertion and mirror lookup; and
+    /// the map is sized for every key at once instead of growing (rehashing) as they arrive.
+    pub(crate) fn loaded(entries: Vec<(Bytes, Bytes, u64)>) -> Self {
+        let store = Self {
+            map: DashMap::with_capacity_and_hasher(
+                entries.len(),
+                foldhash::fast::RandomState::default(),
+            ),
+            ..Self::new()
+        };
         let guard = crossbeam_epoch::pin();
-        for (key, value, ts) in entries {
-            let chain = self.resolve(&key);
-            let writer = chain.lock();
-            self.with_mirror(&key, &chain, |mirror| {
-                writer.install_node(ts, Unlinked::new(Some(&value)), mirror, &guard);
+        for (at, (key, value, ts)) in entries.iter().enumerate() {
+            // Recovered keys and values lie in the log's segments in log order, not key
+            // order: ask for the ones a few entries ahead now, so that their cache misses
+            // overlap instead of each stalling the copy into the store.
+            if let Some((key, value, _)) = entries.get(at + LOAD_PREFETCH_DISTANCE) {
+                prefetch_lines(key);
+                prefetch_lines(value);
+                prefetch_line(value.as_ptr_range().end.wrapping_sub(1));
+            }
+            let entry = store.map.entry(MapKey::from_slice(key)).or_insert_with(|| {
+                let entry = MapEntry::new();
+                // Under the shard's write lock: see the type's documentation.
+                store.index.insert(key, Arc::clone(entry.chain()));
+                entry
             });
+            let writer = entry.chain().lock();
+            writer.install_node(*ts, Unlinked::new(Some(value)), Some(&entry), &guard);
         }
+        drop(guard);
+        store
     }
 
     /// The chain of `key`, if it has one.

@@ -131,17 +131,38 @@ impl<'a> Cursor<'a> {
         &mut self,
         len_field: &'static str,
         field: &'static str,
-    ) -> Result<Bytes, RecordError> {
+    ) -> Result<&'a [u8], RecordError> {
         let len = self.u32(len_field)?;
         let len = usize::try_from(len).map_err(|_| RecordError::Truncated(field))?;
         // `take` checks the length against what remains: nothing is allocated for a length
         // the payload cannot hold.
-        Ok(Bytes::copy_from_slice(self.take(len, field)?))
+        self.take(len, field)
     }
 }
 
-/// Decodes a commit record. Total: see the module documentation.
+/// Decodes a commit record, copying its keys and values. Total: see the module
+/// documentation.
 pub(crate) fn decode(payload: &[u8]) -> Result<CommitRecord, RecordError> {
+    decode_with(payload, Bytes::copy_from_slice)
+}
+
+/// Decodes the commit record `payload`, a part of `buffer`, into keys and values that are
+/// slices of `buffer`: nothing is copied or allocated per key or value (recovery, which then
+/// copies each live value once, into the store). Each keeps the whole buffer alive. Total,
+/// as [`decode`].
+///
+/// # Panics
+/// If `payload` is not within `buffer`'s bytes.
+pub(crate) fn decode_shared(buffer: &Bytes, payload: &[u8]) -> Result<CommitRecord, RecordError> {
+    decode_with(payload, |part| buffer.slice_ref(part))
+}
+
+/// Decodes `payload`, making each key and value (a subslice of `payload`) a `Bytes` with
+/// `to_bytes`.
+fn decode_with(
+    payload: &[u8],
+    mut to_bytes: impl FnMut(&[u8]) -> Bytes,
+) -> Result<CommitRecord, RecordError> {
     let mut cur = Cursor(payload);
     debug_assert_eq!(FIXED_LEN, 8 + 4);
     let ts = u64::from_le_bytes(cur.take(8, "timestamp")?.try_into().expect("8 bytes"));
@@ -156,8 +177,9 @@ pub(crate) fn decode(payload: &[u8]) -> Result<CommitRecord, RecordError> {
         if key.is_empty() {
             return Err(RecordError::EmptyKey);
         }
+        let key = to_bytes(key);
         let value = match kind {
-            PUT => Some(cur.bytes("value length", "value")?),
+            PUT => Some(to_bytes(cur.bytes("value length", "value")?)),
             DELETE => None,
             other => return Err(RecordError::UnknownKind(other)),
         };
@@ -240,10 +262,39 @@ mod tests {
         )
     }
 
+    #[test]
+    fn shared_decoding_slices_the_buffer() {
+        let mut buffer = b"before".to_vec();
+        let start = buffer.len();
+        let record = encoded(
+            9,
+            &[
+                (b"k".to_vec(), Some(b"value".to_vec())),
+                (b"d".to_vec(), None),
+            ],
+        );
+        buffer.extend_from_slice(&record);
+        buffer.extend_from_slice(b"after");
+        let buffer = Bytes::from(buffer);
+        let payload = &buffer[start..start + record.len()];
+        let shared = decode_shared(&buffer, payload).unwrap();
+        assert_eq!(shared, decode(payload).unwrap());
+        // Every key and value points into the buffer: nothing was copied.
+        let within = |b: &Bytes| buffer.as_ptr_range().contains(&b.as_ptr());
+        for w in &shared.writes {
+            assert!(within(&w.key), "key {:?} was copied", w.key);
+            assert!(w.value.as_ref().is_none_or(within), "value was copied");
+        }
+        assert!(shared.writes[0].value.is_some());
+    }
+
     proptest! {
         #[test]
         fn round_trip(ts: u64, writes in writes()) {
             let bytes = encoded(ts, &writes);
+            // Shared decoding reads exactly what copying decoding does.
+            let shared = Bytes::from(bytes.clone());
+            prop_assert_eq!(decode_shared(&shared, &shared).unwrap(), decode(&bytes).unwrap());
             let record = decode(&bytes).unwrap();
             prop_assert_eq!(record.ts, ts);
             let got: Vec<_> = record

@@ -18,7 +18,6 @@
 //! With [`RecoveryOptions::read_only`] nothing is changed at all: the same reading and
 //! judging, reported as if the changes had been made (what `snapkv::inspect` shows).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -29,6 +28,7 @@ use super::record::{self, CommitRecord};
 use super::segment::{self, SegmentEnd, SegmentRead};
 use super::storage::{Storage, StorageFile};
 use crate::error::{Error, Result};
+use crate::raw::prefetch_lines;
 
 /// The state a directory holds, as recovery rebuilt it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -139,10 +139,13 @@ pub(crate) fn recover<S: Storage>(
         }
         expected = number.saturating_add(1);
         let path = dir.join(segment::file_name(number));
-        let bytes = storage.read(&path).map_err(Error::io)?;
+        // One buffer per segment: the records' keys and values are slices of it (see
+        // `Replay`), not copies.
+        let bytes = Bytes::from(storage.read(&path).map_err(Error::io)?);
         let last = index + 1 == segments.len();
         replay.segment_max_ts = None;
         let outcome = replay_segment(&mut replay, &path, number, &bytes, last)?;
+        replay.held(bytes.len() as u64);
         let kept_bytes = match &outcome {
             SegmentOutcome::Whole => bytes.len() as u64,
             SegmentOutcome::TornTail { offset, .. } | SegmentOutcome::Damaged { offset, .. } => {
@@ -345,7 +348,7 @@ fn replay_segment(
     replay: &mut Replay,
     path: &Path,
     number: u64,
-    bytes: &[u8],
+    bytes: &Bytes,
     last: bool,
 ) -> Result<SegmentOutcome> {
     // A segment that another follows was synced to its end before that one was created.
@@ -360,7 +363,7 @@ fn replay_segment(
             if let Some(damage) = wrong_number(&prefix, number) {
                 return Ok(damage);
             }
-            if let Err(damage) = apply_frames(replay, &prefix) {
+            if let Err(damage) = apply_frames(replay, bytes, &prefix) {
                 return Ok(damage);
             }
             return Ok(SegmentOutcome::Damaged { offset, what });
@@ -370,7 +373,7 @@ fn replay_segment(
     if let Some(damage) = wrong_number(&read, number) {
         return Ok(damage);
     }
-    if let Err(damage) = apply_frames(replay, &read) {
+    if let Err(damage) = apply_frames(replay, bytes, &read) {
         return Ok(damage);
     }
     Ok(match read.end {
@@ -395,10 +398,15 @@ fn wrong_number(read: &SegmentRead<'_>, number: u64) -> Option<SegmentOutcome> {
 }
 
 /// Applies every frame's record, in order; a frame whose checksum holds but whose payload is
-/// not a record is damage at that frame (the frames before it stay applied).
-fn apply_frames(replay: &mut Replay, read: &SegmentRead<'_>) -> Result<(), SegmentOutcome> {
+/// not a record is damage at that frame (the frames before it stay applied). `read` is of
+/// `segment`'s bytes, which the records' keys and values are slices of.
+fn apply_frames(
+    replay: &mut Replay,
+    segment: &Bytes,
+    read: &SegmentRead<'_>,
+) -> Result<(), SegmentOutcome> {
     for f in &read.frames {
-        match record::decode(f.frame.payload) {
+        match record::decode_shared(segment, f.frame.payload) {
             Ok(rec) => replay.apply(rec),
             Err(e) => {
                 return Err(SegmentOutcome::Damaged {
@@ -452,28 +460,112 @@ fn repair<S: Storage>(storage: &S, dir: &Path, segments: &[u64], cut: Cut) -> Re
     })
 }
 
-/// The records applied so far, over the checkpoint: per key, the write with the largest
-/// timestamp (a delete as `None`, kept until the end so that it still wins over the
-/// checkpoint's entry). A map of the keys the log wrote only, so the checkpoint's entries
-/// are never hashed: they are merged in, already sorted, at the end.
+/// The records applied so far, over the checkpoint: every write of a record newer than the
+/// checkpoint, in log order, its key and value slices of the segment it was read from. Per
+/// key the write with the largest timestamp wins (a delete as `None`, kept until the merge so
+/// that it still wins over the checkpoint's entry), decided once, at the end, by one sort
+/// ([`newest_per_key`]): most keys are written once, and a map probed per write cost more
+/// than the rest of the replay. The checkpoint's entries are never sorted or hashed: they are
+/// merged in, already sorted, at the end.
+///
+/// Memory: the segments stay in memory until the store is loaded from the recovered entries
+/// (each copied once, there), instead of one segment at a time plus a copy of every key and
+/// value. The log a reopen reads is bounded by the checkpoints its size triggers
+/// (`DbBuilder::checkpoint_log_bytes`); without them, once the segments held pass
+/// [`COMPACT_HELD_BYTES`] and twice what the last compaction kept, the writes are compacted
+/// ([`Replay::compact`]), which bounds what is held to about twice the live data.
 struct Replay {
     checkpoint_ts: Option<u64>,
-    writes: HashMap<Bytes, (Option<Bytes>, u64), foldhash::fast::RandomState>,
+    writes: Vec<LogWrite>,
     max_ts: u64,
     replayed: u64,
     /// The largest timestamp of a record in the segment being read.
     segment_max_ts: Option<u64>,
+    /// Bytes of the buffers `writes` may point into: the segments read since the last
+    /// compaction, and the buffer it copied the writes it kept into.
+    held_bytes: u64,
+    /// A compaction is due once `held_bytes` passes this.
+    compact_above: u64,
+    /// The least `compact_above` may be ([`COMPACT_HELD_BYTES`]; small in tests).
+    compact_floor: u64,
+}
+
+/// Segment bytes that recovery holds before it compacts its writes (see [`Replay`]): above
+/// the log the default checkpoints leave (`DEFAULT_CHECKPOINT_LOG_BYTES` plus a segment), so
+/// that a reopen of a database that checkpoints never compacts.
+const COMPACT_HELD_BYTES: u64 = 256 << 20;
+
+/// One write of a replayed record.
+struct LogWrite {
+    key: Bytes,
+    /// `None` for a delete.
+    value: Option<Bytes>,
+    /// The timestamp of the commit that wrote it.
+    ts: u64,
 }
 
 impl Replay {
     fn new(checkpoint_ts: Option<u64>) -> Self {
+        Self::compacting_above(checkpoint_ts, COMPACT_HELD_BYTES)
+    }
+
+    /// A replay that compacts once it holds more than `floor` bytes (and twice what the last
+    /// compaction kept).
+    fn compacting_above(checkpoint_ts: Option<u64>, floor: u64) -> Self {
         Self {
             checkpoint_ts,
-            writes: HashMap::default(),
+            writes: Vec::new(),
             max_ts: checkpoint_ts.unwrap_or(0),
             replayed: 0,
             segment_max_ts: None,
+            held_bytes: 0,
+            compact_above: floor,
+            compact_floor: floor,
         }
+    }
+
+    /// Counts a segment of `len` bytes whose records were applied (their writes point into
+    /// it), and compacts if that makes too many held.
+    fn held(&mut self, len: u64) {
+        self.held_bytes = self.held_bytes.saturating_add(len);
+        if self.held_bytes > self.compact_above {
+            self.compact();
+        }
+    }
+
+    /// Keeps only each key's winning write so far (deletes too: they must still win over
+    /// the checkpoint's entry), its key and value copied into one new buffer, so that the
+    /// segments' buffers are freed. The order of the writes kept (by key) does not matter:
+    /// later writes of a key come after them and win as before, since the winner is picked
+    /// by timestamp, then position. The next compaction waits until as many bytes again
+    /// were read as this one kept, which keeps the copying proportional to the log.
+    fn compact(&mut self) {
+        let kept = newest_per_key(std::mem::take(&mut self.writes));
+        let len: usize = kept
+            .iter()
+            .map(|w| w.key.len() + w.value.as_ref().map_or(0, Bytes::len))
+            .sum();
+        let mut buffer = Vec::with_capacity(len);
+        for w in &kept {
+            buffer.extend_from_slice(&w.key);
+            buffer.extend_from_slice(w.value.as_deref().unwrap_or_default());
+        }
+        let buffer = Bytes::from(buffer);
+        let mut at = 0;
+        let mut next = |n: usize| {
+            at += n;
+            buffer.slice(at - n..at)
+        };
+        self.writes = kept
+            .into_iter()
+            .map(|w| LogWrite {
+                key: next(w.key.len()),
+                value: w.value.map(|v| next(v.len())),
+                ts: w.ts,
+            })
+            .collect();
+        self.held_bytes = len as u64;
+        self.compact_above = self.compact_floor.max(self.held_bytes.saturating_mul(2));
     }
 
     /// Applies one record, in log order. Log order is timestamp order per key (commits to one
@@ -486,39 +578,31 @@ impl Replay {
             return; // in the checkpoint's image already
         }
         self.replayed += 1;
-        for w in rec.writes {
-            match self.writes.entry(w.key) {
-                std::collections::hash_map::Entry::Occupied(mut e) => {
-                    debug_assert!(
-                        e.get().1 < rec.ts,
-                        "key {:?} written at {} after {} in log order",
-                        e.key(),
-                        rec.ts,
-                        e.get().1
-                    );
-                    if e.get().1 <= rec.ts {
-                        e.insert((w.value, rec.ts));
-                    }
-                }
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    e.insert((w.value, rec.ts));
-                }
-            }
-        }
+        let ts = rec.ts;
+        self.writes.extend(rec.writes.into_iter().map(|w| LogWrite {
+            key: w.key,
+            value: w.value,
+            ts,
+        }));
     }
 
     /// The live entries sorted by key (the log's writes merged over the checkpoint's
     /// entries), the highest timestamp seen, and the records applied.
     fn finish(self, checkpoint: Option<Checkpoint>) -> (Vec<(Bytes, Bytes, u64)>, u64, u64) {
-        let mut log: Vec<_> = self.writes.into_iter().collect();
-        log.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let base_len = checkpoint.as_ref().map_or(0, |c| c.entries.len());
+        let log = newest_per_key(self.writes);
+        let Some(checkpoint) = checkpoint else {
+            // Nothing to merge: the puts, in place (the vector's memory reused, not a second
+            // one beside it).
+            let entries = log
+                .into_iter()
+                .filter_map(|LogWrite { key, value, ts }| Some((key, value?, ts)))
+                .collect();
+            return (entries, self.max_ts, self.replayed);
+        };
+        let base_len = checkpoint.entries.len();
         let mut entries = Vec::with_capacity(base_len + log.len());
-        let mut base = checkpoint
-            .into_iter()
-            .flat_map(checkpoint_entries)
-            .peekable();
-        for (key, (value, ts)) in log {
+        let mut base = checkpoint_entries(checkpoint).peekable();
+        for LogWrite { key, value, ts } in log {
             while let Some(older) = base.next_if(|(k, _, _)| *k < key) {
                 entries.push(older);
             }
@@ -532,6 +616,68 @@ impl Replay {
         entries.extend(base);
         (entries, self.max_ts, self.replayed)
     }
+}
+
+/// The winning write of each key, sorted by key: the one with the largest timestamp, and of
+/// those (a valid log never has two) the last in log order.
+///
+/// Sorts `(key prefix, position)` pairs rather than the writes: most comparisons are decided
+/// by the in-line prefix, without touching the keys, which lie all over the segments.
+fn newest_per_key(mut writes: Vec<LogWrite>) -> Vec<LogWrite> {
+    let mut order: Vec<(u64, u64, usize)> = writes
+        .iter()
+        .enumerate()
+        .map(|(at, w)| {
+            let (high, low) = key_prefix(&w.key);
+            (high, low, at)
+        })
+        .collect();
+    order.sort_unstable_by(|a, b| {
+        (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| {
+            let (x, y) = (&writes[a.2], &writes[b.2]);
+            x.key.cmp(&y.key).then(x.ts.cmp(&y.ts)).then(a.2.cmp(&b.2))
+        })
+    });
+    let mut newest = Vec::with_capacity(order.len());
+    for (i, &(high, low, at)) in order.iter().enumerate() {
+        // The writes are visited in key order, all over the vector: ask for the ones a few
+        // steps ahead now, so that their cache misses overlap.
+        if let Some(&(_, _, ahead)) = order.get(i + GATHER_PREFETCH_DISTANCE) {
+            prefetch_lines(std::slice::from_ref(&writes[ahead]));
+        }
+        // The last of its key's run in the order is its newest write.
+        let next_same_key = order.get(i + 1).is_some_and(|&(h, l, next)| {
+            (h, l) == (high, low) && writes[next].key == writes[at].key
+        });
+        if !next_same_key {
+            let w = &mut writes[at];
+            newest.push(LogWrite {
+                key: std::mem::take(&mut w.key),
+                value: w.value.take(),
+                ts: w.ts,
+            });
+        }
+    }
+    newest
+}
+
+/// How many writes ahead [`newest_per_key`] asks for the ones it will move.
+const GATHER_PREFETCH_DISTANCE: usize = 8;
+
+/// The first 16 bytes of `key` (zero-padded) as two big-endian numbers. Where two keys'
+/// prefixes differ, they order the keys as the keys' bytes do: at the first difference
+/// either both keys have a byte, or one has ended (a padding zero) and the other's byte is
+/// above zero, so the shorter key is a prefix of the longer. Equal prefixes decide nothing
+/// (`b"a"` and `b"a\0"` have the same one): the keys are compared whole.
+fn key_prefix(key: &[u8]) -> (u64, u64) {
+    let mut head = [0u8; 16];
+    let n = key.len().min(16);
+    head[..n].copy_from_slice(&key[..n]);
+    let (high, low) = head.split_at(8);
+    (
+        u64::from_be_bytes(high.try_into().expect("8 bytes")),
+        u64::from_be_bytes(low.try_into().expect("8 bytes")),
+    )
 }
 
 #[cfg(all(test, not(loom)))]

@@ -1012,3 +1012,167 @@ fn read_only_recovery_refuses_damage_even_with_repair_and_changes_nothing() {
     assert!(recover_repair(&copy).unwrap().repaired.is_some());
     assert_ne!(on_disk(&copy), before);
 }
+
+/// A key written at every timestamp across many small segments, deleted every third time:
+/// it recovers to its last write, with that write's timestamp; a key whose last write is a
+/// delete is absent, and a key written once keeps its only write.
+#[test]
+fn a_key_written_many_times_across_segments_recovers_its_last_write() {
+    let write =
+        |key: &str, value: Option<String>| (key.as_bytes().to_vec(), value.map(String::into_bytes));
+    let mut commits: Vec<Commit> = (1..=200u64)
+        .map(|ts| {
+            let hot = (ts % 3 != 0).then(|| format!("hot at {ts}"));
+            let mut writes = vec![write("hot", hot)];
+            if ts == 7 {
+                writes.insert(0, write("alone", Some("once".into())));
+            }
+            if ts % 50 == 0 {
+                writes.push(write("last-deleted", (ts != 200).then(|| format!("{ts}"))));
+            }
+            Commit { ts, writes }
+        })
+        .collect();
+    commits.push(Commit {
+        ts: 201,
+        writes: vec![write("hot", Some("final".into()))],
+    });
+    let storage = SimStorage::new();
+    let segments = write_log(&storage, &commits, 512);
+    assert!(segments >= 10, "{segments} segments");
+    let r = recover_plain(&storage.crash(Crash::SyncedOnly)).unwrap();
+    assert_eq!(
+        r.entries,
+        vec![entry("alone", "once", 7), entry("hot", "final", 201)]
+    );
+    assert_eq!(r.entries, entries(&model(&commits)));
+    assert_eq!((r.max_ts, r.records_replayed), (201, 201));
+}
+
+/// Records encoded into segment-like buffers of `per_segment` commits each (no frames: the
+/// replay sees records only), replayed into `replay`, counting each buffer as held as
+/// `recover` does. Returns the buffers (one more handle each, to see whether the replay
+/// still holds them).
+fn replay_buffers(replay: &mut Replay, commits: &[Commit], per_segment: usize) -> Vec<Bytes> {
+    let mut held = Vec::new();
+    for chunk in commits.chunks(per_segment) {
+        let mut buffer = Vec::new();
+        let mut ranges = Vec::new();
+        for c in chunk {
+            let start = buffer.len();
+            record::encode(
+                c.ts,
+                c.writes.iter().map(|(k, v)| (&k[..], v.as_deref())),
+                &mut buffer,
+            );
+            ranges.push(start..buffer.len());
+        }
+        let buffer = Bytes::from(buffer);
+        for range in ranges {
+            replay.apply(record::decode_shared(&buffer, &buffer[range]).unwrap());
+        }
+        replay.held(buffer.len() as u64);
+        held.push(buffer);
+    }
+    held
+}
+
+/// A replay that compacts often keeps each key's winning write (deletes included, which must
+/// still win over the checkpoint's entries) and lets go of the segments' buffers.
+#[test]
+fn compaction_keeps_each_keys_newest_write_and_frees_the_segments() {
+    let commits = history(400, 8);
+    // Without a checkpoint.
+    let mut replay = Replay::compacting_above(None, 64);
+    let buffers = replay_buffers(&mut replay, &commits, 10);
+    // Each buffer holds more than the live data: compactions came every buffer or two, and
+    // a compacted buffer is held by this test alone.
+    let freed = buffers.iter().filter(|b| b.is_unique()).count();
+    assert!(
+        freed >= buffers.len() / 2,
+        "{freed} of {} freed",
+        buffers.len()
+    );
+    assert!(replay.held_bytes <= replay.compact_above);
+    let (got, max_ts, replayed) = replay.finish(None);
+    assert_eq!(got, entries(&model(&commits)));
+    assert_eq!((max_ts, replayed), (400, 400));
+
+    // Over a checkpoint at 100: the log's deletes after it remove its entries.
+    let image = model(&commits[..100]);
+    let checkpoint = Checkpoint {
+        ts: 100,
+        entries: image
+            .iter()
+            .map(|(k, (v, _))| checkpoint::Entry {
+                key: Bytes::from(k.clone()),
+                value: Bytes::from(v.clone()),
+                ts: 100,
+            })
+            .collect(),
+    };
+    let mut replay = Replay::compacting_above(Some(100), 64);
+    let buffers = replay_buffers(&mut replay, &commits, 10);
+    replay.compact();
+    assert!(
+        buffers.iter().all(Bytes::is_unique),
+        "a compaction frees every segment"
+    );
+    let (got, _, replayed) = replay.finish(Some(checkpoint));
+    let mut expected = entries(&model(&commits));
+    for e in &mut expected {
+        e.2 = e.2.max(100);
+    }
+    assert_eq!(got, expected);
+    assert_eq!(replayed, 300);
+}
+
+/// One write per `(key, ts)`, in the given (log) order.
+fn log_writes(writes: &[(Vec<u8>, u64, Option<u8>)]) -> Vec<LogWrite> {
+    writes
+        .iter()
+        .map(|(k, ts, v)| LogWrite {
+            key: Bytes::from(k.clone()),
+            value: v.map(|v| Bytes::from(vec![v])),
+            ts: *ts,
+        })
+        .collect()
+}
+
+proptest! {
+    /// The sort by key prefix orders keys as their bytes do (keys sharing long prefixes,
+    /// zeros, keys that are prefixes of others) and picks per key the largest timestamp,
+    /// the last in log order among equal ones.
+    #[test]
+    fn newest_per_key_is_the_largest_timestamp_per_key_in_key_order(
+        writes in proptest::collection::vec(
+            (
+                proptest::collection::vec(prop_oneof![Just(0u8), Just(1), Just(0xff)], 0..20),
+                0u64..6,
+                proptest::option::of(any::<u8>()),
+            ),
+            0..60,
+        ),
+    ) {
+        let writes: Vec<_> = writes
+            .into_iter()
+            // Keys share a 15-byte prefix half the time, to reach the full comparison.
+            .map(|(k, ts, v)| {
+                let mut key = if k.len() % 2 == 0 { vec![7u8; 15] } else { Vec::new() };
+                key.extend(k);
+                (key, ts, v)
+            })
+            .collect();
+        let mut want: BTreeMap<Vec<u8>, (u64, Option<u8>)> = BTreeMap::new();
+        for (k, ts, v) in &writes {
+            if want.get(k).is_none_or(|(t, _)| t <= ts) {
+                want.insert(k.clone(), (*ts, *v));
+            }
+        }
+        let got: Vec<_> = newest_per_key(log_writes(&writes))
+            .into_iter()
+            .map(|w| (w.key.to_vec(), (w.ts, w.value.map(|v| v[0]))))
+            .collect();
+        prop_assert_eq!(got, want.into_iter().collect::<Vec<_>>());
+    }
+}
