@@ -266,9 +266,19 @@ impl StorageFile for OsFile {
                 // The file system cannot reserve (and so nothing guards stores into a map
                 // from a full disk): plain writes, which report ENOSPC as an error.
                 Err(e) if e == Errno::OPNOTSUPP || e == Errno::NOSYS => return Ok(()),
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    // A failed reservation may have grown the file part of the way: cut it
+                    // back, so that it never ends in zeros once another segment follows.
+                    self.file.set_len(self.end)?;
+                    return Err(e.into());
+                }
             }
-            self.map = Some(crate::raw::MappedFile::map(&self.file, len)?);
+            match crate::raw::MappedFile::map(&self.file, len) {
+                Ok(map) => self.map = Some(map),
+                // No map (out of address space, a file system without shared writable
+                // maps): the room stays reserved for nothing; plain writes after the cut.
+                Err(_) => self.file.set_len(self.end)?,
+            }
         }
         #[cfg(not(target_os = "linux"))]
         let _ = len;

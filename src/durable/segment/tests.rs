@@ -612,3 +612,27 @@ fn a_reserved_segment_on_the_file_system_reads_its_frames_then_zeros_until_finis
     w.finish().unwrap();
     assert_eq!(s.len(w.path()).unwrap(), w.written());
 }
+
+#[test]
+#[cfg_attr(miri, ignore)] // a file system: foreign calls
+fn a_reservation_the_file_system_refuses_fails_the_creation_and_leaves_only_the_header() {
+    use crate::durable::storage::FileStorage;
+    // More than any file system holds (EFBIG, as a full disk gives ENOSPC): an error here,
+    // at creation, never a fault at a later store into the map.
+    let tmp = tempfile::tempdir().unwrap();
+    let result = SegmentWriter::create_salted(&FileStorage, tmp.path(), 1, 1, 7, 1 << 62);
+    if cfg!(target_os = "linux") {
+        assert!(
+            matches!(result, Err(Error::Io(_))),
+            "{:?}",
+            result.map(|_| ())
+        );
+        let path = tmp.path().join(file_name(1));
+        assert_eq!(FileStorage.len(&path).unwrap(), HEADER_LEN as u64);
+        // What is left reads as a segment without frames.
+        let bytes = FileStorage.read(&path).unwrap();
+        let read = parse(&path, &bytes, u64::MAX).unwrap();
+        assert!(read.frames.is_empty());
+        assert_eq!(read.end, SegmentEnd::Clean);
+    }
+}
