@@ -9,8 +9,9 @@
 //! ```
 //!
 //! Random keys of 100,000, 100-byte values. Bytes per commit: what the process wrote to the
-//! kernel (`wchar` of `/proc/self/io`) and what it caused to be written to the storage device
-//! (`write_bytes`, counted in pages), over the commits of the cell.
+//! kernel (`wchar` of `/proc/self/io`, plus, for snapkv, the log's bytes: it copies them into
+//! memory-mapped segments, which no system call counts) and what it caused to be written to
+//! the storage device (`write_bytes`, counted in pages), over the commits of the cell.
 
 #[path = "../benches/durable/engines.rs"]
 mod engines;
@@ -61,22 +62,26 @@ fn run<E: Engine>(engine: &E, threads: u64, secs: f64) -> u64 {
 }
 
 /// One row: the store's rate and bytes per commit at `threads`, plus syncs per commit if known.
+/// `log`: snapkv's log counters (syncs, bytes written), `None` for the peers.
 fn row<E: Engine>(
     name: &str,
     engine: &E,
     threads: u64,
     secs: f64,
-    syncs: impl Fn() -> Option<u64>,
+    log: impl Fn() -> Option<(u64, u64)>,
 ) {
     let (w0, b0) = io_counters();
-    let s0 = syncs();
+    let l0 = log();
     let started = Instant::now();
     let commits = run(engine, threads, secs).max(1);
     let rate = commits as f64 / started.elapsed().as_secs_f64();
-    let (w1, b1) = io_counters();
+    let (mut w1, b1) = io_counters();
     let per = |d: u64| d as f64 / commits as f64;
-    let syncs = match (s0, syncs()) {
-        (Some(a), Some(b)) => format!("{:>8.3}", per(b - a)),
+    let syncs = match (l0, log()) {
+        (Some((s0, l0)), Some((s1, l1))) => {
+            w1 += l1 - l0;
+            format!("{:>8.3}", per(s1 - s0))
+        }
         _ => format!("{:>8}", "-"),
     };
     println!(
@@ -126,8 +131,8 @@ fn main() {
         let cell = base.join(format!("t{threads}"));
         for (name, policy) in policies {
             let e = snapkv(&cell.join(name), policy);
-            let syncs = || e.db().stats().log.map(|l| l.syncs);
-            row(name, &e, threads, secs, syncs);
+            let log = || e.db().stats().log.map(|l| (l.syncs, l.bytes_written));
+            row(name, &e, threads, secs, log);
             e.db().clone().close().expect("close");
         }
         for sync in [true, false] {

@@ -416,3 +416,64 @@ fn damage_to_synced_records_is_refused_and_repair_cuts_the_log_there() {
         .repaired
         .is_none());
 }
+
+/// The log's newest segment keeps its reserved room (zeros after its frames, written through
+/// a memory map on Linux) while the database is open. A copy of the directory taken then is
+/// what a crash of the process leaves: it opens to every acknowledged commit, its zeros cut
+/// off without a torn tail. Concurrent committers share the map (group commit).
+#[test]
+fn a_copy_taken_while_open_reopens_to_every_acknowledged_commit() {
+    for policy in [SyncPolicy::Never, SyncPolicy::Always] {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::builder().path(dir.path()).sync(policy).build().unwrap();
+        std::thread::scope(|s| {
+            for t in 0..4u64 {
+                let db = &db;
+                s.spawn(move || {
+                    for i in 0..300u64 {
+                        db.put(format!("t{t}-{:03}", i % 100), i.to_be_bytes())
+                            .unwrap();
+                    }
+                });
+            }
+        });
+        let acknowledged = contents(&db);
+        let segment = newest_segment(dir.path());
+        let reserved = std::fs::metadata(&segment).unwrap().len();
+        if cfg!(target_os = "linux") {
+            assert_eq!(
+                reserved,
+                64 << 20,
+                "{policy:?}: the segment's room is reserved"
+            );
+        }
+        let copy = tempfile::tempdir().unwrap();
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, copy.path().join(path.file_name().unwrap())).unwrap();
+        }
+        let reopened = Db::builder()
+            .path(copy.path())
+            .sync(policy)
+            .build()
+            .unwrap();
+        assert_eq!(contents(&reopened), acknowledged, "{policy:?}");
+        let report = reopened.recovery().unwrap();
+        assert_eq!(report.torn_tail, None, "{policy:?}");
+        assert_eq!(report.records_replayed, 1200, "{policy:?}");
+        let copied = copy.path().join(segment.file_name().unwrap());
+        let cut = std::fs::metadata(&copied).unwrap().len();
+        assert!(
+            cut < reserved || cfg!(not(target_os = "linux")),
+            "{policy:?}"
+        );
+        reopened.close().unwrap();
+        // Closing gives the room back: the segment ends at its last frame.
+        db.close().unwrap();
+        assert_eq!(
+            std::fs::metadata(&segment).unwrap().len(),
+            cut,
+            "{policy:?}"
+        );
+    }
+}

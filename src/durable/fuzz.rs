@@ -96,6 +96,13 @@ pub fn segment_reader(bytes: &[u8]) {
                 assert_eq!(offset + dropped, bytes.len() as u64);
                 assert_eq!(known_synced, 0, "a synced segment has no torn tail");
             }
+            segment::SegmentEnd::Reserved { offset, zeros } => {
+                assert!(read.header.is_some());
+                assert_eq!(offset, end, "the reserved tail starts after the last frame");
+                assert_eq!(offset + zeros, bytes.len() as u64);
+                assert!(bytes[end as usize..].iter().all(|&b| b == 0));
+                assert_eq!(known_synced, 0, "a synced segment has no reserved tail");
+            }
         }
     }
 }

@@ -59,6 +59,9 @@ pub(crate) use periodic::PeriodicSync;
 /// The segment size past which the log starts a new segment, unless configured.
 pub(crate) const DEFAULT_SEGMENT_SIZE: u64 = 64 << 20;
 
+/// The largest frame buffer kept for reuse from one batch to the next.
+const SPARE_BUFFER_MAX: usize = 1 << 20;
+
 /// A position in the log: the byte just past a frame, counting every segment's bytes (header
 /// included) after the previous segment's, from the first segment this [`Log`] wrote. Only
 /// compared within one `Log`: positions are not stored on disk.
@@ -128,6 +131,9 @@ struct Buffer {
     failure: Option<Failure>,
     /// Set by [`Log::close`]: every later append fails with [`Error::Closed`].
     closed: bool,
+    /// An emptied frame buffer of an earlier batch, which the next chunk reuses instead of
+    /// growing a new one (the leader hands it back when it takes a batch).
+    spare: Vec<u8>,
     /// The segments not yet retired, oldest first; the last is `tail` (its `bytes` kept up
     /// to date at every append).
     live: VecDeque<LiveSegment>,
@@ -142,6 +148,8 @@ struct Writer<F> {
     segment: SegmentWriter<F>,
     /// The position of the segment's first byte.
     base: u64,
+    /// The last batch's frame buffer, emptied, for [`Buffer::spare`].
+    spare: Vec<u8>,
 }
 
 /// The write-ahead log: many committers append, one leader at a time writes and syncs.
@@ -186,7 +194,14 @@ impl<S: Storage> Log<S> {
         options: LogOptions,
     ) -> Result<Self> {
         let salt = fastrand::u64(..);
-        let segment = SegmentWriter::create_salted(&storage, dir, first_segment, first_ts, salt)?;
+        let segment = SegmentWriter::create_salted(
+            &storage,
+            dir,
+            first_segment,
+            first_ts,
+            salt,
+            options.segment_size,
+        )?;
         let start = HEADER_LEN as u64;
         Ok(Self {
             storage,
@@ -203,6 +218,7 @@ impl<S: Storage> Log<S> {
                 ts_floor: first_ts,
                 failure: None,
                 closed: false,
+                spare: Vec::new(),
                 live: VecDeque::from([LiveSegment {
                     number: first_segment,
                     bytes: start,
@@ -210,7 +226,11 @@ impl<S: Storage> Log<S> {
                 }]),
                 writing: first_segment,
             }),
-            writer: Mutex::new(Writer { segment, base: 0 }),
+            writer: Mutex::new(Writer {
+                segment,
+                base: 0,
+                spare: Vec::new(),
+            }),
             syncs: AtomicU64::new(0),
             written: AtomicU64::new(start),
             durable: AtomicU64::new(start),
@@ -253,8 +273,9 @@ impl<S: Storage> Log<S> {
         floor: u64,
         writes: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>,
     ) -> Result<Lsn> {
-        // The record does not depend on the log's state: encoded before the lock.
-        let mut payload = Vec::new();
+        // The record does not depend on the log's state: encoded before the lock. (Room for
+        // a small record up front: growing from empty took several reallocations a commit.)
+        let mut payload = Vec::with_capacity(256);
         record::encode(ts, writes, &mut payload);
         let frame_len = frame::encoded_len(payload.len()) as u64;
         let mut b = self.buffer.lock();
@@ -291,12 +312,13 @@ impl<S: Storage> Log<S> {
         let chunk = match b.chunks.last_mut() {
             Some(chunk) if chunk.segment == tail => chunk,
             _ => {
+                let frames = mem::take(&mut b.spare);
                 b.chunks.push(Chunk {
                     segment: tail,
                     salt,
                     first_ts,
                     base,
-                    frames: Vec::new(),
+                    frames,
                 });
                 b.chunks.last_mut().expect("just pushed")
             }
@@ -337,23 +359,37 @@ impl<S: Storage> Log<S> {
 
     /// Writes and syncs everything appended so far (the periodic syncer's step).
     pub(crate) fn sync_now(&self) -> Result<()> {
+        self.sync_to_end(false)
+    }
+
+    /// [`sync_now`](Self::sync_now); with `finish`, then gives back the segment's unused
+    /// reservation (the last segment, at close).
+    fn sync_to_end(&self, finish: bool) -> Result<()> {
         let end = self.buffer.lock().end;
         let mut writer = self.writer.lock();
         self.lead(&mut writer, end, &self.durable, true);
+        let synced = self
+            .check_reached(Lsn(end), &self.durable)
+            .unwrap_or(Ok(()));
+        let finished = if finish && synced.is_ok() {
+            writer.segment.finish()
+        } else {
+            Ok(())
+        };
         drop(writer);
         self.end_turn();
-        self.check_reached(Lsn(end), &self.durable)
-            .unwrap_or(Ok(()))
+        synced.and(finished)
     }
 
     /// Refuses every later append ([`Error::Closed`]), then writes and syncs everything
-    /// appended before: once this returns, the log does no more I/O, so the directory can be
-    /// handed to another owner. Fails if the log is poisoned (what was synced stays synced).
+    /// appended before and cuts the segment's unused reservation: once this returns, the log
+    /// does no more I/O, so the directory can be handed to another owner. Fails if the log is
+    /// poisoned (what was synced stays synced).
     pub(crate) fn close(&self) -> Result<()> {
         self.buffer.lock().closed = true;
         // The outcome of the frames in a failed batch is their committers' to report: the
         // log is simply poisoned.
-        self.sync_now().map_err(|e| match e {
+        self.sync_to_end(true).map_err(|e| match e {
             Error::CommitOutcomeUnknown { cause } => Error::Poisoned { cause },
             e => e,
         })
@@ -516,6 +552,9 @@ impl<S: Storage> Log<S> {
             if b.failure.is_some() {
                 return;
             }
+            if b.spare.capacity() == 0 {
+                b.spare = mem::take(&mut w.spare);
+            }
             (mem::take(&mut b.chunks), b.end)
         };
         if let Err(e) = self.write_batch(w, chunks, end, sync) {
@@ -548,18 +587,27 @@ impl<S: Storage> Log<S> {
                 self.syncs.fetch_add(1, Ordering::Relaxed);
                 self.durable
                     .store(w.base + w.segment.synced(), Ordering::Release);
+                // Its unused reservation goes too, durably, before the next segment exists:
+                // a segment that another follows ends at its last frame.
+                w.segment.finish()?;
                 w.segment = SegmentWriter::create_salted(
                     &self.storage,
                     &self.dir,
                     chunk.segment,
                     chunk.first_ts,
                     chunk.salt,
+                    self.segment_size,
                 )?;
                 w.base = chunk.base;
                 // The old segment is done with: from now on it may be retired.
                 self.buffer.lock().writing = chunk.segment;
             }
             w.segment.append_encoded(&chunk.frames)?;
+            // Kept for reuse unless a big commit grew it: a buffer's size follows a batch's.
+            if chunk.frames.capacity() <= SPARE_BUFFER_MAX {
+                w.spare = chunk.frames;
+                w.spare.clear();
+            }
         }
         debug_assert_eq!(w.base + w.segment.written(), end);
         if sync && faults::active(Fault::DurableBeforeSync) {

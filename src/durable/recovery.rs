@@ -148,9 +148,9 @@ pub(crate) fn recover<S: Storage>(
         replay.held(bytes.len() as u64);
         let kept_bytes = match &outcome {
             SegmentOutcome::Whole => bytes.len() as u64,
-            SegmentOutcome::TornTail { offset, .. } | SegmentOutcome::Damaged { offset, .. } => {
-                *offset
-            }
+            SegmentOutcome::Reserved { offset }
+            | SegmentOutcome::TornTail { offset, .. }
+            | SegmentOutcome::Damaged { offset, .. } => *offset,
         };
         live.push(LiveSegment {
             number,
@@ -159,6 +159,10 @@ pub(crate) fn recover<S: Storage>(
         });
         match outcome {
             SegmentOutcome::Whole => {}
+            SegmentOutcome::Reserved { offset } => {
+                debug_assert!(last, "only the last segment can end in reserved zeros");
+                end = LogEnd::Reserved { file: path, offset };
+            }
             SegmentOutcome::TornTail { offset, dropped } => {
                 debug_assert!(last, "only the last segment can have a torn tail");
                 end = LogEnd::Torn(TornTail {
@@ -195,6 +199,14 @@ pub(crate) fn recover<S: Storage>(
                 let mut file = storage.open_append(&path).map_err(Error::io)?;
                 file.sync().map_err(Error::io)?;
             }
+        }
+        LogEnd::Reserved { .. } if opts.read_only => {}
+        LogEnd::Reserved { file, offset } => {
+            // The unused room a crash left reserved is cut, as the writer would have at
+            // close, before a new segment follows this one (which makes it a segment read as
+            // synced to its end). `truncate` syncs, which a last segment needs anyway (see
+            // `Clean`).
+            storage.truncate(&file, offset).map_err(Error::io)?;
         }
         LogEnd::Torn(tail) => {
             if tail.offset == 0 {
@@ -314,6 +326,12 @@ fn checkpoint_entries(checkpoint: Checkpoint) -> impl Iterator<Item = (Bytes, By
 /// How the log ends, as the read found it.
 enum LogEnd {
     Clean,
+    /// The last segment's frames end at `offset`, followed by zeros only: the room its
+    /// writer had reserved (see `segment::SegmentEnd::Reserved`). Not data: cut, unreported.
+    Reserved {
+        file: PathBuf,
+        offset: u64,
+    },
     /// The last segment has a torn tail.
     Torn(TornTail),
     /// Damage (or a missing segment): the log is kept up to here only under repair.
@@ -336,6 +354,8 @@ struct Cut {
 enum SegmentOutcome {
     /// Every byte of it is a valid frame holding a valid record.
     Whole,
+    /// Valid frames up to `offset`, zeros after it: reserved room, never data.
+    Reserved { offset: u64 },
     /// Valid up to `offset`; the `dropped` bytes after it were never known durable.
     TornTail { offset: u64, dropped: u64 },
     /// Damage at `offset`; the records before it were applied (what a repair keeps).
@@ -378,6 +398,7 @@ fn replay_segment(
     }
     Ok(match read.end {
         SegmentEnd::Clean => SegmentOutcome::Whole,
+        SegmentEnd::Reserved { offset, .. } => SegmentOutcome::Reserved { offset },
         SegmentEnd::TornTail {
             offset, dropped, ..
         } => SegmentOutcome::TornTail { offset, dropped },

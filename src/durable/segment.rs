@@ -28,6 +28,15 @@
 //!   its offset and length, and the frames before `p` are the segment's content.
 //!
 //! "The first bad frame is the end of the log" is thus only concluded above the synced mark.
+//!
+//! ## Reserved tail
+//!
+//! The writer reserves room for a whole segment when it creates one (the file grows to the
+//! segment size at once, see `storage::OsFile`) and gives back what no frame took before the
+//! next segment exists. A crash in between leaves the newest segment ending in zeros: when
+//! every byte from the first frame that does not check out to the end of the file is zero,
+//! that is the end of the data ([`SegmentEnd::Reserved`]), not a torn tail. Zeros where the
+//! caller knows the segment was synced are still corruption.
 
 use std::io;
 use std::ops::Range;
@@ -126,17 +135,22 @@ impl<F: StorageFile> SegmentWriter<F> {
         number: u64,
         first_ts: u64,
     ) -> Result<Self> {
-        Self::create_salted(storage, dir, number, first_ts, fastrand::u64(..))
+        Self::create_salted(storage, dir, number, first_ts, fastrand::u64(..), 0)
     }
 
     /// [`create`](Self::create) with a given salt: for a writer that encodes frames for the
-    /// segment before it exists (the log's buffer, see `durable::log`).
+    /// segment before it exists (the log's buffer, see `durable::log`). With `reserve` above
+    /// the header's length, room for the file to grow to that many bytes is reserved
+    /// ([`StorageFile::reserve`]: a full disk fails here), after the header is synced: a
+    /// crash can then leave the segment longer than its frames, ending in zeros, but never
+    /// with a header that was not synced. [`finish`](Self::finish) gives the rest back.
     pub(crate) fn create_salted<S: Storage<File = F>>(
         storage: &S,
         dir: &Path,
         number: u64,
         first_ts: u64,
         salt: u64,
+        reserve: u64,
     ) -> Result<Self> {
         let header = SegmentHeader {
             number,
@@ -147,6 +161,9 @@ impl<F: StorageFile> SegmentWriter<F> {
         let mut file = storage.create(&path).map_err(Error::io)?;
         file.append(&header.encode()).map_err(Error::io)?;
         file.sync().map_err(Error::io)?;
+        if reserve > HEADER_LEN as u64 {
+            file.reserve(reserve).map_err(Error::io)?;
+        }
         storage.sync_dir(dir).map_err(Error::io)?;
         Ok(SegmentWriter {
             file,
@@ -234,6 +251,18 @@ impl<F: StorageFile> SegmentWriter<F> {
         self.synced = self.written;
         Ok(())
     }
+
+    /// Gives back the room reserved at creation that no frame took: the file's length is its
+    /// frames', durably. Called once the segment takes no more frames (before the next
+    /// segment is created, and at close), after a [`sync`](Self::sync): a segment that another
+    /// follows therefore never ends in reserved zeros, and any damage in it stays corruption.
+    pub(crate) fn finish(&mut self) -> Result<()> {
+        self.check()?;
+        if let Err(e) = self.file.finish() {
+            return Err(self.poison(e));
+        }
+        Ok(())
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -251,6 +280,12 @@ pub(crate) struct ReadFrame<'a> {
 pub(crate) enum SegmentEnd {
     /// The last frame ends at the end of the file.
     Clean,
+    /// The last frame ends at `offset`, and every byte after it (`zeros` of them) is zero:
+    /// room the writer had reserved and not yet used or given back (a crash left the segment
+    /// at its reserved length), or frames written after the last sync whose pages never
+    /// reached the disk, which read back as zeros. Either way never known durable: the
+    /// segment's content is its frames, and recovery cuts the file at `offset`.
+    Reserved { offset: u64, zeros: u64 },
     /// The bytes from `offset` on (`dropped` of them) do not hold a whole valid frame and
     /// were never known durable: a crash's cut-off tail. Recovery truncates the file there.
     TornTail {
@@ -347,6 +382,18 @@ pub(crate) fn parse<'a>(
                         offset,
                         format!("{why}, in a part of the segment that was synced"),
                     ));
+                }
+                // Zeros to the end of the file hold no frame (a stretch of zeros never passes
+                // as one), so no synced mark can be found there either: the end of the data.
+                if bytes[pos..].iter().all(|&b| b == 0) {
+                    return Ok(SegmentRead {
+                        header: Some(header),
+                        frames,
+                        end: SegmentEnd::Reserved {
+                            offset,
+                            zeros: len - offset,
+                        },
+                    });
                 }
                 if let Some(witness) = later_synced_mark(bytes, header.salt, pos) {
                     return Err(corruption(

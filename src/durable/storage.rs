@@ -58,6 +58,20 @@ pub(crate) trait StorageFile: Send {
     fn append(&mut self, data: &[u8]) -> io::Result<()>;
     /// Makes every byte appended so far durable, with the file's length (not its name).
     fn sync(&mut self) -> io::Result<()>;
+    /// Reserves room for the file to grow to `len` bytes, for a file about to take many
+    /// appends (a log segment). Until [`finish`](Self::finish), the file may be longer than
+    /// what was appended, and reads see zeros after the appended bytes (a crash can leave it
+    /// so). Fails if the room cannot be had (a full disk): then, and not at a later append.
+    /// Appends past the reservation still work. By default (and in [`SimStorage`]) nothing.
+    fn reserve(&mut self, len: u64) -> io::Result<()> {
+        let _ = len;
+        Ok(())
+    }
+    /// Gives the unused part of a [`reserve`](Self::reserve) back: the file's length becomes
+    /// the bytes appended, durably, when this returns `Ok`. By default nothing.
+    fn finish(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -67,29 +81,74 @@ pub(crate) trait StorageFile: Send {
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct FileStorage;
 
-/// A [`FileStorage`] file.
+/// A [`FileStorage`] file: appends go at `end`, through a shared memory map of the reserved
+/// part of the file (Linux, after [`StorageFile::reserve`]), or with `pwrite`.
+///
+/// Why a map: under [`SyncPolicy::Never`](crate::SyncPolicy) and `Periodic` a commit waits
+/// only for its frame to be *written*, and a `write` system call per batch cost more than the
+/// rest of the commit; a copy into the map puts the bytes in the page cache just the same (a
+/// crash of the process keeps them). The room is reserved with `fallocate` first, so that a
+/// full disk is an error there, never a `SIGBUS` at a store into the map.
 #[derive(Debug)]
-pub(crate) struct OsFile(std::fs::File);
+pub(crate) struct OsFile {
+    file: std::fs::File,
+    /// Where the next append goes: the bytes appended (the file is longer while reserved).
+    end: u64,
+    /// The reserved bytes at the start of the file, mapped; `None` when nothing is reserved
+    /// (or the file system cannot reserve: then every append is a `pwrite`).
+    #[cfg(target_os = "linux")]
+    map: Option<crate::raw::MappedFile>,
+}
+
+impl OsFile {
+    fn new(file: std::fs::File, end: u64) -> Self {
+        Self {
+            file,
+            end,
+            #[cfg(target_os = "linux")]
+            map: None,
+        }
+    }
+}
+
+/// Writes all of `data` at `offset` (not at the file's end: a reserved file is longer).
+fn write_all_at(file: &std::fs::File, data: &[u8], offset: u64) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileExt;
+        file.write_all_at(data, offset)
+    }
+    #[cfg(not(unix))]
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut file = file;
+        file.seek(SeekFrom::Start(offset))?;
+        file.write_all(data)
+    }
+}
 
 impl Storage for FileStorage {
     type File = OsFile;
 
     fn create(&self, path: &Path) -> io::Result<OsFile> {
+        // Read and write (not append): a mapping needs both, and appends go at `end`.
         let mut options = std::fs::OpenOptions::new();
-        options.append(true).create_new(true);
+        options.read(true).write(true).create_new(true);
         #[cfg(unix)]
         {
             use std::os::unix::fs::OpenOptionsExt;
             options.mode(0o600);
         }
-        options.open(path).map(OsFile)
+        Ok(OsFile::new(options.open(path)?, 0))
     }
 
     fn open_append(&self, path: &Path) -> io::Result<OsFile> {
-        std::fs::OpenOptions::new()
-            .append(true)
-            .open(path)
-            .map(OsFile)
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)?;
+        let end = file.metadata()?.len();
+        Ok(OsFile::new(file, end))
     }
 
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
@@ -168,14 +227,85 @@ impl Storage for FileStorage {
 }
 
 impl StorageFile for OsFile {
-    fn append(&mut self, data: &[u8]) -> io::Result<()> {
-        use std::io::Write;
-        self.0.write_all(data)
+    fn append(&mut self, mut data: &[u8]) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
+        if let Some(map) = &mut self.map {
+            // The part that fits in the map is copied; the rest (a last frame that takes the
+            // segment past its reserved size) is written past it.
+            if let Some(room) = map.len().checked_sub(self.end).filter(|&r| r > 0) {
+                let n = data.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+                map.write(self.end as usize, &data[..n]);
+                self.end += n as u64;
+                data = &data[n..];
+            }
+        }
+        if !data.is_empty() {
+            write_all_at(&self.file, data, self.end)?;
+            self.end += data.len() as u64;
+        }
+        Ok(())
     }
 
     fn sync(&mut self) -> io::Result<()> {
         // fdatasync: the data and the length (needed to read the data back), not the times.
-        self.0.sync_data()
+        // It also covers bytes copied into the map: on Linux a shared mapping's stores dirty
+        // the file's page-cache pages (write faults mark them), and fdatasync writes back
+        // every dirty page of the file, then what reading them needs (the conversion of the
+        // reserved, "unwritten" extents). `msync(MS_SYNC)` would do the same for a page-
+        // aligned range only, and is no cheaper.
+        self.file.sync_data()
+    }
+
+    fn reserve(&mut self, len: u64) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
+        if self.map.is_none() && len > self.end {
+            use rustix::fs::{fallocate, FallocateFlags};
+            use rustix::io::Errno;
+            match fallocate(&self.file, FallocateFlags::empty(), 0, len) {
+                Ok(()) => {}
+                // The file system cannot reserve (and so nothing guards stores into a map
+                // from a full disk): plain writes, which report ENOSPC as an error.
+                Err(e) if e == Errno::OPNOTSUPP || e == Errno::NOSYS => return Ok(()),
+                Err(e) => {
+                    // A failed reservation may have grown the file part of the way: cut it
+                    // back, so that it never ends in zeros once another segment follows.
+                    self.file.set_len(self.end)?;
+                    return Err(e.into());
+                }
+            }
+            match crate::raw::MappedFile::map(&self.file, len) {
+                Ok(map) => self.map = Some(map),
+                // No map (out of address space, a file system without shared writable
+                // maps): the room stays reserved for nothing; plain writes after the cut.
+                Err(_) => self.file.set_len(self.end)?,
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = len;
+        Ok(())
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
+        if self.map.take().is_some() {
+            // Unmapped first: a map past the file's end would fault.
+            self.file.set_len(self.end)?;
+            // The length too (not only the data): fsync.
+            self.file.sync_all()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for OsFile {
+    /// A reserved file not [`finish`](StorageFile::finish)ed (a log dropped without being
+    /// closed): the reservation is given back, best effort and not synced. A crash before
+    /// then leaves the zeros, which recovery reads as the end of the segment.
+    fn drop(&mut self) {
+        #[cfg(target_os = "linux")]
+        if self.map.take().is_some() {
+            let _ = self.file.set_len(self.end);
+        }
     }
 }
 

@@ -1,6 +1,9 @@
 //! The unsafe core: version nodes, chain links, epoch-deferred frees, and the epoch-protected
 //! cell that publishes the scan index's state.
 //!
+//! Log segments are written through a shared memory map (`mapped_file`), whose one `unsafe`
+//! call (the mapping) is here too.
+//!
 //! Every `unsafe` block of the library lives in this module (the only other two are in the
 //! loom models' test code, which accesses loom's `UnsafeCell` so that loom checks the
 //! causality the publication protocol promises). Its functions take an epoch
@@ -31,6 +34,8 @@
 mod chain;
 mod epoch_cell;
 mod head_cache;
+#[cfg(target_os = "linux")]
+mod mapped_file;
 mod mirrored_chain;
 mod node_pool;
 mod pending;
@@ -45,6 +50,8 @@ pub(crate) use chain::walk_reads;
 pub(crate) use chain::{prefetch_line, prefetch_lines, Chain, ChainWriter};
 pub(crate) use epoch_cell::EpochCell;
 pub(crate) use head_cache::{HeadCache, Lent};
+#[cfg(target_os = "linux")]
+pub(crate) use mapped_file::MappedFile;
 pub(crate) use mirrored_chain::MirroredChain;
 #[cfg(not(loom))] // for the index's builder thread, which loom builds do not have
 pub(crate) use node_pool::bypass as bypass_node_pool;

@@ -1176,3 +1176,140 @@ proptest! {
         prop_assert_eq!(got, want.into_iter().collect::<Vec<_>>());
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Reserved tails: a crash leaves the newest segment at the length its writer reserved.
+
+/// `storage`'s durable state with `zeros` zeros after the last segment's frames (`poke`:
+/// one of them made non-zero).
+fn with_zero_tail(storage: &SimStorage, zeros: usize, poke: Option<usize>) -> SimStorage {
+    let copy = storage.crash(Crash::SyncedOnly);
+    let last = seg(*segment_numbers(&copy).last().unwrap());
+    let mut bytes = copy.read(&last).unwrap();
+    let end = bytes.len();
+    bytes.resize(end + zeros, 0);
+    if let Some(at) = poke {
+        bytes[end + at] = 0x77;
+    }
+    put_file(&copy, &last, &bytes);
+    copy
+}
+
+#[test]
+fn a_last_segment_ending_in_zeros_recovers_every_frame_and_is_cut_to_them() {
+    let storage = SimStorage::new();
+    let commits = history(30, 21);
+    let segments = write_log(&storage, &commits, 300);
+    let last = seg(segments);
+    let frames_end = storage.len(&last).unwrap();
+    let copy = with_zero_tail(&storage, 5000, None);
+    // Read-only: judged the same, left as it is.
+    let r = recover_read_only(&copy, false).unwrap();
+    assert_eq!(r.entries, entries(&model(&commits)));
+    assert_eq!(r.records_replayed, 30);
+    assert_eq!(r.torn_tail, None);
+    assert_eq!(copy.len(&last).unwrap(), frames_end + 5000);
+    let r = recover_plain(&copy).unwrap();
+    assert_eq!(r.entries, entries(&model(&commits)));
+    assert_eq!(r.records_replayed, 30);
+    assert_eq!(r.torn_tail, None);
+    assert_eq!(r.next_segment, segments + 1);
+    assert_eq!(r.segments.last().unwrap().bytes, frames_end);
+    // Cut to its frames, durably: after a power loss too, a segment may follow it.
+    let after = copy.crash(Crash::SyncedOnly);
+    assert_eq!(after.len(&last).unwrap(), frames_end);
+    assert_eq!(recover_plain(&after).unwrap().entries, r.entries);
+}
+
+#[test]
+fn damage_inside_the_zero_tail_is_a_torn_tail_and_keeps_every_frame() {
+    let storage = SimStorage::new();
+    let commits = history(30, 22);
+    let segments = write_log(&storage, &commits, 300);
+    let last = seg(segments);
+    let frames_end = storage.len(&last).unwrap();
+    for at in [0, 1, 23, 24, 999] {
+        let copy = with_zero_tail(&storage, 1000, Some(at));
+        let r = recover_plain(&copy).unwrap();
+        assert_eq!(r.entries, entries(&model(&commits)), "byte {at}");
+        assert_eq!(
+            r.torn_tail,
+            Some(TornTail {
+                file: last.clone(),
+                offset: frames_end,
+                dropped: 1000,
+            })
+        );
+        assert_eq!(copy.len(&last).unwrap(), frames_end);
+    }
+}
+
+#[test]
+fn zeros_after_the_frames_of_a_segment_that_another_follows_are_corruption() {
+    // The writer cuts a segment's reservation (durably) before it creates the next one.
+    let storage = SimStorage::new();
+    let commits = history(30, 23);
+    let segments = write_log(&storage, &commits, 300);
+    assert!(segments >= 2);
+    let copy = storage.crash(Crash::SyncedOnly);
+    let mut bytes = copy.read(&seg(1)).unwrap();
+    let end = bytes.len() as u64;
+    bytes.resize(bytes.len() + 64, 0);
+    put_file(&copy, &seg(1), &bytes);
+    assert_eq!(corruption(recover_plain(&copy)).1, end);
+}
+
+#[test]
+#[cfg_attr(miri, ignore)] // a file system, and on Linux a memory map: foreign calls
+fn a_crash_between_reserving_a_segment_and_cutting_it_loses_no_commit() {
+    const SEGMENT: u64 = 2048;
+    let tmp = tempfile::tempdir().unwrap();
+    let commits = history(120, 24);
+    let log = Log::create(
+        FileStorage,
+        tmp.path(),
+        1,
+        1,
+        LogOptions {
+            policy: SyncPolicy::Never,
+            segment_size: SEGMENT,
+        },
+    )
+    .unwrap();
+    for c in &commits {
+        let lsn = log
+            .append(c.ts, c.writes.iter().map(|(k, v)| (&k[..], v.as_deref())))
+            .unwrap();
+        log.wait_committed(lsn).unwrap();
+    }
+    let names = FileStorage.list(tmp.path()).unwrap();
+    assert!(names.len() >= 3, "{names:?}");
+    let (older, newest) = names.split_at(names.len() - 1);
+    // A segment another follows was cut to its frames; the newest keeps its reservation.
+    for name in older {
+        let bytes = FileStorage.read(&tmp.path().join(name)).unwrap();
+        let read = segment::parse(Path::new(name), &bytes, u64::MAX).unwrap();
+        assert_eq!(read.end, segment::SegmentEnd::Clean, "{name}");
+    }
+    let newest = tmp.path().join(&newest[0]);
+    if cfg!(target_os = "linux") {
+        assert!(FileStorage.len(&newest).unwrap() >= SEGMENT);
+    }
+    // A crash of the process now: the files as the page cache holds them.
+    let crashed = tempfile::tempdir().unwrap();
+    for name in &names {
+        std::fs::copy(tmp.path().join(name), crashed.path().join(name)).unwrap();
+    }
+    let r = recover(&FileStorage, crashed.path(), RecoveryOptions::default()).unwrap();
+    assert_eq!(r.entries, entries(&model(&commits)));
+    assert_eq!(r.records_replayed, 120);
+    assert_eq!(r.torn_tail, None);
+    let cut = crashed.path().join(newest.file_name().unwrap());
+    let kept = FileStorage.len(&cut).unwrap();
+    assert_eq!(kept, r.segments.last().unwrap().bytes);
+    // Closing cuts the reservation the same way.
+    log.close().unwrap();
+    assert_eq!(FileStorage.len(&newest).unwrap(), kept);
+    let r = recover(&FileStorage, tmp.path(), RecoveryOptions::default()).unwrap();
+    assert_eq!(r.entries, entries(&model(&commits)));
+}

@@ -107,6 +107,20 @@ fn a_cut_at_every_byte_reads_back_a_prefix_of_whole_frames_and_a_torn_tail() {
         };
         if last_end == cut {
             assert_eq!(read.end, SegmentEnd::Clean, "cut at {cut}");
+        } else if bytes[last_end as usize..cut as usize]
+            .iter()
+            .all(|&b| b == 0)
+        {
+            // A cut that kept only zeros of the next frame (its length's low byte, say)
+            // holds nothing: it reads as a reserved tail, cut off just the same.
+            assert_eq!(
+                read.end,
+                SegmentEnd::Reserved {
+                    offset: last_end,
+                    zeros: cut - last_end
+                },
+                "cut at {cut}"
+            );
         } else {
             assert!(
                 matches!(read.end, SegmentEnd::TornTail { offset, dropped, .. }
@@ -485,4 +499,140 @@ fn offsets_that_are_not_frames_are_rejected_by_the_header_check_alone() {
     }
     // The data does hold offsets whose header fields look plausible.
     assert!(plausible > 0);
+}
+
+// ---------------------------------------------------------------------------------------
+// The reserved tail: a segment left at its reserved length ends in zeros.
+
+/// The bytes of a segment of `n` frames (synced after frame 1) followed by `zeros` zeros,
+/// with the frames' end.
+fn with_zero_tail(n: usize, zeros: usize) -> (PathBuf, Vec<u8>, u64) {
+    let s = SimStorage::new();
+    let (w, _) = write_segment(&s, n, &[1]);
+    let mut bytes = s.read(w.path()).unwrap();
+    let end = bytes.len() as u64;
+    bytes.resize(bytes.len() + zeros, 0);
+    (w.path().to_path_buf(), bytes, end)
+}
+
+#[test]
+fn a_zero_tail_after_n_frames_reads_exactly_the_n_frames() {
+    for n in [0, 1, 2, 7] {
+        for zeros in [1, 23, 24, 25, 4096] {
+            let (path, bytes, end) = with_zero_tail(n, zeros);
+            let read = parse(&path, &bytes, 0).unwrap();
+            assert_eq!(payloads(&read), expected(n), "{n} frames, {zeros} zeros");
+            assert_eq!(
+                read.end,
+                SegmentEnd::Reserved {
+                    offset: end,
+                    zeros: zeros as u64
+                }
+            );
+            // A segment that another follows was cut to its frames before that one existed:
+            // zeros there are damage to synced data.
+            assert_eq!(corruption_offset(parse(&path, &bytes, u64::MAX)), end);
+        }
+    }
+}
+
+#[test]
+fn damage_inside_the_zero_tail_is_a_torn_tail_after_the_same_frames() {
+    let (path, bytes, end) = with_zero_tail(5, 200);
+    for at in end as usize..bytes.len() {
+        let mut damaged = bytes.clone();
+        damaged[at] = 0x5a;
+        let read = parse(&path, &damaged, 0).unwrap();
+        assert_eq!(payloads(&read), expected(5), "byte {at}");
+        assert!(
+            matches!(read.end, SegmentEnd::TornTail { offset, dropped, .. }
+                if offset == end && dropped == 200),
+            "byte {at}: {:?}",
+            read.end
+        );
+    }
+}
+
+#[test]
+fn a_frame_in_the_zero_tail_that_records_a_sync_past_the_data_is_corruption() {
+    // Frames written after a hole of zeros, one of them saying the bytes at the hole were
+    // synced: the zeros are lost synced data, not reserved room.
+    let (path, mut bytes, end) = with_zero_tail(5, 100);
+    let salt = SegmentHeader::decode(&bytes).unwrap().salt;
+    let at = bytes.len() as u64;
+    frame::encode(salt, at, b"late", &mut bytes);
+    assert_eq!(corruption_offset(parse(&path, &bytes, 0)), end);
+    // The same frame recording a sync below the hole only: a torn tail.
+    let (path, mut bytes, end) = with_zero_tail(5, 100);
+    let salt = SegmentHeader::decode(&bytes).unwrap().salt;
+    frame::encode(salt, HEADER_LEN as u64, b"late", &mut bytes);
+    let read = parse(&path, &bytes, 0).unwrap();
+    assert_eq!(payloads(&read), expected(5));
+    assert!(matches!(read.end, SegmentEnd::TornTail { offset, .. } if offset == end));
+}
+
+#[test]
+#[cfg_attr(miri, ignore)] // a file system, and on Linux a memory map: foreign calls
+fn a_reserved_segment_on_the_file_system_reads_its_frames_then_zeros_until_finished() {
+    use crate::durable::storage::FileStorage;
+    let tmp = tempfile::tempdir().unwrap();
+    let s = FileStorage;
+    let mut w = SegmentWriter::create_salted(&s, tmp.path(), 1, 10, 99, 64 << 10).unwrap();
+    for i in 0..50 {
+        w.append([&payload(i)[..]]).unwrap();
+    }
+    let written = w.written();
+    // Written but not synced: what a crash of the process leaves (the page cache).
+    let bytes = s.read(w.path()).unwrap();
+    #[cfg(target_os = "linux")]
+    assert_eq!(bytes.len(), 64 << 10, "the room is reserved up front");
+    let read = parse(w.path(), &bytes, 0).unwrap();
+    assert_eq!(payloads(&read), expected(50));
+    if cfg!(target_os = "linux") {
+        assert_eq!(
+            read.end,
+            SegmentEnd::Reserved {
+                offset: written,
+                zeros: (64 << 10) - written
+            }
+        );
+    }
+    // Past the reservation appends go on (the map's end splits this one).
+    let big = vec![0xab; 70 << 10];
+    w.append([&big[..]]).unwrap();
+    w.sync().unwrap();
+    w.finish().unwrap();
+    let bytes = s.read(w.path()).unwrap();
+    assert_eq!(bytes.len() as u64, w.written());
+    let read = parse(w.path(), &bytes, u64::MAX).unwrap();
+    assert_eq!(read.end, SegmentEnd::Clean);
+    assert_eq!(read.frames.len(), 51);
+    assert_eq!(read.frames[50].frame.payload, &big[..]);
+    // Finishing twice changes nothing.
+    w.finish().unwrap();
+    assert_eq!(s.len(w.path()).unwrap(), w.written());
+}
+
+#[test]
+#[cfg_attr(miri, ignore)] // a file system: foreign calls
+fn a_reservation_the_file_system_refuses_fails_the_creation_and_leaves_only_the_header() {
+    use crate::durable::storage::FileStorage;
+    // More than any file system holds (EFBIG, as a full disk gives ENOSPC): an error here,
+    // at creation, never a fault at a later store into the map.
+    let tmp = tempfile::tempdir().unwrap();
+    let result = SegmentWriter::create_salted(&FileStorage, tmp.path(), 1, 1, 7, 1 << 62);
+    if cfg!(target_os = "linux") {
+        assert!(
+            matches!(result, Err(Error::Io(_))),
+            "{:?}",
+            result.map(|_| ())
+        );
+        let path = tmp.path().join(file_name(1));
+        assert_eq!(FileStorage.len(&path).unwrap(), HEADER_LEN as u64);
+        // What is left reads as a segment without frames.
+        let bytes = FileStorage.read(&path).unwrap();
+        let read = parse(&path, &bytes, u64::MAX).unwrap();
+        assert!(read.frames.is_empty());
+        assert_eq!(read.end, SegmentEnd::Clean);
+    }
 }

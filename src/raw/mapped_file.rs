@@ -1,0 +1,145 @@
+//! The first bytes of a log segment, mapped shared and writable, so that appending a frame is a
+//! copy into the page cache instead of a `write` system call.
+//!
+//! A shared mapping of a file *is* the file's page cache: once a copy into it returns, the
+//! bytes are the file's content for every reader, and survive the process (a crash of the
+//! process loses nothing copied; the kernel writes the pages back, and `fdatasync` on the
+//! file writes them back and waits, as for bytes given to `write`).
+//!
+//! Mapping is `unsafe` because the mapped bytes belong to the file, which others could change
+//! or cut under the map: a store into a page past the file's end raises `SIGBUS`, and bytes
+//! that change under a Rust reference break its aliasing rules. The type is safe to use
+//! because of how the crate uses the files it maps (see [`MappedFile::map`]) and because the
+//! map is only ever *written* through [`MappedFile::write`], never read: a change made by
+//! someone else could not be observed through it.
+
+use std::fs::File;
+use std::io;
+
+use memmap2::{MmapMut, MmapOptions};
+
+/// The first [`len`](Self::len) bytes of a file, mapped shared and writable.
+#[derive(Debug)]
+pub(crate) struct MappedFile {
+    map: MmapMut,
+}
+
+impl MappedFile {
+    /// Maps the first `len` bytes (at least 1) of `file`, which must be open for reading and
+    /// writing, at least `len` bytes long, and have its blocks allocated (`fallocate`), so that
+    /// no store into the map can fail for want of disk space (which would be a `SIGBUS`).
+    ///
+    /// Only for a log segment of a database directory this process holds the lock of
+    /// (`durable::dir_lock`): that is what makes the mapping sound, see the `SAFETY` comment.
+    pub(crate) fn map(file: &File, len: u64) -> io::Result<Self> {
+        let len = usize::try_from(len)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "mapping too large"))?;
+        if len == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "an empty mapping",
+            ));
+        }
+        if file.metadata()?.len() < len as u64 {
+            // A store past the file's end would raise SIGBUS: refuse instead.
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "mapping past the end of the file",
+            ));
+        }
+        // SAFETY: the mapping stays valid, and nothing can be observed through it that the
+        // type does not write, for as long as it lives:
+        // - the file is at least `len` bytes long (checked above) with its blocks allocated
+        //   (the caller's duty, `OsFile::reserve` calls `fallocate` first), and nobody cuts it
+        //   while the map lives: the file is a log segment in a directory locked by this
+        //   process (a second open, here or in another process, gets `Error::Locked`), created
+        //   with mode 0600 (no other user may write it), and this crate truncates a segment
+        //   only after unmapping it (`OsFile::finish` and its `Drop`) or before any log maps
+        //   it (recovery runs before the log starts). Removing a segment (retirement) unlinks
+        //   its name, which leaves the mapped inode intact.
+        // - the map is only written (`write` below), never read, so a change made by someone
+        //   else despite the above could garble the file but not a value this process reads.
+        let map = unsafe { MmapOptions::new().len(len).map_mut(file)? };
+        Ok(Self { map })
+    }
+
+    /// The mapped length in bytes.
+    pub(crate) fn len(&self) -> u64 {
+        self.map.len() as u64
+    }
+
+    /// Copies `data` into the file at `offset`.
+    ///
+    /// # Panics
+    /// If `offset + data.len()` exceeds [`len`](Self::len): the caller splits its write at
+    /// the end of the map.
+    pub(crate) fn write(&mut self, offset: usize, data: &[u8]) {
+        self.map[offset..offset + data.len()].copy_from_slice(data);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+
+    // Miri cannot run `mmap` (a foreign call): these run natively and under AddressSanitizer
+    // through the durable tests only.
+    #[test]
+    #[cfg_attr(miri, ignore)]
+    fn writes_through_the_map_are_the_files_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .unwrap();
+        file.set_len(4096).unwrap();
+        let mut map = MappedFile::map(&file, 4096).unwrap();
+        assert_eq!(map.len(), 4096);
+        map.write(10, b"hello");
+        map.write(4091, b"world");
+        // Visible to a reader of the file at once, without a sync or an unmap.
+        let mut bytes = Vec::new();
+        File::open(&path).unwrap().read_to_end(&mut bytes).unwrap();
+        assert_eq!(bytes.len(), 4096);
+        assert_eq!(&bytes[10..15], b"hello");
+        assert_eq!(&bytes[4091..], b"world");
+        assert!(bytes[..10].iter().chain(&bytes[15..4091]).all(|&b| b == 0));
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore)]
+    fn refuses_to_map_past_the_end_of_the_file_or_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(dir.path().join("f"))
+            .unwrap();
+        file.set_len(100).unwrap();
+        assert!(MappedFile::map(&file, 101).is_err());
+        assert!(MappedFile::map(&file, 0).is_err());
+        assert!(MappedFile::map(&file, 100).is_ok());
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore)]
+    #[should_panic]
+    fn a_write_past_the_map_panics_instead_of_storing_out_of_bounds() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(dir.path().join("f"))
+            .unwrap();
+        file.set_len(16).unwrap();
+        let mut map = MappedFile::map(&file, 16).unwrap();
+        map.write(12, b"12345");
+    }
+}
