@@ -18,6 +18,16 @@ pub(crate) fn copy_key(key: &[u8]) -> MapKey {
     MapKey::from_slice(key)
 }
 
+/// Heap bytes a key holds outside its inline buffer: its capacity once it spilled (over 24
+/// bytes), else nothing. For memory accounting.
+pub(crate) fn spilled_bytes(key: &MapKey) -> usize {
+    if key.spilled() {
+        key.capacity()
+    } else {
+        0
+    }
+}
+
 /// A range of keys with owned bounds, as the scans take it.
 pub(crate) type KeyRange = (Bound<Bytes>, Bound<Bytes>);
 

@@ -300,6 +300,41 @@ impl Store {
         self.map.len()
     }
 
+    /// Heap bytes of each structure, for memory accounting (see [`Db::memory_breakdown`]).
+    /// Read with the map's shards read-locked one at a time; O(keys + versions).
+    ///
+    /// [`Db::memory_breakdown`]: crate::Db::memory_breakdown
+    pub(crate) fn memory_breakdown(&self) -> Vec<(&'static str, usize)> {
+        let guard = crossbeam_epoch::pin();
+        // A hash table is one allocation per shard: buckets of (key, entry) and their
+        // control bytes, empty buckets included.
+        let tables: usize = self
+            .map
+            .shards()
+            .iter()
+            .map(|shard| shard.read().allocation_info().1.size())
+            .sum();
+        let (mut spilled, mut nodes) = (0, 0);
+        for entry in self.map.iter() {
+            spilled += crate::key::spilled_bytes(entry.key());
+            nodes += entry.value().chain().node_bytes(&guard);
+        }
+        // An `Arc`'s allocation: its strong and weak counts, then the chain.
+        let chains = self.map.len() * (2 * size_of::<usize>() + size_of::<Chain>());
+        let run = self.index.run_bytes();
+        vec![
+            (
+                "map: buckets (key + chain pointer + head mirror), control bytes, empty slots",
+                tables + spilled,
+            ),
+            ("chains (Arc counts + Chain with its head cache)", chains),
+            ("version nodes (header + value, padded)", nodes),
+            ("scan index: run entries (key + chain pointer)", run.entries),
+            ("scan index: head copies + changed-key bits", run.heads),
+            ("scan index: fences", run.fences),
+        ]
+    }
+
     /// Gives the key map's spare capacity back when it holds more than `factor` times its
     /// length in slots (and more than `min_capacity`): a hash map never shrinks by itself, so
     /// after a peak of keys it would keep the peak's memory. Each shard is rehashed under its

@@ -432,6 +432,13 @@ impl Index {
         self.retired.store(retired.len(), Ordering::Relaxed);
     }
 
+    /// Heap bytes of the current run by part (deltas and replaced runs not included), for
+    /// memory accounting.
+    pub(crate) fn run_bytes(&self) -> run::RunBytes {
+        let guard = crossbeam_epoch::pin();
+        self.state.load(&guard).run.heap_bytes()
+    }
+
     /// Number of entries in the run, the sealed and the active delta (for tests).
     #[cfg(all(test, not(loom)))]
     pub(crate) fn sizes(&self) -> (usize, usize, usize) {

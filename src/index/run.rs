@@ -4,7 +4,7 @@ use std::cmp::Ordering;
 use std::ops::Bound;
 
 use super::fences::{below, Fences};
-use crate::key::{copy_key, KeyRangeRef, MapKey};
+use crate::key::{copy_key, spilled_bytes, KeyRangeRef, MapKey};
 use crate::raw::{prefetch_line, prefetch_lines, Chain, HeadCopier, HeadsSlice, RunHeads};
 use crate::sync::Arc;
 
@@ -31,6 +31,13 @@ pub(crate) struct Run {
     /// Each entry's chain head as the rebuild found it, so that scans need not touch the
     /// chains of keys that did not change since (see `raw::run_heads`); or no copies.
     heads: RunHeads,
+}
+
+/// A run's heap bytes by part (see [`Run::heap_bytes`]).
+pub(crate) struct RunBytes {
+    pub(crate) entries: usize,
+    pub(crate) heads: usize,
+    pub(crate) fences: usize,
 }
 
 /// The entries of a run in a key range, with their head copies.
@@ -99,6 +106,22 @@ impl Run {
     /// The entries, in key order.
     pub(crate) fn entries(&self) -> &[RunEntry] {
         &self.entries
+    }
+
+    /// Heap bytes of the run, for memory accounting: its entries (capacity included, with the
+    /// heap bytes of spilled keys; the chains are counted with the key map), its head copies,
+    /// and its fences.
+    pub(crate) fn heap_bytes(&self) -> RunBytes {
+        RunBytes {
+            entries: self.entries.capacity() * size_of::<RunEntry>()
+                + self
+                    .entries
+                    .iter()
+                    .map(|(k, _)| spilled_bytes(k))
+                    .sum::<usize>(),
+            heads: self.heads.heap_bytes(),
+            fences: self.fences.heap_bytes(),
+        }
     }
 
     /// The run's head copies (to mark changed keys in).

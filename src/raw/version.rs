@@ -123,6 +123,11 @@ impl Version {
     pub(super) fn is_tombstone(&self) -> bool {
         self.header.len == TOMBSTONE
     }
+
+    /// Bytes of the node's allocation (header, value, padding), for memory accounting.
+    pub(super) fn alloc_size(&self) -> usize {
+        layout(self.bytes.len()).size()
+    }
 }
 
 /// A version node built ahead of its commit: it holds its value (or is a tombstone) but no
