@@ -2,7 +2,7 @@
 //! instrumented types (see `sync/mod.rs`).
 
 pub(crate) use loom::sync::atomic::{
-    fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+    fence, AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering,
 };
 pub(crate) use loom::sync::Arc;
 
