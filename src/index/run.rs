@@ -6,10 +6,10 @@ use std::ops::Bound;
 use super::fences::{below, Fences};
 use crate::key::{copy_key, spilled_bytes, KeyRangeRef, MapKey};
 use crate::raw::{prefetch_line, prefetch_lines, Chain, HeadCopier, HeadsSlice, RunHeads};
-use crate::sync::Arc;
+use crate::sync::StrongArc;
 
 /// One key of a run and the chain it had when the run was built.
-pub(crate) type RunEntry = (MapKey, Arc<Chain>);
+pub(crate) type RunEntry = (MapKey, StrongArc<Chain>);
 
 /// Keys in ascending order, each with its chain, in one allocation.
 ///
@@ -56,11 +56,12 @@ const FENCE_EVERY: usize = 32;
 const PREFETCH_AHEAD: usize = 16;
 
 /// Prefetches the lines of `entries[i]`'s chain that a rebuild or a drop touch: the reference
-/// counts in front of the chain, and the chain's state word.
+/// count in front of the chain, and the chain's state word.
 fn prefetch_chain(entries: &[RunEntry], i: usize) {
     if let Some((_, c)) = entries.get(i) {
-        let chain = Arc::as_ptr(c).cast::<u8>();
-        prefetch_line(chain.wrapping_sub(2 * size_of::<usize>()));
+        let chain = StrongArc::as_ptr(c).cast::<u8>();
+        // The reference count is the word in front of the chain (`StrongArc`).
+        prefetch_line(chain.wrapping_sub(size_of::<usize>()));
         c.prefetch();
     }
 }
@@ -203,7 +204,7 @@ impl Run {
                 }
             };
             let entry = if take_old {
-                old.next().map(|(k, c)| (copy_key(k), Arc::clone(c)))
+                old.next().map(|(k, c)| (copy_key(k), StrongArc::clone(c)))
             } else {
                 new.next()
             };
@@ -231,7 +232,7 @@ mod tests {
     fn run_of(keys: &[&str]) -> Run {
         Run::empty().merged_with(
             keys.iter()
-                .map(|k| (key(k), Arc::new(Chain::new())))
+                .map(|k| (key(k), StrongArc::new(Chain::new())))
                 .collect(),
             None,
         )
@@ -297,12 +298,12 @@ mod tests {
         // Remove "c"'s chain, as the collector does when a key leaves the map.
         run.entries[1].1.lock().mark_removed();
         let delta = vec![
-            (key("b"), Arc::new(Chain::new())),
-            (key("c"), Arc::new(Chain::new())),
-            (key("f"), Arc::new(Chain::new())),
+            (key("b"), StrongArc::new(Chain::new())),
+            (key("c"), StrongArc::new(Chain::new())),
+            (key("f"), StrongArc::new(Chain::new())),
         ];
         let mut delta = delta;
-        let gone = Arc::new(Chain::new());
+        let gone = StrongArc::new(Chain::new());
         gone.lock().mark_removed();
         delta.push((key("g"), gone));
         let merged = run.merged_with(delta, None);

@@ -525,10 +525,10 @@ impl<'a> ChainWriter<'a> {
         let shape = self.chain.shape.load(Ordering::Relaxed);
         self.chain.shape.store(shape + 1, Ordering::Relaxed);
         // SAFETY: we just linked `node` and only the lock holder (us) unlinks nodes.
-        let head = unsafe { node.deref() };
-        self.chain.cache.set(ts, Some(head));
+        let value = unsafe { node.deref() }.value();
+        self.chain.cache.set(ts, value);
         if let Some(mirror) = mirror {
-            mirror.set(ts, Some(head));
+            mirror.set(ts, value);
         }
     }
 

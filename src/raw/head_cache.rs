@@ -7,8 +7,10 @@
 
 use crossbeam_epoch::Guard;
 
-use super::version::Version;
-use crate::sync::{fence, AtomicU64, AtomicUsize, Ordering};
+use crate::sync::{fence, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+
+/// `len` of a cached tombstone.
+const TOMBSTONE: usize = usize::MAX;
 
 /// The head version as a lending reader sees it: valid while the guard `'g` is pinned.
 #[derive(Clone, Copy, Debug)]
@@ -19,12 +21,7 @@ pub(crate) struct Lent<'g> {
     pub(crate) value: Option<&'g [u8]>,
 }
 
-/// A seqlock-protected copy of the head version's `(ts, node address)`.
-///
-/// Why the node's address and not the value's `(pointer, length)`: the value lives inline in
-/// the node, right behind its length, so a reader that reads the value takes the same cache
-/// miss either way, and the cache is a word smaller (24 bytes, twice per key: the chain's and
-/// the mirror).
+/// A seqlock-protected copy of the head version's `(ts, value pointer, value length)`.
 ///
 /// Written only by the chain's lock holder, whenever a version is installed (and before the
 /// old head can be unlinked or retired), so whenever a reader finds it consistent it describes
@@ -51,9 +48,10 @@ pub(crate) struct HeadCache {
     seq: AtomicU64,
     /// Commit timestamp of the head; `0` when the chain has no version (timestamps start at 1).
     ts: AtomicU64,
-    /// The address of the head node (see `raw::version`) if it holds a value; `0` for a
-    /// tombstone, a pending version (cached without a value) or no head.
-    node: AtomicUsize,
+    /// Start of the head's value bytes (inside the head node, see `raw::version`).
+    ptr: AtomicPtr<u8>,
+    /// Length of the head's value, or [`TOMBSTONE`].
+    len: AtomicUsize,
 }
 
 impl HeadCache {
@@ -62,7 +60,8 @@ impl HeadCache {
         Self {
             seq: AtomicU64::new(0),
             ts: AtomicU64::new(0),
-            node: AtomicUsize::new(0),
+            ptr: AtomicPtr::new(std::ptr::null_mut()),
+            len: AtomicUsize::new(0),
         }
     }
 
@@ -77,22 +76,24 @@ impl HeadCache {
     /// tombstone, or a pending version, which is cached without a value).
     #[inline]
     pub(super) fn value_ts_locked(&self) -> u64 {
-        if self.node.load(Ordering::Relaxed) == 0 {
+        if self.len.load(Ordering::Relaxed) == TOMBSTONE {
             0
         } else {
             self.ts.load(Ordering::Relaxed)
         }
     }
 
-    /// Records the new head. Only the chain's lock holder calls this, with `head` the node it
-    /// just linked (`None`: a pending version, cached without a value, or `ts == 0` after
-    /// unlinking the last version).
-    pub(super) fn set(&self, ts: u64, head: Option<&Version>) {
-        // A tombstone is cached without a node: readers need nothing from it.
-        let node = head.filter(|h| !h.is_tombstone()).map_or(0, Version::addr);
+    /// Records the new head. Only the chain's lock holder calls this, with `value` owned by
+    /// the head node it just linked (or `ts == 0` after unlinking the last version).
+    pub(super) fn set(&self, ts: u64, value: Option<&[u8]>) {
+        let (ptr, len) = match value {
+            Some(v) => (v.as_ptr().cast_mut(), v.len()),
+            None => (std::ptr::null_mut(), TOMBSTONE),
+        };
         if crate::sync::faults::active(crate::sync::faults::Fault::HeadCacheWithoutSeqlock) {
             self.ts.store(ts, Ordering::Relaxed);
-            self.node.store(node, Ordering::Relaxed);
+            self.ptr.store(ptr, Ordering::Relaxed);
+            self.len.store(len, Ordering::Relaxed);
             return;
         }
         // The lock holder is the only writer, so a plain load of our own last store is exact.
@@ -101,7 +102,8 @@ impl HeadCache {
         // Orders the odd store before the field stores for readers that see a new field.
         fence(Ordering::Release);
         self.ts.store(ts, Ordering::Relaxed);
-        self.node.store(node, Ordering::Relaxed);
+        self.ptr.store(ptr, Ordering::Relaxed);
+        self.len.store(len, Ordering::Relaxed);
         self.seq.store(seq + 2, Ordering::Release);
     }
 
@@ -113,24 +115,25 @@ impl HeadCache {
             return None;
         }
         let ts = self.ts.load(Ordering::Relaxed);
-        let node = self.node.load(Ordering::Relaxed);
+        let ptr = self.ptr.load(Ordering::Relaxed);
+        let len = self.len.load(Ordering::Relaxed);
         // Orders the field loads before the second sequence load.
         fence(Ordering::Acquire);
         if self.seq.load(Ordering::Relaxed) != before || ts == 0 {
             return None;
         }
-        let value = match node {
-            0 => None,
-            // The sequence word did not change around the loads, so `node` is the node that
-            // was the head throughout them, and holds a value (tombstones are cached as `0`).
-            // Its length and bytes are immutable; a node with a value is unlinked only after
-            // every cache describing it (the chain's and the mirror) was rewritten by a newer
-            // install, and freed through the epoch after every thread pinned at its
-            // retirement unpinned.
+        let value = match len {
+            TOMBSTONE => None,
+            0 => Some(&[][..]),
+            // The sequence word did not change around the loads, so `(ptr, len)` is the value
+            // of the version that was the head throughout them, and not a tombstone (those are
+            // stored with `len == TOMBSTONE`). The bytes are that node's own (stored inline,
+            // freed with it) and immutable; a node with a value is unlinked only after every cache
+            // describing it (the chain's and the mirror) was rewritten by a newer install, and
+            // freed through the epoch after every thread pinned at its retirement unpinned.
             // SAFETY: by the above, and as we are pinned (`_guard`, `'g`) since before the
-            // first load, the node at `node` (an address `Version::addr` took from a node
-            // `Version::alloc` made) stays allocated and unchanged for `'g`.
-            node => unsafe { Version::value_at(node) },
+            // first load, the `len` bytes at `ptr` stay allocated and unchanged for `'g`.
+            len => Some(unsafe { std::slice::from_raw_parts(ptr.cast_const(), len) }),
         };
         Some(Lent { ts, value })
     }

@@ -126,9 +126,9 @@ impl ChainWriter<'_> {
         let node = pending.node();
         let ts = node.ts();
         debug_assert!(ts != PENDING, "finished before it was stamped");
-        chain.cache.set(ts, Some(node));
+        chain.cache.set(ts, node.value());
         if let Some(mirror) = mirror {
-            mirror.set(ts, Some(node));
+            mirror.set(ts, node.value());
         }
     }
 
@@ -159,17 +159,17 @@ impl ChainWriter<'_> {
         chain.shape.store(shape - 1, Ordering::Relaxed);
         // SAFETY: `next` was linked behind the pending node, so it was the head before, and
         // only the lock holder (us) unlinks nodes: it is allocated while `guard` is pinned.
-        let (ts, head, second) = unsafe { next.as_ref() }.map_or((0, None, 0), |v| {
+        let (ts, value, second) = unsafe { next.as_ref() }.map_or((0, None, 0), |v| {
             let second = v.next().load(Ordering::Relaxed, guard).into_usize();
-            (v.ts(), Some(v), second)
+            (v.ts(), v.value(), second)
         });
         self.forget_displaced();
         chain.second.store(second, Ordering::Relaxed);
         // Behind `next`, not read here.
         chain.second_ts.store(0, Ordering::Relaxed);
-        chain.cache.set(ts, head);
+        chain.cache.set(ts, value);
         if let Some(mirror) = mirror {
-            mirror.set(ts, head);
+            mirror.set(ts, value);
         }
         // SAFETY: the node is non-null, from `Version::alloc` (through `Unlinked`), unlinked
         // by the head store above (it was the head, so nothing else links to it), and pushed

@@ -149,25 +149,6 @@ impl Version {
         self.len == TOMBSTONE
     }
 
-    /// The node's address, as [`value_at`](Self::value_at) takes it.
-    #[inline]
-    pub(super) fn addr(&self) -> usize {
-        // The node's provenance was exposed by `init`.
-        (&raw const *self).cast::<u8>().addr()
-    }
-
-    /// The value of the node at `addr`, or `None` for a tombstone.
-    ///
-    /// # Safety
-    ///
-    /// `addr` is a node's [`addr`](Self::addr), and the node stays allocated for `'a`.
-    #[inline]
-    pub(super) unsafe fn value_at<'a>(addr: usize) -> Option<&'a [u8]> {
-        // SAFETY: by the contract, a live node `init` made (and exposed); it is immutable but
-        // for its atomics.
-        unsafe { &*wide(addr) }.value()
-    }
-
     /// Bytes of the node's allocation (header, value, padding), for memory accounting.
     pub(super) fn alloc_size(&self) -> usize {
         layout(self.bytes.len()).size()
