@@ -708,6 +708,17 @@ impl Db {
         }
     }
 
+    /// Heap bytes held by each in-memory structure (the key map, the chains, the version
+    /// nodes, the scan index's current run), as `(structure, bytes)`: for
+    /// `examples/memory.rs`, not a stable interface. Bytes are as requested from the
+    /// allocator (its own rounding is not included); what it does not list (the registry,
+    /// the clock, deltas of the scan index, pooled or epoch-deferred frees) is the rest of a
+    /// counting allocator's total. O(keys + versions).
+    #[doc(hidden)]
+    pub fn memory_breakdown(&self) -> Vec<(&'static str, usize)> {
+        self.shared.store.memory_breakdown()
+    }
+
     /// Commits sorted, validated writes with the given checks (linking each write's node).
     /// `own` is the committing transaction's snapshot slot, if any.
     pub(crate) fn commit_writes(

@@ -13,12 +13,12 @@ use crate::key::{KeyRange, KeyRangeRef, MapKey};
 use crate::raw::{
     prefetch_line, prefetch_lines, Chain, ChainWriter, HeadCache, MirroredChain, Unlinked,
 };
-use crate::sync::Arc;
+use crate::sync::StrongArc;
 
 /// Maps every key that has (or is about to receive) versions to its chain, twice: hashed for
 /// O(1) point lookups, ordered for O(log n + k) scans.
 ///
-/// Both hold the same `Arc<Chain>`, and a key's chain is pushed into or dropped from the index
+/// Both hold the same `StrongArc<Chain>`, and a key's chain is pushed into or dropped from the index
 /// only while that key's `DashMap` shard is write-locked (inside `entry` / `remove_if`), so a
 /// key's old chain is marked removed before its new one is pushed; scans later place pushed
 /// chains into an ordered list in push order, one placer at a time, so the new chain ends up
@@ -84,7 +84,7 @@ impl Store {
         let entry = self.map.get(key);
         let mirror = entry
             .as_deref()
-            .filter(|e| std::ptr::eq(Arc::as_ptr(e.chain()), chain));
+            .filter(|e| std::ptr::eq(StrongArc::as_ptr(e.chain()), chain));
         debug_assert!(mirror.is_some(), "a locked live chain left the map");
         f(mirror)
     }
@@ -145,7 +145,7 @@ impl Store {
             let entry = store.map.entry(MapKey::from_slice(key)).or_insert_with(|| {
                 let entry = MapEntry::new();
                 // Under the shard's write lock: see the type's documentation.
-                store.index.insert(key, Arc::clone(entry.chain()));
+                store.index.insert(key, StrongArc::clone(entry.chain()));
                 entry
             });
             let writer = entry.chain().lock();
@@ -156,22 +156,22 @@ impl Store {
     }
 
     /// The chain of `key`, if it has one.
-    pub(crate) fn get(&self, key: &[u8]) -> Option<Arc<Chain>> {
-        self.map.get(key).map(|e| Arc::clone(e.chain()))
+    pub(crate) fn get(&self, key: &[u8]) -> Option<StrongArc<Chain>> {
+        self.map.get(key).map(|e| StrongArc::clone(e.chain()))
     }
 
     /// The chain of `key`, created empty (in both maps) if the key has none.
-    pub(crate) fn resolve(&self, key: &[u8]) -> Arc<Chain> {
+    pub(crate) fn resolve(&self, key: &[u8]) -> StrongArc<Chain> {
         if let Some(e) = self.map.get(key) {
-            return Arc::clone(e.chain());
+            return StrongArc::clone(e.chain());
         }
         let entry = self.map.entry(MapKey::from_slice(key)).or_insert_with(|| {
             let entry = MapEntry::new();
             // Under the shard's write lock: see the type's documentation.
-            self.index.insert(key, Arc::clone(entry.chain()));
+            self.index.insert(key, StrongArc::clone(entry.chain()));
             entry
         });
-        Arc::clone(entry.chain())
+        StrongArc::clone(entry.chain())
     }
 
     /// Removes `key` from both maps if `writer` holds its current chain and that chain is
@@ -189,7 +189,7 @@ impl Store {
         let chain: *const Chain = writer.chain();
         self.map
             .remove_if(key, |_, e| {
-                let same = std::ptr::eq(Arc::as_ptr(e.chain()), chain);
+                let same = std::ptr::eq(StrongArc::as_ptr(e.chain()), chain);
                 if same {
                     writer.mark_removed();
                     // Under the shard's write lock: see the type's documentation.
@@ -289,14 +289,14 @@ impl Store {
     /// removed chain in the index as well; those are empty and skipped), in key order, pinning
     /// one guard per batch of keys (so a long walk never holds back memory reclamation for
     /// long, and `f` runs unpinned, free to lock shards and remove keys).
-    pub(crate) fn for_each(&self, mut f: impl FnMut(&[u8], &Arc<Chain>)) {
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&[u8], &StrongArc<Chain>)) {
         const BATCH: usize = 256;
         // A walk of every key after a load sorts the bulk rather than place it.
         if self.index.scan_needs() == ScanNeeds::BuildHere {
             self.index.build_bulk();
         }
         let mut from: Option<MapKey> = None;
-        let mut batch: Vec<(MapKey, Arc<Chain>)> = Vec::with_capacity(BATCH);
+        let mut batch: Vec<(MapKey, StrongArc<Chain>)> = Vec::with_capacity(BATCH);
         loop {
             let mut last = None;
             {
@@ -310,7 +310,7 @@ impl Store {
                 {
                     let key = MapKey::from_slice(g.key());
                     let live = g.chains().filter(|c| !c.is_removed());
-                    batch.extend(live.map(|c| (key.clone(), Arc::clone(c))));
+                    batch.extend(live.map(|c| (key.clone(), StrongArc::clone(c))));
                     last = Some(key);
                 }
             }
@@ -329,6 +329,44 @@ impl Store {
         self.map.len()
     }
 
+    /// Heap bytes of each structure, for memory accounting (see [`Db::memory_breakdown`]).
+    /// Read with the map's shards read-locked one at a time; O(keys + versions).
+    ///
+    /// [`Db::memory_breakdown`]: crate::Db::memory_breakdown
+    pub(crate) fn memory_breakdown(&self) -> Vec<(&'static str, usize)> {
+        let guard = crossbeam_epoch::pin();
+        // A hash table is one allocation per shard: buckets of (key, entry) and their
+        // control bytes, empty buckets included.
+        let tables: usize = self
+            .map
+            .shards()
+            .iter()
+            .map(|shard| shard.read().allocation_info().1.size())
+            .sum();
+        let (mut spilled, mut nodes) = (0, 0);
+        for entry in self.map.iter() {
+            spilled += crate::key::spilled_bytes(entry.key());
+            nodes += entry.value().chain().node_bytes(&guard);
+        }
+        // A `StrongArc`'s allocation: its count, then the chain.
+        let chains = self.map.len() * (size_of::<usize>() + size_of::<Chain>());
+        let run = self.index.run_bytes();
+        vec![
+            (
+                "map: buckets (key + chain pointer + head mirror), control bytes, empty slots",
+                tables + spilled,
+            ),
+            (
+                "chains (reference count + Chain with its head cache)",
+                chains,
+            ),
+            ("version nodes (header + value, padded)", nodes),
+            ("scan index: run entries (key + chain pointer)", run.entries),
+            ("scan index: head copies + changed-key bits", run.heads),
+            ("scan index: fences", run.fences),
+        ]
+    }
+
     /// Gives the key map's spare capacity back when it holds more than `factor` times its
     /// length in slots (and more than `min_capacity`): a hash map never shrinks by itself, so
     /// after a peak of keys it would keep the peak's memory. Each shard is rehashed under its
@@ -342,11 +380,11 @@ impl Store {
 }
 
 impl ChainSource for Store {
-    fn resolve(&self, key: &[u8]) -> Arc<Chain> {
+    fn resolve(&self, key: &[u8]) -> StrongArc<Chain> {
         Store::resolve(self, key)
     }
 
-    fn lookup(&self, key: &[u8]) -> Option<Arc<Chain>> {
+    fn lookup(&self, key: &[u8]) -> Option<StrongArc<Chain>> {
         self.get(key)
     }
 

@@ -10,16 +10,16 @@ use crate::error::{ConflictKind, Error};
 use crate::horizon::Horizon;
 use crate::key::KeyRange;
 use crate::raw::{Chain, ChainWriter, MirroredChain, Retired, Unlinked};
-use crate::sync::Arc;
+use crate::sync::StrongArc;
 
 mod pending;
 
 /// Where the commit finds the chain of each key it writes, reads or scanned.
 pub(crate) trait ChainSource {
     /// The current chain of `key`, created empty if the key has none.
-    fn resolve(&self, key: &[u8]) -> Arc<Chain>;
+    fn resolve(&self, key: &[u8]) -> StrongArc<Chain>;
     /// The current chain of `key`, if it has one.
-    fn lookup(&self, key: &[u8]) -> Option<Arc<Chain>>;
+    fn lookup(&self, key: &[u8]) -> Option<StrongArc<Chain>>;
     /// Calls `hit` on each chain in `range`, in key order, until it returns `true`; returns
     /// that key.
     fn find_in_range(
@@ -251,7 +251,7 @@ pub(crate) fn commit_pinned(
             }
         }
     }
-    let mut chains: Small<Arc<Chain>> = Small::with_capacity(writes.len());
+    let mut chains: Small<StrongArc<Chain>> = Small::with_capacity(writes.len());
     for write in writes.iter() {
         chains.push(source.resolve(write.key));
     }
@@ -582,7 +582,10 @@ fn validate_reads(
 
 /// Locks every chain in order; on finding one the collector removed, unlocks all and returns
 /// its index.
-fn lock_all<'c>(chains: &'c [Arc<Chain>], guard: &Guard) -> Result<Small<ChainWriter<'c>>, usize> {
+fn lock_all<'c>(
+    chains: &'c [StrongArc<Chain>],
+    guard: &Guard,
+) -> Result<Small<ChainWriter<'c>>, usize> {
     let mut writers = Small::with_capacity(chains.len());
     for (i, chain) in chains.iter().enumerate() {
         let w = chain.lock();
@@ -607,10 +610,10 @@ pub(crate) struct Poisoned<'a> {
 
 #[cfg(all(test, not(loom)))]
 impl ChainSource for Poisoned<'_> {
-    fn resolve(&self, key: &[u8]) -> Arc<Chain> {
+    fn resolve(&self, key: &[u8]) -> StrongArc<Chain> {
         self.store.resolve(key)
     }
-    fn lookup(&self, key: &[u8]) -> Option<Arc<Chain>> {
+    fn lookup(&self, key: &[u8]) -> Option<StrongArc<Chain>> {
         assert_ne!(key, self.poison, "injected panic mid-validation");
         self.store.get(key)
     }

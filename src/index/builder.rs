@@ -187,11 +187,11 @@ mod tests {
         let index = Arc::new(Index::new());
         let key = |i: u32| format!("{tag}{i:06}").into_bytes();
         for i in 0..n {
-            index.insert(&key(i), crate::sync::Arc::new(Chain::new()));
+            index.insert(&key(i), crate::sync::StrongArc::new(Chain::new()));
         }
         assert!(index.rebuild(false));
         for i in n..n + extra {
-            index.insert(&key(i), crate::sync::Arc::new(Chain::new()));
+            index.insert(&key(i), crate::sync::StrongArc::new(Chain::new()));
         }
         let guard = crossbeam_epoch::pin();
         let whole = (Bound::Unbounded, Bound::Unbounded);

@@ -13,7 +13,7 @@ use super::merge::{run_iter, Reads, RunIter};
 use super::run::{Run, RunEntry};
 use crate::key::{KeyRangeRef, MapKey};
 use crate::raw::{Chain, EpochCell};
-use crate::sync::{Arc, Mutex};
+use crate::sync::{Arc, Mutex, StrongArc};
 
 /// A sorted array of `(key, chain)`, rewritten whole by each change (writers one at a time).
 pub(crate) struct CowList {
@@ -39,7 +39,7 @@ impl CowList {
     }
 
     /// Adds `key` with `chain`, replacing the key's previous entry.
-    pub(crate) fn insert(&self, key: &[u8], chain: Arc<Chain>, guard: &Guard) {
+    pub(crate) fn insert(&self, key: &[u8], chain: StrongArc<Chain>, guard: &Guard) {
         self.rewrite(guard, |all| {
             all.retain(|(k, _)| &k[..] != key);
             let at = all.partition_point(|(k, _)| &k[..] < key);

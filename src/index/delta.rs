@@ -6,7 +6,7 @@ use crossbeam_epoch::Guard;
 use super::run::RunEntry;
 use crate::key::{copy_key, KeyRangeRef};
 use crate::raw::Chain;
-use crate::sync::{Arc, AtomicUsize, Mutex, Ordering};
+use crate::sync::{AtomicUsize, Mutex, Ordering, StrongArc};
 
 /// Keys created since the run was built, each with its chain.
 ///
@@ -82,7 +82,7 @@ impl Delta {
     }
 
     /// Appends `key` with its new `chain` to the bag.
-    pub(crate) fn push(&self, key: &[u8], chain: Arc<Chain>) {
+    pub(crate) fn push(&self, key: &[u8], chain: StrongArc<Chain>) {
         let mut bag = self.bag.lock();
         // Counted before the entry becomes takeable, so no placer's decrement can precede it.
         self.unplaced.fetch_add(1, Ordering::Relaxed);
@@ -129,7 +129,7 @@ impl Delta {
         };
         while let Some((key, chain)) = placing.rest.as_slice().first() {
             if !chain.is_removed() {
-                self.insert(key, Arc::clone(chain), guard);
+                self.insert(key, StrongArc::clone(chain), guard);
             }
             placing.rest.next();
             placing.placed += 1;
@@ -181,7 +181,7 @@ impl Delta {
                 self.bag
                     .lock()
                     .iter()
-                    .map(|(k, c)| (copy_key(k), Arc::clone(c))),
+                    .map(|(k, c)| (copy_key(k), StrongArc::clone(c))),
             );
             drop(placer);
             all
@@ -250,7 +250,7 @@ fn read_while_placing() -> bool {
 
 impl Delta {
     /// Adds `key` with `chain` to the list, replacing the key's previous entry.
-    pub(crate) fn insert(&self, key: &[u8], chain: Arc<Chain>, guard: &Guard) {
+    pub(crate) fn insert(&self, key: &[u8], chain: StrongArc<Chain>, guard: &Guard) {
         self.list.insert(key, chain, guard);
     }
 

@@ -3,7 +3,7 @@
 use std::cmp::Ordering;
 
 use super::order;
-use crate::key::MapKey;
+use crate::key::{spilled_bytes, MapKey};
 
 /// A sorted sample of a run's keys, for seeks.
 ///
@@ -106,6 +106,14 @@ impl Fences {
             heads,
             keys,
         }
+    }
+
+    /// Heap bytes of the fences (capacity included), for memory accounting.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.heads.capacity() * size_of::<u64>()
+            + self.keys.capacity() * size_of::<MapKey>()
+            + self.keys.iter().map(spilled_bytes).sum::<usize>()
+            + spilled_bytes(&self.common)
     }
 
     /// How many fences are below `key` (`f < key`, or `f <= key` when `or_equal`): the

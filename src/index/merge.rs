@@ -12,7 +12,7 @@ use super::run::RunEntry;
 use super::run::{Run, RunSlice};
 use crate::key::KeyRangeRef;
 use crate::raw::{Chain, CopiedHead, CurrentMask, HeadsSlice, Lent};
-use crate::sync::Arc;
+use crate::sync::StrongArc;
 
 /// A double-ended iterator with one look-ahead slot at each end.
 pub(crate) struct Ends<I: DoubleEndedIterator> {
@@ -76,7 +76,7 @@ impl<I: DoubleEndedIterator> Ends<I> {
 #[derive(Clone, Copy)]
 pub(crate) struct Group<'g> {
     key: &'g [u8],
-    chains: [Option<&'g Arc<Chain>>; 3],
+    chains: [Option<&'g StrongArc<Chain>>; 3],
     /// The run's copy of the head, for a key whose only chain is in the run.
     copied: Option<CopiedHead<'g>>,
 }
@@ -100,7 +100,7 @@ impl<'g> Group<'g> {
     }
 
     /// The key's chains (usually one).
-    pub(crate) fn chains(&self) -> impl Iterator<Item = &'g Arc<Chain>> {
+    pub(crate) fn chains(&self) -> impl Iterator<Item = &'g StrongArc<Chain>> {
         self.chains.into_iter().flatten()
     }
 
@@ -117,7 +117,7 @@ impl<'g> Group<'g> {
 }
 
 /// One source's entry as `(key, chain)`.
-pub(super) type Item<'g> = (&'g [u8], &'g Arc<Chain>);
+pub(super) type Item<'g> = (&'g [u8], &'g StrongArc<Chain>);
 
 /// How many entries ahead of the one it returns a run walk prefetches the chain of.
 ///

@@ -92,7 +92,7 @@ use crossbeam_epoch::Guard;
 
 use crate::key::KeyRangeRef;
 use crate::raw::{Chain, Changes, EpochCell};
-use crate::sync::{Arc, AtomicUsize, Mutex, Ordering, RwLock};
+use crate::sync::{Arc, AtomicUsize, Mutex, Ordering, RwLock, StrongArc};
 
 use delta::Delta;
 
@@ -218,7 +218,7 @@ impl Index {
 
     /// Adds `key` with its new chain. The caller holds the key's map shard write-locked, so
     /// no other chain of `key` is being inserted or removed meanwhile.
-    pub(crate) fn insert(&self, key: &[u8], chain: Arc<Chain>) {
+    pub(crate) fn insert(&self, key: &[u8], chain: StrongArc<Chain>) {
         let _gate = self.gate.read();
         let guard = crossbeam_epoch::pin();
         self.state.load(&guard).active.push(key, chain);
@@ -432,6 +432,13 @@ impl Index {
         self.retired.store(retired.len(), Ordering::Relaxed);
     }
 
+    /// Heap bytes of the current run by part (deltas and replaced runs not included), for
+    /// memory accounting.
+    pub(crate) fn run_bytes(&self) -> run::RunBytes {
+        let guard = crossbeam_epoch::pin();
+        self.state.load(&guard).run.heap_bytes()
+    }
+
     /// Number of entries in the run, the sealed and the active delta (for tests).
     #[cfg(all(test, not(loom)))]
     pub(crate) fn sizes(&self) -> (usize, usize, usize) {
@@ -488,11 +495,11 @@ mod tests {
         let index = Index::new();
         let k = |i: u32| format!("k{i:04}").into_bytes();
         for i in (0..100).step_by(3) {
-            index.insert(&k(i), Arc::new(Chain::new()));
+            index.insert(&k(i), StrongArc::new(Chain::new()));
         }
         assert!(index.rebuild(false));
         for i in (1..100).step_by(3) {
-            index.insert(&k(i), Arc::new(Chain::new()));
+            index.insert(&k(i), StrongArc::new(Chain::new()));
         }
         assert_eq!(index.sizes(), (34, 0, 33));
         let all: Vec<Vec<u8>> = (0..100).filter(|i| i % 3 != 2).map(k).collect();
@@ -531,8 +538,11 @@ mod tests {
                     if !held {
                         continue;
                     }
-                    let chain = Arc::new(Chain::new());
-                    model.entry(k(i)).or_default().push(Arc::as_ptr(&chain));
+                    let chain = StrongArc::new(Chain::new());
+                    model
+                        .entry(k(i))
+                        .or_default()
+                        .push(StrongArc::as_ptr(&chain));
                     match s {
                         0 => run.push((MapKey::from_slice(&k(i)), chain)),
                         _ => deltas[s - 1].insert(&k(i), chain, &guard),
@@ -573,7 +583,10 @@ mod tests {
                     (walk.next_back(), &mut back)
                 };
                 let Some(g) = g else { break };
-                into.push((g.key().to_vec(), g.chains().map(Arc::as_ptr).collect()));
+                into.push((
+                    g.key().to_vec(),
+                    g.chains().map(StrongArc::as_ptr).collect(),
+                ));
             }
             assert!(walk.next().is_none() && walk.next_back().is_none());
             front.extend(back.into_iter().rev());
@@ -624,7 +637,7 @@ mod tests {
                     if !held {
                         continue;
                     }
-                    let chain = Arc::new(Chain::new());
+                    let chain = StrongArc::new(Chain::new());
                     if rng.u8(..) > 30 {
                         version(&mut rng, &chain, 1..20, &format!("{i}-{s}"));
                     }
@@ -717,7 +730,7 @@ mod tests {
             (1_000u32, 100, 4_000u32)
         };
         for i in 0..keys {
-            let chain = Arc::new(Chain::new());
+            let chain = StrongArc::new(Chain::new());
             let value = i.to_string();
             chain
                 .lock()
@@ -748,16 +761,16 @@ mod tests {
     #[test]
     fn a_recreated_key_groups_its_old_and_new_chain() {
         let index = Index::new();
-        let old = Arc::new(Chain::new());
-        index.insert(b"a", Arc::clone(&old));
-        index.insert(b"b", Arc::new(Chain::new()));
+        let old = StrongArc::new(Chain::new());
+        index.insert(b"a", StrongArc::clone(&old));
+        index.insert(b"b", StrongArc::new(Chain::new()));
         assert!(index.rebuild(false));
         // "a" leaves the map (its chain stays in the run until the next rebuild) and comes
         // back with a new chain in the active delta.
         old.lock().mark_removed();
         index.remove(b"a", &old, &crossbeam_epoch::pin());
-        let new = Arc::new(Chain::new());
-        index.insert(b"a", Arc::clone(&new));
+        let new = StrongArc::new(Chain::new());
+        index.insert(b"a", StrongArc::clone(&new));
         let guard = crossbeam_epoch::pin();
         let groups: Vec<Group<'_>> = index
             .range(
@@ -767,8 +780,8 @@ mod tests {
             )
             .collect();
         assert_eq!(groups.len(), 2);
-        let chains: Vec<*const Chain> = groups[0].chains().map(Arc::as_ptr).collect();
-        assert_eq!(chains, [Arc::as_ptr(&old), Arc::as_ptr(&new)]);
+        let chains: Vec<*const Chain> = groups[0].chains().map(StrongArc::as_ptr).collect();
+        assert_eq!(chains, [StrongArc::as_ptr(&old), StrongArc::as_ptr(&new)]);
         drop(guard);
         // The next rebuild drops the removed chain.
         assert!(index.rebuild_if_due(Reason::Sweep));
@@ -806,7 +819,7 @@ mod tests {
         for round in 0..rounds {
             for i in 0..keys {
                 let key = format!("{round:02}-{i:04}").into_bytes();
-                index.insert(&key, Arc::new(Chain::new()));
+                index.insert(&key, StrongArc::new(Chain::new()));
             }
             assert!(index.rebuild(false));
             assert!(
@@ -821,7 +834,7 @@ mod tests {
             Reads::Versions,
             &reader,
         );
-        index.insert(b"late", Arc::new(Chain::new()));
+        index.insert(b"late", StrongArc::new(Chain::new()));
         assert!(index.rebuild(false));
         for _ in 0..100 {
             collect_elsewhere();
@@ -836,8 +849,8 @@ mod tests {
     #[test]
     fn removal_from_the_active_list_is_immediate() {
         let index = Index::new();
-        let chain = Arc::new(Chain::new());
-        index.insert(b"x", Arc::clone(&chain));
+        let chain = StrongArc::new(Chain::new());
+        index.insert(b"x", StrongArc::clone(&chain));
         // A scan places the bag into the list.
         let whole = (Bound::Unbounded, Bound::Unbounded);
         assert_eq!(keys_in(&index, whole, true), [b"x".to_vec()]);
@@ -854,7 +867,7 @@ mod tests {
         let k = |i: u32| format!("k{:04}", (i * 7919) % 1000).into_bytes();
         let n = if cfg!(miri) { 40 } else { 100 };
         for i in 0..n {
-            index.insert(&k(i), Arc::new(Chain::new()));
+            index.insert(&k(i), StrongArc::new(Chain::new()));
         }
         let active = |index: &Index| {
             let guard = crossbeam_epoch::pin();
@@ -878,7 +891,7 @@ mod tests {
         // Past `MIN_DELTA`, so that a scan's rebuild is due.
         let n = if cfg!(miri) { 40 } else { 2_000 };
         for i in 0..n {
-            index.insert(&k(i), Arc::new(Chain::new()));
+            index.insert(&k(i), StrongArc::new(Chain::new()));
         }
         assert!(index.rebuild_if_due(Reason::Scan));
         assert_eq!(index.sizes(), (n as usize, 0, 0));
@@ -899,7 +912,7 @@ mod tests {
         let loaded = || {
             let index = Index::new();
             for i in 0..n {
-                index.insert(&k(i), Arc::new(Chain::new()));
+                index.insert(&k(i), StrongArc::new(Chain::new()));
             }
             index
         };
@@ -925,7 +938,7 @@ mod tests {
             "the empty run waits to be freed"
         );
         // A small bag is placed, and asks for nothing.
-        index.insert(b"zz", Arc::new(Chain::new()));
+        index.insert(b"zz", StrongArc::new(Chain::new()));
         assert_eq!(keys_in(&index, whole, true).len(), n as usize + 1);
         assert_eq!(index.sizes(), (n as usize, 0, 1));
     }
@@ -938,7 +951,7 @@ mod tests {
         let k = |i: u32| format!("k{:05}", (i * 7919) % 10_007).into_bytes();
         let (sealed, more) = if cfg!(miri) { (40, 8) } else { (1_000, 100) };
         for i in 0..sealed {
-            index.insert(&k(i), Arc::new(Chain::new()));
+            index.insert(&k(i), StrongArc::new(Chain::new()));
         }
         // Seal as a rebuild does, and hold the builder's lock as if it were still sorting.
         let retired = index.builder.lock();
@@ -955,7 +968,7 @@ mod tests {
             );
         }
         for i in sealed..sealed + more {
-            index.insert(&k(i), Arc::new(Chain::new()));
+            index.insert(&k(i), StrongArc::new(Chain::new()));
         }
         let mut want: Vec<Vec<u8>> = (0..sealed + more).map(k).collect();
         want.sort();
@@ -973,28 +986,28 @@ mod tests {
     #[test]
     fn a_key_removed_and_recreated_in_the_bag_keeps_only_its_new_chain() {
         let index = Index::new();
-        let old = Arc::new(Chain::new());
-        index.insert(b"a", Arc::clone(&old));
+        let old = StrongArc::new(Chain::new());
+        index.insert(b"a", StrongArc::clone(&old));
         old.lock().mark_removed();
         index.remove(b"a", &old, &crossbeam_epoch::pin());
-        let new = Arc::new(Chain::new());
-        index.insert(b"a", Arc::clone(&new));
+        let new = StrongArc::new(Chain::new());
+        index.insert(b"a", StrongArc::clone(&new));
         let chains = |index: &Index| {
             let guard = crossbeam_epoch::pin();
             let whole = (Bound::Unbounded, Bound::Unbounded);
             index
                 .range(whole, Reads::Versions, &guard)
-                .map(|g| g.chains().map(Arc::as_ptr).collect::<Vec<_>>())
+                .map(|g| g.chains().map(StrongArc::as_ptr).collect::<Vec<_>>())
                 .collect::<Vec<_>>()
         };
-        assert_eq!(chains(&index), [vec![Arc::as_ptr(&new)]]);
+        assert_eq!(chains(&index), [vec![StrongArc::as_ptr(&new)]]);
         // The same through a rebuild that sorts the bag (pushed again, not yet placed).
         let index = Index::new();
-        index.insert(b"a", Arc::clone(&old));
-        index.insert(b"a", Arc::clone(&new));
+        index.insert(b"a", StrongArc::clone(&old));
+        index.insert(b"a", StrongArc::clone(&new));
         assert!(index.rebuild(false));
         assert_eq!(index.sizes(), (1, 0, 0));
-        assert_eq!(chains(&index), [vec![Arc::as_ptr(&new)]]);
+        assert_eq!(chains(&index), [vec![StrongArc::as_ptr(&new)]]);
     }
 
     /// Scans racing inserters and rebuilds: each scan finds every key whose insert finished
@@ -1012,7 +1025,7 @@ mod tests {
                 let (index, done) = (&index, &done);
                 s.spawn(move || {
                     for i in 0..per_thread {
-                        index.insert(&k(t, i), Arc::new(Chain::new()));
+                        index.insert(&k(t, i), StrongArc::new(Chain::new()));
                         done[t as usize].store(i + 1, std::sync::atomic::Ordering::Release);
                     }
                 });
@@ -1053,7 +1066,7 @@ mod tests {
                 s.spawn(move || {
                     for i in 0..per_thread {
                         let key = format!("{t}-{i:06}").into_bytes();
-                        index.insert(&key, Arc::new(Chain::new()));
+                        index.insert(&key, StrongArc::new(Chain::new()));
                     }
                 });
             }

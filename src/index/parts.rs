@@ -21,7 +21,7 @@ use super::merge::Item;
 use super::run::RunEntry;
 use crate::key::{copy_key, KeyRangeRef, MapKey};
 use crate::raw::Chain;
-use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Ordering, StrongArc};
 
 /// Run keys per partition: at the rebuild threshold (a delta of `1 / DELTA_FRACTION` of the
 /// run) a partition holds about `PART_KEYS / DELTA_FRACTION` keys, a skip list a few levels
@@ -31,7 +31,7 @@ pub(super) const PART_KEYS: usize = 256;
 /// partitions grow instead.
 const MAX_PARTS: usize = 4096;
 
-type List = SkipList<MapKey, Arc<Chain>>;
+type List = SkipList<MapKey, StrongArc<Chain>>;
 
 /// The partitioned list: see the module documentation.
 pub(crate) struct Parts {
@@ -103,7 +103,7 @@ impl Parts {
     }
 
     /// Adds `key` with `chain`, replacing the key's previous entry.
-    pub(crate) fn insert(&self, key: &[u8], chain: Arc<Chain>, guard: &Guard) {
+    pub(crate) fn insert(&self, key: &[u8], chain: StrongArc<Chain>, guard: &Guard) {
         let i = self.part_of(key);
         // Counted before the entry is reachable, so that a remover's decrement, which needs
         // the entry, never comes first (the count would wrap). A replaced entry stays
@@ -125,7 +125,7 @@ impl Parts {
         let i = self.part_of(key);
         let list = &self.lists[i];
         let removed = match list.get(key, guard) {
-            Some(e) if std::ptr::eq(Arc::as_ptr(e.value()), chain) => e.remove(),
+            Some(e) if std::ptr::eq(StrongArc::as_ptr(e.value()), chain) => e.remove(),
             _ => false,
         };
         if removed {
@@ -172,7 +172,7 @@ impl Parts {
         self.lists
             .iter()
             .flat_map(|l| l.iter(&guard))
-            .map(|e| (copy_key(e.key()), Arc::clone(e.value())))
+            .map(|e| (copy_key(e.key()), StrongArc::clone(e.value())))
             .collect()
     }
 
@@ -258,9 +258,9 @@ pub(crate) fn sample(keys: &[RunEntry]) -> Vec<MapKey> {
 
 /// One partition's walk. Fused: crossbeam's range restarts from its bound when called again
 /// after `None`.
-type Walk<'g, 'r> = Fuse<Range<'g, 'g, [u8], KeyRangeRef<'r>, MapKey, Arc<Chain>>>;
+type Walk<'g, 'r> = Fuse<Range<'g, 'g, [u8], KeyRangeRef<'r>, MapKey, StrongArc<Chain>>>;
 
-fn item<'g>(e: Entry<'g, 'g, MapKey, Arc<Chain>>) -> Item<'g> {
+fn item<'g>(e: Entry<'g, 'g, MapKey, StrongArc<Chain>>) -> Item<'g> {
     (&e.key()[..], e.value())
 }
 
@@ -365,7 +365,7 @@ mod tests {
             bounds.sort();
             bounds.dedup();
             let parts = Parts::new(bounds.clone());
-            let mut model: BTreeMap<MapKey, Arc<Chain>> = BTreeMap::new();
+            let mut model: BTreeMap<MapKey, StrongArc<Chain>> = BTreeMap::new();
             let guard = crossbeam_epoch::pin();
             // Keys clustered in part of the span, or few keys over all of it, so that some
             // partitions stay empty (runs of them within and across bitmap words).
@@ -383,8 +383,12 @@ mod tests {
                     }
                     continue;
                 }
-                let chain = Arc::new(Chain::new());
-                replaced += usize::from(model.insert(key.clone(), Arc::clone(&chain)).is_some());
+                let chain = StrongArc::new(Chain::new());
+                replaced += usize::from(
+                    model
+                        .insert(key.clone(), StrongArc::clone(&chain))
+                        .is_some(),
+                );
                 parts.insert(&key, chain, &guard);
                 if rng.u8(..) < 20 {
                     parts.tidy(&guard);
@@ -408,11 +412,11 @@ mod tests {
             let all: Vec<(Vec<u8>, *const Chain)> = parts
                 .entries()
                 .iter()
-                .map(|(k, c)| (k.to_vec(), Arc::as_ptr(c)))
+                .map(|(k, c)| (k.to_vec(), StrongArc::as_ptr(c)))
                 .collect();
             let want_all: Vec<(Vec<u8>, *const Chain)> = model
                 .iter()
-                .map(|(k, c)| (k.to_vec(), Arc::as_ptr(c)))
+                .map(|(k, c)| (k.to_vec(), StrongArc::as_ptr(c)))
                 .collect();
             assert_eq!(all, want_all, "round {round}: entries");
             let (lo, hi) = (k(rng.u32(0..span + 1)), k(rng.u32(0..span + 1)));
@@ -430,7 +434,7 @@ mod tests {
             }
             let want: Vec<(Vec<u8>, *const Chain)> = model
                 .range::<[u8], _>(range)
-                .map(|(k, c)| (k.to_vec(), Arc::as_ptr(c)))
+                .map(|(k, c)| (k.to_vec(), StrongArc::as_ptr(c)))
                 .collect();
             let mut walk = parts.range(range, &guard);
             let (mut front, mut back) = (Vec::new(), Vec::new());
@@ -441,7 +445,7 @@ mod tests {
                     (walk.next_back(), &mut back)
                 };
                 let Some((key, chain)) = item else { break };
-                into.push((key.to_vec(), Arc::as_ptr(chain)));
+                into.push((key.to_vec(), StrongArc::as_ptr(chain)));
             }
             assert!(walk.next().is_none() && walk.next_back().is_none());
             front.extend(back.into_iter().rev());
@@ -463,10 +467,10 @@ mod tests {
         let guard = crossbeam_epoch::pin();
         let held = [5, 75, 700, 1_290, 2_555];
         for i in held {
-            parts.insert(&k(i), Arc::new(Chain::new()), &guard);
+            parts.insert(&k(i), StrongArc::new(Chain::new()), &guard);
         }
-        let doomed = Arc::new(Chain::new());
-        parts.insert(&k(1_500), Arc::clone(&doomed), &guard);
+        let doomed = StrongArc::new(Chain::new());
+        parts.insert(&k(1_500), StrongArc::clone(&doomed), &guard);
         assert!(parts.remove_chain(&k(1_500), &doomed, &guard));
         for tidied in [false, true] {
             if tidied {
@@ -509,7 +513,7 @@ mod tests {
                 .map(|i| {
                     (
                         MapKey::from_slice(format!("k{i:08}").as_bytes()),
-                        Arc::new(Chain::new()),
+                        StrongArc::new(Chain::new()),
                     )
                 })
                 .collect()

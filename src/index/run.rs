@@ -4,12 +4,12 @@ use std::cmp::Ordering;
 use std::ops::Bound;
 
 use super::fences::{below, Fences};
-use crate::key::{copy_key, KeyRangeRef, MapKey};
+use crate::key::{copy_key, spilled_bytes, KeyRangeRef, MapKey};
 use crate::raw::{prefetch_line, prefetch_lines, Chain, HeadCopier, HeadsSlice, RunHeads};
-use crate::sync::Arc;
+use crate::sync::StrongArc;
 
 /// One key of a run and the chain it had when the run was built.
-pub(crate) type RunEntry = (MapKey, Arc<Chain>);
+pub(crate) type RunEntry = (MapKey, StrongArc<Chain>);
 
 /// Keys in ascending order, each with its chain, in one allocation.
 ///
@@ -33,6 +33,13 @@ pub(crate) struct Run {
     heads: RunHeads,
 }
 
+/// A run's heap bytes by part (see [`Run::heap_bytes`]).
+pub(crate) struct RunBytes {
+    pub(crate) entries: usize,
+    pub(crate) heads: usize,
+    pub(crate) fences: usize,
+}
+
 /// The entries of a run in a key range, with their head copies.
 #[derive(Clone, Copy)]
 pub(crate) struct RunSlice<'a> {
@@ -49,11 +56,12 @@ const FENCE_EVERY: usize = 32;
 const PREFETCH_AHEAD: usize = 16;
 
 /// Prefetches the lines of `entries[i]`'s chain that a rebuild or a drop touch: the reference
-/// counts in front of the chain, and the chain's state word.
+/// count in front of the chain, and the chain's state word.
 fn prefetch_chain(entries: &[RunEntry], i: usize) {
     if let Some((_, c)) = entries.get(i) {
-        let chain = Arc::as_ptr(c).cast::<u8>();
-        prefetch_line(chain.wrapping_sub(2 * size_of::<usize>()));
+        let chain = StrongArc::as_ptr(c).cast::<u8>();
+        // The reference count is the word in front of the chain (`StrongArc`).
+        prefetch_line(chain.wrapping_sub(size_of::<usize>()));
         c.prefetch();
     }
 }
@@ -99,6 +107,22 @@ impl Run {
     /// The entries, in key order.
     pub(crate) fn entries(&self) -> &[RunEntry] {
         &self.entries
+    }
+
+    /// Heap bytes of the run, for memory accounting: its entries (capacity included, with the
+    /// heap bytes of spilled keys; the chains are counted with the key map), its head copies,
+    /// and its fences.
+    pub(crate) fn heap_bytes(&self) -> RunBytes {
+        RunBytes {
+            entries: self.entries.capacity() * size_of::<RunEntry>()
+                + self
+                    .entries
+                    .iter()
+                    .map(|(k, _)| spilled_bytes(k))
+                    .sum::<usize>(),
+            heads: self.heads.heap_bytes(),
+            fences: self.fences.heap_bytes(),
+        }
     }
 
     /// The run's head copies (to mark changed keys in).
@@ -180,7 +204,7 @@ impl Run {
                 }
             };
             let entry = if take_old {
-                old.next().map(|(k, c)| (copy_key(k), Arc::clone(c)))
+                old.next().map(|(k, c)| (copy_key(k), StrongArc::clone(c)))
             } else {
                 new.next()
             };
@@ -208,7 +232,7 @@ mod tests {
     fn run_of(keys: &[&str]) -> Run {
         Run::empty().merged_with(
             keys.iter()
-                .map(|k| (key(k), Arc::new(Chain::new())))
+                .map(|k| (key(k), StrongArc::new(Chain::new())))
                 .collect(),
             None,
         )
@@ -274,12 +298,12 @@ mod tests {
         // Remove "c"'s chain, as the collector does when a key leaves the map.
         run.entries[1].1.lock().mark_removed();
         let delta = vec![
-            (key("b"), Arc::new(Chain::new())),
-            (key("c"), Arc::new(Chain::new())),
-            (key("f"), Arc::new(Chain::new())),
+            (key("b"), StrongArc::new(Chain::new())),
+            (key("c"), StrongArc::new(Chain::new())),
+            (key("f"), StrongArc::new(Chain::new())),
         ];
         let mut delta = delta;
-        let gone = Arc::new(Chain::new());
+        let gone = StrongArc::new(Chain::new());
         gone.lock().mark_removed();
         delta.push((key("g"), gone));
         let merged = run.merged_with(delta, None);

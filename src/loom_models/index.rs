@@ -51,7 +51,7 @@ fn check_index_rebuild() {
         || {
             let index = Index::new();
             // A key already in the run, so the rebuild has something to merge.
-            index.insert(b"a", Arc::new(Chain::new()));
+            index.insert(b"a", StrongArc::new(Chain::new()));
             index.rebuild(false);
             index
         },
@@ -95,7 +95,7 @@ fn check_insert_race(
         let inserter = {
             let (index, inserted) = (Arc::clone(&index), Arc::clone(&inserted));
             loom::thread::spawn(move || {
-                index.insert(b"k", Arc::new(Chain::new()));
+                index.insert(b"k", StrongArc::new(Chain::new()));
                 inserted.store(true, crate::sync::Ordering::Release);
             })
         };

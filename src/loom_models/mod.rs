@@ -30,7 +30,7 @@ use crate::key::KeyRange;
 use crate::raw::{Chain, ChainWriter, MirroredChain};
 use crate::registry::{Registry, SlotId};
 use crate::sync::faults::{self, Fault};
-use crate::sync::Arc;
+use crate::sync::{Arc, StrongArc};
 
 /// A horizon that prunes nothing (timestamp 0 is below every commit).
 static NO_GC: Horizon = Horizon::NOTHING;
@@ -40,19 +40,19 @@ struct World {
     clock: Clock,
     registry: Registry,
     keys: Vec<Bytes>,
-    chains: Vec<Arc<Chain>>,
+    chains: Vec<StrongArc<Chain>>,
     /// A scan index over the keys, for the models of its head copies (the others have none:
     /// noting changes would only add steps to explore).
     index: Option<Index>,
 }
 
 impl ChainSource for World {
-    fn resolve(&self, key: &[u8]) -> Arc<Chain> {
+    fn resolve(&self, key: &[u8]) -> StrongArc<Chain> {
         let i = self.keys.iter().position(|k| k == key).expect("model key");
         Arc::clone(&self.chains[i])
     }
 
-    fn lookup(&self, key: &[u8]) -> Option<Arc<Chain>> {
+    fn lookup(&self, key: &[u8]) -> Option<StrongArc<Chain>> {
         let i = self.keys.iter().position(|k| k == key)?;
         Some(Arc::clone(&self.chains[i]))
     }
@@ -118,7 +118,8 @@ impl World {
     }
 
     fn build(keys: &[&'static [u8]], indexed: bool) -> Self {
-        let chains: Vec<Arc<Chain>> = keys.iter().map(|_| Arc::new(Chain::new())).collect();
+        let chains: Vec<StrongArc<Chain>> =
+            keys.iter().map(|_| StrongArc::new(Chain::new())).collect();
         let index = indexed.then(|| {
             let index = Index::new();
             for (k, c) in keys.iter().zip(&chains) {

@@ -263,6 +263,19 @@ impl Chain {
         n
     }
 
+    /// Bytes of the version nodes linked in the chain (allocations as requested), for memory
+    /// accounting. Walks the chain like [`version_count`](Self::version_count).
+    pub(crate) fn node_bytes(&self, guard: &Guard) -> usize {
+        let mut bytes = 0;
+        let mut cur = self.head.load(Ordering::Acquire, guard);
+        // SAFETY: as in `read_at`: pinned, and nodes are only freed after unlinking.
+        while let Some(node) = unsafe { cur.as_ref() } {
+            bytes += node.alloc_size();
+            cur = node.next().load(Ordering::Acquire, guard);
+        }
+        bytes
+    }
+
     /// Whether [`second`](Self::second) names the version behind the head (`0`: none),
     /// [`second_ts`](Self::second_ts) is its timestamp or `0` (always `0` when there is none
     /// or it is a tombstone), and [`tail`](Self::tail) names the oldest version when it is

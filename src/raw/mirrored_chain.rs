@@ -12,7 +12,7 @@
 
 use super::chain::Chain;
 use super::head_cache::HeadCache;
-use crate::sync::Arc;
+use crate::sync::StrongArc;
 
 /// A key's chain and the mirror of its head cache (see the module docs).
 ///
@@ -21,7 +21,7 @@ use crate::sync::Arc;
 /// across a move; the chain itself stays put (behind its `Arc`).
 pub(crate) struct MirroredChain {
     mirror: HeadCache,
-    chain: Arc<Chain>,
+    chain: StrongArc<Chain>,
 }
 
 impl MirroredChain {
@@ -30,13 +30,13 @@ impl MirroredChain {
     pub(crate) fn new() -> Self {
         Self {
             mirror: HeadCache::new(),
-            chain: Arc::new(Chain::new_mirrored()),
+            chain: StrongArc::new(Chain::new_mirrored()),
         }
     }
 
     /// The chain.
     #[inline]
-    pub(crate) fn chain(&self) -> &Arc<Chain> {
+    pub(crate) fn chain(&self) -> &StrongArc<Chain> {
         &self.chain
     }
 

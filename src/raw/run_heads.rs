@@ -214,6 +214,15 @@ impl RunHeads {
         }
     }
 
+    /// Heap bytes of the copies (capacity included) and of the changed-key set (with its
+    /// `Arc`'s counts), for memory accounting.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.copies.capacity() * size_of::<HeadCopy>()
+            + 2 * size_of::<usize>()
+            + size_of::<ChangedKeys>()
+            + self.changed.words.len() * size_of::<AtomicU64>()
+    }
+
     /// Starts loading the copies of entries `range` (those of them the run has).
     pub(crate) fn prefetch(&self, range: std::ops::Range<usize>) {
         super::chain::prefetch_lines(self.copies.get(range).unwrap_or(&[]));

@@ -20,18 +20,30 @@ use crossbeam_epoch::{Atomic, Owned, Pointable};
 use super::node_pool;
 use crate::sync::{AtomicU64, Ordering};
 
-/// [`Header::len`] of a tombstone (a delete): it has no value, which differs from an empty
+/// [`Version::len`] of a tombstone (a delete): it has no value, which differs from an empty
 /// one.
-const TOMBSTONE: usize = usize::MAX;
+const TOMBSTONE: u32 = u32::MAX;
 
-/// [`Header::ts`] of a version linked before its commit took a timestamp (see
+/// [`Version::len`] of a long value: its length is the `u64` in the first 8 bytes behind
+/// the header (native-endian, unaligned), and the value follows it.
+const LONG: u32 = u32::MAX - 1;
+
+/// The shortest value stored in the long form: every length the short `len` cannot hold
+/// (the two values above are markers). Tests lower it, so that the long form is exercised
+/// (under Miri too) without allocating gigabytes.
+const LONG_FROM: usize = if cfg!(test) { 300 } else { LONG as usize };
+
+/// Bytes of the long form's length prefix.
+const LONG_PREFIX: usize = size_of::<u64>();
+
+/// [`Links::ts`] of a version linked before its commit took a timestamp (see
 /// `raw::pending`): above every timestamp the clock hands out, so every reader, at any
 /// snapshot or visible timestamp, skips it.
 pub(super) const PENDING: u64 = u64::MAX;
 
-/// The fixed part of a version node. The value's bytes follow it in the same allocation.
+/// The mutable, word-aligned start of a version node.
 #[repr(C)]
-struct Header {
+struct Links {
     /// The commit timestamp of the transaction that wrote the version.
     ///
     /// | value | meaning |
@@ -48,23 +60,32 @@ struct Header {
     ts: AtomicU64,
     /// The next older version, or null. Written only by the chain's lock holder.
     next: Atomic<Version>,
-    /// The value's length, or [`TOMBSTONE`]. Immutable.
-    len: usize,
 }
 
-/// One committed version of a key: a [`Header`] and, right behind it, the value's bytes.
+/// One committed version of a key: its [`Links`], its value's length, and, right behind
+/// them, the value's bytes.
+///
+/// Why a `u32` length at offset 16: the bytes start at offset 20, so a node is
+/// `20 + len` bytes rounded up to 8 (120 for a 100-byte value, not 128 as behind a word-sized
+/// length). Values of 4 GiB and more take the long form ([`LONG`]).
 ///
 /// Only [`Version::alloc`] makes one; it is freed through [`Owned`]'s drop, which calls the
 /// [`Pointable::drop`] below.
 #[repr(C)]
 pub(super) struct Version {
-    /// Private (and the header's fields with it): safe code holding an `Owned<Version>`
-    /// (which derefs mutably) must not be able to make a node's `len` disagree with its
-    /// allocation. Read through the accessors below.
-    header: Header,
-    /// The value (empty for a tombstone, see [`Header::len`]). Immutable.
+    /// Private (and every field with it): safe code holding an `Owned<Version>` (which derefs
+    /// mutably) must not be able to make a node's `len` disagree with its allocation. Read
+    /// through the accessors below.
+    links: Links,
+    /// The value's length, or [`TOMBSTONE`], or [`LONG`]. Immutable.
+    len: u32,
+    /// The value (empty for a tombstone, see [`Version::len`]; for [`LONG`], the length
+    /// prefix and then the value). Immutable.
     bytes: [u8],
 }
+
+/// Offset of [`Version::bytes`] in a node (`repr(C)`: after `links` and `len`, byte-aligned).
+const HEADER: usize = size_of::<Links>() + size_of::<u32>();
 
 /// [`Pointable::Init`] of [`Version`]: the timestamp and the value to copy into the node.
 ///
@@ -74,21 +95,21 @@ pub(super) struct Version {
 /// before `alloc` returns.
 pub(super) struct VersionInit {
     ts: u64,
-    /// `len` as the header stores it ([`TOMBSTONE`] for a delete).
-    len: usize,
+    /// The value's length, or `None` for a delete.
+    len: Option<usize>,
     /// The value's first byte (dangling for a tombstone or an empty value: nothing is read).
     value: *const u8,
 }
 
-// `Pointable::drop` frees the node without dropping the header in place.
-const _: () = assert!(!std::mem::needs_drop::<Header>());
+// `Pointable::drop` frees the node without dropping its links in place.
+const _: () = assert!(!std::mem::needs_drop::<Links>());
 
 impl Version {
     /// A new, unlinked node for `value` (`None`: a tombstone) at `ts`, with a null `next`.
     pub(super) fn alloc(ts: u64, value: Option<&[u8]>) -> Owned<Version> {
         Owned::init(VersionInit {
             ts,
-            len: value.map_or(TOMBSTONE, <[u8]>::len),
+            len: value.map(<[u8]>::len),
             value: value.map_or(ptr::null(), <[u8]>::as_ptr),
         })
     }
@@ -96,32 +117,41 @@ impl Version {
     /// The commit timestamp.
     #[inline]
     pub(super) fn ts(&self) -> u64 {
-        self.header.ts.load(Ordering::Relaxed)
+        self.links.ts.load(Ordering::Relaxed)
     }
 
-    /// Gives a [`PENDING`] node its commit timestamp (see [`Header::ts`]).
+    /// Gives a [`PENDING`] node its commit timestamp (see [`Links::ts`]).
     pub(super) fn stamp_pending(&self, ts: u64) {
         debug_assert_eq!(self.ts(), PENDING, "a node is stamped once");
         debug_assert!(ts < PENDING);
-        self.header.ts.store(ts, Ordering::Relaxed);
+        self.links.ts.store(ts, Ordering::Relaxed);
     }
 
     /// The next older version's link.
     #[inline]
     pub(super) fn next(&self) -> &Atomic<Version> {
-        &self.header.next
+        &self.links.next
     }
 
     /// The value, or `None` for a tombstone.
     #[inline]
     pub(super) fn value(&self) -> Option<&[u8]> {
-        (self.header.len != TOMBSTONE).then_some(&self.bytes)
+        match self.len {
+            TOMBSTONE => None,
+            LONG => self.bytes.get(LONG_PREFIX..),
+            _ => Some(&self.bytes),
+        }
     }
 
     /// Whether the version is a tombstone.
     #[inline]
     pub(super) fn is_tombstone(&self) -> bool {
-        self.header.len == TOMBSTONE
+        self.len == TOMBSTONE
+    }
+
+    /// Bytes of the node's allocation (header, value, padding), for memory accounting.
+    pub(super) fn alloc_size(&self) -> usize {
+        layout(self.bytes.len()).size()
     }
 }
 
@@ -152,13 +182,13 @@ impl Unlinked {
     pub(super) fn stamp(self, ts: u64) -> Owned<Version> {
         debug_assert!(ts < PENDING);
         // The node is ours alone (`Owned`, never shared): no reader to order against.
-        self.0.header.ts.store(ts, Ordering::Relaxed);
+        self.0.links.ts.store(ts, Ordering::Relaxed);
         self.0
     }
 
     /// The node marked [`PENDING`], ready to link before its commit has a timestamp.
     pub(super) fn pending(self) -> Owned<Version> {
-        self.0.header.ts.store(PENDING, Ordering::Relaxed);
+        self.0.links.ts.store(PENDING, Ordering::Relaxed);
         self.0
     }
 }
@@ -172,32 +202,35 @@ impl Unlinked {
 /// `addr` came from [`Version::alloc`] and the node stays allocated for `'a`.
 #[inline]
 pub(super) unsafe fn next_link<'a>(addr: usize) -> &'a Atomic<Version> {
-    let header = ptr::with_exposed_provenance::<Header>(addr);
-    // SAFETY: by the contract `header` points to a live node, whose header `init` wrote in
-    // full; the reference covers only the atomic `next` field (a place projection, no load),
-    // which every thread accesses only through atomics.
-    unsafe { &(*header).next }
+    let links = ptr::with_exposed_provenance::<Links>(addr);
+    // SAFETY: by the contract `links` points to a live node (which starts with its `Links`,
+    // `repr(C)`), whose links `init` wrote in full; the reference covers only the atomic
+    // `next` field (a place projection, no load), which every thread accesses only through
+    // atomics.
+    unsafe { &(*links).next }
 }
 
-/// Number of value bytes behind a header whose `len` is `len`.
-fn byte_len(len: usize) -> usize {
-    if len == TOMBSTONE {
-        0
-    } else {
-        len
+/// `len` as a node stores it for a value of `len` bytes (`None`: a tombstone), and the
+/// number of bytes behind the header.
+fn stored_len(len: Option<usize>) -> (u32, usize) {
+    match len {
+        None => (TOMBSTONE, 0),
+        Some(len) if len >= LONG_FROM => (LONG, LONG_PREFIX + len),
+        // Below `LONG_FROM`, which is at most `LONG`: fits, and is no marker.
+        Some(len) => (len as u32, len),
     }
 }
 
-// The pool's bins hold blocks of the header's alignment.
-const _: () = assert!(align_of::<Header>() == node_pool::ALIGN);
+// The pool's bins hold blocks of the nodes' alignment.
+const _: () = assert!(align_of::<Links>() == node_pool::ALIGN);
 
-/// The allocation of a node with `bytes` value bytes: the header, then the bytes (at
-/// `size_of::<Header>()`, where `repr(C)` places `Version::bytes`), padded to the header's
-/// alignment (as the size of a `Version` with that many bytes is).
+/// The allocation of a node with `bytes` bytes behind its header, as `repr(C)` lays out a
+/// `Version` with that many bytes: the header, then the bytes (at [`HEADER`]), padded to the
+/// links' alignment.
 fn layout(bytes: usize) -> Layout {
-    size_of::<Header>()
+    HEADER
         .checked_add(bytes)
-        .and_then(|size| Layout::from_size_align(size, align_of::<Header>()).ok())
+        .and_then(|size| Layout::from_size_align(size, align_of::<Links>()).ok())
         .map(|layout| layout.pad_to_align())
         // A value is a slice that exists in memory, so its length plus a header cannot
         // overflow `isize`: unreachable.
@@ -211,12 +244,19 @@ fn layout(bytes: usize) -> Layout {
 /// `addr` came from [`Version::alloc`] and the node has not been freed.
 unsafe fn wide(addr: usize) -> *mut Version {
     let node = ptr::with_exposed_provenance_mut::<u8>(addr);
-    // SAFETY: by the contract, `node` points to a live, initialised node: its header can be
-    // read (`len` is immutable, so the read races with no write).
-    let len = unsafe { (*node.cast::<Header>()).len };
-    // A slice pointer with the value's length, cast to `Version`: the same metadata (the
+    // SAFETY: by the contract, `node` points to a live, initialised node: its `len` (at
+    // `size_of::<Links>()`, `repr(C)`) can be read, and so can the long form's prefix behind
+    // the header (`init` wrote both; both are immutable, so the reads race with no write).
+    let bytes = unsafe {
+        match node.add(size_of::<Links>()).cast::<u32>().read() {
+            TOMBSTONE => 0,
+            LONG => LONG_PREFIX + node.add(HEADER).cast::<u64>().read_unaligned() as usize,
+            len => len as usize,
+        }
+    };
+    // A slice pointer with the bytes' length, cast to `Version`: the same metadata (the
     // length of the trailing `[u8]`), so the cast keeps address and length.
-    ptr::slice_from_raw_parts_mut(node, byte_len(len)) as *mut Version
+    ptr::slice_from_raw_parts_mut(node, bytes) as *mut Version
 }
 
 // Every address an `Atomic<Version>`, `Shared<Version>` or `Owned<Version>` holds comes from
@@ -224,29 +264,39 @@ unsafe fn wide(addr: usize) -> *mut Version {
 // (the header's alignment, which the layout uses), and stays valid until `drop` runs once for
 // it.
 impl Pointable for Version {
-    const ALIGN: usize = align_of::<Header>();
+    const ALIGN: usize = align_of::<Links>();
 
     type Init = VersionInit;
 
     unsafe fn init(init: VersionInit) -> usize {
-        let layout = layout(byte_len(init.len));
+        let (len, bytes) = stored_len(init.len);
+        let layout = layout(bytes);
         let node = node_pool::alloc(layout).as_ptr();
-        // The two writes below fill the whole node (header, then the value's bytes), so it is
-        // fully initialised before anyone can see it.
-        let header = Header {
+        // The writes below fill the whole node (links, length, the long form's prefix, the
+        // value's bytes; the padding is never read), so it is fully initialised before anyone
+        // can see it.
+        let links = Links {
             ts: AtomicU64::new(init.ts),
             next: Atomic::null(),
-            len: init.len,
         };
-        // SAFETY: `node` is a fresh allocation of `layout`, aligned for `Header` and at least
-        // as large as it.
-        unsafe { node.cast::<Header>().write(header) };
-        if init.len != TOMBSTONE {
-            // SAFETY: `init.value` points to `init.len` readable bytes (`Version::alloc` made
-            // it from a live slice); they fit behind the header (`layout`) and cannot overlap.
-            unsafe {
-                ptr::copy_nonoverlapping(init.value, node.add(size_of::<Header>()), init.len)
-            };
+        // SAFETY: `node` is a fresh allocation of `layout`, aligned for `Links` and at least
+        // `HEADER` bytes long: `links` at 0, `len` at `size_of::<Links>()` (aligned for a
+        // `u32`, as `Links`'s size is a multiple of 8), as `repr(C)` places them.
+        unsafe {
+            node.cast::<Links>().write(links);
+            node.add(size_of::<Links>()).cast::<u32>().write(len);
+        }
+        if let Some(value_len) = init.len {
+            let mut at = HEADER;
+            if len == LONG {
+                // SAFETY: the long form's `bytes` include the prefix, inside the allocation.
+                unsafe { node.add(at).cast::<u64>().write_unaligned(value_len as u64) };
+                at += LONG_PREFIX;
+            }
+            // SAFETY: `init.value` points to `value_len` readable bytes (`Version::alloc`
+            // made it from a live slice); they fit behind the header and prefix (`layout` of
+            // `bytes`) and cannot overlap the fresh node.
+            unsafe { ptr::copy_nonoverlapping(init.value, node.add(at), value_len) };
         }
         node.expose_provenance()
     }
@@ -277,7 +327,7 @@ impl Pointable for Version {
             if let Some(value) = (*node).value() {
                 loom_watch::freed(value);
             }
-            let layout = layout(byte_len((*node).header.len));
+            let layout = layout((&raw const (*node).bytes).len());
             node_pool::free(NonNull::new_unchecked(node.cast::<u8>()), layout);
         }
     }
@@ -378,7 +428,10 @@ mod tests {
             (1, Some(&b"value"[..])),
             (2, Some(&b""[..])),
             (3, None),
-            (4, Some(&[7u8; 300][..])),
+            (4, Some(&[7u8; 299][..])),
+            // The long form (from `LONG_FROM`, lowered in tests).
+            (5, Some(&[7u8; 300][..])),
+            (6, Some(&[7u8; 1000][..])),
         ] {
             let node = Version::alloc(ts, value);
             assert_eq!(node.ts(), ts);
@@ -393,6 +446,28 @@ mod tests {
             let back = unsafe { shared.into_owned() };
             assert_eq!(back.value(), value);
         }
+    }
+
+    /// A node takes its header (20 bytes) plus its value, rounded up to 8: a 100-byte value
+    /// costs 120 bytes; a long value 8 bytes more for its length; the value starts right
+    /// behind the header (or the long form's prefix).
+    #[test]
+    fn a_node_is_its_header_plus_its_value_rounded_to_eight() {
+        let at = |node: &Owned<Version>| {
+            let start = (&raw const **node).cast::<u8>() as usize;
+            node.value().map(|v| v.as_ptr() as usize - start)
+        };
+        let short = Version::alloc(1, Some(&[1u8; 100]));
+        assert_eq!((short.alloc_size(), at(&short)), (120, Some(20)));
+        let empty = Version::alloc(1, Some(&[]));
+        assert_eq!((empty.alloc_size(), at(&empty)), (24, Some(20)));
+        let tombstone = Version::alloc(1, None);
+        assert_eq!((tombstone.alloc_size(), at(&tombstone)), (24, None));
+        let long = Version::alloc(1, Some(&[1u8; LONG_FROM]));
+        assert_eq!(
+            (long.alloc_size(), at(&long)),
+            (HEADER + LONG_PREFIX + LONG_FROM, Some(28))
+        );
     }
 
     /// A node built ahead keeps its value, takes its timestamp when stamped, and is freed

@@ -22,5 +22,5 @@ pub(crate) mod faults;
 
 pub(crate) use world::{
     fence, order_seq_cst_accesses_for_loom, Arc, AtomicBool, AtomicPtr, AtomicU32, AtomicU64,
-    AtomicUsize, Backoff, FairMutex, FairMutexGuard, Mutex, Ordering, RwLock, WaitQueue,
+    AtomicUsize, Backoff, FairMutex, FairMutexGuard, Mutex, Ordering, RwLock, StrongArc, WaitQueue,
 };

@@ -5,6 +5,8 @@ pub(crate) use loom::sync::atomic::{
     fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
 };
 pub(crate) use loom::sync::Arc;
+/// loom's `Arc` stands in for the native `StrongArc` (an `Arc` without a weak count).
+pub(crate) use loom::sync::Arc as StrongArc;
 
 // No critical section guarded by these locks runs user code, so poisoning can only follow a
 // bug in this crate: the locks carry on with the data as the panicking thread left it.

@@ -6,6 +6,9 @@ pub(crate) use std::sync::atomic::{
     fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
 };
 pub(crate) use std::sync::Arc;
+/// An `Arc` with a strong count only (no weak count, no `Weak`): what a key's chain is shared
+/// through, 8 bytes smaller per key than std's.
+pub(crate) use triomphe::Arc as StrongArc;
 
 /// Threads asleep until a counter reaches their target: `parking_lot_core`'s queues keyed by
 /// the counter's address.
