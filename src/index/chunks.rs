@@ -256,6 +256,10 @@ pub(super) fn fold(run: &[RunEntry], chunks: &[Arc<Chunk>], delta: &[RunEntry]) 
         }
         sources.retain(|s| s.front().is_some());
     }
+    // Sized for every source entry; a run of mostly removed chains would keep the rest.
+    if out.len() < out.capacity() / 2 {
+        out.shrink_to_fit();
+    }
     out
 }
 

@@ -203,6 +203,11 @@ impl Run {
             }
         }
         let heads = copier.map_or_else(RunHeads::none, HeadCopier::finish);
+        // Sized for both inputs; the removed chains left out leave the rest unused, for as
+        // long as the run lives (a run of mostly removed keys would hold its old size).
+        if entries.len() < entries.capacity() / 2 {
+            entries.shrink_to_fit();
+        }
         Run::from_entries(entries, heads)
     }
 }
