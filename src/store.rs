@@ -514,5 +514,10 @@ mod tests {
         );
         assert!(store.index.chunk_sizes().is_empty());
         assert_eq!(walk(&store), want);
+        // And frees what the fold replaced: scans stop asking the builder for anything.
+        assert!(
+            eventually(|| store.index.scan_needs() == ScanNeeds::Nothing),
+            "the replaced chunks were never freed"
+        );
     }
 }

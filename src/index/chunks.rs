@@ -213,6 +213,12 @@ impl<'a> Source<'a> {
         match self {
             Source::Entries(e) => prefetch_chain(e, PREFETCH_AHEAD),
             Source::Chunk(chunk, s) => {
+                // Two stages: the entry in its sorted bag (where the chain's address is)
+                // twice as far ahead, so that reading it for the chain's prefetch hits.
+                if let Some(slot) = s.get(2 * PREFETCH_AHEAD) {
+                    let entry = &chunk.leaves[slot.leaf as usize][slot.at as usize];
+                    crate::raw::prefetch_line(std::ptr::from_ref(entry).cast());
+                }
                 if let Some(slot) = s.get(PREFETCH_AHEAD) {
                     chunk.chain(slot).prefetch();
                 }
