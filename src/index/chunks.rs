@@ -100,6 +100,7 @@ impl Chunk {
 
     /// `older` and `newer` merged (for a key in both, `newer`'s entry: see the module
     /// documentation). Shares their leaves.
+    #[cfg_attr(loom, allow(dead_code))] // the builder thread's merges: not under loom
     pub(super) fn merged(older: &Chunk, newer: &Chunk) -> Self {
         let shift = u32::try_from(older.leaves.len()).expect("few leaves");
         let mut leaves = older.leaves.clone();
@@ -180,6 +181,7 @@ impl Chunk {
 /// The neighbours `(i, i + 1)` the builder should merge next, if any: the newest pair whose
 /// older chunk is less than twice the newer one (a binary counter: sizes at least double
 /// from newest to oldest, so there are about `log2(total / CHUNK_KEYS)` chunks).
+#[cfg_attr(loom, allow(dead_code))] // the builder thread's merges: not under loom
 pub(super) fn next_merge(chunks: &[Arc<Chunk>]) -> Option<usize> {
     (0..chunks.len().saturating_sub(1))
         .rev()

@@ -464,6 +464,7 @@ impl Index {
     /// a chunk once its bag holds [`CHUNK_KEYS`] keys, else merge two chunks the binary
     /// counter calls for ([`chunks::next_merge`]). Returns whether it did a step (the
     /// builder calls it until it does none, so that a due bag waits at most for one step).
+    #[cfg_attr(loom, allow(dead_code))] // the builder thread's step: not under loom
     pub(crate) fn chunk_step(&self) -> bool {
         // Waits for a rebuild or a free in progress: only the builder thread calls this.
         let mut retired = self.builder.lock();
@@ -488,7 +489,7 @@ impl Index {
 
     /// Seals the active delta into a new chunk, whatever its size (for the models and tests;
     /// the builder takes [`Index::chunk_step`]s).
-    #[cfg(any(test, loom))]
+    #[cfg(test)]
     pub(crate) fn chunk(&self) {
         let mut retired = self.builder.lock();
         self.chunk_locked(&mut retired);
@@ -528,6 +529,7 @@ impl Index {
     }
 
     /// Merges chunks `i` and `i + 1` into one, holding the builder's lock (`retired`).
+    #[cfg_attr(loom, allow(dead_code))] // the builder thread's step: not under loom
     fn merge_chunks_locked(&self, i: usize, retired: &mut Vec<Replaced>) {
         let pair: Chunks = {
             let guard = crossbeam_epoch::pin();
