@@ -342,7 +342,11 @@ mod tests {
     use crate::raw::Chain;
     use std::ops::Bound;
 
-    fn chunk(keys: &[u32], chains: &mut Vec<(u32, usize, StrongArc<Chain>)>, age: usize) -> Arc<Chunk> {
+    fn chunk(
+        keys: &[u32],
+        chains: &mut Vec<(u32, usize, StrongArc<Chain>)>,
+        age: usize,
+    ) -> Arc<Chunk> {
         let entries: Vec<RunEntry> = keys
             .iter()
             .map(|&k| {

@@ -1250,7 +1250,10 @@ mod tests {
             want.sort();
             assert_eq!(keys_in(&index, whole, true), want);
             assert_eq!(keys_in(&index, whole, false), want);
-            assert_eq!(a_chains(&index), [StrongArc::as_ptr(&old), StrongArc::as_ptr(&new)]);
+            assert_eq!(
+                a_chains(&index),
+                [StrongArc::as_ptr(&old), StrongArc::as_ptr(&new)]
+            );
         }
         assert!(index.rebuild_if_due(Reason::Scan), "chunks count as deltas");
         assert_eq!(index.sizes(), (want.len(), 0, 0));
