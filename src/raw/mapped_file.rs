@@ -84,6 +84,18 @@ mod tests {
 
     use super::*;
 
+    /// A new file of `len` zero bytes, open for reading and writing, in `dir`.
+    fn file_of(dir: &std::path::Path, len: u64) -> File {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(dir.join("f"))
+            .unwrap();
+        file.set_len(len).unwrap();
+        file
+    }
+
     // Miri cannot run `mmap` (a foreign call): these run natively and under AddressSanitizer
     // through the durable tests only.
     #[test]
@@ -91,13 +103,7 @@ mod tests {
     fn writes_through_the_map_are_the_files_content() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .unwrap();
-        file.set_len(4096).unwrap();
+        let file = file_of(dir.path(), 4096);
         let mut map = MappedFile::map(&file, 4096).unwrap();
         assert_eq!(map.len(), 4096);
         map.write(10, b"hello");
@@ -115,13 +121,7 @@ mod tests {
     #[cfg_attr(miri, ignore)]
     fn refuses_to_map_past_the_end_of_the_file_or_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(dir.path().join("f"))
-            .unwrap();
-        file.set_len(100).unwrap();
+        let file = file_of(dir.path(), 100);
         assert!(MappedFile::map(&file, 101).is_err());
         assert!(MappedFile::map(&file, 0).is_err());
         assert!(MappedFile::map(&file, 100).is_ok());
@@ -132,13 +132,7 @@ mod tests {
     #[should_panic]
     fn a_write_past_the_map_panics_instead_of_storing_out_of_bounds() {
         let dir = tempfile::tempdir().unwrap();
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(dir.path().join("f"))
-            .unwrap();
-        file.set_len(16).unwrap();
+        let file = file_of(dir.path(), 16);
         let mut map = MappedFile::map(&file, 16).unwrap();
         map.write(12, b"12345");
     }
