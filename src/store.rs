@@ -165,27 +165,13 @@ impl Store {
         if let Some(e) = self.map.get(key) {
             return StrongArc::clone(e.chain());
         }
-        let mut chunk_due = false;
         let entry = self.map.entry(MapKey::from_slice(key)).or_insert_with(|| {
             let entry = MapEntry::new();
             // Under the shard's write lock: see the type's documentation.
-            chunk_due = self.index.insert(key, StrongArc::clone(entry.chain()));
+            self.index.insert(key, StrongArc::clone(entry.chain()));
             entry
         });
-        let chain = StrongArc::clone(entry.chain());
-        drop(entry);
-        if chunk_due {
-            // Off the shard lock: the request may start the builder thread.
-            self.request_chunk();
-        }
-        chain
-    }
-
-    /// Asks the builder thread to sort the active bag into a chunk (starting it if need be).
-    /// Without a thread the bag waits for a scan, as it would without chunks.
-    fn request_chunk(&self) {
-        #[cfg(not(loom))]
-        self.builder.request_chunk(&self.index);
+        StrongArc::clone(entry.chain())
     }
 
     /// Removes `key` from both maps if `writer` holds its current chain and that chain is
@@ -247,8 +233,8 @@ impl Store {
             // Once a scan started the builder thread, it rebuilds and frees for the collector
             // too: the collector runs on a committer's thread.
             Reason::Maintenance => {
-                let handed_over = self.has_builder()
-                    && (!self.index.has_work(reason) || self.request_maintenance());
+                let handed_over =
+                    self.has_builder() && (!self.index.has_work(reason) || self.request_build());
                 if !handed_over {
                     self.index.rebuild_if_due(reason);
                 }
@@ -292,19 +278,6 @@ impl Store {
         #[cfg(not(loom))]
         {
             self.builder.request(&self.index)
-        }
-        #[cfg(loom)]
-        {
-            false
-        }
-    }
-
-    /// Asks the builder thread to rebuild only if maintenance calls for it (dropping removed
-    /// keys) and free replaced runs; `false` if there is none.
-    fn request_maintenance(&self) -> bool {
-        #[cfg(not(loom))]
-        {
-            self.builder.request_maintenance(&self.index)
         }
         #[cfg(loom)]
         {
@@ -523,68 +496,6 @@ mod tests {
         assert!(
             eventually(|| watch.strong_count() == 0),
             "the builder thread outlived its store"
-        );
-    }
-
-    /// A bulk load with no scan leaves its keys in a few sorted chunks (the builder sorts
-    /// each bag as it fills), not in a bag the first scan would have to sort: the first scan
-    /// only places the last, partial bag, and asks the builder to fold the chunks into the
-    /// run.
-    #[test]
-    fn after_a_bulk_load_the_first_scan_finds_the_keys_chunked() {
-        use crate::index::ScanNeeds;
-        let chunk = crate::index::CHUNK_KEYS;
-        let n = 20 * chunk + chunk / 2;
-        let store = Store::new();
-        let key = |i: usize| format!("k{:08}", (i * 7919) % 1_000_003).into_bytes();
-        for i in 0..n {
-            store.resolve(&key(i));
-        }
-        assert!(store.builder.is_started(), "the load started no builder");
-        let settled = |store: &Store| {
-            let (run, sealed, active) = store.index.sizes();
-            let sizes = store.index.chunk_sizes();
-            // Merged as a binary counter: sizes at least double towards the oldest.
-            let merged = sizes.windows(2).all(|w| w[0] >= 2 * w[1]);
-            let chunked: usize = sizes.iter().sum();
-            run == 0 && sealed == 0 && active < chunk && chunked + active == n && merged
-        };
-        assert!(
-            eventually(|| settled(&store)),
-            "the builder never chunked the load"
-        );
-        // About log2(n / chunk) chunks.
-        let sizes = store.index.chunk_sizes();
-        assert!(sizes.len() <= 6, "{sizes:?}");
-        assert_eq!(
-            store.index.scan_needs(),
-            ScanNeeds::Rebuild,
-            "no bulk to sort"
-        );
-        let whole = (Bound::Unbounded, Bound::Unbounded);
-        let walk = |store: &Store| {
-            let guard = crossbeam_epoch::pin();
-            let keys: Vec<Vec<u8>> = store
-                .range(whole, Reads::Versions, &guard)
-                .map(|g| g.key().to_vec())
-                .collect();
-            keys
-        };
-        let mut want: Vec<Vec<u8>> = (0..n).map(key).collect();
-        want.sort();
-        assert_eq!(walk(&store), want);
-        // The scan asks for the fold, and the builder does it.
-        store.maintain_index(Reason::Scan);
-        assert!(
-            eventually(|| store.index.sizes() == (n, 0, 0)),
-            "the builder never folded the chunks"
-        );
-        assert!(store.index.chunk_sizes().is_empty());
-        assert_eq!(walk(&store), want);
-        // And frees what the fold replaced: scans stop asking the builder for anything.
-        assert!(
-            eventually(|| store.index.scan_needs() == ScanNeeds::Nothing),
-            "the replaced chunks were never freed"
         );
     }
 }

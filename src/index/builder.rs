@@ -6,12 +6,8 @@
 //! places as it goes, as between rebuilds. The thread rebuilds, then frees the runs it
 //! replaced once no reader holds them (a pass over each, which scans used to pay too).
 //!
-//! It also sorts bags into chunks (`index::chunks`): the insert that makes the active bag
-//! due asks for that ([`Builder::request_chunk`]), so that after a bulk of inserts the first
-//! scan finds them sorted, not in a bag it would have to order itself.
-//!
-//! One thread per database, started by the first request: a database that neither scans nor
-//! creates [`CHUNK_KEYS`](super::chunks::CHUNK_KEYS) keys never starts one. It holds the index only weakly between rebuilds, and the database's
+//! One thread per database, started by the first request: a database that never scans
+//! never starts one. It holds the index only weakly between rebuilds, and the database's
 //! [`Builder`] tells it to exit when dropped, so dropping a database ends its thread (once
 //! a rebuild in progress finishes; the index is freed on that thread then). The thread is
 //! not joined: a drop does not wait for a rebuild.
@@ -24,7 +20,7 @@ use std::thread::Thread;
 use std::time::Duration;
 
 use super::{Index, Reason};
-use crate::sync::{AtomicBool, AtomicU32, Ordering};
+use crate::sync::{AtomicBool, Ordering};
 
 /// The handle a database keeps to its index's builder thread.
 pub(crate) struct Builder {
@@ -36,21 +32,12 @@ pub(crate) struct Builder {
 }
 
 pub(crate) struct Shared {
-    /// What was asked for that the thread has not taken yet: a set of `ASK_*` bits. A hint
-    /// between threads: the thread looks at the index itself, and park/unpark orders the
-    /// wake-up.
-    requested: AtomicU32,
+    /// A rebuild was asked for and the thread has not taken the request yet. A hint between
+    /// threads: the thread looks at the index itself, and park/unpark orders the wake-up.
+    requested: AtomicBool,
     /// The database is gone: the thread exits.
     closed: AtomicBool,
 }
-
-/// A scan asks: rebuild if a scan's reasons call for it ([`Reason::Scan`]).
-const ASK_SCAN: u32 = 1;
-/// Maintenance asks: rebuild only to drop removed keys ([`Reason::Maintenance`]); never for
-/// the deltas' size, which only scans pay for (a load with no scan keeps its chunks).
-const ASK_MAINTENANCE: u32 = 2;
-/// An inserter asks: a bag is due to become a chunk.
-const ASK_CHUNK: u32 = 4;
 
 /// How long the thread first waits before it looks again for replaced runs it could free
 /// (readers still held them); doubled per look, up to [`FREE_POLL_MAX`].
@@ -61,7 +48,7 @@ impl Builder {
     pub(crate) fn new() -> Self {
         Self {
             shared: Arc::new(Shared {
-                requested: AtomicU32::new(0),
+                requested: AtomicBool::new(false),
                 closed: AtomicBool::new(false),
             }),
             thread: OnceLock::new(),
@@ -72,21 +59,6 @@ impl Builder {
     /// if need be. Returns `false` if there is no thread (it could not be spawned, or it
     /// died).
     pub(crate) fn request(&self, index: &Arc<Index>) -> bool {
-        self.ask(index, ASK_SCAN)
-    }
-
-    /// [`Builder::request`] for maintenance: rebuilds only to drop removed keys.
-    pub(crate) fn request_maintenance(&self, index: &Arc<Index>) -> bool {
-        self.ask(index, ASK_MAINTENANCE)
-    }
-
-    /// Asks the thread to sort the active bag into a chunk (see `index::chunks`), starting
-    /// it if need be. Returns `false` if there is no thread.
-    pub(crate) fn request_chunk(&self, index: &Arc<Index>) -> bool {
-        self.ask(index, ASK_CHUNK)
-    }
-
-    fn ask(&self, index: &Arc<Index>, ask: u32) -> bool {
         let Some(thread) = self.thread.get_or_init(|| self.spawn(index)) else {
             return false;
         };
@@ -95,8 +67,8 @@ impl Builder {
             return false;
         }
         // Checked first, so that the scans arriving while a rebuild runs only read the flag.
-        if self.shared.requested.load(Ordering::Relaxed) & ask == 0
-            && self.shared.requested.fetch_or(ask, Ordering::Relaxed) == 0
+        if !self.shared.requested.load(Ordering::Relaxed)
+            && !self.shared.requested.swap(true, Ordering::Relaxed)
         {
             thread.unpark();
         }
@@ -147,8 +119,7 @@ fn run(shared: &Shared, index: &Weak<Index>) {
         if shared.closed.load(Ordering::Relaxed) {
             return;
         }
-        let asked = shared.requested.swap(0, Ordering::Relaxed);
-        if asked == 0 {
+        if !shared.requested.swap(false, Ordering::Relaxed) {
             // A request (or the drop) between the swap and here leaves the unpark token, so
             // this returns at once.
             std::thread::park();
@@ -156,18 +127,7 @@ fn run(shared: &Shared, index: &Weak<Index>) {
         }
         {
             let Some(index) = index.upgrade() else { return };
-            if asked & ASK_SCAN != 0 {
-                index.rebuild_if_due(Reason::Scan);
-            } else if asked & ASK_MAINTENANCE != 0 {
-                index.rebuild_if_due(Reason::Maintenance);
-            }
-            // Chunk steps until none is due: a bag that became due meanwhile is sealed
-            // between two merges, so it waits for one step at most.
-            loop {
-                if shared.closed.load(Ordering::Relaxed) || !index.chunk_step() {
-                    break;
-                }
-            }
+            index.rebuild_if_due(Reason::Scan);
         }
         free_replaced_runs(shared, index);
     }
@@ -183,17 +143,12 @@ fn free_replaced_runs(shared: &Shared, index: &Weak<Index>) {
             let Some(index) = index.upgrade() else { return };
             // Lets the epoch advance past this thread and run the deferred drops it can.
             crossbeam_epoch::pin().flush();
-            let left = index.free_retired();
-            // The chains those frees dropped deferred their versions' frees into this
-            // thread's epoch bag: hand them on now, not at this thread's next wake-up (which
-            // may never come).
-            crossbeam_epoch::pin().flush();
-            if left == 0 {
+            if index.free_retired() == 0 {
                 return;
             }
         }
         std::thread::park_timeout(wait);
-        if shared.closed.load(Ordering::Relaxed) || shared.requested.load(Ordering::Relaxed) != 0 {
+        if shared.closed.load(Ordering::Relaxed) || shared.requested.load(Ordering::Relaxed) {
             return;
         }
         wait = (wait * 2).min(FREE_POLL_MAX);

@@ -81,14 +81,12 @@ impl Delta {
         }
     }
 
-    /// Appends `key` with its new `chain` to the bag; returns how many entries are unplaced
-    /// with it (so that exactly one inserter sees a given count).
-    pub(crate) fn push(&self, key: &[u8], chain: StrongArc<Chain>) -> usize {
+    /// Appends `key` with its new `chain` to the bag.
+    pub(crate) fn push(&self, key: &[u8], chain: StrongArc<Chain>) {
         let mut bag = self.bag.lock();
         // Counted before the entry becomes takeable, so no placer's decrement can precede it.
-        let unplaced = self.unplaced.fetch_add(1, Ordering::Relaxed) + 1;
+        self.unplaced.fetch_add(1, Ordering::Relaxed);
         bag.push((crate::key::MapKey::from_slice(key), chain));
-        unplaced
     }
 
     /// Whether the list holds every entry pushed before this call (of those whose push
@@ -166,13 +164,11 @@ impl Delta {
     /// lock, after which the list holds every entry and is read without it; a larger bag (a
     /// bulk no scan placed) is copied under the lock with the list, since placing it would
     /// take longer than the copy.
-    /// With `copy_bag`, the bag is copied whatever its size (for a chunk: its keys are
-    /// sorted, never placed, so placing them first would be wasted work).
-    pub(crate) fn to_vec(&self, copy_bag: bool) -> Vec<RunEntry> {
+    pub(crate) fn to_vec(&self) -> Vec<RunEntry> {
         // No placer holds entries taken from the bag and not yet in the list while we read.
         let placer = (!read_while_placing()).then(|| self.placer.lock());
         let guard = crossbeam_epoch::pin();
-        let mut all = if !copy_bag && self.bag.lock().len() <= PLACE_BEFORE_READING {
+        let mut all = if self.bag.lock().len() <= PLACE_BEFORE_READING {
             self.place_holding_placer(&guard);
             // Every entry is in the list now, and none is pushed or taken any more.
             drop(placer);

@@ -5,7 +5,6 @@ use std::ops::ControlFlow;
 
 use crossbeam_epoch::Guard;
 
-use super::chunks::{Chunk, ChunksIter};
 use super::delta::{Delta, DeltaIter};
 use super::fences::bisect;
 use super::order;
@@ -13,7 +12,7 @@ use super::run::RunEntry;
 use super::run::{Run, RunSlice};
 use crate::key::KeyRangeRef;
 use crate::raw::{Chain, CopiedHead, CurrentMask, HeadsSlice, Lent};
-use crate::sync::{Arc, StrongArc};
+use crate::sync::StrongArc;
 
 /// A double-ended iterator with one look-ahead slot at each end.
 pub(crate) struct Ends<I: DoubleEndedIterator> {
@@ -68,8 +67,7 @@ impl<I: DoubleEndedIterator> Ends<I> {
     }
 }
 
-/// Every chain the index holds for one key, in the order run, chunks, sealed delta, active
-/// delta.
+/// Every chain the index holds for one key, in the order run, sealed delta, active delta.
 ///
 /// A key has one chain in the key map, but the index may still hold the chains the key had
 /// before (removed from the map while empty, so they hold no version: a run is immutable and
@@ -78,7 +76,7 @@ impl<I: DoubleEndedIterator> Ends<I> {
 #[derive(Clone, Copy)]
 pub(crate) struct Group<'g> {
     key: &'g [u8],
-    chains: [Option<&'g StrongArc<Chain>>; 4],
+    chains: [Option<&'g StrongArc<Chain>>; 3],
     /// The run's copy of the head, for a key whose only chain is in the run.
     copied: Option<CopiedHead<'g>>,
 }
@@ -329,9 +327,6 @@ pub(crate) struct Entries<'g, 'r> {
     /// when it reaches zero; it can only stay valid, since the deltas' walks only lose keys.
     clear: [usize; 2],
     deltas: [Option<Ends<DeltaIter<'g, 'r>>>; 2],
-    /// The chunks' merged walk (see `index::chunks`), if the state has chunks with keys in
-    /// the range; merged with the run like a delta.
-    chunks: Option<Ends<ChunksIter<'g>>>,
     /// The deltas' walks borrow the range's bounds (not under loom, whose delta is an array).
     _bounds: std::marker::PhantomData<KeyRangeRef<'r>>,
 }
@@ -339,7 +334,6 @@ pub(crate) struct Entries<'g, 'r> {
 impl<'g, 'r> Entries<'g, 'r> {
     pub(super) fn new(
         run: &'g Run,
-        chunks: &'g [Arc<Chunk>],
         deltas: [Option<&'g Delta>; 2],
         range: KeyRangeRef<'r>,
         reads: Reads,
@@ -351,7 +345,6 @@ impl<'g, 'r> Entries<'g, 'r> {
         // aside and moved in): the deltas' walks make this a few hundred bytes to copy.
         let mut walk = Self {
             deltas: [seek(deltas[0]), seek(deltas[1])],
-            chunks: (!chunks.is_empty()).then(|| Ends::new(ChunksIter::new(chunks, range))),
             run: run_iter(run.slice(range), reads),
             clear: [0; 2],
             _bounds: std::marker::PhantomData,
@@ -362,13 +355,6 @@ impl<'g, 'r> Entries<'g, 'r> {
             if slot.as_mut().is_some_and(|w| w.peek_front().is_none()) {
                 *slot = None;
             }
-        }
-        if walk
-            .chunks
-            .as_mut()
-            .is_some_and(|w| w.peek_front().is_none())
-        {
-            walk.chunks = None;
         }
         walk
     }
@@ -384,21 +370,16 @@ impl<'g, 'r> Entries<'g, 'r> {
         let [d0, d1] = &mut self.deltas;
         let a = d0.as_mut().and_then(|e| e.peek_from(forward));
         let b = d1.as_mut().and_then(|e| e.peek_from(forward));
-        let c = self.chunks.as_mut().and_then(|e| e.peek_from(forward));
-        let nearer = |x: Option<&'g [u8]>, (y, _): Item<'g>| match x {
-            Some(x) if (x <= y) == forward => x,
-            _ => y,
+        let next = match (a, b) {
+            (Some((x, _)), Some((y, _))) => Some(if forward { x.min(y) } else { x.max(y) }),
+            (Some((k, _)), None) | (None, Some((k, _))) => Some(k),
+            (None, None) => None,
         };
-        let next = [a, b, c]
-            .into_iter()
-            .flatten()
-            .fold(None, |x, y| Some(nearer(x, y)));
         let clear = match next {
             // The deltas hold nothing more in the range (from either end: a walk that is
             // empty at one end is empty at the other): the rest is a plain run walk.
             None => {
                 self.deltas = [None, None];
-                self.chunks = None;
                 self.run.rest.len()
             }
             Some(next) => {
@@ -411,12 +392,12 @@ impl<'g, 'r> Entries<'g, 'r> {
                 };
                 if clear == 0 {
                     // The next key is a delta's (possibly the run's too): merge it.
-                    return Some(self.take_group(next, [c, a, b], forward));
+                    return Some(self.take_group(next, a, b, forward));
                 }
                 if clear < CLEAR_WINDOW {
                     // The delta key follows this stretch: start the miss on its chain (a
                     // delta's chains are never prefetched by the run walk).
-                    for (_, chain) in [a, b, c].into_iter().flatten() {
+                    for (_, chain) in [a, b].into_iter().flatten() {
                         chain.prefetch();
                     }
                 }
@@ -442,7 +423,7 @@ impl<'g, 'r> Entries<'g, 'r> {
         }?;
         Some(Group {
             key,
-            chains: [Some(chain), None, None, None],
+            chains: [Some(chain), None, None],
             copied,
         })
     }
@@ -527,15 +508,16 @@ impl<'g, 'r> Entries<'g, 'r> {
         self.run.rest.first().map(|(k, _)| &k[..])
     }
 
-    /// Takes `key`'s entries from the run and from the chunks and deltas whose next items
-    /// (`next`: chunks, sealed, active) hold it, as one group.
+    /// Takes `key`'s entries from the run and from the deltas whose next items (`a`, `b`)
+    /// hold it, as one group.
     fn take_group(
         &mut self,
         key: &'g [u8],
-        next: [Option<Item<'g>>; 3],
+        a: Option<Item<'g>>,
+        b: Option<Item<'g>>,
         forward: bool,
     ) -> Group<'g> {
-        let mut chains = [None; 4];
+        let mut chains = [None; 3];
         let r = if forward {
             self.run.rest.first()
         } else {
@@ -549,20 +531,15 @@ impl<'g, 'r> Entries<'g, 'r> {
             };
             chains[0] = taken.map(|(_, c)| c);
         }
-        let [c, a, b] = next.map(|item| item.filter(|(k, _)| *k == key));
-        if let (Some(e), Some((_, chain))) = (self.chunks.as_mut(), c) {
-            chains[1] = Some(chain);
-            e.consume(forward);
-        }
         for (i, (slot, item)) in self.deltas.iter_mut().zip([a, b]).enumerate() {
-            if let (Some(e), Some((_, c))) = (slot.as_mut(), item) {
-                chains[i + 2] = Some(c);
+            if let (Some(e), Some((_, c))) = (slot.as_mut(), item.filter(|(k, _)| *k == key)) {
+                chains[i + 1] = Some(c);
                 e.consume(forward);
             }
         }
         // Compact: the first chain slot is always filled.
         let mut filled = chains.into_iter().flatten();
-        let chains = [filled.next(), filled.next(), filled.next(), filled.next()];
+        let chains = [filled.next(), filled.next(), filled.next()];
         // Several chains (a re-created key) or a delta's: read the chains.
         Group {
             key,

@@ -9,11 +9,9 @@
 //!   unordered into its bag, placed into its ordered list when a scan needs it (see
 //!   [`Delta`]);
 //! - `sealed`: during a rebuild, the previous active delta, which receives nothing more and is
-//!   being merged into the next run (or, during a chunk step, sorted into a chunk);
-//! - `chunks`: bags the builder thread sorted (see [`chunks`]), between the deltas and the
-//!   run, until a rebuild folds them into the run.
+//!   being merged into the next run.
 //!
-//! A scan merges them all ([`Entries`]). A key created while the index is published as
+//! A scan merges the three ([`Entries`]). A key created while the index is published as
 //! `(run, sealed, active)` goes into `active`; a rebuild seals `active`, merges `run` with the
 //! sealed delta into a new run off to the side, and publishes `(new run, -, active)`.
 //!
@@ -59,16 +57,6 @@
 //! ([`Index::build_bulk`]). The collector's rebuilds (to drop removed keys) go to that thread
 //! too once it runs; an explicit sweep rebuilds on its own thread.
 //!
-//! ## Chunks
-//!
-//! The insert that brings the active bag to [`CHUNK_KEYS`] unplaced keys asks the builder
-//! thread for a chunk step ([`Index::chunk_step`]): it seals the active delta as a rebuild
-//! does (same gate), sorts it, and publishes the chunk in the same state that drops the
-//! sealed delta, so every state lists each key's delta, chunk or run (model 29, negative
-//! control `broken_chunk_dropping_the_bag_first_is_caught`). A rebuild folds the chunks it
-//! loaded into the run and publishes the run without them (model 30); only the holder of
-//! the builder lock publishes, so nothing changes the chunks meanwhile.
-//!
 //! ## Head copies
 //!
 //! A rebuild also copies each chain's head into the new run, and committers mark the keys
@@ -90,7 +78,6 @@
 
 #[cfg(not(loom))]
 mod builder;
-mod chunks;
 #[cfg(loom)]
 mod cow_list;
 mod delta;
@@ -107,8 +94,6 @@ use crate::key::KeyRangeRef;
 use crate::raw::{Chain, Changes, EpochCell};
 use crate::sync::{Arc, AtomicUsize, Mutex, Ordering, RwLock, StrongArc};
 
-use chunks::Chunks;
-pub(crate) use chunks::CHUNK_KEYS;
 use delta::Delta;
 
 #[cfg(not(loom))]
@@ -158,37 +143,8 @@ pub(crate) enum ScanNeeds {
 /// One published configuration of the index. Immutable once published.
 struct State {
     run: Arc<Run>,
-    /// Sorted bags not yet merged into the run, oldest first (see `chunks`).
-    chunks: Chunks,
     sealed: Option<Arc<Delta>>,
     active: Arc<Delta>,
-}
-
-impl State {
-    /// Keys in the chunks (removed chains included).
-    fn chunked(&self) -> usize {
-        self.chunks.iter().map(|c| c.len()).sum()
-    }
-}
-
-/// What one rebuild or chunk step took out of the published state: a run, chunks and the
-/// delta it sealed, freed once no state references them.
-struct Replaced {
-    run: Option<Arc<Run>>,
-    chunks: Chunks,
-    delta: Option<Arc<Delta>>,
-}
-
-impl Replaced {
-    /// Whether a published state (or a reader's) still holds any of it.
-    fn in_use(&self) -> bool {
-        self.run.as_ref().is_some_and(|r| Arc::strong_count(r) > 1)
-            || self.chunks.iter().any(|c| Arc::strong_count(c) > 1)
-            || self
-                .delta
-                .as_ref()
-                .is_some_and(|d| Arc::strong_count(d) > 1)
-    }
 }
 
 /// The ordered index: see the module documentation.
@@ -200,7 +156,7 @@ pub(crate) struct Index {
     /// Held by the thread rebuilding; others skip the rebuild instead of queueing. Holds the
     /// runs and sealed deltas replaced by earlier rebuilds until no state references them
     /// (see [`Index::free_unreferenced`]).
-    builder: Mutex<Vec<Replaced>>,
+    builder: Mutex<Vec<(Arc<Run>, Arc<Delta>)>>,
     /// How many replaced runs `builder` holds, so that scans look at the builder's lock only
     /// when there is something to free.
     ///
@@ -241,7 +197,6 @@ impl Index {
         Self {
             state: EpochCell::new(State {
                 run: Arc::new(Run::empty()),
-                chunks: Chunks::new(),
                 sealed: None,
                 active: Arc::new(Delta::new()),
             }),
@@ -262,14 +217,11 @@ impl Index {
     }
 
     /// Adds `key` with its new chain. The caller holds the key's map shard write-locked, so
-    /// no other chain of `key` is being inserted or removed meanwhile. Returns whether this
-    /// insert made the active bag due to become a chunk (one insert per bag: the caller asks
-    /// the builder thread, [`Index::chunk_step`], once it released the shard lock).
-    pub(crate) fn insert(&self, key: &[u8], chain: StrongArc<Chain>) -> bool {
+    /// no other chain of `key` is being inserted or removed meanwhile.
+    pub(crate) fn insert(&self, key: &[u8], chain: StrongArc<Chain>) {
         let _gate = self.gate.read();
         let guard = crossbeam_epoch::pin();
-        // Every `CHUNK_KEYS`th unplaced key asks again, in case the builder missed a turn.
-        self.state.load(&guard).active.push(key, chain) % CHUNK_KEYS == 0
+        self.state.load(&guard).active.push(key, chain);
     }
 
     /// Forgets `chain` (just removed from the key map, empty) for `key`: at once if it is in
@@ -319,7 +271,6 @@ impl Index {
         }
         Entries::new(
             &state.run,
-            &state.chunks,
             [state.sealed.as_deref(), Some(&*state.active)],
             range,
             reads,
@@ -332,8 +283,7 @@ impl Index {
         let guard = crossbeam_epoch::pin();
         let state = self.state.load(&guard);
         let unplaced = state.active.unplaced() + state.sealed.as_ref().map_or(0, |d| d.unplaced());
-        let sorted = state.run.len() + state.chunked();
-        if unplaced > MIN_DELTA.max(sorted / BULK_FRACTION) {
+        if unplaced > MIN_DELTA.max(state.run.len() / BULK_FRACTION) {
             ScanNeeds::BuildHere
         } else if self.is_due(state, Reason::Scan) {
             ScanNeeds::Rebuild
@@ -365,13 +315,7 @@ impl Index {
     /// Rebuilds the run if `reason` calls for it now; returns whether it did. Cheap when not
     /// due (a few loads), so maintenance and the background builder call it freely.
     pub(crate) fn rebuild_if_due(&self, reason: Reason) -> bool {
-        if reason == Reason::Sweep {
-            // An explicit collection frees what it can even if the builder thread holds the
-            // lock right now (it would free it too, but later).
-            self.free_unreferenced(&mut self.builder.lock());
-        } else {
-            self.free_retired();
-        }
+        self.free_retired();
         let due = {
             let guard = crossbeam_epoch::pin();
             self.is_due(self.state.load(&guard), reason)
@@ -393,8 +337,7 @@ impl Index {
     /// Whether `reason` calls for a rebuild of `state` now.
     fn is_due(&self, state: &State, reason: Reason) -> bool {
         let run = state.run.len();
-        let delta =
-            state.chunked() + state.active.len() + state.sealed.as_ref().map_or(0, |d| d.len());
+        let delta = state.active.len() + state.sealed.as_ref().map_or(0, |d| d.len());
         let dead = self.dead.load(Ordering::Relaxed);
         let too_many_dead = dead > MIN_DELTA.max(run / DEAD_FRACTION);
         let big_delta = delta > MIN_DELTA.max(run / DELTA_FRACTION);
@@ -420,197 +363,72 @@ impl Index {
     }
 
     /// [`Index::rebuild`], holding the builder's lock (`retired`).
-    fn rebuild_locked(&self, retired: &mut Vec<Replaced>) {
+    fn rebuild_locked(&self, retired: &mut Vec<(Arc<Run>, Arc<Delta>)>) {
         self.free_unreferenced(retired);
-        let Sealed {
-            run,
-            chunks,
-            sealed,
-            active,
-        } = self.seal(true);
+        let (run, sealed, active) = {
+            let guard = crossbeam_epoch::pin();
+            // Built before the gate: inserters wait while it is held. Its list is split at
+            // the run's keys (the run being replaced: the delta receives the keys created
+            // after it, which the next run merges in).
+            let fresh = Arc::new(Delta::after(&self.state.load(&guard).run));
+            let _gate = (!seal_without_gate()).then(|| self.gate.write());
+            let old = self.state.load(&guard);
+            match &old.sealed {
+                // A rebuild that panicked after sealing left its delta sealed: finish it
+                // (sealing again would drop that delta from every later state).
+                Some(sealed) => (
+                    Arc::clone(&old.run),
+                    Arc::clone(sealed),
+                    Arc::clone(&old.active),
+                ),
+                None => {
+                    let active = fresh;
+                    self.state.replace(
+                        State {
+                            run: Arc::clone(&old.run),
+                            sealed: Some(Arc::clone(&old.active)),
+                            active: Arc::clone(&active),
+                        },
+                        &guard,
+                    );
+                    self.dead.store(0, Ordering::Relaxed);
+                    (Arc::clone(&old.run), Arc::clone(&old.active), active)
+                }
+            }
+        };
         // The gate is released: every insert into `sealed` has finished (each held the gate
         // before we did) and no new one can start (inserters load the state after taking the
-        // gate, and see the fresh delta). Read it whole, with the chunks (newer than the run,
-        // older than the sealed delta).
+        // gate, and see the fresh delta). Read it whole.
         // Copies of the heads go into the new run: published as the newest set first, so
         // that committers racing the copies mark it (see `raw::run_heads`).
-        let delta = sealed.to_vec(false);
-        let merged = if chunks.is_empty() {
-            let copier = self.changes.copier(run.len() + delta.len());
-            run.merged_with(delta, Some(copier))
-        } else {
-            // One pass over the run, the chunks and the delta, then one that copies the heads.
-            let entries = chunks::fold(run.entries(), &chunks, &delta);
-            let copier = self.changes.copier(entries.len());
-            Run::with_copies(entries, copier)
-        };
-        let merged = Arc::new(merged);
-        self.publish(|_| State {
-            run: merged,
-            chunks: Chunks::new(),
-            sealed: None,
+        let delta = sealed.to_vec();
+        let copier = self.changes.copier(run.len() + delta.len());
+        let merged = Arc::new(run.merged_with(delta, Some(copier)));
+        {
+            let guard = crossbeam_epoch::pin();
             // Inserters may be adding to `active` right now: it stays the active delta.
-            active: Arc::clone(&active),
-        });
-        retired.push(Replaced {
-            run: Some(run),
-            chunks,
-            delta: Some(sealed),
-        });
-        self.retired.store(retired.len(), Ordering::Relaxed);
-    }
-
-    /// One step of the builder's work on chunks, if any is due: seal the active delta into
-    /// a chunk once its bag holds [`CHUNK_KEYS`] keys, else merge two chunks the binary
-    /// counter calls for ([`chunks::next_merge`]). Returns whether it did a step (the
-    /// builder calls it until it does none, so that a due bag waits at most for one step).
-    #[cfg_attr(loom, allow(dead_code))] // the builder thread's step: not under loom
-    pub(crate) fn chunk_step(&self) -> bool {
-        // Waits for a rebuild or a free in progress: only the builder thread calls this.
-        let mut retired = self.builder.lock();
-        self.free_unreferenced(&mut retired);
-        let (due, merge) = {
-            let guard = crossbeam_epoch::pin();
-            let state = self.state.load(&guard);
-            (
-                state.sealed.is_none() && state.active.unplaced() >= CHUNK_KEYS,
-                chunks::next_merge(&state.chunks),
-            )
-        };
-        if due {
-            self.chunk_locked(&mut retired);
-        } else if let Some(i) = merge {
-            self.merge_chunks_locked(i, &mut retired);
-        } else {
-            return false;
+            self.state.replace(
+                State {
+                    run: merged,
+                    sealed: None,
+                    active,
+                },
+                &guard,
+            );
+            // Hand the replaced states to the global queue now: a thread-local bag holds 64
+            // deferred calls before passing them on, and until their states are dropped the
+            // retired runs below cannot be freed.
+            guard.flush();
         }
-        true
-    }
-
-    /// Seals the active delta into a new chunk, whatever its size (for the models and tests;
-    /// the builder takes [`Index::chunk_step`]s).
-    #[cfg(test)]
-    pub(crate) fn chunk(&self) {
-        let mut retired = self.builder.lock();
-        self.chunk_locked(&mut retired);
-    }
-
-    /// [`Index::chunk`], holding the builder's lock (`retired`).
-    fn chunk_locked(&self, retired: &mut Vec<Replaced>) {
-        let Sealed { sealed, .. } = self.seal(false);
-        // As in a rebuild, the sealed delta is complete and no longer changes; it stays
-        // published (scans walk it) until the chunk that replaces it is.
-        let chunk = chunks::chunk_of(sealed.to_vec(true));
-        if drop_bag_before_chunk() {
-            // Injected fault: the state loses the sealed delta before it gains the chunk.
-            self.publish(|old| State {
-                run: Arc::clone(&old.run),
-                chunks: old.chunks.clone(),
-                sealed: None,
-                active: Arc::clone(&old.active),
-            });
-        }
-        self.publish(|old| {
-            let mut chunks = old.chunks.clone();
-            chunks.push(Arc::clone(&chunk));
-            State {
-                run: Arc::clone(&old.run),
-                chunks,
-                sealed: None,
-                active: Arc::clone(&old.active),
-            }
-        });
-        retired.push(Replaced {
-            run: None,
-            chunks: Chunks::new(),
-            delta: Some(sealed),
-        });
+        retired.push((run, sealed));
         self.retired.store(retired.len(), Ordering::Relaxed);
-    }
-
-    /// Merges chunks `i` and `i + 1` into one, holding the builder's lock (`retired`).
-    #[cfg_attr(loom, allow(dead_code))] // the builder thread's step: not under loom
-    fn merge_chunks_locked(&self, i: usize, retired: &mut Vec<Replaced>) {
-        let pair: Chunks = {
-            let guard = crossbeam_epoch::pin();
-            self.state.load(&guard).chunks[i..i + 2].to_vec()
-        };
-        let merged = Arc::new(chunks::Chunk::merged(&pair[0], &pair[1]));
-        // Only the holder of the builder's lock publishes, so the chunks are as loaded.
-        self.publish(|old| {
-            let mut chunks = old.chunks.clone();
-            chunks.splice(i..i + 2, [Arc::clone(&merged)]);
-            State {
-                run: Arc::clone(&old.run),
-                chunks,
-                sealed: old.sealed.clone(),
-                active: Arc::clone(&old.active),
-            }
-        });
-        retired.push(Replaced {
-            run: None,
-            chunks: pair,
-            delta: None,
-        });
-        self.retired.store(retired.len(), Ordering::Relaxed);
-    }
-
-    /// Publishes the state `next` makes of the current one (the caller holds the builder's
-    /// lock: no other thread publishes meanwhile), then hands the replaced state to the
-    /// epoch's global queue: a thread-local bag holds 64 deferred calls before passing them
-    /// on, and until their states are dropped the replaced runs cannot be freed.
-    fn publish(&self, next: impl FnOnce(&State) -> State) {
-        let guard = crossbeam_epoch::pin();
-        let state = next(self.state.load(&guard));
-        self.state.replace(state, &guard);
-        guard.flush();
-    }
-
-    /// Seals the active delta, holding the builder's lock: publishes the state with a fresh
-    /// active delta and the old one as the sealed delta, under the gate. A rebuild or chunk
-    /// step that panicked after sealing left its delta sealed: then that delta is returned
-    /// to finish instead (sealing again would drop it from every later state). `dead`
-    /// restarts for a `rebuild`, which drops every removed chain.
-    fn seal(&self, rebuild: bool) -> Sealed {
-        let guard = crossbeam_epoch::pin();
-        // Built before the gate: inserters wait while it is held. Its list is split at the
-        // run's keys (the run being replaced: the delta receives the keys created after it,
-        // which the next run merges in).
-        let fresh = Arc::new(Delta::after(&self.state.load(&guard).run));
-        let _gate = (!seal_without_gate()).then(|| self.gate.write());
-        let old = self.state.load(&guard);
-        let sealed = match &old.sealed {
-            Some(sealed) => Arc::clone(sealed),
-            None => {
-                self.state.replace(
-                    State {
-                        run: Arc::clone(&old.run),
-                        chunks: old.chunks.clone(),
-                        sealed: Some(Arc::clone(&old.active)),
-                        active: Arc::clone(&fresh),
-                    },
-                    &guard,
-                );
-                if rebuild {
-                    self.dead.store(0, Ordering::Relaxed);
-                }
-                Arc::clone(&old.active)
-            }
-        };
-        let now = self.state.load(&guard);
-        Sealed {
-            run: Arc::clone(&now.run),
-            chunks: now.chunks.clone(),
-            sealed,
-            active: Arc::clone(&now.active),
-        }
     }
 
     /// Frees the retired runs and deltas no published state references any more (their last
     /// reader unpinned and the epoch dropped the states holding them), here rather than in
     /// an epoch callback some reader or committer would run: each costs a pass over its keys.
-    fn free_unreferenced(&self, retired: &mut Vec<Replaced>) {
-        retired.retain(Replaced::in_use);
+    fn free_unreferenced(&self, retired: &mut Vec<(Arc<Run>, Arc<Delta>)>) {
+        retired.retain(|(run, delta)| Arc::strong_count(run) > 1 || Arc::strong_count(delta) > 1);
         self.retired.store(retired.len(), Ordering::Relaxed);
     }
 
@@ -632,39 +450,12 @@ impl Index {
             s.active.len(),
         )
     }
-
-    /// The sizes of the chunks, oldest first (for tests).
-    #[cfg(all(test, not(loom)))]
-    pub(crate) fn chunk_sizes(&self) -> Vec<usize> {
-        let guard = crossbeam_epoch::pin();
-        self.state
-            .load(&guard)
-            .chunks
-            .iter()
-            .map(|c| c.len())
-            .collect()
-    }
 }
 
 /// Whether the rebuild seals without the gate: only as an injected fault in a loom negative
 /// control.
 fn seal_without_gate() -> bool {
     crate::sync::faults::active(crate::sync::faults::Fault::SealWithoutGate)
-}
-
-/// Whether a chunk step publishes the state without its sealed delta before the chunk that
-/// replaces it: only as an injected fault in a loom negative control.
-fn drop_bag_before_chunk() -> bool {
-    crate::sync::faults::active(crate::sync::faults::Fault::ChunkDropsBagFirst)
-}
-
-/// The state a rebuild or chunk step works from, once it sealed the active delta.
-struct Sealed {
-    run: Arc<Run>,
-    chunks: Chunks,
-    /// The delta to sort into the next run or chunk: complete, receives nothing more.
-    sealed: Arc<Delta>,
-    active: Arc<Delta>,
 }
 
 #[cfg(all(test, not(loom)))]
@@ -722,10 +513,9 @@ mod tests {
         assert_eq!(keys_in(&index, part, false), want);
     }
 
-    /// The merge against a model: random keys in a run, up to two chunks and two deltas (a
-    /// key may be in several), random bounds, and a random interleaving of steps from both
-    /// ends. Every key comes out exactly once, in order, with all of its chains but those of
-    /// older chunks (a key in two chunks keeps the newer one's: see `chunks`).
+    /// The merge against a model: random keys in a run and two deltas (a key may be in
+    /// several), random bounds, and a random interleaving of steps from both ends. Every key
+    /// comes out exactly once, in order, with all of its chains.
     #[test]
     fn merged_walks_match_a_model_from_both_ends() {
         use std::collections::BTreeMap;
@@ -737,45 +527,29 @@ mod tests {
             let span = rng.u32(1..max_span);
             let mut model: BTreeMap<Vec<u8>, Vec<*const Chain>> = BTreeMap::new();
             let mut run = Vec::new();
-            let mut chunked = [Vec::new(), Vec::new()];
             // Deltas split at random keys, as a rebuild splits them.
             let deltas = [0, 1].map(|_| split_delta(&mut rng, span, 60));
             let guard = crossbeam_epoch::pin();
-            let chunk_odds = [0, 30, 60][rng.usize(..3)];
             for i in 0..span {
                 // Each source holds a key with its own probability, so long stretches of
                 // run-only keys alternate with dense runs of delta keys.
-                let sources = [
-                    rng.u8(..) < 200,
-                    rng.u8(..) < chunk_odds,
-                    rng.u8(..) < chunk_odds,
-                    rng.u8(..) < 40,
-                    rng.u8(..) < 20,
-                ];
+                let sources = [rng.u8(..) < 200, rng.u8(..) < 40, rng.u8(..) < 20];
                 for (s, held) in sources.into_iter().enumerate() {
                     if !held {
                         continue;
                     }
                     let chain = StrongArc::new(Chain::new());
-                    let chains = model.entry(k(i)).or_default();
-                    if s == 2 && sources[1] {
-                        // The newer chunk's entry stands for the older one's.
-                        chains.pop();
-                    }
-                    chains.push(StrongArc::as_ptr(&chain));
+                    model
+                        .entry(k(i))
+                        .or_default()
+                        .push(StrongArc::as_ptr(&chain));
                     match s {
                         0 => run.push((MapKey::from_slice(&k(i)), chain)),
-                        1 | 2 => chunked[s - 1].push((MapKey::from_slice(&k(i)), chain)),
-                        _ => deltas[s - 3].insert(&k(i), chain, &guard),
+                        _ => deltas[s - 1].insert(&k(i), chain, &guard),
                     }
                 }
             }
             let run = Run::empty().merged_with(run, None);
-            let chunks: Vec<Arc<chunks::Chunk>> = chunked
-                .into_iter()
-                .filter(|c| !c.is_empty())
-                .map(chunks::chunk_of)
-                .collect();
             let (lo, hi) = (k(rng.u32(0..span + 1)), k(rng.u32(0..span + 1)));
             let bound = |b: &'static str, key| match b {
                 "in" => Bound::Included(key),
@@ -796,7 +570,6 @@ mod tests {
                 .collect();
             let mut walk = Entries::new(
                 &run,
-                &chunks,
                 [Some(&deltas[0]), Some(&deltas[1])],
                 range,
                 Reads::Versions,
@@ -895,7 +668,6 @@ mod tests {
             let walk = || {
                 Entries::new(
                     &run,
-                    &[],
                     [Some(&deltas[0]), Some(&deltas[1])],
                     range,
                     Reads::Heads,
@@ -1189,7 +961,6 @@ mod tests {
             index.state.replace(
                 State {
                     run: Arc::clone(&old.run),
-                    chunks: Chunks::new(),
                     sealed: Some(Arc::clone(&old.active)),
                     active: Arc::new(Delta::new()),
                 },
@@ -1210,56 +981,6 @@ mod tests {
         assert!(index.rebuild(false));
         assert_eq!(index.sizes(), (sealed as usize, 0, more as usize));
         assert_eq!(keys_in(&index, whole, true), want);
-    }
-
-    /// Bags sealed into chunks: every key stays visible from both ends, the chunks merge as
-    /// a binary counter, and a rebuild folds them all into the run, dropping a re-created
-    /// key's removed chain.
-    #[test]
-    fn bags_become_chunks_and_chunks_fold_into_the_run() {
-        let index = Index::new();
-        let k = |i: u32| format!("k{:05}", (i * 7919) % 10_007).into_bytes();
-        let (per, bags) = if cfg!(miri) { (5, 4) } else { (300, 8) };
-        let old = StrongArc::new(Chain::new());
-        let _ = index.insert(b"a", StrongArc::clone(&old));
-        assert!(index.rebuild(false));
-        old.lock().mark_removed();
-        index.remove(b"a", &old, &crossbeam_epoch::pin());
-        let new = StrongArc::new(Chain::new());
-        let _ = index.insert(b"a", StrongArc::clone(&new));
-        let a_chains = |index: &Index| {
-            let guard = crossbeam_epoch::pin();
-            let whole = (Bound::Unbounded, Bound::Unbounded);
-            let group = index.range(whole, Reads::Versions, &guard).next().unwrap();
-            assert_eq!(group.key(), b"a");
-            group.chains().map(StrongArc::as_ptr).collect::<Vec<_>>()
-        };
-        let mut want = vec![b"a".to_vec()];
-        let whole = (Bound::Unbounded, Bound::Unbounded);
-        for bag in 0..bags {
-            for i in bag * per..(bag + 1) * per {
-                let _ = index.insert(&k(i), StrongArc::new(Chain::new()));
-                want.push(k(i));
-            }
-            index.chunk();
-            while index.chunk_step() {}
-            assert_eq!(index.sizes(), (1, 0, 0));
-            let sizes = index.chunk_sizes();
-            assert_eq!(sizes.iter().sum::<usize>(), want.len());
-            assert_eq!(sizes.len() as u32, (bag + 1).count_ones(), "{sizes:?}");
-            want.sort();
-            assert_eq!(keys_in(&index, whole, true), want);
-            assert_eq!(keys_in(&index, whole, false), want);
-            assert_eq!(
-                a_chains(&index),
-                [StrongArc::as_ptr(&old), StrongArc::as_ptr(&new)]
-            );
-        }
-        assert!(index.rebuild_if_due(Reason::Scan), "chunks count as deltas");
-        assert_eq!(index.sizes(), (want.len(), 0, 0));
-        assert!(index.chunk_sizes().is_empty());
-        assert_eq!(keys_in(&index, whole, true), want);
-        assert_eq!(a_chains(&index), [StrongArc::as_ptr(&new)]);
     }
 
     #[test]

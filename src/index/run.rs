@@ -53,11 +53,11 @@ const FENCE_EVERY: usize = 32;
 /// How far ahead of its position a pass over a whole run (a rebuild, a drop) prefetches
 /// chains: each entry costs it one random cache miss (the chain's reference count), which
 /// otherwise come one after another.
-pub(super) const PREFETCH_AHEAD: usize = 16;
+const PREFETCH_AHEAD: usize = 16;
 
 /// Prefetches the lines of `entries[i]`'s chain that a rebuild or a drop touch: the reference
 /// count in front of the chain, and the chain's state word.
-pub(super) fn prefetch_chain(entries: &[RunEntry], i: usize) {
+fn prefetch_chain(entries: &[RunEntry], i: usize) {
     if let Some((_, c)) = entries.get(i) {
         let chain = StrongArc::as_ptr(c).cast::<u8>();
         // The reference count is the word in front of the chain (`StrongArc`).
@@ -82,17 +82,6 @@ impl Run {
     /// A run with no keys.
     pub(crate) fn empty() -> Self {
         Self::from_entries(Vec::new(), RunHeads::none())
-    }
-
-    /// A run of `entries` (sorted, keys unique) with a copy of each chain's head, taken now
-    /// (the `copier` was made before: see `raw::run_heads`).
-    pub(super) fn with_copies(entries: Vec<RunEntry>, mut copier: HeadCopier) -> Self {
-        debug_assert!(entries.windows(2).all(|w| w[0].0 < w[1].0));
-        for (i, (key, chain)) in entries.iter().enumerate() {
-            prefetch_chain(&entries, i + PREFETCH_AHEAD);
-            copier.push(key, chain);
-        }
-        Self::from_entries(entries, copier.finish())
     }
 
     fn from_entries(entries: Vec<RunEntry>, heads: RunHeads) -> Self {
@@ -227,11 +216,6 @@ impl Run {
             }
         }
         let heads = copier.map_or_else(RunHeads::none, HeadCopier::finish);
-        // Sized for both inputs; the removed chains left out leave the rest unused, for as
-        // long as the run lives (a run of mostly removed keys would hold its old size).
-        if entries.len() < entries.capacity() / 2 {
-            entries.shrink_to_fit();
-        }
         Run::from_entries(entries, heads)
     }
 }

@@ -31,22 +31,22 @@ fn broken_rebuild_reading_while_placing_is_caught() {
     check_index_rebuild();
 }
 
-/// Whether walks from both ends find `key` (they must agree).
-fn finds_from_both_ends(index: &Index, key: &[u8]) -> bool {
-    let guard = crossbeam_epoch::pin();
-    let whole = (Bound::Unbounded, Bound::Unbounded);
-    let forward = index
-        .range(whole, Reads::Versions, &guard)
-        .any(|g| g.key() == key);
-    let backward = index
-        .range(whole, Reads::Versions, &guard)
-        .rev()
-        .any(|g| g.key() == key);
-    assert_eq!(forward, backward, "walks from the two ends disagree");
-    forward
-}
-
 fn check_index_rebuild() {
+    /// Whether walks from both ends find `key` (they must agree).
+    fn finds_from_both_ends(index: &Index, key: &[u8]) -> bool {
+        let guard = crossbeam_epoch::pin();
+        let whole = (Bound::Unbounded, Bound::Unbounded);
+        let forward = index
+            .range(whole, Reads::Versions, &guard)
+            .any(|g| g.key() == key);
+        let backward = index
+            .range(whole, Reads::Versions, &guard)
+            .rev()
+            .any(|g| g.key() == key);
+        assert_eq!(forward, backward, "walks from the two ends disagree");
+        forward
+    }
+
     check_insert_race(
         || {
             let index = Index::new();
@@ -60,84 +60,6 @@ fn check_index_rebuild() {
         },
         finds_from_both_ends,
         |index| assert!(finds_from_both_ends(index, b"a"), "the run lost a key"),
-    );
-}
-
-/// Model 29: a key inserted while the builder seals the active delta and sorts it into a
-/// chunk is found by every scan that starts after the insert and by every scan after both
-/// finish. The index starts with a key in its run and one in a chunk. A chunk replaces the
-/// sealed delta it was sorted from in one publication: the state never lacks both.
-#[test]
-fn chunking_never_loses_a_concurrent_insert() {
-    faults::inject(Fault::None);
-    check_chunking();
-}
-
-/// Negative control for model 29: a chunk step that publishes the state without its sealed
-/// delta before the state with the chunk must be caught.
-#[test]
-#[ignore = "negative control: must fail; run by .ci/run"]
-fn broken_chunk_dropping_the_bag_first_is_caught() {
-    faults::inject(Fault::ChunkDropsBagFirst);
-    check_chunking();
-}
-
-/// An index with `a` in its run and `b` in a chunk (and `c` in a second one when `two`).
-fn chunked_index(two: bool) -> Index {
-    let index = Index::new();
-    index.insert(b"a", Arc::new(Chain::new()));
-    index.rebuild(false);
-    index.insert(b"b", Arc::new(Chain::new()));
-    index.chunk();
-    if two {
-        index.insert(b"c", Arc::new(Chain::new()));
-        index.chunk();
-    }
-    index
-}
-
-fn check_chunking() {
-    check_insert_race(
-        || chunked_index(false),
-        Index::chunk,
-        finds,
-        |index| {
-            for key in [&b"a"[..], b"b"] {
-                assert!(finds_from_both_ends(index, key), "lost insert: {key:?}");
-            }
-        },
-    );
-}
-
-/// Model 30: a rebuild folding two chunks and the sealed delta into the run, racing an
-/// insert and scans: a scan that starts after the insert finds it, and every scan finds the
-/// chunks' keys, before, during and after the fold.
-#[test]
-fn folding_chunks_never_loses_a_key() {
-    faults::inject(Fault::None);
-    check_insert_race(
-        || chunked_index(true),
-        |index| {
-            index.rebuild(false);
-        },
-        |index, key| {
-            let guard = crossbeam_epoch::pin();
-            let whole = (Bound::Unbounded, Bound::Unbounded);
-            let keys: Vec<&[u8]> = index
-                .range(whole, Reads::Versions, &guard)
-                .map(|g| g.key())
-                .collect();
-            assert!(
-                [&b"a"[..], b"b", b"c"].iter().all(|k| keys.contains(k)),
-                "lost insert: a chunked key missing from {keys:?}"
-            );
-            keys.contains(&key)
-        },
-        |index| {
-            for key in [&b"a"[..], b"b", b"c"] {
-                assert!(finds_from_both_ends(index, key), "lost insert: {key:?}");
-            }
-        },
     );
 }
 

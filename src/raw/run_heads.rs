@@ -515,12 +515,7 @@ impl HeadCopier {
     }
 
     /// The copies, for the run they were pushed for.
-    pub(crate) fn finish(mut self) -> RunHeads {
-        // Sized for every entry the rebuild might keep; removed chains it dropped leave the
-        // rest unused, for as long as the run lives.
-        if self.copies.len() < self.copies.capacity() / 2 {
-            self.copies.shrink_to_fit();
-        }
+    pub(crate) fn finish(self) -> RunHeads {
         RunHeads {
             copies: self.copies,
             changed: self.changed,

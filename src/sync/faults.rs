@@ -86,9 +86,6 @@ pub(crate) enum Fault {
     /// Reading the log's sync count takes the writer lock (which only leaders may take), so
     /// a committer whose `try_lock` meets that reader sleeps for a turn nobody ends.
     SyncCountUnderWriterLock = 25,
-    /// A chunk step publishes the index state without the sealed delta before the state
-    /// holding the chunk sorted from it, so a scan in between misses the delta's keys.
-    ChunkDropsBagFirst = 26,
 }
 
 static ACTIVE: AtomicU8 = AtomicU8::new(0);
