@@ -150,11 +150,6 @@ pub(crate) fn copy_key(key: &[u8]) -> MapKey {
     MapKey::from_slice(key)
 }
 
-/// Heap bytes a key holds outside the map's bucket or the run's entry, for memory accounting.
-pub(crate) fn spilled_bytes(key: &MapKey) -> usize {
-    key.heap_bytes()
-}
-
 /// A range of keys with owned bounds, as the scans take it.
 pub(crate) type KeyRange = (Bound<Bytes>, Bound<Bytes>);
 

@@ -142,12 +142,7 @@ impl Store {
                 prefetch_lines(value);
                 prefetch_line(value.as_ptr_range().end.wrapping_sub(1));
             }
-            let entry = store.map.entry(MapKey::from_slice(key)).or_insert_with(|| {
-                let entry = MapEntry::new();
-                // Under the shard's write lock: see the type's documentation.
-                store.index.insert(key, StrongArc::clone(entry.chain()));
-                entry
-            });
+            let entry = store.entry_or_insert(key);
             let writer = entry.chain().lock();
             writer.install_node(*ts, Unlinked::new(Some(value)), Some(&entry), &guard);
         }
@@ -165,13 +160,17 @@ impl Store {
         if let Some(e) = self.map.get(key) {
             return StrongArc::clone(e.chain());
         }
-        let entry = self.map.entry(MapKey::from_slice(key)).or_insert_with(|| {
+        StrongArc::clone(self.entry_or_insert(key).chain())
+    }
+
+    /// `key`'s entry, created with an empty chain (pushed into the index too) if it has none.
+    fn entry_or_insert(&self, key: &[u8]) -> dashmap::mapref::one::RefMut<'_, MapKey, MapEntry> {
+        self.map.entry(MapKey::from_slice(key)).or_insert_with(|| {
             let entry = MapEntry::new();
             // Under the shard's write lock: see the type's documentation.
             self.index.insert(key, StrongArc::clone(entry.chain()));
             entry
-        });
-        StrongArc::clone(entry.chain())
+        })
     }
 
     /// Removes `key` from both maps if `writer` holds its current chain and that chain is
@@ -345,7 +344,7 @@ impl Store {
             .sum();
         let (mut spilled, mut nodes) = (0, 0);
         for entry in self.map.iter() {
-            spilled += crate::key::spilled_bytes(entry.key());
+            spilled += entry.key().heap_bytes();
             nodes += entry.value().chain().node_bytes(&guard);
         }
         // A `StrongArc`'s allocation: its count, then the chain.

@@ -3,7 +3,7 @@
 use std::cmp::Ordering;
 
 use super::order;
-use crate::key::{spilled_bytes, MapKey};
+use crate::key::MapKey;
 
 /// A sorted sample of a run's keys, for seeks.
 ///
@@ -112,8 +112,8 @@ impl Fences {
     pub(crate) fn heap_bytes(&self) -> usize {
         self.heads.capacity() * size_of::<u64>()
             + self.keys.capacity() * size_of::<MapKey>()
-            + self.keys.iter().map(spilled_bytes).sum::<usize>()
-            + spilled_bytes(&self.common)
+            + self.keys.iter().map(MapKey::heap_bytes).sum::<usize>()
+            + self.common.heap_bytes()
     }
 
     /// How many fences are below `key` (`f < key`, or `f <= key` when `or_equal`): the

@@ -4,7 +4,7 @@ use std::cmp::Ordering;
 use std::ops::Bound;
 
 use super::fences::{below, Fences};
-use crate::key::{copy_key, spilled_bytes, KeyRangeRef, MapKey};
+use crate::key::{copy_key, KeyRangeRef, MapKey};
 use crate::raw::{prefetch_line, prefetch_lines, Chain, HeadCopier, HeadsSlice, RunHeads};
 use crate::sync::StrongArc;
 
@@ -118,7 +118,7 @@ impl Run {
                 + self
                     .entries
                     .iter()
-                    .map(|(k, _)| spilled_bytes(k))
+                    .map(|(k, _)| k.heap_bytes())
                     .sum::<usize>(),
             heads: self.heads.heap_bytes(),
             fences: self.fences.heap_bytes(),
