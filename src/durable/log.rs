@@ -48,7 +48,8 @@ use super::storage::Storage;
 use crate::error::{Error, Result};
 use crate::sync::faults::{self, Fault};
 use crate::sync::{
-    order_seq_cst_accesses_for_loom, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering, WaitQueue,
+    order_seq_cst_accesses_for_loom, AtomicBool, AtomicU64, AtomicUsize, Backoff, Mutex, Ordering,
+    WaitQueue,
 };
 
 #[cfg(not(loom))]
@@ -58,6 +59,14 @@ pub(crate) use periodic::PeriodicSync;
 
 /// The segment size past which the log starts a new segment, unless configured.
 pub(crate) const DEFAULT_SEGMENT_SIZE: u64 = 64 << 20;
+
+/// How many growing spins (`Backoff::spin`: 1 to 64 pauses each, a few microseconds in all)
+/// a waiter for a write-only batch makes before it sleeps.
+#[cfg(not(loom))]
+const WRITE_WAIT_SPINS: usize = 8;
+/// Under loom a spin is a yield: one lets the models reach both spinning and sleeping.
+#[cfg(loom)]
+const WRITE_WAIT_SPINS: usize = 1;
 
 /// The largest frame buffer kept for reuse from one batch to the next.
 const SPARE_BUFFER_MAX: usize = 1 << 20;
@@ -306,6 +315,9 @@ impl<S: Storage> Log<S> {
         // durable position is the end of a synced batch: a frame boundary of the tail
         // segment, or (while the tail's header is not yet synced or the tail is not yet
         // created) before it, when the header is all a frame can count on.
+        if let Some(lsn) = self.append_directly(&mut b, ts, &payload) {
+            return Ok(lsn);
+        }
         let durable = self.durable.load(Ordering::Acquire);
         let synced_to = durable.saturating_sub(b.tail_base).max(HEADER_LEN as u64);
         let (tail, salt, first_ts, base) = (b.tail, b.tail_salt, b.tail_first_ts, b.tail_base);
@@ -324,11 +336,63 @@ impl<S: Storage> Log<S> {
             }
         };
         frame::encode(salt, synced_to, &payload, &mut chunk.frames);
+        Ok(Self::account_frame(&mut b, ts, frame_len))
+    }
+
+    /// Moves the buffer's end past a frame of `frame_len` bytes at `ts` appended to the tail
+    /// segment; its position.
+    fn account_frame(b: &mut Buffer, ts: u64, frame_len: u64) -> Lsn {
         b.end += frame_len;
         let tail = b.live.back_mut().expect("the tail segment is live");
         tail.bytes += frame_len;
         tail.max_ts = Some(tail.max_ts.map_or(ts, |max| max.max(ts)));
-        Ok(Lsn(b.end))
+        Lsn(b.end)
+    }
+
+    /// Under a policy that does not sync at commit, writes the frame of `payload` (a commit
+    /// at `ts`) to the segment at once, when nothing is queued before it and no leader is at
+    /// work: the write (a copy into the mapped segment) costs less than handing the frame to
+    /// a leader and waiting for its turn. Returns its position, written, or `None` for the
+    /// queue. A failed write poisons the log as a leader's would, and the position it
+    /// returns then waits to [`Error::CommitOutcomeUnknown`].
+    fn append_directly(&self, b: &mut Buffer, ts: u64, payload: &[u8]) -> Option<Lsn> {
+        if self.policy.syncs_at_commit() || !b.chunks.is_empty() {
+            return None;
+        }
+        let mut w = self.writer.try_lock()?;
+        // A segment that appends just moved to is the leader's to create.
+        if w.segment.header().number != b.tail {
+            drop(w);
+            self.end_turn();
+            return None;
+        }
+        let frame_len = frame::encoded_len(payload.len()) as u64;
+        let written = w.segment.append(std::iter::once(payload));
+        let lsn = Self::account_frame(b, ts, frame_len);
+        match written {
+            Ok(_) => self.written.store(lsn.0, Ordering::Release),
+            Err(e) => self.record_failure(b, e, lsn.0),
+        }
+        drop(w);
+        // Whoever holds the writer lock ends a turn: a waiter that failed to take it sleeps
+        // until one ends.
+        self.end_turn();
+        Some(lsn)
+    }
+
+    /// Poisons the log after a write or sync failed with `e`: positions up to `unknown_up_to`
+    /// not yet reached may be on the disk.
+    fn record_failure(&self, b: &mut Buffer, e: Error, unknown_up_to: u64) {
+        let cause = match e {
+            Error::Io(cause) | Error::Poisoned { cause } => cause,
+            other => std::sync::Arc::new(io::Error::other(other.to_string())),
+        };
+        b.chunks.clear();
+        b.failure.get_or_insert(Failure {
+            cause,
+            unknown_up_to,
+        });
+        self.poisoned.store(true, Ordering::Release);
     }
 
     /// Waits until the frame ending at `lsn` is what the policy promises at commit: synced
@@ -519,6 +583,12 @@ impl<S: Storage> Log<S> {
                 self.end_turn();
                 continue;
             }
+            // A leader that only writes (no sync) finishes in well under a microsecond: spin
+            // on its turn a little before sleeping, as a sleep and its wake would cost ten
+            // times the write. A leader that syncs takes milliseconds: sleep at once.
+            if !sync && self.turn_ends_soon(turn) {
+                continue;
+            }
             self.sleepers.fetch_add(1, Ordering::SeqCst);
             order_seq_cst_accesses_for_loom();
             self.queue.sleep_until(&self.turns, turn + 1);
@@ -527,6 +597,19 @@ impl<S: Storage> Log<S> {
                 return Ok(());
             }
         }
+    }
+
+    /// Spins a few microseconds at most (growing pauses) until the leader turn after `turn`
+    /// ends; whether it did.
+    fn turn_ends_soon(&self, turn: u64) -> bool {
+        let backoff = Backoff::new();
+        for _ in 0..WRITE_WAIT_SPINS {
+            backoff.spin();
+            if self.turns.load(Ordering::Acquire) != turn {
+                return true;
+            }
+        }
+        false
     }
 
     /// Ends a leader turn (after the writer lock was released): wakes every sleeping waiter,
@@ -558,17 +641,7 @@ impl<S: Storage> Log<S> {
             (mem::take(&mut b.chunks), b.end)
         };
         if let Err(e) = self.write_batch(w, chunks, end, sync) {
-            let cause = match e {
-                Error::Io(cause) | Error::Poisoned { cause } => cause,
-                other => std::sync::Arc::new(io::Error::other(other.to_string())),
-            };
-            let mut b = self.buffer.lock();
-            b.chunks.clear();
-            b.failure.get_or_insert(Failure {
-                cause,
-                unknown_up_to: end,
-            });
-            self.poisoned.store(true, Ordering::Release);
+            self.record_failure(&mut self.buffer.lock(), e, end);
         }
     }
 

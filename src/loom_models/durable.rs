@@ -20,7 +20,12 @@ fn dir() -> PathBuf {
 
 /// The commit timestamps whose frames a power loss at this moment would keep.
 fn durable_ts(storage: &SimStorage, dir: &Path) -> Vec<u64> {
-    let after = storage.crash(Crash::SyncedOnly);
+    logged_ts(&storage.crash(Crash::SyncedOnly), dir)
+}
+
+/// The commit timestamps whose frames recovery reads back from `after`'s files (a crash of
+/// the process alone keeps every written byte: `after` is then the storage itself).
+fn logged_ts(after: &SimStorage, dir: &Path) -> Vec<u64> {
     let names = after.list(dir).unwrap();
     let mut out = Vec::new();
     for (i, name) in names.iter().enumerate() {
@@ -45,11 +50,18 @@ struct Durable {
 
 impl Durable {
     fn new() -> Arc<Self> {
-        let storage = SimStorage::new();
-        let options = LogOptions {
-            policy: SyncPolicy::Always,
+        Self::with_policy(SyncPolicy::Always)
+    }
+
+    fn with_policy(policy: SyncPolicy) -> Arc<Self> {
+        Self::with_options(LogOptions {
+            policy,
             ..LogOptions::default()
-        };
+        })
+    }
+
+    fn with_options(options: LogOptions) -> Arc<Self> {
+        let storage = SimStorage::new();
         let log = Log::create(storage.clone(), &dir(), 1, 1, options).unwrap();
         Arc::new(Self {
             clock: Clock::new(),
@@ -172,6 +184,67 @@ fn broken_durable_before_sync_is_caught() {
 fn broken_wait_trusting_any_turn_is_caught() {
     faults::inject(Fault::WaitTrustsAnyTurn);
     check_waits();
+}
+
+/// Model 31: two committers share the log under `SyncPolicy::Never` with a periodic sync
+/// (a leader turn) before one of them, in segments of one frame. A committer that finds no
+/// frame queued, no leader at work and its segment created writes its own frame at once; one
+/// that does not queues it for a leader. Each wait returns only once its frame is written (a
+/// crash of the process would keep it), and both frames are in the log once. (A direct
+/// write that ended no turn could strand a waiter only after a third party led the waiter's
+/// batch, a schedule past this model's size, so the model has no negative control:
+/// `Log::append_directly` ends a turn like every holder of the writer lock.)
+#[test]
+fn a_never_commit_returns_once_its_frame_is_written() {
+    faults::inject(Fault::None);
+    check_never_waits();
+}
+
+fn check_never_waits() {
+    let outcomes = Outcomes::default();
+    let seen = outcomes.clone();
+    model(move || {
+        // Segments of one frame each: the second append starts a segment, which only a
+        // leader creates, so it queues whatever the schedule.
+        let d = Durable::with_options(LogOptions {
+            policy: SyncPolicy::Never,
+            segment_size: segment::HEADER_LEN as u64 + 1,
+        });
+        let commit = |d: &Durable, key: &'static [u8]| {
+            let publication = d.clock.allocate();
+            let ts = publication.ts();
+            let lsn = d.log.append(ts, [(key, Some(&b"v"[..]))]).unwrap();
+            let path = if d.log.written_bytes() >= lsn.0 {
+                "written at append"
+            } else {
+                "queued for a leader"
+            };
+            d.log.wait_committed(lsn).unwrap();
+            assert!(
+                logged_ts(&d.storage, &dir()).contains(&ts),
+                "commit {ts} acknowledged but not written"
+            );
+            publication.publish();
+            path
+        };
+        let d2 = Arc::clone(&d);
+        let theirs = loom::thread::spawn(move || commit(&d2, b"y"));
+        // The periodic syncer's step: a leader turn, holding the writer lock across a sync.
+        d.log.sync_now().unwrap();
+        let mine = commit(&d, b"x");
+        let theirs = theirs.join().unwrap();
+        let mut logged = logged_ts(&d.storage, &dir());
+        logged.sort_unstable();
+        assert_eq!(logged, [1, 2], "both frames written, each once");
+        assert_eq!(
+            d.storage.list(&dir()).unwrap().len(),
+            2,
+            "one segment a frame"
+        );
+        seen.saw(mine);
+        seen.saw(theirs);
+    });
+    outcomes.assert_explored(&["written at append", "queued for a leader"]);
 }
 
 /// Model 28: a statistics read of the log (`Log::syncs`, which every commit's background

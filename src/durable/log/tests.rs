@@ -155,8 +155,10 @@ fn a_failed_sync_gives_its_batch_an_unknown_outcome_and_poisons_the_log() {
 fn a_failed_write_gives_its_batch_an_unknown_outcome_and_poisons_the_log() {
     let storage = SimStorage::new();
     let log = Log::create(storage.clone(), &dir(), 1, 1, options(SyncPolicy::Never)).unwrap();
-    let lsn = log.append(1, [(&b"a"[..], Some(&b"1"[..]))]).unwrap();
+    // Under Never, an append with no leader at work writes its own frame: the write fails
+    // there, and the append's position waits to the unknown outcome.
     storage.fail_next_write(5);
+    let lsn = log.append(1, [(&b"a"[..], Some(&b"1"[..]))]).unwrap();
     assert!(matches!(
         log.wait_written(lsn),
         Err(Error::CommitOutcomeUnknown { .. })
@@ -169,6 +171,20 @@ fn a_failed_write_gives_its_batch_an_unknown_outcome_and_poisons_the_log() {
     let segments = read_log(&storage, &dir());
     assert!(matches!(segments[0].end, SegmentEnd::TornTail { .. }));
     assert!(segments[0].ts.is_empty());
+}
+
+#[test]
+fn under_never_an_append_with_no_leader_at_work_is_written_when_it_returns() {
+    let storage = SimStorage::new();
+    let log = Log::create(storage.clone(), &dir(), 1, 1, options(SyncPolicy::Never)).unwrap();
+    for ts in 1..=3 {
+        let lsn = log.append(ts, [(&b"a"[..], Some(&b"1"[..]))]).unwrap();
+        assert_eq!(log.written_bytes(), lsn.0, "frame {ts} not written at append");
+    }
+    // Nothing synced, everything in the files a crash of the process leaves.
+    assert_eq!(log.syncs(), 0);
+    assert_eq!(all_ts(&read_log(&storage, &dir())), BTreeSet::from([1, 2, 3]));
+    assert!(all_ts(&read_log(&storage.crash(Crash::SyncedOnly), &dir())).is_empty());
 }
 
 #[test]
