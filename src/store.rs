@@ -91,8 +91,9 @@ impl Store {
 
     /// Runs `f` with `key`'s chain locked and its head mirror, if `key` has a chain whose lock
     /// is free; `None` (at once) otherwise. The shard's read lock is held across `f`, so `f`
-    /// must not wait for anything (see `ChainSource::with_locked`): the shard's lock is
-    /// reader-preferring, but a thread waiting for its write lock may hold a chain lock.
+    /// must not wait for anything that may need it or a chain lock (see
+    /// `ChainSource::with_locked`): the shard's lock is reader-preferring, but a thread
+    /// waiting for its write lock may hold a chain lock.
     pub(crate) fn with_locked<R>(
         &self,
         key: &[u8],

@@ -44,10 +44,12 @@ pub(crate) trait ChainSource {
     /// it over), if the key has a chain and its lock is free right now; `None` otherwise,
     /// without waiting. This is the one-key commit's fast path: one lookup finds the chain
     /// and the mirror, and whatever keeps them in place (a map shard's read lock) is held
-    /// across `f`. So `f` must wait for nothing, and must not remove the key: the commit
-    /// then allocates a timestamp but neither publishes it (which may wait) nor discards an
-    /// empty chain (which takes the shard's write lock) before this returns. Deliberately
-    /// no default.
+    /// across `f`. So `f` must wait for nothing that may need that lock or a chain's (the
+    /// only wait it makes is a durable commit's for a log turn under `SyncPolicy::Never`:
+    /// see `commit_pinned`), and must not remove the key: the commit then allocates a
+    /// timestamp but neither publishes it (which may wait for other committers) nor
+    /// discards an empty chain (which takes the shard's write lock) before this returns.
+    /// Deliberately no default.
     fn with_locked<R>(
         &self,
         key: &[u8],
@@ -231,9 +233,23 @@ pub(crate) fn commit_pinned(
     // The fast path of the most common commit: one key, already in the map, its lock free, and
     // no reads to validate (read validation looks other keys up, which must not happen while
     // the map's shard lock is held). Same steps, minus the second lookup of the mirror and the
-    // chain's reference count. Not for a durable database: the fast path holds the map
-    // shard's lock and must wait for nothing, and a durable commit waits for its record.
-    if writes.len() == 1 && log.is_none() {
+    // chain's reference count.
+    //
+    // A durable commit takes it too when its log never syncs at commit (`SyncPolicy::Never`):
+    // it then appends and waits for its record inside `with_locked`, under the chain lock and
+    // the map shard's read lock, in `log_and_wait`'s order (nothing installed before the
+    // record is written; on a failure nothing installed and the timestamp published empty).
+    // That wait cannot deadlock: it waits only for a leader turn of the log's to end (its own,
+    // or the one in progress when its `try_lock` of the writer lock failed), and a turn takes
+    // no shard or chain lock (only the log's writer and buffer locks); nor does anything else
+    // that holds the writer lock (close's final sync). Under `Never` a turn is a copy into
+    // the mapped segment, and at a segment rollover a sync of the old segment to its end and
+    // the creation of the next: bounded. What it costs: the shard's write lock (inserts of
+    // new keys into that shard, and discards of empty chains) waits for the turn meanwhile,
+    // so a rollover, whose sync writes out a whole segment that `Never` left unsynced, stalls
+    // those for its length (reads do not wait: the shard lock is reader-preferring). Not under
+    // `Always` or `Periodic`, where every wait may include a sync.
+    if writes.len() == 1 && log.is_none_or(|log| !log.waits_for_sync()) {
         let key = writes[0].key;
         if checks.reads.is_none_or(ReadSet::is_empty) {
             let fast = source.with_locked(key, |writer, mirror| {
@@ -242,12 +258,12 @@ pub(crate) fn commit_pinned(
                 let writers = std::slice::from_ref(writer);
                 let mirrors = Mirrors::Found(mirror);
                 validate_and_install(
-                    clock, source, writes, writers, mirrors, checks, horizon, None, guard,
+                    clock, source, writes, writers, mirrors, checks, horizon, log, guard,
                 )
             });
             // Unlocked (and the shard lock released) before publishing.
             if let Some(installed) = fast {
-                return installed.map(Installed::publish);
+                return publish(installed, clock, writes, log);
             }
         }
     }
@@ -280,18 +296,29 @@ pub(crate) fn commit_pinned(
                 // that locks a key now sees our version (newer than its snapshot) and
                 // conflicts as it should.
                 drop(writers);
-                let committed = installed.map(Installed::publish);
-                if let (Some(log), Ok(done), true) = (log, &committed, log_after_publish()) {
-                    let record = writes.iter().map(|w| (w.key, w.value()));
-                    log_and_wait(log, clock, done.ts, record)?;
-                }
-                return committed;
+                return publish(installed, clock, writes, log);
             }
             Err(stale) => stale,
         };
         // The collector removed this chain after we resolved it: get the new one.
         chains[stale] = source.resolve(writes[stale].key);
     }
+}
+
+/// Step 6 of [`commit`], once everything is unlocked: publishes an installed commit (or
+/// returns the error that stopped it).
+fn publish(
+    installed: Result<Installed<'_>, Error>,
+    clock: &Clock,
+    writes: &[Write<'_>],
+    log: Option<&dyn CommitLog>,
+) -> Result<Committed, Error> {
+    let committed = installed.map(Installed::publish);
+    if let (Some(log), Ok(done), true) = (log, &committed, log_after_publish()) {
+        let record = writes.iter().map(|w| (w.key, w.value()));
+        log_and_wait(log, clock, done.ts, record)?;
+    }
+    committed
 }
 
 /// Where the install finds each written key's head mirror.
@@ -862,6 +889,109 @@ mod one_key_fast_path {
             store.shard_write_lock_is_free(b"k"),
             "the map shard was left read-locked"
         );
+    }
+
+    /// `Store`, except that the general path's lookup of a key's chain panics: a commit
+    /// through it must take the fast path.
+    struct FastPathOnly<'a>(&'a Store);
+
+    impl ChainSource for FastPathOnly<'_> {
+        fn resolve(&self, _: &[u8]) -> StrongArc<Chain> {
+            panic!("the commit took the general path");
+        }
+        fn lookup(&self, key: &[u8]) -> Option<StrongArc<Chain>> {
+            self.0.get(key)
+        }
+        fn find_in_range(
+            &self,
+            range: &KeyRange,
+            hit: &mut dyn FnMut(&[u8], &Chain) -> bool,
+        ) -> Option<Bytes> {
+            ChainSource::find_in_range(self.0, range, hit)
+        }
+        fn discard_if_empty(&self, key: &[u8], writer: &ChainWriter<'_>, guard: &Guard) {
+            ChainSource::discard_if_empty(self.0, key, writer, guard)
+        }
+        fn with_mirror<R>(
+            &self,
+            key: &[u8],
+            chain: &Chain,
+            f: impl FnOnce(Option<&MirroredChain>) -> R,
+        ) -> R {
+            self.0.with_mirror(key, chain, f)
+        }
+        fn with_locked<R>(
+            &self,
+            key: &[u8],
+            f: impl FnOnce(&ChainWriter<'_>, Option<&MirroredChain>) -> R,
+        ) -> Option<R> {
+            ChainSource::with_locked(self.0, key, f)
+        }
+        fn note_installed(&self, writes: &[Write<'_>], guard: &Guard) {
+            ChainSource::note_installed(self.0, writes, guard)
+        }
+    }
+
+    /// A durable one-key commit under `SyncPolicy::Never` takes the fast path, appending and
+    /// waiting for its record under the chain lock and the shard's read lock. A failed
+    /// write there installs nothing, publishes its timestamp empty, poisons the log and
+    /// leaves both locks free, as on the general path.
+    #[test]
+    fn a_failed_write_on_the_durable_fast_path_installs_nothing_and_poisons() {
+        use crate::durable::log::{Log, LogOptions};
+        use crate::durable::policy::SyncPolicy;
+        use crate::durable::storage::SimStorage;
+
+        let storage = SimStorage::new();
+        let options = LogOptions {
+            policy: SyncPolicy::Never,
+            ..LogOptions::default()
+        };
+        let log = Log::create(storage.clone(), std::path::Path::new("/db"), 1, 1, options).unwrap();
+        let (store, clock, keep_all) = (Store::new(), Clock::new(), Horizon::at(0));
+        // The first write of the key creates its chain (general path).
+        put_blind(&store, &clock, b"k", b"1").unwrap();
+        let durable_put = |value: &[u8]| {
+            commit_pinned(
+                &clock,
+                &FastPathOnly(&store),
+                &mut put(b"k", value),
+                Checks::default(),
+                &keep_all,
+                Some(&log),
+                &crossbeam_epoch::pin(),
+            )
+        };
+        assert_eq!(durable_put(b"2").unwrap().ts, 2);
+        storage.fail_next_write(0);
+        let err = durable_put(b"3").unwrap_err();
+        assert!(matches!(err, Error::CommitOutcomeUnknown { .. }), "{err:?}");
+        assert!(!err.is_retryable());
+        assert_eq!(clock.visible(), 3, "the failed commit published empty");
+        let chain = store.get(b"k").unwrap();
+        assert!(!chain.is_locked(), "the chain was left locked");
+        assert!(
+            store.shard_write_lock_is_free(b"k"),
+            "the map shard was left read-locked"
+        );
+        let guard = crossbeam_epoch::pin();
+        assert_eq!(
+            chain.version_count(&guard),
+            2,
+            "the failed commit installed"
+        );
+        let head = chain
+            .newest(&guard)
+            .map(|v| (v.ts, v.value.map(<[u8]>::to_vec)));
+        assert_eq!(head, Some((2, Some(b"2".to_vec()))));
+        let mirrored = store
+            .with_mirrored_chain(b"k", |_, mirror| mirror.get(&guard).map(|l| l.ts))
+            .flatten();
+        assert_eq!(mirrored, Some(2), "the mirror moved past the chain");
+        drop(guard);
+        let err = durable_put(b"4").unwrap_err();
+        assert!(matches!(err, Error::Poisoned { .. }), "{err:?}");
+        assert_eq!(clock.visible(), 4, "the refused commit published empty");
     }
 
     #[test]

@@ -36,6 +36,10 @@ pub(crate) trait CommitLog: Send + Sync {
     /// Returns once the record ending at `lsn` is what the sync policy promises at commit
     /// (synced under [`SyncPolicy::Always`], written otherwise).
     fn wait(&self, lsn: Lsn) -> Result<()>;
+    /// Whether [`wait`](Self::wait) may last as long as a sync of the policy's (see
+    /// [`SyncPolicy::waits_for_sync`]): a one-key commit waits under its map shard's lock
+    /// only if not.
+    fn waits_for_sync(&self) -> bool;
     /// Refuses later appends, and writes and syncs the earlier ones.
     fn close(&self) -> Result<()>;
     /// Writes the checkpoint of `snapshot` beside the log and installs it, then removes
@@ -71,6 +75,10 @@ impl<S: Storage> CommitLog for Log<S> {
 
     fn wait(&self, lsn: Lsn) -> Result<()> {
         self.wait_committed(lsn)
+    }
+
+    fn waits_for_sync(&self) -> bool {
+        self.policy().waits_for_sync()
     }
 
     fn close(&self) -> Result<()> {

@@ -395,6 +395,11 @@ impl<S: Storage> Log<S> {
         self.poisoned.store(true, Ordering::Release);
     }
 
+    /// The sync policy the log was created with.
+    pub(crate) fn policy(&self) -> SyncPolicy {
+        self.policy
+    }
+
     /// Waits until the frame ending at `lsn` is what the policy promises at commit: synced
     /// under [`SyncPolicy::Always`], written (to the operating system) otherwise.
     pub(crate) fn wait_committed(&self, lsn: Lsn) -> Result<()> {

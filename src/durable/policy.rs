@@ -28,4 +28,12 @@ impl SyncPolicy {
     pub(crate) fn syncs_at_commit(self) -> bool {
         matches!(self, SyncPolicy::Always)
     }
+
+    /// Whether a commit's wait may include a sync the policy asks for: the commit's own under
+    /// `Always`, the background syncer's under `Periodic` (it holds the log's writer lock
+    /// while it syncs, and a waiter then sleeps until that turn ends). Under `Never` a wait
+    /// is the write of the batch, plus a sync only when the batch starts a new segment.
+    pub(crate) fn waits_for_sync(self) -> bool {
+        !matches!(self, SyncPolicy::Never)
+    }
 }

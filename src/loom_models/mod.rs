@@ -44,10 +44,14 @@ struct World {
     /// A scan index over the keys, for the models of its head copies (the others have none:
     /// noting changes would only add steps to explore).
     index: Option<Index>,
+    /// Calls of `resolve`: only the general commit path makes them (the one-key fast path
+    /// finds its chain in `with_locked`).
+    resolves: AtomicUsize,
 }
 
 impl ChainSource for World {
     fn resolve(&self, key: &[u8]) -> StrongArc<Chain> {
+        self.resolves.fetch_add(1, StdOrdering::Relaxed);
         let i = self.keys.iter().position(|k| k == key).expect("model key");
         Arc::clone(&self.chains[i])
     }
@@ -133,6 +137,7 @@ impl World {
             keys: keys.iter().map(|k| Bytes::from_static(k)).collect(),
             chains,
             index,
+            resolves: AtomicUsize::new(0),
         }
     }
 
