@@ -74,6 +74,32 @@ fn a_failed_sync_fails_the_commit_invisibly_and_refuses_later_writes() {
     assert_poisoned(&db.close().unwrap_err());
 }
 
+/// Under `Never` a one-key put of an existing key takes the one-key fast path (the commit
+/// waits for its record inside `ChainSource::with_locked`): a failed write there fails the
+/// commit invisibly and poisons the log, as on the general path.
+#[test]
+fn a_failed_write_under_never_fails_a_one_key_put_invisibly_and_refuses_later_writes() {
+    let storage = SimStorage::new();
+    let db = open(&storage, SyncPolicy::Never);
+    db.put("k", "v1").unwrap();
+    db.put("k", "v2").unwrap();
+    storage.fail_next_write(0);
+    assert_outcome_unknown(&db.put("k", "v3").unwrap_err());
+    assert_eq!(db.get("k").unwrap().as_deref(), Some(&b"v2"[..]));
+    assert_eq!(db.get_versioned("k").unwrap().unwrap().1, 2);
+    assert_eq!(db.snapshot().ts(), 3, "the failed commit published empty");
+    // (The collector may have pruned v1 meanwhile: at most the two committed versions.)
+    let stats = db.stats();
+    assert!(stats.keys == 1 && stats.versions <= 2, "{stats:?}");
+    assert_poisoned(&db.put("k", "v4").unwrap_err());
+    // The chain was unlocked: a transaction's write of it is refused by the log, not a
+    // conflict.
+    let mut txn = db.begin();
+    txn.put("k", "v5").unwrap();
+    assert_poisoned(&txn.commit().unwrap_err());
+    assert_poisoned(&db.close().unwrap_err());
+}
+
 #[test]
 fn update_never_retries_an_unknown_outcome() {
     let (_storage, db) = about_to_fail_a_sync();
