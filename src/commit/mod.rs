@@ -238,7 +238,8 @@ pub(crate) fn commit_pinned(
     // A durable commit takes it too when its log never syncs at commit (`SyncPolicy::Never`):
     // it then appends and waits for its record inside `with_locked`, under the chain lock and
     // the map shard's read lock, in `log_and_wait`'s order (nothing installed before the
-    // record is written; on a failure nothing installed and the timestamp published empty).
+    // record is written; on a failure nothing installed, and the timestamp published empty
+    // once both locks are released: see `Refused`).
     // That wait cannot deadlock: it waits only for a leader turn of the log's to end (its own,
     // or the one in progress when its `try_lock` of the writer lock failed), and a turn takes
     // no shard or chain lock (only the log's writer and buffer locks); nor does anything else
@@ -305,15 +306,18 @@ pub(crate) fn commit_pinned(
     }
 }
 
-/// Step 6 of [`commit`], once everything is unlocked: publishes an installed commit (or
-/// returns the error that stopped it).
+/// Step 6 of [`commit`], once everything is unlocked: publishes an installed commit, or the
+/// timestamp of a refused one empty (returning its error).
 fn publish(
-    installed: Result<Installed<'_>, Error>,
+    installed: Result<Installed<'_>, Refused<'_>>,
     clock: &Clock,
     writes: &[Write<'_>],
     log: Option<&dyn CommitLog>,
 ) -> Result<Committed, Error> {
-    let committed = installed.map(Installed::publish);
+    // A refused commit's timestamp is published (dropped) at the end of the closure.
+    let committed = installed
+        .map(Installed::publish)
+        .map_err(|refused| refused.error);
     if let (Some(log), Ok(done), true) = (log, &committed, log_after_publish()) {
         let record = writes.iter().map(|w| (w.key, w.value()));
         log_and_wait(log, clock, done.ts, record)?;
@@ -351,6 +355,17 @@ impl Installed<'_> {
     }
 }
 
+/// A commit refused before it installed anything: the error, and the timestamp if it took
+/// one, published empty when this drops. Handed back to the caller so that the drop happens
+/// once every lock is released: publishing waits for every smaller timestamp, and a
+/// committer holding one may wait for those locks (one that abandons a chain it created
+/// takes its map shard's write lock, which the fast path holds shared while its log write
+/// fails).
+struct Refused<'c> {
+    error: Error,
+    _empty: Option<Publication<'c>>,
+}
+
 /// Steps 2–5 of [`commit`], with every chain of the write set locked.
 #[allow(clippy::too_many_arguments)]
 fn validate_and_install<'c>(
@@ -363,8 +378,8 @@ fn validate_and_install<'c>(
     horizon: &Horizon,
     log: Option<&dyn CommitLog>,
     guard: &Guard,
-) -> Result<Installed<'c>, Error> {
-    let abandon = |writes: &[Write<'_>], err: Error| {
+) -> Result<Installed<'c>, Refused<'c>> {
+    let abandon = |writes: &[Write<'_>], error: Error, empty: Option<Publication<'c>>| {
         // The fast path found the chain in the map, so did not create it, and holds the
         // map's shard lock, which discarding would take. An empty chain it found was created
         // by a general-path committer still in flight, which installs into it or discards
@@ -374,17 +389,20 @@ fn validate_and_install<'c>(
                 source.discard_if_empty(write.key, w, guard);
             }
         }
-        Err(err)
+        Err(Refused {
+            error,
+            _empty: empty,
+        })
     };
     if let Err(e) = validate_writes(writes, writers, checks, guard) {
-        return abandon(writes, e);
+        return abandon(writes, e, None);
     }
     let serializable = checks.snapshot.zip(checks.reads);
     let validate =
         |writes: &[Write<'_>], (s, reads)| validate_reads(source, writes, reads, s, guard);
     if reads_before_timestamp() {
         if let Some(Err(e)) = serializable.map(|sr| validate(writes, sr)) {
-            return abandon(writes, e);
+            return abandon(writes, e, None);
         }
     }
     if horizon.has_old_snapshots() {
@@ -399,16 +417,16 @@ fn validate_and_install<'c>(
     let publication = clock.allocate();
     if !reads_before_timestamp() {
         if let Some(Err(e)) = serializable.map(|sr| validate(writes, sr)) {
-            // `publication` publishes on drop, with nothing installed.
-            return abandon(writes, e);
+            // Nothing installed: the timestamp is published empty, by the caller.
+            return abandon(writes, e, Some(publication));
         }
     }
     if let Some(log) = log.filter(|_| !log_after_publish()) {
         let record = writes.iter().map(|w| (w.key, w.value()));
         if let Err(e) = log_and_wait(log, clock, publication.ts(), record) {
             // As for a failed read validation: nothing installed, the timestamp published
-            // empty (on drop).
-            return abandon(writes, e);
+            // empty by the caller.
+            return abandon(writes, e, Some(publication));
         }
     }
     let outcome = install(
@@ -792,10 +810,17 @@ mod one_key_fast_path {
     //! The one-key commit finds its chain and mirror with one lookup and holds the map's
     //! shard lock meanwhile, so it must never wait there: on a busy chain it takes the
     //! general path, which waits for the lock like any multi-key commit.
+    use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::Duration;
 
     use super::*;
     use crate::clock::Clock;
+    use crate::durable::log::{Log, LogOptions, Lsn};
+    use crate::durable::policy::SyncPolicy;
+    use crate::durable::report::{CheckpointReport, LogStats};
+    use crate::durable::storage::SimStorage;
+    use crate::error::Result;
+    use crate::snapshot::Snapshot;
     use crate::store::Store;
 
     fn put<'a>(key: &'a [u8], value: &'a [u8]) -> [Write<'a>; 1] {
@@ -932,22 +957,115 @@ mod one_key_fast_path {
         }
     }
 
+    /// A log under `SyncPolicy::Never` over `storage`.
+    fn never_log(storage: &SimStorage) -> Log<SimStorage> {
+        let options = LogOptions {
+            policy: SyncPolicy::Never,
+            ..LogOptions::default()
+        };
+        let dir = std::path::Path::new("/db");
+        Log::create(storage.clone(), dir, 1, 1, options).unwrap()
+    }
+
+    /// A log that says when a wait failed.
+    struct FlaggingLog {
+        log: Log<SimStorage>,
+        failed: AtomicBool,
+    }
+
+    impl CommitLog for FlaggingLog {
+        fn append(&self, ts: u64, floor: u64, writes: &[(&[u8], Option<&[u8]>)]) -> Result<Lsn> {
+            CommitLog::append(&self.log, ts, floor, writes)
+        }
+        fn wait(&self, lsn: Lsn) -> Result<()> {
+            let waited = CommitLog::wait(&self.log, lsn);
+            self.failed.store(waited.is_err(), Ordering::SeqCst);
+            waited
+        }
+        fn waits_for_sync(&self) -> bool {
+            CommitLog::waits_for_sync(&self.log)
+        }
+        fn close(&self) -> Result<()> {
+            CommitLog::close(&self.log)
+        }
+        fn checkpoint(&self, snapshot: &Snapshot) -> Result<CheckpointReport> {
+            CommitLog::checkpoint(&self.log, snapshot)
+        }
+        fn stats(&self) -> LogStats {
+            CommitLog::stats(&self.log)
+        }
+    }
+
+    /// A fast-path commit whose log write fails publishes its timestamp (empty) only once it
+    /// has released the chain lock and the shard lock: publishing waits for every smaller
+    /// timestamp, and the committer holding one may be waiting for that shard's write lock
+    /// (to discard a chain it created and abandons).
+    #[test]
+    fn a_failed_durable_fast_path_commit_publishes_after_releasing_its_locks() {
+        let storage = SimStorage::new();
+        let log = FlaggingLog {
+            log: never_log(&storage),
+            failed: AtomicBool::new(false),
+        };
+        let (store, clock, keep_all) = (Store::new(), Clock::new(), Horizon::at(0));
+        put_blind(&store, &clock, b"k", b"1").unwrap();
+        let chain = store.get(b"k").unwrap();
+        // A committer with a smaller timestamp, still in flight.
+        let smaller = clock.allocate();
+        storage.fail_next_write(0);
+        std::thread::scope(|s| {
+            let failing = s.spawn(|| {
+                commit_pinned(
+                    &clock,
+                    &FastPathOnly(&store),
+                    &mut put(b"k", b"2"),
+                    Checks::default(),
+                    &keep_all,
+                    Some(&log),
+                    &crossbeam_epoch::pin(),
+                )
+            });
+            // A deadline, not a timing target: the old behaviour held the locks until the
+            // smaller timestamp was published, which happens only after this loop.
+            let released = || {
+                log.failed.load(Ordering::SeqCst)
+                    && !chain.is_locked()
+                    && store.shard_write_lock_is_free(b"k")
+            };
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while !released() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let (released, returned_early) = (released(), failing.is_finished());
+            drop(smaller);
+            let err = failing.join().unwrap().unwrap_err();
+            assert!(
+                !returned_early,
+                "returned before a smaller timestamp was visible"
+            );
+            assert!(
+                released,
+                "the failed commit held its locks while it waited to publish"
+            );
+            assert!(matches!(err, Error::CommitOutcomeUnknown { .. }), "{err:?}");
+        });
+        assert_eq!(clock.visible(), 3, "the failed commit published empty");
+        let guard = crossbeam_epoch::pin();
+        assert_eq!(
+            chain.version_count(&guard),
+            1,
+            "the failed commit installed"
+        );
+    }
+
     /// A durable one-key commit under `SyncPolicy::Never` takes the fast path, appending and
     /// waiting for its record under the chain lock and the shard's read lock. A failed
     /// write there installs nothing, publishes its timestamp empty, poisons the log and
     /// leaves both locks free, as on the general path.
     #[test]
     fn a_failed_write_on_the_durable_fast_path_installs_nothing_and_poisons() {
-        use crate::durable::log::{Log, LogOptions};
-        use crate::durable::policy::SyncPolicy;
-        use crate::durable::storage::SimStorage;
-
         let storage = SimStorage::new();
-        let options = LogOptions {
-            policy: SyncPolicy::Never,
-            ..LogOptions::default()
-        };
-        let log = Log::create(storage.clone(), std::path::Path::new("/db"), 1, 1, options).unwrap();
+        let log = never_log(&storage);
         let (store, clock, keep_all) = (Store::new(), Clock::new(), Horizon::at(0));
         // The first write of the key creates its chain (general path).
         put_blind(&store, &clock, b"k", b"1").unwrap();
