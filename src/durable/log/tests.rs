@@ -179,11 +179,18 @@ fn under_never_an_append_with_no_leader_at_work_is_written_when_it_returns() {
     let log = Log::create(storage.clone(), &dir(), 1, 1, options(SyncPolicy::Never)).unwrap();
     for ts in 1..=3 {
         let lsn = log.append(ts, [(&b"a"[..], Some(&b"1"[..]))]).unwrap();
-        assert_eq!(log.written_bytes(), lsn.0, "frame {ts} not written at append");
+        assert_eq!(
+            log.written_bytes(),
+            lsn.0,
+            "frame {ts} not written at append"
+        );
     }
     // Nothing synced, everything in the files a crash of the process leaves.
     assert_eq!(log.syncs(), 0);
-    assert_eq!(all_ts(&read_log(&storage, &dir())), BTreeSet::from([1, 2, 3]));
+    assert_eq!(
+        all_ts(&read_log(&storage, &dir())),
+        BTreeSet::from([1, 2, 3])
+    );
     assert!(all_ts(&read_log(&storage.crash(Crash::SyncedOnly), &dir())).is_empty());
 }
 
