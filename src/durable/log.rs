@@ -15,6 +15,10 @@
 //! covered returns; one whose frame came too late for it competes to lead the next batch.
 //! Followers sleep on a count of finished leader turns, never on a lock held across I/O.
 //!
+//! **Writing without a leader.** Under a policy that does not sync at commit, an append that
+//! finds nothing queued and no leader at work writes its own frame, under the buffer lock,
+//! and ends a turn like a leader ([`Log::append_directly`]): its wait returns at once.
+//!
 //! **Poisoning.** A failed write or sync poisons the log: after a failed sync the operating
 //! system may have dropped the unsynced pages and report the next sync as a success
 //! ("fsyncgate"), so the log never retries and carries on. The failed batch's waiters get
@@ -311,13 +315,13 @@ impl<S: Storage> Log<S> {
                 max_ts: None,
             });
         }
+        if let Some(lsn) = self.append_directly(&mut b, ts, &payload) {
+            return Ok(lsn);
+        }
         // Read under the buffer lock so that `synced_to` never decreases along a segment. The
         // durable position is the end of a synced batch: a frame boundary of the tail
         // segment, or (while the tail's header is not yet synced or the tail is not yet
         // created) before it, when the header is all a frame can count on.
-        if let Some(lsn) = self.append_directly(&mut b, ts, &payload) {
-            return Ok(lsn);
-        }
         let durable = self.durable.load(Ordering::Acquire);
         let synced_to = durable.saturating_sub(b.tail_base).max(HEADER_LEN as u64);
         let (tail, salt, first_ts, base) = (b.tail, b.tail_salt, b.tail_first_ts, b.tail_base);
