@@ -668,6 +668,11 @@ mod tests {
         }
         let done = AtomicBool::new(false);
         let rebuilt = AtomicUsize::new(0);
+        // The run's size before any new key: read before the threads start, so that a rebuild
+        // merging new keys before the rebuilding thread first looks still counts (read in
+        // that thread, it could miss every rebuild and loop forever).
+        db.shared.store.maintain_index(Reason::Sweep);
+        let initial_run = db.shared.store.index_sizes().0;
         let scans = std::thread::scope(|s| {
             s.spawn(|| {
                 for r in 1..=rounds {
@@ -680,7 +685,7 @@ mod tests {
             });
             s.spawn(|| {
                 // Until the committer is done, and at least one rebuild merged new keys.
-                let mut run = db.shared.store.index_sizes().0;
+                let mut run = initial_run;
                 while !done.load(std::sync::atomic::Ordering::Acquire)
                     || rebuilt.load(std::sync::atomic::Ordering::Relaxed) == 0
                 {
