@@ -315,7 +315,7 @@ impl<S: Storage> Log<S> {
                 max_ts: None,
             });
         }
-        if let Some(lsn) = self.append_directly(&mut b, ts, &payload) {
+        if let Some(lsn) = self.append_directly(&mut b, ts, &payload, frame_len) {
             return Ok(lsn);
         }
         // Read under the buffer lock so that `synced_to` never decreases along a segment. The
@@ -354,12 +354,18 @@ impl<S: Storage> Log<S> {
     }
 
     /// Under a policy that does not sync at commit, writes the frame of `payload` (a commit
-    /// at `ts`) to the segment at once, when nothing is queued before it and no leader is at
+    /// at `ts`, `frame_len` bytes framed) to the segment at once, when nothing is queued before it and no leader is at
     /// work: the write (a copy into the mapped segment) costs less than handing the frame to
     /// a leader and waiting for its turn. Returns its position, written, or `None` for the
     /// queue. A failed write poisons the log as a leader's would, and the position it
     /// returns then waits to [`Error::CommitOutcomeUnknown`].
-    fn append_directly(&self, b: &mut Buffer, ts: u64, payload: &[u8]) -> Option<Lsn> {
+    fn append_directly(
+        &self,
+        b: &mut Buffer,
+        ts: u64,
+        payload: &[u8],
+        frame_len: u64,
+    ) -> Option<Lsn> {
         if self.policy.syncs_at_commit() || !b.chunks.is_empty() {
             return None;
         }
@@ -370,7 +376,6 @@ impl<S: Storage> Log<S> {
             self.end_turn();
             return None;
         }
-        let frame_len = frame::encoded_len(payload.len()) as u64;
         let written = w.segment.append(std::iter::once(payload));
         let lsn = Self::account_frame(b, ts, frame_len);
         match written {

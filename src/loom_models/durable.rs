@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use super::*;
-use crate::durable::log::{Log, LogOptions};
+use crate::durable::log::{Log, LogOptions, Lsn};
 use crate::durable::policy::SyncPolicy;
 use crate::durable::storage::{Crash, SimStorage, Storage};
 use crate::durable::{record, segment};
@@ -46,6 +46,7 @@ struct Durable {
     clock: Clock,
     storage: SimStorage,
     log: Log<SimStorage>,
+    policy: SyncPolicy,
 }
 
 impl Durable {
@@ -67,19 +68,43 @@ impl Durable {
             clock: Clock::new(),
             storage,
             log,
+            policy: options.policy,
         })
     }
 
+    /// The commit timestamps whose frames survive what the policy promises a commit
+    /// survives: a power loss under `Always`, a crash of the process otherwise.
+    fn kept_ts(&self) -> Vec<u64> {
+        if self.policy.syncs_at_commit() {
+            durable_ts(&self.storage, &dir())
+        } else {
+            logged_ts(&self.storage, &dir())
+        }
+    }
+
     /// A committer as the engine will run one: takes a timestamp, appends its record, waits
-    /// for it to be durable, and only then publishes the timestamp.
+    /// for it to be what the policy promises (durable under `Always`, written otherwise),
+    /// and only then publishes the timestamp.
     fn commit(&self, key: &'static [u8]) -> u64 {
+        self.commit_with(key, |_| {})
+    }
+
+    /// [`commit`](Self::commit), calling `appended` with the record's position between the
+    /// append and the wait.
+    fn commit_with(&self, key: &'static [u8], appended: impl FnOnce(Lsn)) -> u64 {
         let publication = self.clock.allocate();
         let ts = publication.ts();
         let lsn = self.log.append(ts, [(key, Some(&b"v"[..]))]).unwrap();
-        self.log.wait_durable(lsn).unwrap();
+        appended(lsn);
+        self.log.wait_committed(lsn).unwrap();
+        let promise = if self.policy.syncs_at_commit() {
+            "durable"
+        } else {
+            "written"
+        };
         assert!(
-            durable_ts(&self.storage, &dir()).contains(&ts),
-            "commit {ts} acknowledged but not durable"
+            self.kept_ts().contains(&ts),
+            "commit {ts} acknowledged but not {promise}"
         );
         publication.publish()
     }
@@ -211,20 +236,14 @@ fn check_never_waits() {
             segment_size: segment::HEADER_LEN as u64 + 1,
         });
         let commit = |d: &Durable, key: &'static [u8]| {
-            let publication = d.clock.allocate();
-            let ts = publication.ts();
-            let lsn = d.log.append(ts, [(key, Some(&b"v"[..]))]).unwrap();
-            let path = if d.log.written_bytes() >= lsn.0 {
-                "written at append"
-            } else {
-                "queued for a leader"
-            };
-            d.log.wait_committed(lsn).unwrap();
-            assert!(
-                logged_ts(&d.storage, &dir()).contains(&ts),
-                "commit {ts} acknowledged but not written"
-            );
-            publication.publish();
+            let mut path = "";
+            d.commit_with(key, |lsn| {
+                path = if d.log.written_bytes() >= lsn.0 {
+                    "written at append"
+                } else {
+                    "queued for a leader"
+                };
+            });
             path
         };
         let d2 = Arc::clone(&d);
@@ -372,10 +391,7 @@ fn check_durable_commit(policy: SyncPolicy) {
             })
         };
         world.clock.wait_visible(1);
-        let kept = match policy {
-            SyncPolicy::Never => logged_ts(&d.storage, &dir()),
-            _ => durable_ts(&d.storage, &dir()),
-        };
+        let kept = d.kept_ts();
         let guard = crossbeam_epoch::pin();
         let seen = world.chains[0]
             .read_at(world.clock.visible(), &guard)
@@ -419,16 +435,9 @@ fn check_retirement() {
     let outcomes = Outcomes::default();
     let seen = outcomes.clone();
     model(move || {
-        let storage = SimStorage::new();
-        let options = LogOptions {
+        let d = Durable::with_options(LogOptions {
             policy: SyncPolicy::Always,
             segment_size: 1,
-        };
-        let log = Log::create(storage.clone(), &dir(), 1, 1, options).unwrap();
-        let d = Arc::new(Durable {
-            clock: Clock::new(),
-            storage,
-            log,
         });
         // Timestamp 1 is taken before the other committer takes 2, and appended in either
         // order with it.
