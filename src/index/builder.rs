@@ -224,7 +224,12 @@ mod tests {
             eventually(|| watch.strong_count() == 0),
             "the thread outlived its builder"
         );
-        assert_eq!(Arc::strong_count(&index), 1, "the thread kept the index");
+        // Eventually, as the thread's exit and its last drops are not ordered with the
+        // watch (a clone can outlive it for an instant; seen once under Miri).
+        assert!(
+            eventually(|| Arc::strong_count(&index) == 1),
+            "the thread kept the index"
+        );
     }
 
     #[test]
