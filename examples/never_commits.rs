@@ -9,8 +9,9 @@
 //! `stores` picks the cells (a profile of one of them runs it alone); the ratio column needs
 //! `memory` among them.
 //!
-//! Random keys among 100,000, 100-byte values. Prints figures; asserts nothing (the
-//! target is a ratio on a shared machine, not a test).
+//! Random keys among 100,000, 100-byte values; every put is timed (the slowest, and how many
+//! took over a millisecond). `periodic` syncs every 10 ms. Prints figures; asserts nothing
+//! (the target is a ratio on a shared machine, not a test).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -26,28 +27,53 @@ fn key(i: u64) -> [u8; 16] {
     k
 }
 
-/// Puts from `threads` threads for `secs`; returns the puts per second.
-fn run(db: &Db, threads: u64, secs: f64) -> f64 {
+/// What a cell measured.
+struct Measured {
+    /// Puts per second.
+    rate: f64,
+    /// The slowest put.
+    max: Duration,
+    /// Puts that took more than a millisecond.
+    over_1ms: u64,
+}
+
+/// Puts from `threads` threads for `secs`, each one timed.
+fn run(db: &Db, threads: u64, secs: f64) -> Measured {
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(secs);
-    let puts: u64 = std::thread::scope(|s| {
+    let puts: (u64, Duration, u64) = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
                 s.spawn(move || {
                     let mut rng = fastrand::Rng::with_seed(t);
                     let value = [t as u8; 100];
-                    let mut n = 0u64;
-                    while n % 256 != 0 || Instant::now() < deadline {
+                    let (mut n, mut max, mut over_1ms) = (0u64, Duration::ZERO, 0u64);
+                    let mut now = Instant::now();
+                    while now < deadline {
                         db.put(key(rng.u64(0..KEYS)), value).expect("put");
+                        let after = Instant::now();
+                        let took = after - now;
+                        max = max.max(took);
+                        over_1ms += u64::from(took > Duration::from_millis(1));
+                        now = after;
                         n += 1;
                     }
-                    n
+                    (n, max, over_1ms)
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).sum()
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .fold((0, Duration::ZERO, 0), |a, b| {
+                (a.0 + b.0, a.1.max(b.1), a.2 + b.2)
+            })
     });
-    puts as f64 / started.elapsed().as_secs_f64()
+    Measured {
+        rate: puts.0 as f64 / started.elapsed().as_secs_f64(),
+        max: puts.1,
+        over_1ms: puts.2,
+    }
 }
 
 fn load(db: &Db) {
@@ -62,15 +88,15 @@ fn load(db: &Db) {
     }
 }
 
-fn cell(dir: &Path, policy: Option<SyncPolicy>, threads: u64, secs: f64) -> f64 {
+fn cell(dir: &Path, policy: Option<SyncPolicy>, threads: u64, secs: f64) -> Measured {
     let db = match policy {
         None => Db::new(),
         Some(p) => Db::builder().path(dir).sync(p).build().expect("open"),
     };
     load(&db);
-    let rate = run(&db, threads, secs);
+    let measured = run(&db, threads, secs);
     db.close().expect("close");
-    rate
+    measured
 }
 
 fn main() {
@@ -92,25 +118,34 @@ fn main() {
         .map_or_else(|| scratch.path().to_path_buf(), Into::into);
     println!("single-key puts, {secs} s a cell, in {}", base.display());
     println!(
-        "{:<14} {:>3} {:>12} {:>8}",
-        "store", "thr", "puts/s", "x memory"
+        "{:<14} {:>3} {:>12} {:>8} {:>10} {:>8}",
+        "store", "thr", "puts/s", "x memory", "max", ">1 ms"
     );
+    let row = |name: &str, t: u64, m: &Measured, memory: f64| {
+        println!(
+            "{name:<14} {t:>3} {:>12.0} {:>8.2} {:>10.2?} {:>8}",
+            m.rate,
+            m.rate / memory,
+            m.max,
+            m.over_1ms
+        );
+    };
     for &t in &threads {
         let memory = if wants("memory") {
-            let rate = cell(&base, None, t, secs);
-            println!("{:<14} {t:>3} {rate:>12.0} {:>8.2}", "memory", 1.0);
-            rate
+            let m = cell(&base, None, t, secs);
+            row("memory", t, &m, m.rate);
+            m.rate
         } else {
             f64::NAN
         };
         let policies = [
             ("never", SyncPolicy::Never),
-            ("periodic", SyncPolicy::Periodic(Duration::from_millis(100))),
+            ("periodic", SyncPolicy::Periodic(Duration::from_millis(10))),
         ];
         for (name, policy) in policies.into_iter().filter(|(name, _)| wants(name)) {
             let dir = base.join(format!("{name}-{t}"));
-            let rate = cell(&dir, Some(policy), t, secs);
-            println!("{name:<14} {t:>3} {rate:>12.0} {:>8.2}", rate / memory);
+            let m = cell(&dir, Some(policy), t, secs);
+            row(name, t, &m, memory);
             std::fs::remove_dir_all(&dir).ok();
         }
     }

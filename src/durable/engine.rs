@@ -125,9 +125,10 @@ impl<S: Storage> CommitLog for Log<S> {
 /// A durable database's log, background syncer and directory lock, shared by its handles.
 pub(crate) struct Durability {
     log: Arc<dyn CommitLog>,
-    /// The background syncer of [`SyncPolicy::Periodic`], stopped on close.
+    /// The log's background flusher under [`SyncPolicy::Periodic`] (its syncs) and `Never`
+    /// (writeback only), stopped on close.
     #[cfg(not(loom))]
-    periodic: Mutex<Option<super::log::PeriodicSync>>,
+    flusher: Mutex<Option<super::log::LogFlusher>>,
     /// Released on close, once the log does no more I/O.
     lock: Mutex<Option<DirLock>>,
     report: RecoveryReport,
@@ -172,7 +173,7 @@ impl Durability {
     pub(crate) fn close(&self) -> Result<()> {
         self.checkpointer.stop();
         #[cfg(not(loom))]
-        drop(self.periodic.lock().take());
+        drop(self.flusher.lock().take());
         let closed = self.log.close();
         drop(self.lock.lock().take());
         closed
@@ -260,12 +261,12 @@ pub(crate) fn open<S: Storage + 'static>(
     // checkpoint covers them.
     log.adopt_segments(std::mem::take(&mut recovered.segments));
     #[cfg(not(loom))]
-    let periodic = match policy {
-        SyncPolicy::Periodic(every) => {
-            Some(super::log::PeriodicSync::spawn(Arc::clone(&log), every))
-        }
-        _ => None,
-    };
+    let flusher = match policy {
+        SyncPolicy::Always => None,
+        SyncPolicy::Periodic(every) => Some(Some(every)),
+        SyncPolicy::Never => Some(None),
+    }
+    .map(|sync_every| super::log::LogFlusher::spawn(Arc::clone(&log), sync_every));
     let report = RecoveryReport {
         checkpoint_ts: recovered.checkpoint_ts,
         records_replayed: recovered.records_replayed,
@@ -288,7 +289,7 @@ pub(crate) fn open<S: Storage + 'static>(
         durability: Durability {
             log,
             #[cfg(not(loom))]
-            periodic: Mutex::new(periodic),
+            flusher: Mutex::new(flusher),
             lock: Mutex::new(lock),
             report,
             checkpointer: Checkpointer::new(options.checkpoint_log_bytes),

@@ -15,6 +15,15 @@
 //! covered returns; one whose frame came too late for it competes to lead the next batch.
 //! Followers sleep on a count of finished leader turns, never on a lock held across I/O.
 //!
+//! **Syncing outside the writer lock.** A sync runs under its own lock, through a handle of
+//! the segment's file ([`SyncHandle`]), not under the writer lock: while the periodic syncer
+//! (or [`Log::sync_now`]) waits for the disk, committers go on writing. That lock serializes
+//! syncs, and a failed sync poisons the log before it is released: a later sync, which the
+//! operating system may report a success after dropping the failed one's pages, never
+//! publishes a position the failed one covered. Under `Always` the leader syncs its batch
+//! right after writing it, with the writer lock still held: the next batch waits for this
+//! sync anyway.
+//!
 //! **Writing without a leader.** Under a policy that does not sync at commit, an append that
 //! finds nothing queued and no leader at work writes its own frame, under the buffer lock,
 //! and ends a turn like a leader ([`Log::append_directly`]): its wait returns at once.
@@ -30,7 +39,8 @@
 //! frame starts a new segment (its number and salt are chosen at append time, so frames for
 //! it can be encoded before it exists). The leader that meets the change syncs the old
 //! segment completely, then creates the new one (header and name synced) before writing to
-//! it: a segment followed by another was durable to its end (`docs/durability.md` §2).
+//! it: a segment followed by another was durable to its end (`docs/durability.md` §2). It
+//! holds the sync lock for all of it, so that a sync never meets a segment half switched.
 //!
 //! **Retirement.** Once a checkpoint at `S` is installed, a segment whose every record has a
 //! timestamp at most `S` is no longer needed ([`Log::remove_segments_covered_by`]). Log order
@@ -48,7 +58,7 @@ use super::frame;
 use super::policy::SyncPolicy;
 use super::record;
 use super::segment::{self, SegmentWriter, HEADER_LEN};
-use super::storage::Storage;
+use super::storage::{Storage, StorageFile, SyncHandle};
 use crate::error::{Error, Result};
 use crate::sync::faults::{self, Fault};
 use crate::sync::{
@@ -57,9 +67,9 @@ use crate::sync::{
 };
 
 #[cfg(not(loom))]
-mod periodic;
+mod flusher;
 #[cfg(not(loom))]
-pub(crate) use periodic::PeriodicSync;
+pub(crate) use flusher::LogFlusher;
 
 /// The segment size past which the log starts a new segment, unless configured.
 pub(crate) const DEFAULT_SEGMENT_SIZE: u64 = 64 << 20;
@@ -71,6 +81,9 @@ const WRITE_WAIT_SPINS: usize = 8;
 /// Under loom a spin is a yield: one lets the models reach both spinning and sleeping.
 #[cfg(loom)]
 const WRITE_WAIT_SPINS: usize = 1;
+
+/// [`Log::start_writeback`] starts writeback in blocks of this many bytes of a segment.
+const WRITEBACK_ALIGN: u64 = 64 << 10;
 
 /// The largest frame buffer kept for reuse from one batch to the next.
 const SPARE_BUFFER_MAX: usize = 1 << 20;
@@ -163,6 +176,21 @@ struct Writer<F> {
     base: u64,
     /// The last batch's frame buffer, emptied, for [`Buffer::spare`].
     spare: Vec<u8>,
+    /// The frame a direct write encodes ([`Log::append_directly`]), reused.
+    direct: Vec<u8>,
+}
+
+/// The sync handle of a log's segment, shared so that writeback can be started outside the
+/// sync lock (and, in the loom models' negative control, a sync run outside it).
+type SharedHandle<S> = std::sync::Arc<<<S as Storage>::File as StorageFile>::SyncHandle>;
+
+/// The segment being written, as syncs see it, under [`Log::syncing`].
+struct Syncing<S: Storage> {
+    handle: SharedHandle<S>,
+    /// The position of the segment's first byte.
+    base: u64,
+    /// Writeback was started (or the segment synced) below this position.
+    writeback_from: u64,
 }
 
 /// The write-ahead log: many committers append, one leader at a time writes and syncs.
@@ -172,11 +200,16 @@ pub(crate) struct Log<S: Storage> {
     policy: SyncPolicy,
     segment_size: u64,
     buffer: Mutex<Buffer>,
-    /// Taken only by a leader (with `try_lock`) and by [`Log::sync_now`], each ending a turn
-    /// after it; held across I/O, so no waiter ever blocks on it. Nothing else may take it,
+    /// Taken only by a leader (with `try_lock`), by a direct write and by [`Log::sync_now`]
+    /// to write what is queued, each ending a turn after it; held across writes (and a
+    /// rollover's sync, or an `Always` batch's), so no waiter ever blocks on it. Nothing else may take it,
     /// not even briefly: a waiter whose `try_lock` fails sleeps until a turn ends, and a
     /// holder that ends none (a statistics read) could leave every committer asleep.
     writer: Mutex<Writer<S::File>>,
+    /// The sync handle of the segment being written. Its lock serializes syncs and is held
+    /// across each (lock order: `writer`, then this, then `buffer`): a sync that fails
+    /// poisons the log before releasing it ([`Log::sync_written`]).
+    syncing: Mutex<Syncing<S>>,
     /// Successful file syncs of frames (the segment headers' syncs are not counted). Counted
     /// outside the writer lock so that reading it never takes that lock.
     syncs: AtomicU64,
@@ -216,6 +249,7 @@ impl<S: Storage> Log<S> {
             options.segment_size,
         )?;
         let start = HEADER_LEN as u64;
+        let handle = std::sync::Arc::new(segment.sync_handle()?);
         Ok(Self {
             storage,
             dir: dir.to_path_buf(),
@@ -243,6 +277,12 @@ impl<S: Storage> Log<S> {
                 segment,
                 base: 0,
                 spare: Vec::new(),
+                direct: Vec::new(),
+            }),
+            syncing: Mutex::new(Syncing {
+                handle,
+                base: 0,
+                writeback_from: start,
             }),
             syncs: AtomicU64::new(0),
             written: AtomicU64::new(start),
@@ -318,12 +358,7 @@ impl<S: Storage> Log<S> {
         if let Some(lsn) = self.append_directly(&mut b, ts, &payload, frame_len) {
             return Ok(lsn);
         }
-        // Read under the buffer lock so that `synced_to` never decreases along a segment. The
-        // durable position is the end of a synced batch: a frame boundary of the tail
-        // segment, or (while the tail's header is not yet synced or the tail is not yet
-        // created) before it, when the header is all a frame can count on.
-        let durable = self.durable.load(Ordering::Acquire);
-        let synced_to = durable.saturating_sub(b.tail_base).max(HEADER_LEN as u64);
+        let synced_to = self.synced_to(&b);
         let (tail, salt, first_ts, base) = (b.tail, b.tail_salt, b.tail_first_ts, b.tail_base);
         let chunk = match b.chunks.last_mut() {
             Some(chunk) if chunk.segment == tail => chunk,
@@ -341,6 +376,16 @@ impl<S: Storage> Log<S> {
         };
         frame::encode(salt, synced_to, &payload, &mut chunk.frames);
         Ok(Self::account_frame(&mut b, ts, frame_len))
+    }
+
+    /// The `synced_to` mark of a frame appended now to the tail segment: how far that
+    /// segment is durable. Read under the buffer lock, so that it never decreases along a
+    /// segment. The durable position is the end of a synced batch or write: a frame boundary
+    /// of the tail segment, or (while the tail's header is not yet synced or the tail is not
+    /// yet created) before it, when the header is all a frame can count on.
+    fn synced_to(&self, b: &Buffer) -> u64 {
+        let durable = self.durable.load(Ordering::Acquire);
+        durable.saturating_sub(b.tail_base).max(HEADER_LEN as u64)
     }
 
     /// Moves the buffer's end past a frame of `frame_len` bytes at `ts` appended to the tail
@@ -369,20 +414,25 @@ impl<S: Storage> Log<S> {
         if self.policy.syncs_at_commit() || !b.chunks.is_empty() {
             return None;
         }
-        let mut w = self.writer.try_lock()?;
+        let mut guard = self.writer.try_lock()?;
+        let w = &mut *guard;
         // A segment that appends just moved to is the leader's to create.
         if w.segment.header().number != b.tail {
-            drop(w);
+            drop(guard);
             self.end_turn();
             return None;
         }
-        let written = w.segment.append(std::iter::once(payload));
+        w.direct.clear();
+        frame::encode(b.tail_salt, self.synced_to(b), payload, &mut w.direct);
+        let written = w.segment.append_encoded(&w.direct);
         let lsn = Self::account_frame(b, ts, frame_len);
         match written {
             Ok(_) => self.written.store(lsn.0, Ordering::Release),
-            Err(e) => self.record_failure(b, e, lsn.0),
+            Err(e) => {
+                self.record_failure(b, e, lsn.0);
+            }
         }
-        drop(w);
+        drop(guard);
         // Whoever holds the writer lock ends a turn: a waiter that failed to take it sleeps
         // until one ends.
         self.end_turn();
@@ -390,18 +440,21 @@ impl<S: Storage> Log<S> {
     }
 
     /// Poisons the log after a write or sync failed with `e`: positions up to `unknown_up_to`
-    /// not yet reached may be on the disk.
-    fn record_failure(&self, b: &mut Buffer, e: Error, unknown_up_to: u64) {
+    /// not yet reached may be on the disk. Returns `e` as an [`Error::Io`]. Only the first
+    /// failure counts: a later one (the same failure seen by a caller up the stack) changes
+    /// nothing.
+    fn record_failure(&self, b: &mut Buffer, e: Error, unknown_up_to: u64) -> Error {
         let cause = match e {
             Error::Io(cause) | Error::Poisoned { cause } => cause,
             other => std::sync::Arc::new(io::Error::other(other.to_string())),
         };
         b.chunks.clear();
         b.failure.get_or_insert(Failure {
-            cause,
+            cause: std::sync::Arc::clone(&cause),
             unknown_up_to,
         });
         self.poisoned.store(true, Ordering::Release);
+        Error::Io(cause)
     }
 
     /// The sync policy the log was created with.
@@ -442,21 +495,111 @@ impl<S: Storage> Log<S> {
 
     /// [`sync_now`](Self::sync_now); with `finish`, then gives back the segment's unused
     /// reservation (the last segment, at close).
+    ///
+    /// What is queued is written in a turn under the writer lock (a copy into the map,
+    /// unless the batch meets a new segment); the sync runs after it, outside that lock, so
+    /// committers go on writing while the disk works.
     fn sync_to_end(&self, finish: bool) -> Result<()> {
         let end = self.buffer.lock().end;
-        let mut writer = self.writer.lock();
-        self.lead(&mut writer, end, &self.durable, true);
+        if self.written.load(Ordering::Acquire) < end {
+            let mut writer = self.writer.lock();
+            self.lead(&mut writer, end, &self.written, false);
+            drop(writer);
+            self.end_turn();
+        }
+        if !self.poisoned.load(Ordering::Acquire) {
+            // A failure poisons the log: reported just below.
+            let _ = self.sync_written();
+        }
         let synced = self
             .check_reached(Lsn(end), &self.durable)
             .unwrap_or(Ok(()));
-        let finished = if finish && synced.is_ok() {
-            writer.segment.finish()
-        } else {
-            Ok(())
-        };
+        if !(finish && synced.is_ok()) {
+            return synced;
+        }
+        let mut writer = self.writer.lock();
+        let finished = writer.segment.finish();
         drop(writer);
         self.end_turn();
-        synced.and(finished)
+        finished
+    }
+
+    /// Syncs the segment being written up to what was written when the sync began, and
+    /// publishes that position as durable; nothing if it is durable already. Holds only the
+    /// sync lock across the sync (a caller may hold the writer lock too: an `Always` leader).
+    ///
+    /// Every segment before the one being written was synced to its end when it was left
+    /// (under this lock too), and `written` reaches into a new segment only after the
+    /// rollover installed its handle: so the handle's file holds every byte between the
+    /// durable position and `written`.
+    ///
+    /// A failed sync poisons the log before the lock is released: the next sync, which
+    /// waited for the lock, then sees the log poisoned and publishes nothing, even if the
+    /// operating system (having dropped the failed pages) reports it a success.
+    fn sync_written(&self) -> Result<()> {
+        let syncing = self.syncing.lock();
+        if self.poisoned.load(Ordering::Acquire) {
+            let b = self.buffer.lock();
+            let failure = b.failure.as_ref().expect("poisoned without a failure");
+            return Err(Error::Poisoned {
+                cause: std::sync::Arc::clone(&failure.cause),
+            });
+        }
+        let upto = self.written.load(Ordering::Acquire);
+        // (The negative control that publishes early still syncs: only the order is wrong.)
+        if self.durable.load(Ordering::Acquire) >= upto && !faults::active(Fault::DurableBeforeSync)
+        {
+            return Ok(());
+        }
+        let synced = if faults::active(Fault::SyncOutsideItsLock) {
+            let unlocked = std::sync::Arc::clone(&syncing.handle);
+            drop(syncing);
+            unlocked.sync()
+        } else {
+            syncing.handle.sync()
+        };
+        match synced {
+            Ok(()) => {
+                self.syncs.fetch_add(1, Ordering::Relaxed);
+                self.durable.fetch_max(upto, Ordering::Release);
+                Ok(())
+            }
+            Err(e) => Err(self.record_failure(&mut self.buffer.lock(), Error::io(e), upto)),
+        }
+    }
+
+    /// Starts writing back (to the disk, without waiting and without a sync) what the
+    /// segment being written holds past where the last call or sync got to, in whole
+    /// [`WRITEBACK_ALIGN`] blocks: so that the next sync, a periodic one or the rollover's,
+    /// finds little left to write. The flusher thread calls it ([`LogFlusher`]); under
+    /// `Never` nothing else syncs, and the sync of a full segment at rollover kept committers
+    /// waiting ~40 ms. Nothing is promised by it, and nothing fails.
+    pub(crate) fn start_writeback(&self) {
+        let (handle, range) = {
+            let mut syncing = self.syncing.lock();
+            // (Below the base right after a rollover, until its batch's end is published.)
+            let Some(in_segment) = self
+                .written
+                .load(Ordering::Acquire)
+                .checked_sub(syncing.base)
+            else {
+                return;
+            };
+            // Whole blocks only: a page still being filled would be written twice.
+            let to = syncing.base + in_segment - in_segment % WRITEBACK_ALIGN;
+            let from = syncing
+                .writeback_from
+                .max(self.durable.load(Ordering::Acquire));
+            if to <= from {
+                return;
+            }
+            syncing.writeback_from = to;
+            let handle = std::sync::Arc::clone(&syncing.handle);
+            (handle, (from - syncing.base, to - from))
+        };
+        // Outside the sync lock: the call can block on a busy device, and a rollover (which
+        // holds the writer lock) may be waiting for that lock.
+        handle.start_writeback(range.0, range.1);
     }
 
     /// Refuses every later append ([`Error::Closed`]), then writes and syncs everything
@@ -668,26 +811,11 @@ impl<S: Storage> Log<S> {
     ) -> Result<()> {
         for chunk in chunks {
             if chunk.segment != w.segment.header().number {
-                // The old segment is synced to its end before the next one exists, whatever
-                // the policy: a reader trusts a segment that another one follows to its end.
-                w.segment.sync()?;
-                self.syncs.fetch_add(1, Ordering::Relaxed);
-                self.durable
-                    .store(w.base + w.segment.synced(), Ordering::Release);
-                // Its unused reservation goes too, durably, before the next segment exists:
-                // a segment that another follows ends at its last frame.
-                w.segment.finish()?;
-                w.segment = SegmentWriter::create_salted(
-                    &self.storage,
-                    &self.dir,
-                    chunk.segment,
-                    chunk.first_ts,
-                    chunk.salt,
-                    self.segment_size,
-                )?;
-                w.base = chunk.base;
-                // The old segment is done with: from now on it may be retired.
-                self.buffer.lock().writing = chunk.segment;
+                let mut syncing = self.syncing.lock();
+                if let Err(e) = self.roll_over(w, &chunk, &mut syncing) {
+                    // Poisoned before the sync lock is released (see `sync_written`).
+                    return Err(self.record_failure(&mut self.buffer.lock(), e, end));
+                }
             }
             w.segment.append_encoded(&chunk.frames)?;
             // Kept for reuse unless a big commit grew it: a buffer's size follows a batch's.
@@ -698,16 +826,47 @@ impl<S: Storage> Log<S> {
         }
         debug_assert_eq!(w.base + w.segment.written(), end);
         if sync && faults::active(Fault::DurableBeforeSync) {
-            self.durable.store(end, Ordering::Release);
+            self.durable.fetch_max(end, Ordering::Release);
         }
         self.written.store(end, Ordering::Release);
         if sync {
-            if w.segment.synced() < w.segment.written() {
-                w.segment.sync()?;
-                self.syncs.fetch_add(1, Ordering::Relaxed);
-            }
-            self.durable.store(end, Ordering::Release);
+            self.sync_written()?;
         }
+        Ok(())
+    }
+
+    /// Leaves the segment being written for `next`'s, under the writer and sync locks: syncs
+    /// the old one to its end, whatever the policy (a reader trusts a segment that another
+    /// one follows to its end), gives its unused reservation back, durably (a segment that
+    /// another follows ends at its last frame), and only then creates the new one and
+    /// installs its sync handle.
+    fn roll_over(
+        &self,
+        w: &mut Writer<S::File>,
+        next: &Chunk,
+        syncing: &mut Syncing<S>,
+    ) -> Result<()> {
+        w.segment.sync()?;
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        self.durable
+            .fetch_max(w.base + w.segment.synced(), Ordering::Release);
+        w.segment.finish()?;
+        w.segment = SegmentWriter::create_salted(
+            &self.storage,
+            &self.dir,
+            next.segment,
+            next.first_ts,
+            next.salt,
+            self.segment_size,
+        )?;
+        w.base = next.base;
+        *syncing = Syncing {
+            handle: std::sync::Arc::new(w.segment.sync_handle()?),
+            base: w.base,
+            writeback_from: w.base + HEADER_LEN as u64,
+        };
+        // The old segment is done with: from now on it may be retired.
+        self.buffer.lock().writing = next.segment;
         Ok(())
     }
 

@@ -189,9 +189,17 @@ impl<F: StorageFile> SegmentWriter<F> {
         self.written
     }
 
-    /// Bytes known durable.
+    /// Bytes known durable through [`sync`](Self::sync) (a sync through a
+    /// [`sync_handle`](Self::sync_handle) does not count here).
     pub(crate) fn synced(&self) -> u64 {
         self.synced
+    }
+
+    /// A handle that syncs the segment's file from another thread while this writer appends
+    /// ([`StorageFile::sync_handle`]).
+    pub(crate) fn sync_handle(&self) -> Result<F::SyncHandle> {
+        self.check()?;
+        self.file.sync_handle().map_err(Error::io)
     }
 
     fn check(&self) -> Result<()> {

@@ -54,10 +54,18 @@ pub(crate) trait Storage: Send + Sync {
 
 /// A file open for appending.
 pub(crate) trait StorageFile: Send {
+    /// Syncs the file from another thread: see [`sync_handle`](Self::sync_handle).
+    type SyncHandle: SyncHandle;
+
     /// Appends all of `data`. On an error an unknown prefix of `data` may have been written.
     fn append(&mut self, data: &[u8]) -> io::Result<()>;
     /// Makes every byte appended so far durable, with the file's length (not its name).
     fn sync(&mut self) -> io::Result<()>;
+    /// A handle that syncs this file without borrowing it, so that one thread can sync while
+    /// another appends (the log syncs outside its writer lock). A sync through it makes
+    /// durable at least every byte appended before the sync began, as
+    /// [`sync`](Self::sync) does.
+    fn sync_handle(&self) -> io::Result<Self::SyncHandle>;
     /// Reserves room for the file to grow to `len` bytes, for a file about to take many
     /// appends (a log segment). Until [`finish`](Self::finish), the file may be longer than
     /// what was appended, and reads see zeros after the appended bytes (a crash can leave it
@@ -71,6 +79,20 @@ pub(crate) trait StorageFile: Send {
     /// the bytes appended, durably, when this returns `Ok`. By default nothing.
     fn finish(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// Syncs a file from any thread ([`StorageFile::sync_handle`]).
+pub(crate) trait SyncHandle: Send + Sync {
+    /// Makes every byte appended to the file before this call durable, with the file's
+    /// length. The same rules as [`StorageFile::sync`], failures included: after a failed
+    /// sync the unsynced bytes may never reach the disk.
+    fn sync(&self) -> io::Result<()>;
+    /// Starts writing the bytes at `offset..offset + len` to the disk without waiting for
+    /// them: advice, which makes nothing durable and reports no failure, so that a later
+    /// [`sync`](Self::sync) finds less to write. By default (and in [`SimStorage`]) nothing.
+    fn start_writeback(&self, offset: u64, len: u64) {
+        let _ = (offset, len);
     }
 }
 
@@ -226,7 +248,31 @@ impl Storage for FileStorage {
     }
 }
 
+/// An [`OsFile`]'s [`SyncHandle`]: a second descriptor of the same open file.
+#[derive(Debug)]
+pub(crate) struct OsSyncHandle(std::fs::File);
+
+impl SyncHandle for OsSyncHandle {
+    fn sync(&self) -> io::Result<()> {
+        // As `OsFile::sync`: a descriptor of the same file writes back the same pages.
+        self.0.sync_data()
+    }
+
+    fn start_writeback(&self, offset: u64, len: u64) {
+        #[cfg(target_os = "linux")]
+        crate::raw::start_writeback(&self.0, offset, len);
+        #[cfg(not(target_os = "linux"))]
+        let _ = (offset, len);
+    }
+}
+
 impl StorageFile for OsFile {
+    type SyncHandle = OsSyncHandle;
+
+    fn sync_handle(&self) -> io::Result<OsSyncHandle> {
+        Ok(OsSyncHandle(self.file.try_clone()?))
+    }
+
     fn append(&mut self, mut data: &[u8]) -> io::Result<()> {
         #[cfg(target_os = "linux")]
         if let Some(map) = &mut self.map {
@@ -422,6 +468,12 @@ struct SimState {
     /// How long a file sync takes (spent before the state is locked), standing in for a
     /// disk's flush latency so that concurrent writers can be seen to share syncs.
     sync_delay: std::time::Duration,
+    /// While set, file syncs wait before they start ([`SimStorage::hold_syncs`]).
+    syncs_held: bool,
+    /// File syncs called and not yet started (sleeping their delay, or held).
+    syncs_waiting: usize,
+    /// Every [`SyncHandle::start_writeback`] call: the file's inode, offset and length.
+    writebacks: Vec<(usize, u64, u64)>,
 }
 
 impl SimState {
@@ -535,6 +587,28 @@ impl SimStorage {
     /// committers rarely find one in progress to share.
     pub(crate) fn set_sync_delay(&self, delay: std::time::Duration) {
         self.0.lock().sync_delay = delay;
+    }
+
+    /// Holds every file sync, from now until [`release_syncs`](Self::release_syncs), at its
+    /// start: a disk that takes as long as a test needs to show what goes on during a sync.
+    pub(crate) fn hold_syncs(&self) {
+        self.0.lock().syncs_held = true;
+    }
+
+    /// Lets the held syncs go on ([`hold_syncs`](Self::hold_syncs)).
+    pub(crate) fn release_syncs(&self) {
+        self.0.lock().syncs_held = false;
+    }
+
+    /// The ranges writeback was started for, in call order: `(offset, len)` in the file.
+    pub(crate) fn writebacks(&self) -> Vec<(u64, u64)> {
+        let state = self.0.lock();
+        state.writebacks.iter().map(|&(_, o, l)| (o, l)).collect()
+    }
+
+    /// File syncs called and not yet started: sleeping their delay, or held.
+    pub(crate) fn syncs_waiting(&self) -> usize {
+        self.0.lock().syncs_waiting
     }
 
     /// Operations performed so far (each [`Storage`] and [`StorageFile`] call counts one).
@@ -703,6 +777,8 @@ impl Storage for SimStorage {
 }
 
 impl StorageFile for SimFile {
+    type SyncHandle = SimFile;
+
     fn append(&mut self, data: &[u8]) -> io::Result<()> {
         let mut state = self.state.lock();
         state.op()?;
@@ -721,11 +797,36 @@ impl StorageFile for SimFile {
     }
 
     fn sync(&mut self) -> io::Result<()> {
-        let delay = self.state.lock().sync_delay;
+        SyncHandle::sync(&*self)
+    }
+
+    fn sync_handle(&self) -> io::Result<SimFile> {
+        Ok(SimFile {
+            state: Arc::clone(&self.state),
+            inode: self.inode,
+        })
+    }
+}
+
+impl SyncHandle for SimFile {
+    fn start_writeback(&self, offset: u64, len: u64) {
+        self.state.lock().writebacks.push((self.inode, offset, len));
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        let delay = {
+            let mut state = self.state.lock();
+            state.syncs_waiting += 1;
+            state.sync_delay
+        };
         if !delay.is_zero() {
             std::thread::sleep(delay);
         }
+        while self.state.lock().syncs_held {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         let mut state = self.state.lock();
+        state.syncs_waiting -= 1;
         state.op()?;
         let fail = std::mem::take(&mut state.faults.fail_next_sync);
         let inode = &mut state.inodes[self.inode];

@@ -248,7 +248,8 @@ fn check_never_waits() {
         };
         let d2 = Arc::clone(&d);
         let theirs = loom::thread::spawn(move || commit(&d2, b"y"));
-        // The periodic syncer's step: a leader turn, holding the writer lock across a sync.
+        // The periodic syncer's step: a leader turn that writes what is queued, then a sync
+        // outside the writer lock.
         d.log.sync_now().unwrap();
         let mine = commit(&d, b"x");
         let theirs = theirs.join().unwrap();
@@ -264,6 +265,51 @@ fn check_never_waits() {
         seen.saw(theirs);
     });
     outcomes.assert_explored(&["written at append", "queued for a leader"]);
+}
+
+/// Model 32: two syncs outside the writer lock (the periodic syncer's and `close`'s, say)
+/// after a frame was written, and the first to reach the disk fails. The operating system
+/// then drops the frame's pages (fsyncgate) and may report the other sync a success: that
+/// sync must not publish the frame as durable. (The sync lock, held across each sync, and
+/// the poisoning before it is released, see to it.)
+#[test]
+fn a_sync_after_a_failed_one_publishes_nothing() {
+    faults::inject(Fault::None);
+    check_syncs_after_a_failure();
+}
+
+fn check_syncs_after_a_failure() {
+    model(|| {
+        let d = Durable::with_policy(SyncPolicy::Never);
+        let lsn = d.log.append(1, [(&b"k"[..], Some(&b"v"[..]))]).unwrap();
+        d.log.wait_written(lsn).unwrap();
+        d.storage.fail_next_sync();
+        let d2 = Arc::clone(&d);
+        let theirs = loom::thread::spawn(move || d2.log.sync_now().is_ok());
+        let mine = d.log.sync_now().is_ok();
+        let theirs = theirs.join().unwrap();
+        assert!(
+            !mine && !theirs,
+            "a sync after a failed one reported success"
+        );
+        assert!(
+            durable_ts(&d.storage, &dir()).is_empty(),
+            "the failed sync's pages survived"
+        );
+        assert!(
+            d.log.wait_durable(lsn).is_err(),
+            "a frame whose pages the failed sync dropped is reported durable"
+        );
+    });
+}
+
+/// Negative control for model 32: the sync lock released before the sync lets the second
+/// sync publish the dropped frame.
+#[test]
+#[ignore = "negative control: must fail; run by .ci/run"]
+fn broken_sync_outside_its_lock_is_caught() {
+    faults::inject(Fault::SyncOutsideItsLock);
+    check_syncs_after_a_failure();
 }
 
 /// Model 28: a statistics read of the log (`Log::syncs`, which every commit's background

@@ -1,8 +1,8 @@
 //! The unsafe core: version nodes, chain links, epoch-deferred frees, and the epoch-protected
 //! cell that publishes the scan index's state.
 //!
-//! Log segments are written through a shared memory map (`mapped_file`), whose one `unsafe`
-//! call (the mapping) is here too.
+//! Log segments are written through a shared memory map (`mapped_file`), whose `unsafe`
+//! calls (the mapping, and starting writeback behind the appends) are here too.
 //!
 //! Every `unsafe` block of the library lives in this module (the only other two are in the
 //! loom models' test code, which accesses loom's `UnsafeCell` so that loom checks the
@@ -51,7 +51,7 @@ pub(crate) use chain::{prefetch_line, prefetch_lines, Chain, ChainWriter};
 pub(crate) use epoch_cell::EpochCell;
 pub(crate) use head_cache::{HeadCache, Lent};
 #[cfg(target_os = "linux")]
-pub(crate) use mapped_file::MappedFile;
+pub(crate) use mapped_file::{start_writeback, MappedFile};
 pub(crate) use mirrored_chain::MirroredChain;
 #[cfg(not(loom))] // for the index's builder thread, which loom builds do not have
 pub(crate) use node_pool::bypass as bypass_node_pool;

@@ -86,6 +86,10 @@ pub(crate) enum Fault {
     /// Reading the log's sync count takes the writer lock (which only leaders may take), so
     /// a committer whose `try_lock` meets that reader sleeps for a turn nobody ends.
     SyncCountUnderWriterLock = 25,
+    /// The log's sync releases its lock before syncing (holding it only to read what to
+    /// sync), so a sync that runs after a failed one can publish as durable the positions
+    /// whose pages the failed one dropped.
+    SyncOutsideItsLock = 26,
 }
 
 static ACTIVE: AtomicU8 = AtomicU8::new(0);

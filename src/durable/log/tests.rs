@@ -243,7 +243,7 @@ fn periodic_syncs_in_the_background() {
         )
         .unwrap(),
     );
-    let syncer = PeriodicSync::spawn(StdArc::clone(&log), every);
+    let syncer = LogFlusher::spawn(StdArc::clone(&log), Some(every));
     let acked = commit_concurrently(&log, 2, 50);
     // Written at commit: a process crash keeps them at once.
     assert_eq!(all_ts(&read_log(&storage, &dir())), acked);
@@ -259,6 +259,91 @@ fn periodic_syncs_in_the_background() {
     }
     drop(syncer);
     assert!(log.syncs() > 0);
+}
+
+/// The periodic syncer's sync runs outside the writer lock: while it waits for the disk,
+/// commits are written and acknowledged (under `Periodic`, written is what a commit waits
+/// for), and the sync then makes durable what was written before it began.
+#[test]
+fn commits_go_on_while_a_periodic_sync_waits_for_the_disk() {
+    let storage = SimStorage::new();
+    let policy = SyncPolicy::Periodic(Duration::from_secs(3600));
+    let log = StdArc::new(Log::create(storage.clone(), &dir(), 1, 1, options(policy)).unwrap());
+    let before = log.append(1, [(&b"a"[..], Some(&b"1"[..]))]).unwrap();
+    log.wait_committed(before).unwrap();
+    storage.hold_syncs();
+    let syncer = {
+        let log = StdArc::clone(&log);
+        std::thread::spawn(move || log.sync_now())
+    };
+    while storage.syncs_waiting() == 0 {
+        std::thread::yield_now();
+    }
+    // Bounded: a sync that held the writer lock would keep these waiting for good.
+    let (done, finished) = std::sync::mpsc::channel();
+    let committer = {
+        let log = StdArc::clone(&log);
+        std::thread::spawn(move || {
+            for ts in 2..=100 {
+                let lsn = log.append(ts, [(&b"b"[..], Some(&b"2"[..]))]).unwrap();
+                log.wait_committed(lsn).unwrap();
+            }
+            done.send(()).unwrap();
+        })
+    };
+    let waited = finished.recv_timeout(Duration::from_secs(60));
+    storage.release_syncs();
+    assert!(waited.is_ok(), "commits waited for a periodic sync");
+    committer.join().unwrap();
+    syncer.join().unwrap().unwrap();
+    assert!(
+        all_ts(&read_log(&storage.crash(Crash::SyncedOnly), &dir())).contains(&1),
+        "the sync did not make durable what was written before it began"
+    );
+    assert_eq!(
+        all_ts(&read_log(&storage, &dir())),
+        (1..=100).collect::<BTreeSet<u64>>()
+    );
+    log.sync_now().unwrap();
+    assert_eq!(
+        all_ts(&read_log(&storage.crash(Crash::SyncedOnly), &dir())),
+        (1..=100).collect::<BTreeSet<u64>>()
+    );
+}
+
+/// The flusher's writeback covers what was written since its last call or the last sync, in
+/// whole blocks (never the block still being filled), each byte once.
+#[test]
+fn writeback_starts_behind_the_appends_in_whole_blocks() {
+    let storage = SimStorage::new();
+    let log = Log::create(storage.clone(), &dir(), 1, 1, options(SyncPolicy::Never)).unwrap();
+    let value = [7u8; 1000];
+    let append = |range: std::ops::Range<u64>| {
+        for ts in range {
+            let lsn = log.append(ts, [(&b"k"[..], Some(&value[..]))]).unwrap();
+            log.wait_committed(lsn).unwrap();
+        }
+    };
+    append(1..200);
+    log.start_writeback();
+    log.start_writeback();
+    let header = HEADER_LEN as u64;
+    let first_end = log.written_bytes() / WRITEBACK_ALIGN * WRITEBACK_ALIGN;
+    assert_eq!(storage.writebacks(), [(header, first_end - header)]);
+    append(200..300);
+    log.sync_now().unwrap();
+    // Synced: nothing left to start.
+    log.start_writeback();
+    assert_eq!(storage.writebacks().len(), 1);
+    append(300..400);
+    log.start_writeback();
+    let synced = log.durable.load(Ordering::Acquire);
+    let second_end = log.written_bytes() / WRITEBACK_ALIGN * WRITEBACK_ALIGN;
+    assert_eq!(
+        storage.writebacks()[1],
+        (synced, second_end - synced),
+        "the second writeback starts where the sync ended"
+    );
 }
 
 #[test]
