@@ -538,13 +538,7 @@ impl<S: Storage> Log<S> {
     /// operating system (having dropped the failed pages) reports it a success.
     fn sync_written(&self) -> Result<()> {
         let syncing = self.syncing.lock();
-        if self.poisoned.load(Ordering::Acquire) {
-            let b = self.buffer.lock();
-            let failure = b.failure.as_ref().expect("poisoned without a failure");
-            return Err(Error::Poisoned {
-                cause: std::sync::Arc::clone(&failure.cause),
-            });
-        }
+        self.refuse_if_poisoned()?;
         let upto = self.written.load(Ordering::Acquire);
         // (The negative control that publishes early still syncs: only the order is wrong.)
         if self.durable.load(Ordering::Acquire) >= upto && !faults::active(Fault::DurableBeforeSync)
@@ -566,6 +560,19 @@ impl<S: Storage> Log<S> {
             }
             Err(e) => Err(self.record_failure(&mut self.buffer.lock(), Error::io(e), upto)),
         }
+    }
+
+    /// [`Error::Poisoned`] once a write or sync failed. A sync checks it under the sync lock
+    /// before it starts: see [`sync_written`](Self::sync_written).
+    fn refuse_if_poisoned(&self) -> Result<()> {
+        if !self.poisoned.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let b = self.buffer.lock();
+        let failure = b.failure.as_ref().expect("poisoned without a failure");
+        Err(Error::Poisoned {
+            cause: std::sync::Arc::clone(&failure.cause),
+        })
     }
 
     /// Starts writing back (to the disk, without waiting and without a sync) what the
@@ -846,6 +853,13 @@ impl<S: Storage> Log<S> {
         next: &Chunk,
         syncing: &mut Syncing<S>,
     ) -> Result<()> {
+        // A sync outside the writer lock may have failed since this batch was taken: the old
+        // segment's sync could then succeed without the pages the failed one dropped, and the
+        // new segment would vouch for it to its end. (Checked under the sync lock, which the
+        // failed sync released only after poisoning.)
+        if !faults::active(Fault::RollOverPastFailure) {
+            self.refuse_if_poisoned()?;
+        }
         w.segment.sync()?;
         self.syncs.fetch_add(1, Ordering::Relaxed);
         self.durable

@@ -90,6 +90,10 @@ pub(crate) enum Fault {
     /// sync), so a sync that runs after a failed one can publish as durable the positions
     /// whose pages the failed one dropped.
     SyncOutsideItsLock = 26,
+    /// A segment rollover syncs the old segment without checking, under the sync lock,
+    /// whether a sync outside the writer lock failed meanwhile: the new segment then vouches
+    /// for an old one whose pages the failed sync dropped.
+    RollOverPastFailure = 27,
 }
 
 static ACTIVE: AtomicU8 = AtomicU8::new(0);
