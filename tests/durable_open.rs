@@ -477,3 +477,71 @@ fn a_copy_taken_while_open_reopens_to_every_acknowledged_commit() {
         );
     }
 }
+
+/// Past a segment's size under the policies that do not sync at commit, on the file system:
+/// the flusher starts writeback behind the writes (and `Periodic` syncs outside the writer
+/// lock) while two committers fill the memory map, whose pages leave the page tables behind
+/// the writes, and the segment rolls over. A copy of the directory taken while open (what a
+/// crash of the process leaves) reopens to every acknowledged commit, and so does the
+/// directory after close.
+#[test]
+fn past_a_rollover_a_copy_taken_while_open_reopens_to_every_acknowledged_commit() {
+    let value = [7u8; 1000];
+    for policy in [
+        SyncPolicy::Never,
+        SyncPolicy::Periodic(Duration::from_millis(5)),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        // No checkpoint, so that no file comes or goes while the copy is taken.
+        let open = |path: &Path| {
+            Db::builder()
+                .path(path)
+                .sync(policy)
+                .checkpoint_log_bytes(u64::MAX)
+                .build()
+                .unwrap()
+        };
+        let db = open(dir.path());
+        std::thread::scope(|s| {
+            for t in 0..2u64 {
+                let db = &db;
+                s.spawn(move || {
+                    // ~36 MiB of log a thread: one rollover of the 64 MiB segments.
+                    for i in 0..36_000u64 {
+                        let mut v = value;
+                        v[..8].copy_from_slice(&i.to_be_bytes());
+                        db.put(format!("t{t}-{:03}", i % 500), v).unwrap();
+                    }
+                });
+            }
+        });
+        let acknowledged = contents(&db);
+        let segments = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "log")
+            })
+            .count();
+        assert!(
+            segments >= 2,
+            "{policy:?}: no rollover ({segments} segment)"
+        );
+        let copy = tempfile::tempdir().unwrap();
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, copy.path().join(path.file_name().unwrap())).unwrap();
+        }
+        let reopened = open(copy.path());
+        assert_eq!(contents(&reopened), acknowledged, "{policy:?}: the copy");
+        assert_eq!(reopened.recovery().unwrap().torn_tail, None, "{policy:?}");
+        reopened.close().unwrap();
+        db.close().unwrap();
+        let reopened = open(dir.path());
+        assert_eq!(contents(&reopened), acknowledged, "{policy:?}: after close");
+        reopened.close().unwrap();
+    }
+}
