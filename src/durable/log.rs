@@ -440,19 +440,22 @@ impl<S: Storage> Log<S> {
     }
 
     /// Poisons the log after a write or sync failed with `e`: positions up to `unknown_up_to`
-    /// not yet reached may be on the disk. Returns `e` as an [`Error::Io`]. Only the first
-    /// failure counts: a later one (the same failure seen by a caller up the stack) changes
-    /// nothing.
+    /// not yet reached may be on the disk. Returns `e` as an [`Error::Io`]. The first
+    /// failure's cause is the one reported; a later one only widens the unknown range: a
+    /// leader whose batch was being written when a sync outside the writer lock failed may
+    /// have put frames past that sync's range in the file before it saw the failure, and
+    /// their waiters must hear "unknown", never "not written".
     fn record_failure(&self, b: &mut Buffer, e: Error, unknown_up_to: u64) -> Error {
         let cause = match e {
             Error::Io(cause) | Error::Poisoned { cause } => cause,
             other => std::sync::Arc::new(io::Error::other(other.to_string())),
         };
         b.chunks.clear();
-        b.failure.get_or_insert(Failure {
+        let failure = b.failure.get_or_insert(Failure {
             cause: std::sync::Arc::clone(&cause),
             unknown_up_to,
         });
+        failure.unknown_up_to = failure.unknown_up_to.max(unknown_up_to);
         self.poisoned.store(true, Ordering::Release);
         Error::Io(cause)
     }

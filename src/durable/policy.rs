@@ -30,10 +30,10 @@ impl SyncPolicy {
     }
 
     /// Whether a commit's wait may include a sync the policy asks for: the commit's own under
-    /// `Always`, the background syncer's under `Periodic` (it holds the log's writer lock
-    /// while it syncs, and a waiter then sleeps until that turn ends). Under `Never` a wait
-    /// is the write of the batch, plus a sync only when the batch starts a new segment.
+    /// `Always`. Under `Periodic` and `Never` a wait is the write of the batch (the periodic
+    /// sync runs outside the log's writer lock), plus a sync only when the batch starts a new
+    /// segment (under `Periodic`, after a periodic sync in progress then).
     pub(crate) fn waits_for_sync(self) -> bool {
-        !matches!(self, SyncPolicy::Never)
+        matches!(self, SyncPolicy::Always)
     }
 }

@@ -237,7 +237,8 @@ impl<F: StorageFile> SegmentWriter<F> {
     }
 
     /// Appends frames already encoded (with this segment's salt, and each `synced_to` a
-    /// frame boundary at most [`synced`](Self::synced) when it was encoded), with a single
+    /// frame boundary at most what of the segment was durable when it was encoded: synced by
+    /// [`sync`](Self::sync) or through a [`sync_handle`](Self::sync_handle)), with a single
     /// write; returns the byte range they occupy. For the log, which encodes frames while an
     /// earlier batch is being written and synced.
     pub(crate) fn append_encoded(&mut self, frames: &[u8]) -> Result<Range<u64>> {

@@ -39,7 +39,9 @@ impl LogFlusher {
         let thread = std::thread::Builder::new()
             .name("snapkv-log-flush".into())
             .spawn(move || {
-                let mut next_sync = sync_every.map(|every| Instant::now() + every);
+                // (`None` past the clock's range: an interval too long ever to come.)
+                let after = |every: Duration| Instant::now().checked_add(every);
+                let mut next_sync = sync_every.and_then(after);
                 loop {
                     match stopped.recv_timeout(tick) {
                         Err(RecvTimeoutError::Timeout) => {}
@@ -51,7 +53,7 @@ impl LogFlusher {
                             if log.sync_now().is_err() {
                                 return;
                             }
-                            next_sync = Some(Instant::now() + every);
+                            next_sync = after(every);
                         }
                         _ => log.start_writeback(),
                     }
@@ -72,5 +74,36 @@ impl Drop for LogFlusher {
             // A panic there is a bug already reported on its thread.
             let _ = thread.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::durable::log::LogOptions;
+    use crate::durable::policy::SyncPolicy;
+    use crate::durable::storage::SimStorage;
+
+    /// An interval past the clock's range is one that never comes: the thread lives on,
+    /// starting writeback, and never syncs (adding it to the clock must not overflow).
+    #[test]
+    fn an_interval_too_long_to_come_keeps_the_thread_and_never_syncs() {
+        let every = Duration::MAX;
+        let options = LogOptions {
+            policy: SyncPolicy::Periodic(every),
+            ..LogOptions::default()
+        };
+        let log =
+            Arc::new(Log::create(SimStorage::new(), Path::new("/db"), 1, 1, options).unwrap());
+        let flusher = LogFlusher::spawn(Arc::clone(&log), Some(every));
+        let lsn = log.append(1, [(&b"k"[..], Some(&b"v"[..]))]).unwrap();
+        log.wait_committed(lsn).unwrap();
+        // A few of its turns.
+        std::thread::sleep(3 * WRITEBACK_EVERY);
+        let thread = flusher.thread.as_ref().expect("running");
+        assert!(!thread.is_finished(), "the flusher thread died");
+        assert_eq!(log.syncs(), 0);
     }
 }

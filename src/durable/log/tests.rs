@@ -151,6 +151,72 @@ fn a_failed_sync_gives_its_batch_an_unknown_outcome_and_poisons_the_log() {
     );
 }
 
+/// A sync outside the writer lock fails while a leader writes a batch that meets a new
+/// segment: the leader has put the old segment's frames in the file before it sees the
+/// failure (at the rollover, which then stops). Those frames' waiters must hear that the
+/// outcome is unknown, not that their records were never written: a reopen after the
+/// poisoning reads them back.
+#[test]
+fn a_batch_written_while_a_sync_fails_has_an_unknown_outcome() {
+    let storage = SimStorage::new();
+    let record = |ts: u64| {
+        let mut payload = Vec::new();
+        record::encode(ts, [(&b"k"[..], Some(&b"v"[..]))], &mut payload);
+        payload
+    };
+    let frame_len = frame::encoded_len(record(1).len()) as u64;
+    // Two frames to a segment: the third starts the next one.
+    let options = LogOptions {
+        policy: SyncPolicy::Always,
+        segment_size: HEADER_LEN as u64 + frame_len + 1,
+    };
+    let log = StdArc::new(Log::create(storage.clone(), &dir(), 1, 1, options).unwrap());
+    let append = |ts: u64| log.append(ts, [(&b"k"[..], Some(&b"v"[..]))]).unwrap();
+    let first = append(1);
+    storage.hold_syncs();
+    storage.fail_next_sync();
+    // The sync that will fail: it writes frame 1, then waits at the disk holding the sync
+    // lock.
+    let syncer = {
+        let log = StdArc::clone(&log);
+        std::thread::spawn(move || log.sync_now())
+    };
+    while storage.syncs_waiting() == 0 {
+        std::thread::yield_now();
+    }
+    assert_eq!(log.written_bytes(), first.0);
+    let second = append(2);
+    let third = append(3);
+    // The leader writes frame 2 into segment 1, then waits for the sync lock to roll over.
+    let leader = {
+        let log = StdArc::clone(&log);
+        std::thread::spawn(move || log.wait_durable(third))
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    storage.release_syncs();
+    assert!(syncer.join().unwrap().is_err());
+    assert!(leader.join().unwrap().is_err());
+    let in_file = all_ts(&read_log(&storage, &dir()));
+    assert!(in_file.contains(&1));
+    let outcome = log.wait_durable(second);
+    if in_file.contains(&2) {
+        assert!(
+            matches!(outcome, Err(Error::CommitOutcomeUnknown { .. })),
+            "frame 2 is in the file, its waiter got {outcome:?}"
+        );
+    } else {
+        // The leader saw the failure before it wrote anything (a slow schedule).
+        assert!(
+            matches!(outcome, Err(Error::Poisoned { .. })),
+            "{outcome:?}"
+        );
+    }
+    assert!(
+        !in_file.contains(&3),
+        "the rollover went on past the failed sync"
+    );
+}
+
 #[test]
 fn a_failed_write_gives_its_batch_an_unknown_outcome_and_poisons_the_log() {
     let storage = SimStorage::new();
