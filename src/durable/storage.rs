@@ -472,8 +472,8 @@ struct SimState {
     syncs_held: bool,
     /// File syncs called and not yet started (sleeping their delay, or held).
     syncs_waiting: usize,
-    /// Every [`SyncHandle::start_writeback`] call: the file's inode, offset and length.
-    writebacks: Vec<(usize, u64, u64)>,
+    /// Every [`SyncHandle::start_writeback`] call's offset and length, for tests.
+    writebacks: Vec<(u64, u64)>,
 }
 
 impl SimState {
@@ -602,8 +602,7 @@ impl SimStorage {
 
     /// The ranges writeback was started for, in call order: `(offset, len)` in the file.
     pub(crate) fn writebacks(&self) -> Vec<(u64, u64)> {
-        let state = self.0.lock();
-        state.writebacks.iter().map(|&(_, o, l)| (o, l)).collect()
+        self.0.lock().writebacks.clone()
     }
 
     /// File syncs called and not yet started: sleeping their delay, or held.
@@ -810,7 +809,7 @@ impl StorageFile for SimFile {
 
 impl SyncHandle for SimFile {
     fn start_writeback(&self, offset: u64, len: u64) {
-        self.state.lock().writebacks.push((self.inode, offset, len));
+        self.state.lock().writebacks.push((offset, len));
     }
 
     fn sync(&self) -> io::Result<()> {
