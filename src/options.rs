@@ -149,8 +149,10 @@ impl DbBuilder {
 
     /// Takes a checkpoint in the background (see [`Db::checkpoint`]) once the log a reopen
     /// would read holds this many bytes (default [`DEFAULT_CHECKPOINT_LOG_BYTES`];
-    /// `u64::MAX`: never, only explicit checkpoints). Keeps reopening proportional to the
-    /// data, not to its history. Ignored in memory.
+    /// `u64::MAX`: never, only explicit checkpoints), or half the last checkpoint's size if
+    /// that is more (a checkpoint rewrites the whole store: a big one is not rewritten for
+    /// every few megabytes of log). Keeps reopening proportional to the data, not to its
+    /// history. Ignored in memory.
     pub fn checkpoint_log_bytes(mut self, bytes: u64) -> Self {
         self.durable.checkpoint_log_bytes = bytes;
         self

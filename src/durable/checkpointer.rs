@@ -3,7 +3,14 @@
 //! the data rather than to its history, and no committer pays for it.
 //!
 //! Committers only look: every [`CHECK_EVERY`] durable commits one reads the log's size and,
-//! past the threshold, wakes the thread (spawned on the first request). The thread holds a
+//! past the threshold, wakes the thread (spawned on the first request).
+//!
+//! The threshold grows with the data: a checkpoint is due once the log holds the configured
+//! bytes *or half the last checkpoint's size*, whichever is more. A checkpoint rewrites the
+//! whole store, so at a fixed 64 MiB a database of gigabytes would write its image over and
+//! over (and checkpoint without pause: the log passes 64 MiB again while a big image is
+//! written). With the half, a checkpoint's bytes stay within twice the log's, and a reopen
+//! reads at most half an image's worth of log after the image. The thread holds a
 //! weak reference to the database, so it never keeps one alive; it stops on close and when
 //! the last handle goes.
 
@@ -33,8 +40,10 @@ struct Signal {
 
 /// A database's background checkpointer.
 pub(crate) struct Checkpointer {
-    /// Log bytes past which a checkpoint is due (`u64::MAX`: never).
+    /// Log bytes past which a checkpoint is due (`u64::MAX`: never), at least.
     threshold: u64,
+    /// The size of the last checkpoint taken: half of it is due too ([`Self::due_at`]).
+    image_bytes: AtomicU64,
     commits: AtomicU64,
     signal: Arc<Signal>,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -44,18 +53,32 @@ impl Checkpointer {
     pub(crate) fn new(threshold: u64) -> Self {
         Self {
             threshold,
+            image_bytes: AtomicU64::new(0),
             commits: AtomicU64::new(0),
             signal: Arc::default(),
             thread: Mutex::new(None),
         }
     }
 
+    /// Records the size of a checkpoint just taken (in the background or not), which sets
+    /// when the next one is due.
+    pub(crate) fn checkpointed(&self, bytes: u64) {
+        self.image_bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    /// The log bytes at which a checkpoint is due: the configured threshold, or half the
+    /// last checkpoint if that is more (see the module documentation).
+    pub(crate) fn due_at(&self) -> u64 {
+        self.threshold
+            .max(self.image_bytes.load(Ordering::Relaxed) / 2)
+    }
+
     /// Called after each durable commit of `db`: now and then, looks at `live_bytes` (read
-    /// only then) and asks for a checkpoint past the threshold.
+    /// only then) and asks for a checkpoint once it is due.
     pub(crate) fn after_commit(&self, db: &Db, live_bytes: impl FnOnce() -> u64) {
         if self.threshold == u64::MAX
             || self.commits.fetch_add(1, Ordering::Relaxed) % CHECK_EVERY != 0
-            || live_bytes() < self.threshold
+            || live_bytes() < self.due_at()
         {
             return;
         }

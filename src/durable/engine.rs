@@ -153,7 +153,9 @@ impl Durability {
     /// Writes a checkpoint of `snapshot` (see [`CommitLog::checkpoint`]), one at a time.
     pub(crate) fn checkpoint(&self, snapshot: &Snapshot) -> Result<CheckpointReport> {
         let _one_at_a_time = self.checkpointing.lock();
-        self.log.checkpoint(snapshot)
+        let report = self.log.checkpoint(snapshot)?;
+        self.checkpointer.checkpointed(report.bytes);
+        Ok(report)
     }
 
     /// The log's counters.
@@ -246,6 +248,13 @@ pub(crate) fn open<S: Storage + 'static>(
             read_only: false,
         },
     )?;
+    let checkpointer = Checkpointer::new(options.checkpoint_log_bytes);
+    // The image recovery read sets when the next checkpoint is due, as one just taken would.
+    if let Some(ts) = recovered.checkpoint_ts {
+        if let Ok(bytes) = storage.len(&dir.join(checkpoint::file_name(ts))) {
+            checkpointer.checkpointed(bytes);
+        }
+    }
     let log_options = LogOptions {
         policy,
         segment_size: options.segment_size,
@@ -292,7 +301,7 @@ pub(crate) fn open<S: Storage + 'static>(
             flusher: Mutex::new(flusher),
             lock: Mutex::new(lock),
             report,
-            checkpointer: Checkpointer::new(options.checkpoint_log_bytes),
+            checkpointer,
             checkpointing: Mutex::new(()),
         },
         recovered,

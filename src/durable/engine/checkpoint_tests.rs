@@ -151,6 +151,53 @@ fn the_log_passing_its_threshold_checkpoints_in_the_background() {
     assert_eq!(contents(&db), expected);
 }
 
+/// A checkpoint is due at the configured log size or half the last image, whichever is
+/// more: a database whose image is far above the threshold does not rewrite it every time
+/// the log passes the threshold, and does once the log reaches half the image.
+#[test]
+fn the_threshold_grows_to_half_the_last_checkpoint() {
+    let storage = SimStorage::new();
+    let db = open_small(&storage, 4096);
+    let value = [5u8; 100];
+    for i in 0..2000u32 {
+        db.put(format!("k{i:05}"), value).unwrap();
+    }
+    let image = db.checkpoint().unwrap();
+    assert!(image.bytes > 16 * 4096, "{} bytes", image.bytes);
+    let checkpointer = db.shared.durable.as_ref().unwrap().checkpointer();
+    assert_eq!(checkpointer.due_at(), image.bytes / 2);
+    let log = |db: &Db| db.stats().log.unwrap().live_bytes;
+    // Past the configured threshold, well short of half the image: no checkpoint.
+    let mut i = 0u32;
+    while log(&db) < 4 * 4096 {
+        db.put(format!("k{:05}", i % 2000), value).unwrap();
+        i += 1;
+    }
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert_eq!(
+        files(&storage, ".ckpt"),
+        [checkpoint::file_name(image.ts)],
+        "a checkpoint below half the image"
+    );
+    // Past half the image: the background checkpoint comes.
+    while files(&storage, ".ckpt") == [checkpoint::file_name(image.ts)] {
+        db.put(format!("k{:05}", i % 2000), value).unwrap();
+        i += 1;
+        if i % 1024 == 0 {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert!(i < 10_000_000, "no background checkpoint");
+    }
+    db.close().unwrap();
+    // Reopened, the image recovery read sets when the next one is due.
+    let newest = files(&storage, ".ckpt").pop().unwrap();
+    let bytes = storage.len(&dir().join(newest)).unwrap();
+    let db = open_small(&storage, 4096);
+    let checkpointer = db.shared.durable.as_ref().unwrap().checkpointer();
+    assert_eq!(checkpointer.due_at(), bytes / 2);
+    db.close().unwrap();
+}
+
 #[test]
 fn a_checkpoint_needs_an_open_durable_database() {
     assert!(matches!(
