@@ -48,12 +48,12 @@ impl LogFlusher {
                         // Stopped (the sender is dropped; nothing is ever sent).
                         Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
                     }
-                    match (next_sync, sync_every) {
-                        (Some(at), Some(every)) if Instant::now() >= at => {
+                    match next_sync {
+                        Some(at) if Instant::now() >= at => {
                             if log.sync_now().is_err() {
                                 return;
                             }
-                            next_sync = after(every);
+                            next_sync = sync_every.and_then(after);
                         }
                         _ => log.start_writeback(),
                     }
