@@ -41,7 +41,10 @@ fn checkpoints(dir: &Path) -> BTreeSet<String> {
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let keys: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(3_000_000);
+    let keys: u64 = args
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(3_000_000);
     let scratch = tempfile::tempdir().expect("a scratch directory");
     let dir = args
         .next()
