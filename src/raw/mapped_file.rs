@@ -115,11 +115,11 @@ impl MappedFile {
         let page = rustix::param::page_size();
         let behind = offset / page * page;
         if behind > self.released {
-            // SAFETY: `MADV_DONTNEED` on a shared file mapping drops only the page-table
-            // entries: the pages stay in the file's page cache (a dirty entry marks its page
-            // dirty first), and an access afterwards would fault the file's content back in.
-            // So nothing the type wrote is lost, and nothing is freed under a reference: the
-            // map is never read, and it is written only at or past `offset` from now on.
+            // `MADV_DONTNEED` on a shared file mapping drops only the page-table entries: the
+            // pages stay in the file's page cache (a dirty entry marks its page dirty first),
+            // and an access afterwards would fault the file's content back in.
+            // SAFETY: so nothing the type wrote is lost, and nothing is freed under a
+            // reference: the map is never read, and is written only at or past `offset` now.
             let _ = unsafe {
                 self.map.unchecked_advise_range(
                     memmap2::UncheckedAdvice::DontNeed,
