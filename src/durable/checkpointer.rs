@@ -3,16 +3,16 @@
 //! the data rather than to its history, and no committer pays for it.
 //!
 //! Committers only look: every [`CHECK_EVERY`] durable commits one reads the log's size and,
-//! past the threshold, wakes the thread (spawned on the first request).
+//! past the threshold, wakes the thread (spawned on the first request). The thread holds a
+//! weak reference to the database, so it never keeps one alive; it stops on close and when
+//! the last handle goes.
 //!
 //! The threshold grows with the data: a checkpoint is due once the log holds the configured
 //! bytes *or half the last checkpoint's size*, whichever is more. A checkpoint rewrites the
 //! whole store, so at a fixed 64 MiB a database of gigabytes would write its image over and
 //! over (and checkpoint without pause: the log passes 64 MiB again while a big image is
 //! written). With the half, a checkpoint's bytes stay within twice the log's, and a reopen
-//! reads at most half an image's worth of log after the image. The thread holds a
-//! weak reference to the database, so it never keeps one alive; it stops on close and when
-//! the last handle goes.
+//! reads at most half an image's worth of log after the image.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};

@@ -510,10 +510,8 @@ impl<S: Storage> Log<S> {
             drop(writer);
             self.end_turn();
         }
-        if !self.poisoned.load(Ordering::Acquire) {
-            // A failure poisons the log: reported just below.
-            let _ = self.sync_written();
-        }
+        // A failure (or an earlier one) poisons the log: reported just below.
+        let _ = self.sync_written();
         let synced = self
             .check_reached(Lsn(end), &self.durable)
             .unwrap_or(Ok(()));

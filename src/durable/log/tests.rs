@@ -91,6 +91,23 @@ fn commit_concurrently<S: Storage>(log: &Log<S>, threads: usize, each: usize) ->
     })
 }
 
+/// Holds `storage`'s syncs and starts `log.sync_now()` on a thread; returns once that sync
+/// waits at the disk (holding the log's sync lock) until `storage.release_syncs()`.
+fn sync_held_at_the_disk(
+    log: &StdArc<Log<SimStorage>>,
+    storage: &SimStorage,
+) -> std::thread::JoinHandle<Result<()>> {
+    storage.hold_syncs();
+    let syncer = {
+        let log = StdArc::clone(log);
+        std::thread::spawn(move || log.sync_now())
+    };
+    while storage.syncs_waiting() == 0 {
+        std::thread::yield_now();
+    }
+    syncer
+}
+
 #[test]
 fn group_commit_keeps_every_acknowledged_commit_and_shares_syncs() {
     let storage = SimStorage::new();
@@ -173,17 +190,10 @@ fn a_batch_written_while_a_sync_fails_has_an_unknown_outcome() {
     let log = StdArc::new(Log::create(storage.clone(), &dir(), 1, 1, options).unwrap());
     let append = |ts: u64| log.append(ts, [(&b"k"[..], Some(&b"v"[..]))]).unwrap();
     let first = append(1);
-    storage.hold_syncs();
     storage.fail_next_sync();
     // The sync that will fail: it writes frame 1, then waits at the disk holding the sync
     // lock.
-    let syncer = {
-        let log = StdArc::clone(&log);
-        std::thread::spawn(move || log.sync_now())
-    };
-    while storage.syncs_waiting() == 0 {
-        std::thread::yield_now();
-    }
+    let syncer = sync_held_at_the_disk(&log, &storage);
     assert_eq!(log.written_bytes(), first.0);
     let second = append(2);
     let third = append(3);
@@ -337,14 +347,7 @@ fn commits_go_on_while_a_periodic_sync_waits_for_the_disk() {
     let log = StdArc::new(Log::create(storage.clone(), &dir(), 1, 1, options(policy)).unwrap());
     let before = log.append(1, [(&b"a"[..], Some(&b"1"[..]))]).unwrap();
     log.wait_committed(before).unwrap();
-    storage.hold_syncs();
-    let syncer = {
-        let log = StdArc::clone(&log);
-        std::thread::spawn(move || log.sync_now())
-    };
-    while storage.syncs_waiting() == 0 {
-        std::thread::yield_now();
-    }
+    let syncer = sync_held_at_the_disk(&log, &storage);
     // Bounded: a sync that held the writer lock would keep these waiting for good.
     let (done, finished) = std::sync::mpsc::channel();
     let committer = {
